@@ -81,4 +81,5 @@ class RandomPolicy:
         return None
 
     def act(self, obs: np.ndarray, state: Any, first: np.ndarray) -> tuple[np.ndarray, Any]:
-        return self.rng.integers(0, self.num_actions, size=obs.shape[0], dtype=np.int64), None
+        actions = self.rng.integers(0, self.num_actions, size=obs.shape[0], dtype=np.int64)
+        return np.asarray(actions), None

@@ -1,1 +1,161 @@
+"""Named, typed experiment presets.
 
+A recipe is a :class:`BTExperiment`: reward-free pretraining on one environment, then each
+transfer strategy trained on the task reward with several seeds, then a report. The presets:
+
+* ``bt-minigrid`` — the demo (``rltransfer demo``): small, about 10 minutes on 2 CPU cores.
+* ``bt-minigrid-benchmark`` — a sparse-reward MiniGrid task with a longer budget (about an
+  hour on 2 cores), the benchmark recorded in ``docs/benchmarks.md``.
+* ``bt-atari`` — paper-scale settings on Atari (Campos et al. 2021 use R2D2 with 256 actors
+  and billions of frames); here it runs on short budgets, meaningful ones need a GPU/cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from rltransfer.agents.r2d2 import R2D2Config
+from rltransfer.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One way of starting the task: exploration and where the weights come from."""
+
+    name: str
+    explore: str = "epsilon_greedy"
+    init: str = "none"
+    flights: bool = True
+    extra_action: bool = True
+
+    @property
+    def uses_pretraining(self) -> bool:
+        return self.explore == "bt" or self.init != "none"
+
+
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("scratch_eps_greedy"),
+        Strategy("scratch_ez_greedy", explore="ez_greedy"),
+        Strategy("full_init", init="full"),
+        Strategy("partial_init", init="partial"),
+        Strategy("bt", explore="bt"),
+        Strategy("bt_partial_init", explore="bt", init="partial"),
+        Strategy("bt_flights_only", explore="bt", extra_action=False),
+        Strategy("bt_extra_action_only", explore="bt", flights=False),
+    )
+}
+"""Standard strategies (Campos et al. 2021, Sec. 5 and Table 1 ablations)."""
+
+
+@dataclass
+class BTExperiment:
+    """Pretrain without reward, transfer with each strategy, compare over seeds.
+
+    Attributes:
+        pretrain: config of the reward-free pretraining run (seed ``pretrain.seed``).
+        train: base config of each transfer run; ``explore``/``init``/``prior``/``seed``/
+            ``run_dir`` are set per strategy and seed.
+        strategies: names from :data:`STRATEGIES`.
+        num_seeds: seeds per strategy (0 .. num_seeds - 1).
+        zero_shot_episodes: episodes to score the pretrained policy on the task reward.
+        workers: training runs in parallel (processes, one torch thread each).
+    """
+
+    name: str
+    pretrain: TrainConfig
+    train: TrainConfig
+    strategies: tuple[str, ...] = (
+        "scratch_eps_greedy",
+        "scratch_ez_greedy",
+        "full_init",
+        "bt",
+        "bt_partial_init",
+    )
+    num_seeds: int = 3
+    zero_shot_episodes: int = 20
+    workers: int = 2
+    description: str = ""
+
+
+def _small_agent(**overrides: object) -> R2D2Config:
+    base = R2D2Config(
+        feature_dim=128, hidden=128, lr=5e-4, batch_size=64, n_step=5, gamma=0.99,
+        target_update_period_updates=250,
+    )
+    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def bt_minigrid() -> BTExperiment:
+    """The demo: DoorKey 5x5, RND pretraining (no reward), transfer to reaching the goal."""
+    env = "MiniGrid-DoorKey-5x5-v0"
+    common = dict(env_id=env, num_envs=8, replay_capacity_env_steps=50_000,
+                  learning_starts_env_steps=1_000, env_steps_per_update=8.0,
+                  eval_every_env_steps=5_000, eval_episodes=10, checkpoint_every_env_steps=10_000,
+                  agent=_small_agent())
+    pretrain = TrainConfig(**common, total_env_steps=40_000, reward_free=True,  # type: ignore[arg-type]
+                           intrinsic="rnd", intrinsic_scale=1.0, seed=1_000)
+    train = TrainConfig(**common, task="goal", total_env_steps=30_000)  # type: ignore[arg-type]
+    return BTExperiment(
+        name="bt-minigrid", pretrain=pretrain, train=train,
+        description="Reward-free RND pretraining on MiniGrid DoorKey-5x5, then the goal task.",
+    )
+
+
+def bt_minigrid_benchmark() -> BTExperiment:
+    """The benchmark: a sparse-reward MiniGrid task, longer budgets, 5 seeds."""
+    exp = bt_minigrid()
+    env = "MiniGrid-DoorKey-8x8-v0"
+    pretrain = dataclasses.replace(exp.pretrain, env_id=env, total_env_steps=200_000,
+                                   replay_capacity_env_steps=200_000)
+    train = dataclasses.replace(exp.train, env_id=env, total_env_steps=150_000,
+                                replay_capacity_env_steps=150_000, eval_every_env_steps=10_000,
+                                eval_episodes=20)
+    return BTExperiment(
+        name="bt-minigrid-benchmark", pretrain=pretrain, train=train,
+        strategies=("scratch_eps_greedy", "scratch_ez_greedy", "full_init", "bt",
+                    "bt_partial_init"),
+        num_seeds=5,
+        description="Reward-free RND pretraining on MiniGrid DoorKey-8x8, then the goal task.",
+    )
+
+
+def bt_atari() -> BTExperiment:
+    """Paper-scale settings on Atari (Ms. Pac-Man); set budgets with --total-env-steps."""
+    env = "ALE/MsPacman-v5"
+    agent = R2D2Config()  # R2D2 defaults: gamma 0.997, n 5, lr 1e-4, target 2500 updates
+    common = dict(env_id=env, num_envs=8, replay_capacity_env_steps=1_000_000,
+                  learning_starts_env_steps=20_000, env_steps_per_update=4.0,
+                  eval_every_env_steps=250_000, eval_episodes=10,
+                  checkpoint_every_env_steps=250_000, checkpoint_replay=False, agent=agent,
+                  sticky_action_prob=0.0)
+    pretrain = TrainConfig(**common, total_env_steps=50_000_000, reward_free=True,  # type: ignore[arg-type]
+                           intrinsic="rnd", seed=1_000)
+    train = TrainConfig(**common, total_env_steps=50_000_000)  # type: ignore[arg-type]
+    return BTExperiment(
+        name="bt-atari", pretrain=pretrain, train=train, num_seeds=3, workers=1,
+        description="Paper-scale Behavior Transfer on Ms. Pac-Man (needs a GPU or a cluster).",
+    )
+
+
+RECIPES = {
+    "bt-minigrid": bt_minigrid,
+    "bt-minigrid-benchmark": bt_minigrid_benchmark,
+    "bt-atari": bt_atari,
+}
+
+
+def get_recipe(name: str) -> BTExperiment:
+    """Look up a recipe by name.
+
+    Raises:
+        KeyError: unknown name (the message lists the recipes).
+    """
+    if name not in RECIPES:
+        raise KeyError(f"unknown recipe {name!r}; available: {', '.join(sorted(RECIPES))}")
+    return RECIPES[name]()
+
+
+__all__ = ["RECIPES", "STRATEGIES", "BTExperiment", "Strategy", "get_recipe", "field"]

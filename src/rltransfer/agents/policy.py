@@ -1,0 +1,213 @@
+"""A trained Q-learning agent seen as a :class:`~rltransfer.policy.Policy`, and loading one.
+
+A pretrained artifact is a checkpoint directory whose ``meta.json`` says what it is (the
+agent config, the observation shape and scale, the action counts), so a path is enough to
+rebuild the network and act with it: ``load_policy("runs/pretrain")``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rltransfer.agents.r2d2 import R2D2Agent, R2D2Config
+from rltransfer.runtime.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    read_meta,
+)
+from rltransfer.runtime.config import ConfigError, from_dict
+
+POLICY_PREFIX = "policy/"
+"""Checkpoint tensors under this prefix are the online networks, ``policy/<module>.<param>``."""
+
+
+class AgentPolicy:
+    """Greedy (or epsilon-greedy) action selection from an :class:`R2D2Agent`'s Q-values.
+
+    When the agent has the Behavior Transfer extra action a+ (its last Q column) and a
+    ``prior`` policy is given, choosing a+ executes the prior's action (Campos et al. 2021,
+    Sec. 3.2: the extra action "allows the agent to use the pre-trained policy at test time").
+
+    Args:
+        agent: the Q-learner; its ``q_values`` take stacked ``uint8[B, C*S, H, W]``.
+        num_env_actions: |A|; ``agent.num_actions`` is |A| or |A| + 1 (with a+).
+        epsilon: probability of a uniformly random env action.
+        prior: the pretrained policy pi_p that resolves a+ (required if the agent has a+).
+        seed: seed of the epsilon draws.
+
+    Raises:
+        ValueError: if the agent has an extra action but no prior is given.
+    """
+
+    def __init__(
+        self,
+        agent: R2D2Agent,
+        num_env_actions: int,
+        epsilon: float = 0.0,
+        prior: Any = None,
+        seed: int = 0,
+    ) -> None:
+        self.agent = agent
+        self.num_actions = int(num_env_actions)
+        self.has_extra = agent.num_actions == num_env_actions + 1
+        if self.has_extra and prior is None:
+            raise ValueError(
+                "this agent has the extra action a+ (Behavior Transfer); pass the pretrained "
+                "policy as prior= so a+ can be resolved"
+            )
+        self.epsilon = float(epsilon)
+        self.prior = prior
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, num_envs: int) -> Any:
+        return self.prior.reset(num_envs) if self.prior is not None else None
+
+    def act(self, obs: np.ndarray, state: Any, first: np.ndarray) -> tuple[np.ndarray, Any]:
+        q = self.agent.q_values(obs)
+        actions = q.argmax(axis=1).astype(np.int64)
+        if self.prior is not None:
+            prior_actions, state = self.prior.act(obs, state, first)
+            if self.has_extra:
+                use_prior = actions == self.num_actions
+                actions = np.where(use_prior, prior_actions, actions)
+        if self.epsilon > 0:
+            explore = self.rng.random(obs.shape[0]) < self.epsilon
+            random_actions = self.rng.integers(0, self.num_actions, size=obs.shape[0])
+            actions = np.where(explore, random_actions, actions)
+        return actions.astype(np.int64), state
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """Map a run directory or a checkpoint directory to the checkpoint to read.
+
+    A run directory resolves to ``<run>/final`` if the run finished, else to its latest
+    checkpoint under ``<run>/checkpoints``.
+
+    Raises:
+        CheckpointError: if nothing loadable is there.
+    """
+    p = Path(path)
+    if (p / "meta.json").is_file():
+        return p
+    if (p / "final" / "meta.json").is_file():
+        return p / "final"
+    latest = latest_checkpoint(p / "checkpoints")
+    if latest is not None:
+        return latest
+    raise CheckpointError(
+        f"{p} is neither a checkpoint (no meta.json) nor a run directory with a final/ or "
+        "checkpoints/ entry; pass the directory written by `rltransfer pretrain`"
+    )
+
+
+def agent_from_checkpoint(
+    path: str | Path, device: str = "cpu"
+) -> tuple[R2D2Agent, dict[str, Any]]:
+    """Rebuild the agent a checkpoint describes and load its online networks.
+
+    Returns:
+        ``(agent, meta)``.
+
+    Raises:
+        CheckpointError: missing/corrupt/foreign checkpoint, or one that is not an agent.
+    """
+    ckpt = resolve_checkpoint(path)
+    meta = read_meta(ckpt)
+    arch = meta.get("architecture")
+    if not isinstance(arch, dict) or arch.get("kind") != "r2d2":
+        raise CheckpointError(f"{ckpt} does not hold an R2D2 agent (architecture {arch!r})")
+    try:
+        config = from_dict(R2D2Config, arch["agent_config"], where=f"{ckpt}/meta.json")
+    except (ConfigError, KeyError) as e:
+        raise CheckpointError(f"{ckpt}: the agent config in meta.json is unusable: {e}") from e
+    agent = R2D2Agent(
+        config,
+        obs_shape=tuple(arch["obs_shape"]),
+        obs_scale=float(arch["obs_scale"]),
+        num_actions=int(arch["num_actions"]),
+        device=device,
+    )
+    tensors, _ = load_checkpoint(ckpt)
+    load_policy_tensors(agent, tensors, modules=("torso", "core", "head"), source=str(ckpt))
+    return agent, meta
+
+
+def policy_tensors(agent: R2D2Agent) -> dict[str, torch.Tensor]:
+    """The online networks as ``policy/<module>.<param>`` tensors (what transfer reads)."""
+    out: dict[str, torch.Tensor] = {}
+    for name, module in agent.named_modules_for_transfer().items():
+        for key, value in module.state_dict().items():
+            out[f"{POLICY_PREFIX}{name}.{key}"] = value
+    return out
+
+
+def load_policy_tensors(
+    agent: R2D2Agent,
+    tensors: dict[str, torch.Tensor],
+    modules: tuple[str, ...],
+    source: str,
+) -> None:
+    """Copy ``policy/<module>.*`` tensors into the agent's online (and target) modules.
+
+    Raises:
+        CheckpointError: a module is missing from the checkpoint, or a tensor's shape
+            differs; the message names both sides. Nothing is copied in that case.
+    """
+    targets = agent.named_modules_for_transfer()
+    plan: list[tuple[torch.Tensor, torch.Tensor]] = []
+    problems: list[str] = []
+    for name in modules:
+        if name not in targets:
+            raise CheckpointError(f"agent has no module {name!r} (has {sorted(targets)})")
+        for key, dest in targets[name].state_dict(keep_vars=True).items():
+            full = f"{POLICY_PREFIX}{name}.{key}"
+            if full not in tensors:
+                problems.append(f"{name}.{key}: missing in {source}")
+                continue
+            src = tensors[full]
+            if tuple(src.shape) != tuple(dest.shape):
+                problems.append(
+                    f"{name}.{key}: checkpoint {tuple(src.shape)} vs this agent {tuple(dest.shape)}"
+                )
+                continue
+            plan.append((dest, src))
+    if problems:
+        raise CheckpointError(
+            f"cannot load {', '.join(modules)} from {source}:\n  " + "\n  ".join(problems)
+        )
+    with torch.no_grad():
+        for dest, src in plan:
+            dest.copy_(src.to(dest.device, dest.dtype))
+    agent.sync_target()
+
+
+def load_policy(
+    path: str | Path, epsilon: float = 0.0, seed: int = 0, device: str = "cpu"
+) -> AgentPolicy:
+    """Load a pretrained agent as a frozen :class:`AgentPolicy` (pi_p for Behavior Transfer).
+
+    Args:
+        path: a checkpoint directory or a run directory (see :func:`resolve_checkpoint`).
+        epsilon: probability of a random action when it acts.
+
+    Raises:
+        CheckpointError: see :func:`agent_from_checkpoint`; also if the pretrained agent
+            itself needs a prior (it was trained with a+): such chains are not supported.
+    """
+    agent, meta = agent_from_checkpoint(path, device=device)
+    for module in agent.named_modules_for_transfer().values():
+        module.requires_grad_(False)
+    num_env_actions = int(meta["architecture"]["num_env_actions"])
+    if agent.num_actions != num_env_actions:
+        raise CheckpointError(
+            f"{path} was trained with the extra action a+; load its own prior instead"
+        )
+    policy = AgentPolicy(agent, num_env_actions, epsilon=epsilon, seed=seed)
+    policy.obs_shape = tuple(meta["architecture"]["obs_shape"])  # type: ignore[attr-defined]
+    policy.env_id = meta["architecture"].get("env_id")  # type: ignore[attr-defined]
+    return policy

@@ -1,0 +1,171 @@
+"""Command line: ``rltransfer pretrain | train | evaluate | report | run | demo``.
+
+Every flag maps to a typed config field (tyro); ``rltransfer <verb> --help`` lists them.
+Errors the user can fix (unknown env, mismatched checkpoint, conflicting run directory) end
+with one message and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import tyro
+
+from rltransfer.config import TrainConfig
+from rltransfer.pretrain.reward_free import PRETRAIN_DEFAULTS, pretrain_reward_free
+
+
+def pretrain(cfg: TrainConfig = PRETRAIN_DEFAULTS) -> None:
+    """Reward-free pretraining: the agent learns from an intrinsic reward only."""
+    result = pretrain_reward_free(cfg)
+    print(f"pretrained policy: {result.run_dir / 'final'} "
+          f"(task return of its greedy policy: {result.final_return_mean:.3f})")
+
+
+def train_cmd(cfg: TrainConfig) -> None:
+    """Train on the task reward: from scratch, with weight init, or with Behavior Transfer."""
+    from rltransfer.train import train
+
+    result = train(cfg)
+    print(f"run {result.run_dir}: {result.env_steps} env steps, {result.num_updates} updates, "
+          f"final evaluation return {result.final_return_mean:.3f}")
+
+
+@dataclass
+class EvaluateArgs:
+    """Score a checkpoint (or a run's final policy) on a task's reward."""
+
+    policy: str
+    """Checkpoint or run directory."""
+    env_id: str | None = None
+    """Environment (default: the one the policy was trained on)."""
+    task: str | None = None
+    episodes: int = 10
+    seed: int = 12_345
+    epsilon: float = 0.0
+    output: str | None = None
+    """Write the returns as JSON here."""
+
+
+def evaluate(args: EvaluateArgs) -> None:
+    """Zero-shot or final evaluation of a saved policy."""
+    from rltransfer.agents.policy import load_policy
+    from rltransfer.evaluate.protocol import evaluate_policy
+
+    policy = load_policy(args.policy, epsilon=args.epsilon, seed=args.seed)
+    env_id = args.env_id or policy.env_id  # type: ignore[attr-defined]
+    returns = evaluate_policy(policy, env_id, args.episodes, seed=args.seed, task=args.task)
+    summary = {"policy": args.policy, "env_id": env_id, "task": args.task,
+               "returns": [float(r) for r in returns], "mean": float(np.mean(returns)),
+               "std": float(np.std(returns))}
+    print(json.dumps(summary, indent=2))
+    if args.output:
+        Path(args.output).write_text(json.dumps(summary, indent=2))
+
+
+@dataclass
+class ReportArgs:
+    """Rebuild the report of an experiment directory from its runs."""
+
+    experiment_dir: str
+
+
+def report(args: ReportArgs) -> None:
+    """Write ``report.md`` with IQM/mean/median and 95% CIs, and learning curves."""
+    from rltransfer.evaluate.report import write_experiment_report
+
+    out = Path(args.experiment_dir)
+    runs = out / "runs"
+    if not runs.is_dir():
+        raise FileNotFoundError(f"{out} has no runs/ directory: is it an experiment directory?")
+    strategies = sorted(p.name for p in runs.iterdir() if p.is_dir())
+    num_seeds = max(len(list((runs / s).glob("seed_*"))) for s in strategies)
+    zero = out / "zero_shot.json"
+    zero_shot = json.loads(zero.read_text())["returns"] if zero.exists() else None
+    path = write_experiment_report(out, title=out.name, strategies=strategies,
+                                   num_seeds=num_seeds, zero_shot_returns=zero_shot)
+    print(path)
+
+
+@dataclass
+class RunArgs:
+    """Run a named experiment recipe (pretraining, every strategy over seeds, report)."""
+
+    recipe: Annotated[str, tyro.conf.Positional]
+    """bt-minigrid | bt-minigrid-benchmark | bt-atari"""
+    out_dir: str | None = None
+    """Experiment directory (default: runs/<recipe>)."""
+    num_seeds: int | None = None
+    workers: int | None = None
+    pretrain_env_steps: int | None = None
+    train_env_steps: int | None = None
+    strategies: tuple[str, ...] | None = None
+
+
+def run(args: RunArgs) -> None:
+    """Run a recipe end to end; re-running the same command resumes it."""
+    from rltransfer.experiment import run_experiment
+    from rltransfer.recipes import get_recipe
+
+    exp = get_recipe(args.recipe)
+    if args.num_seeds is not None:
+        exp.num_seeds = args.num_seeds
+    if args.workers is not None:
+        exp.workers = args.workers
+    if args.strategies is not None:
+        exp.strategies = args.strategies
+    if args.pretrain_env_steps is not None:
+        exp.pretrain = dataclasses.replace(exp.pretrain, total_env_steps=args.pretrain_env_steps)
+    if args.train_env_steps is not None:
+        exp.train = dataclasses.replace(exp.train, total_env_steps=args.train_env_steps)
+    run_experiment(exp, args.out_dir or f"runs/{args.recipe}")
+
+
+@dataclass
+class DemoArgs:
+    """The small default experiment: bt-minigrid, about 10 minutes on 2 CPU cores."""
+
+    out_dir: str = "runs/demo"
+
+
+def demo(args: DemoArgs) -> None:
+    """Pretrain without reward on MiniGrid, transfer five ways, 3 seeds each, report."""
+    run(RunArgs(recipe="bt-minigrid", out_dir=args.out_dir))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``rltransfer`` command."""
+    from rltransfer.runtime.checkpoint import CheckpointError
+    from rltransfer.runtime.config import ConfigError
+
+    logging.basicConfig(level=os.environ.get("RLTRANSFER_LOG", "WARNING"))
+    try:
+        tyro.extras.subcommand_cli_from_dict(
+            {
+                "pretrain": pretrain,
+                "train": train_cmd,
+                "evaluate": evaluate,
+                "report": report,
+                "run": run,
+                "demo": demo,
+            },
+            args=argv,
+            description="rltransfer: pretrain RL agents and transfer what they learned.",
+        )
+    except (ConfigError, CheckpointError, KeyError, ValueError, FileNotFoundError,
+            ImportError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"rltransfer: error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

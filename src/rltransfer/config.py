@@ -1,0 +1,94 @@
+"""The training configuration shared by ``rltransfer pretrain`` and ``rltransfer train``.
+
+Reward-free pretraining is an ordinary agent trained on an intrinsic reward: the same loop,
+the same config, with ``reward_free=True`` and ``intrinsic="rnd"`` (or ``"constant"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rltransfer.agents.r2d2 import R2D2Config
+
+
+@dataclass
+class TrainConfig:
+    """One training run: environment, learner, exploration, transfer, and bookkeeping.
+
+    Budgets are in env steps (an Atari env step is 4 frames). Sources: R2D2 (Kapturowski et
+    al. 2019) for the learner; Behavior Transfer (Campos et al. 2021, Algorithm 1) for
+    ``explore="bt"``; ez-greedy (Dabney et al. 2021).
+    """
+
+    env_id: str = "MiniGrid-DoorKey-5x5-v0"
+    """Environment id: ``MiniGrid-*``, ``MinAtar/<Game>``, or ``ALE/<Game>-v5``."""
+    task: str | None = None
+    """Task variant (reward function) of the environment, e.g. ``goal``, ``key``, ``door``."""
+    num_envs: int = 8
+    total_env_steps: int = 50_000
+    seed: int = 0
+    run_dir: str = "runs/train"
+    frame_stack: int | None = None
+    """Frames stacked as agent input; ``None`` takes the suite default (Atari 4, else 1)."""
+    terminal_on_life_loss: bool = False
+    sticky_action_prob: float = 0.25
+    """Atari only: ALE v5's sticky actions (0.25); 0 gives deterministic emulation."""
+
+    # Reward.
+    reward_free: bool = False
+    """Hide the task reward from the learner (it is still logged and evaluated)."""
+    intrinsic: Literal["none", "rnd", "constant"] = "none"
+    intrinsic_scale: float = 1.0
+    """beta: the learner's reward is ``extrinsic + intrinsic_scale * intrinsic``."""
+    intrinsic_lr: float = 1e-4
+
+    # Learner.
+    agent: R2D2Config = field(default_factory=R2D2Config)
+    replay_capacity_env_steps: int = 100_000
+    prioritized: bool = True
+    learning_starts_env_steps: int = 2_000
+    env_steps_per_update: float = 4.0
+    """Replay ratio: one gradient update every this many env steps (summed over envs)."""
+
+    # Exploration.
+    explore: Literal["epsilon_greedy", "ez_greedy", "bt"] = "epsilon_greedy"
+    epsilon_schedule: Literal["ape_x", "constant"] = "ape_x"
+    """``ape_x``: env i of N uses eps_i = 0.4^(1 + 7 i / (N - 1)) (R2D2); ``constant``:
+    every env uses ``epsilon``."""
+    epsilon: float = 0.01
+    ez_mu: float = 2.0
+    max_flight_env_steps: int = 10_000
+    """Truncation of the Zeta(mu) flight / repeat length (also ends at episode end)."""
+
+    # Behavior Transfer and weight transfer.
+    prior: str | None = None
+    """Pretrained policy pi_p for BT: a checkpoint or run directory."""
+    prior_epsilon: float = 0.0
+    """Epsilon of pi_p when it acts (its own argmax otherwise)."""
+    flights: bool = True
+    """BT: temporally-extended flights of pi_p with Zeta(mu) lengths."""
+    extra_action: bool = True
+    """BT: the extra action a+ that executes a' ~ pi_p(s)."""
+    epsilon_levy: float = 0.01
+    """BT: probability of starting a flight at a step outside a flight."""
+    init: Literal["none", "full", "partial"] = "none"
+    """Weight transfer: ``full`` loads torso+core+head, ``partial`` torso+core (head random)."""
+    init_from: str | None = None
+    """Checkpoint or run directory for weight init (defaults to ``prior``)."""
+    freeze: tuple[str, ...] = ()
+    """Modules kept frozen after init: any of ``torso``, ``core``, ``head``."""
+
+    # Evaluation and bookkeeping.
+    eval_every_env_steps: int = 10_000
+    eval_episodes: int = 10
+    eval_epsilon: float = 0.0
+    checkpoint_every_env_steps: int = 10_000
+    keep_checkpoints: int = 2
+    checkpoint_replay: bool = True
+    """Save replay contents in checkpoints (exact resume). Off: a resumed run refills replay
+    for ``learning_starts_env_steps`` before updating again (documented loss)."""
+    device: str = "cpu"
+    torch_threads: int = 1
+    progress: bool = True
+    tensorboard: bool = True

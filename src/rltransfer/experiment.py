@@ -1,0 +1,127 @@
+"""Run a Behavior Transfer experiment: pretrain, transfer with each strategy, report.
+
+Layout of an experiment directory::
+
+    <out>/pretrain/                   the reward-free run (its final/ is pi_p)
+    <out>/zero_shot.json              pi_p's returns on the task reward
+    <out>/runs/<strategy>/seed_<k>/   one training run each
+    <out>/report.md, *.png            the comparison
+
+Every step is resumable: finished runs are skipped, interrupted ones resume from their last
+checkpoint, so re-running the same command after a kill continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from rltransfer.agents.policy import load_policy
+from rltransfer.config import TrainConfig
+from rltransfer.evaluate.protocol import evaluate_policy
+from rltransfer.evaluate.report import write_experiment_report
+from rltransfer.recipes import STRATEGIES, BTExperiment
+from rltransfer.train import train
+
+log = logging.getLogger(__name__)
+console = Console(stderr=True)
+
+
+def strategy_config(exp: BTExperiment, strategy: str, seed: int, out: Path) -> TrainConfig:
+    """The training config of one (strategy, seed) run of ``exp``.
+
+    Raises:
+        KeyError: unknown strategy name.
+    """
+    if strategy not in STRATEGIES:
+        raise KeyError(f"unknown strategy {strategy!r}; available: {', '.join(STRATEGIES)}")
+    s = STRATEGIES[strategy]
+    prior = str(out / "pretrain") if s.uses_pretraining else None
+    return dataclasses.replace(
+        exp.train,
+        explore=s.explore,  # type: ignore[arg-type]
+        init=s.init,  # type: ignore[arg-type]
+        flights=s.flights,
+        extra_action=s.extra_action,
+        prior=prior if s.explore == "bt" else None,
+        init_from=prior if s.init != "none" else None,
+        seed=exp.train.seed + seed,
+        run_dir=str(out / "runs" / strategy / f"seed_{seed}"),
+        progress=False,
+    )
+
+
+def _train_quiet(cfg: TrainConfig) -> tuple[str, float, float]:
+    result = train(cfg)
+    return str(result.run_dir), result.final_return_mean, result.wall_seconds
+
+
+def zero_shot(exp: BTExperiment, out: Path) -> list[float]:
+    """Score the pretrained policy on the task reward (cached in ``zero_shot.json``)."""
+    path = out / "zero_shot.json"
+    if path.exists():
+        return list(json.loads(path.read_text())["returns"])
+    policy = load_policy(out / "pretrain", epsilon=exp.train.eval_epsilon)
+    returns = evaluate_policy(
+        policy, exp.train.env_id, exp.zero_shot_episodes, seed=exp.train.seed + 2_000_003,
+        task=exp.train.task, frame_stack=exp.train.frame_stack,
+    )
+    data = {"env_id": exp.train.env_id, "task": exp.train.task,
+            "returns": [float(r) for r in returns], "mean": float(np.mean(returns))}
+    tmp = path.with_name(".zero_shot.json.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+    return data["returns"]
+
+
+def run_experiment(exp: BTExperiment, out_dir: str | Path) -> Path:
+    """Run every stage of ``exp`` under ``out_dir`` and write the report.
+
+    Returns:
+        The path of ``report.md``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    needs_pretraining = any(STRATEGIES[s].uses_pretraining for s in exp.strategies)
+    zero_shot_returns: list[float] | None = None
+    if needs_pretraining:
+        console.print(f"[bold]1/3 reward-free pretraining[/] on {exp.pretrain.env_id} "
+                      f"({exp.pretrain.intrinsic}, {exp.pretrain.total_env_steps} env steps)")
+        pre = train(dataclasses.replace(exp.pretrain, run_dir=str(out / "pretrain")))
+        console.print(f"    done in {pre.wall_seconds:.0f}s")
+        zero_shot_returns = zero_shot(exp, out)
+        console.print(f"    zero-shot return of pi_p on task {exp.train.task!r}: "
+                      f"{np.mean(zero_shot_returns):.3f}")
+    configs = [strategy_config(exp, s, k, out) for s in exp.strategies
+               for k in range(exp.num_seeds)]
+    console.print(f"[bold]2/3 transfer[/]: {len(exp.strategies)} strategies x {exp.num_seeds} "
+                  f"seeds, {exp.train.total_env_steps} env steps each, {exp.workers} at a time")
+    if exp.workers <= 1:
+        for cfg in configs:
+            run_dir, ret, secs = _train_quiet(cfg)
+            console.print(f"    {run_dir}: final return {ret:.3f} ({secs:.0f}s)")
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=exp.workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_train_quiet, cfg) for cfg in configs]
+            for done, future in enumerate(as_completed(futures), start=1):
+                run_dir, ret, secs = future.result()
+                console.print(f"    [{done}/{len(configs)}] {run_dir}: final return {ret:.3f} "
+                              f"({secs:.0f}s)")
+    console.print("[bold]3/3 report[/]")
+    report = write_experiment_report(
+        out, title=f"{exp.name}: {exp.description}",
+        strategies=list(exp.strategies), num_seeds=exp.num_seeds,
+        zero_shot_returns=zero_shot_returns,
+    )
+    console.print(f"    {report} ({time.perf_counter() - start:.0f}s in all)")
+    return report

@@ -1,0 +1,598 @@
+"""Frame-once n-step transition replay (uniform or prioritized) and the matching frame stacker.
+
+Every environment step is stored once per environment, as one slot of a circular buffer
+holding the single frame observed *before* the action, the action, the reward and the end
+flags of that step. Stacked observations, n-step returns, bootstrap observations and their
+discounts are rebuilt at sample time, so no frame is stored twice.
+
+Stream semantics (gymnasium ``NEXT_STEP`` autoreset): after a step returns ``terminated`` or
+``truncated`` for env ``i``, the next step of env ``i`` is an *autoreset* step: its observation
+is the final observation of the ended episode, its action is ignored and it returns the reset
+observation with reward 0. That slot's transition is never sampled, but its frame is the
+bootstrap observation of a truncated episode. The slot after it starts the next episode.
+
+Sources: n-step double-Q targets of R2D2 (Kapturowski et al. 2019) / Ape-X (Horgan et al.
+2018); proportional prioritized replay with importance sampling (Schaul et al. 2016, Sec.
+3.3-3.4), priority exponent 0.9 and importance exponent 0.6 as in R2D2.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rltransfer.replay.sum_tree import SumTree
+
+_BOOL_SLOT_ARRAYS = ("extra", "terminated", "truncated", "valid", "first", "eligible")
+
+
+def _stack_zero_mask(first_back: np.ndarray) -> np.ndarray:
+    """Which stacked frames (oldest first) precede the episode start.
+
+    Args:
+        first_back: ``bool[B, S-1]``, ``first_back[:, i]`` is the episode-start flag of the
+            frame ``i`` steps before the newest one (``i = 0`` is the newest).
+
+    Returns:
+        ``bool[B, S]``, oldest first; true where the frame must be replaced by zeros: frame
+        ``k`` steps back (``k >= 1``) is zeroed if any of the ``k`` newer frames starts an
+        episode.
+    """
+    b, s1 = first_back.shape
+    zero = np.zeros((b, s1 + 1), dtype=bool)
+    if s1:
+        zero[:, :s1] = np.logical_or.accumulate(first_back, axis=1)[:, ::-1]
+    return zero
+
+
+class FrameStacker:
+    """Stacks the last ``frame_stack`` frames per env at acting time, as replay rebuilds them.
+
+    Rule (shared with :class:`TransitionReplay`): the stack at a step holds that step's frame
+    and the ``S-1`` frames before it in the same env, oldest first; frames from before the
+    episode's first step are zeros. The episode's first step is the one whose ``first`` flag
+    is set, i.e. the step after an autoreset step (and the first step after ``env.reset()``).
+
+    Args:
+        num_envs: ``B``.
+        frame_shape: one frame, ``(C, H, W)``.
+        frame_stack: ``S >= 1``.
+
+    Raises:
+        ValueError: bad sizes; (push) an observation or ``first`` of the wrong shape/dtype.
+    """
+
+    def __init__(self, num_envs: int, frame_shape: tuple[int, ...], frame_stack: int) -> None:
+        if num_envs < 1 or frame_stack < 1 or len(frame_shape) != 3 or min(frame_shape) < 1:
+            raise ValueError(
+                f"FrameStacker needs num_envs >= 1, frame_stack >= 1 and frame_shape (C, H, W); "
+                f"got {num_envs}, {frame_stack}, {frame_shape}"
+            )
+        self.num_envs = int(num_envs)
+        self.frame_shape = tuple(int(s) for s in frame_shape)
+        self.frame_stack = int(frame_stack)
+        self._frames = np.zeros((self.num_envs, self.frame_stack, *self.frame_shape), np.uint8)
+
+    @property
+    def stacked_shape(self) -> tuple[int, int, int]:
+        """``(C*S, H, W)``: the agent's observation shape."""
+        c, h, w = self.frame_shape
+        return (c * self.frame_stack, h, w)
+
+    def reset(self) -> None:
+        """Forget every env's history (``push`` with ``first`` all true does the same)."""
+        self._frames[:] = 0
+
+    def push(self, obs: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """Add this step's frames and return the stacks.
+
+        Args:
+            obs: ``uint8[B, C, H, W]``, the frame observed at this step.
+            first: ``bool[B]``, true where ``obs`` is the first observation of an episode
+                (the step after an autoreset step, or right after ``env.reset()``).
+
+        Returns:
+            A new array ``uint8[B, C*S, H, W]``, oldest frame first.
+        """
+        obs = np.asarray(obs)
+        if obs.dtype != np.uint8 or obs.shape != (self.num_envs, *self.frame_shape):
+            raise ValueError(
+                f"FrameStacker.push expects uint8{[self.num_envs, *self.frame_shape]}, got "
+                f"{obs.dtype}{list(obs.shape)}"
+            )
+        first = np.asarray(first, dtype=bool).reshape(-1)
+        if first.shape != (self.num_envs,):
+            raise ValueError(f"first must be bool[{self.num_envs}], got shape {first.shape}")
+        if self.frame_stack == 1:
+            self._frames[:, 0] = obs
+        else:
+            self._frames[first] = 0
+            self._frames[:, :-1] = self._frames[:, 1:].copy()
+            self._frames[:, -1] = obs
+        return self._frames.reshape(self.num_envs, *self.stacked_shape).copy()
+
+
+class TransitionReplay:
+    """Frame-once circular replay of n-step transitions, one buffer per env.
+
+    ``add`` is called once per vector-env step for all ``B`` envs; ``sample`` returns n-step
+    transitions (Kapturowski et al. 2019: n = 5, gamma = 0.997):
+
+    * ``n_step_return = sum_{k<m} gamma^k r_{t+k}`` with ``m = n``, or fewer when the episode
+      ends (terminated or truncated) at step ``t+m-1``;
+    * ``bootstrap_discount = 0`` if the window ends in a termination, else ``gamma^m`` with the
+      bootstrap observation at slot ``t+m`` (for a truncation at ``t+j`` that is the autoreset
+      slot ``t+j+1`` holding the final observation, discount ``gamma^(j+1)``);
+    * a transition is sampled only when its window is written: the bootstrap slot exists, or
+      the window ends in a written termination. Autoreset slots are never sampled.
+
+    Prioritized mode (Schaul et al. 2016, proportional): ``P(i) = p_i^alpha / sum_k p_k^alpha``;
+    new transitions get the largest priority seen so far (initially 1); importance weights
+    ``w_i = (N P(i))^-beta / max_batch w`` with ``N`` the number of sampleable transitions.
+    Uniform mode: ``P(i) = 1/N``, weights 1.
+
+    Memory per stored transition (slot): ``C*H*W`` bytes of frame + 18 bytes (action and
+    agent action int32, reward float32, six bool flags) + the sum tree's 16 to 32 bytes
+    (float64 leaves and inner nodes, rounded up to a power of two), i.e. about
+    ``C*H*W + 34..50`` bytes. Atari (1x84x84): ~7.1 kB, 1M transitions ~7.1 GB; MinAtar
+    (4..10 x 10x10): ~0.45-1.05 kB; MiniGrid 3x7x7: ~0.2 kB. :attr:`nbytes` gives the exact
+    total. ``capacity_per_env`` slots per env, so ``num_envs * capacity_per_env`` in all.
+
+    Args:
+        num_envs: ``B``.
+        capacity_per_env: slots per env; must be >= ``n_step + frame_stack + 1``.
+        frame_shape: one frame ``(C, H, W)``.
+        frame_stack: ``S``, frames stacked into an observation (1 for MiniGrid/MinAtar, 4 for
+            Atari).
+        n_step: ``n``.
+        gamma: discount per env step.
+        prioritized: proportional prioritized sampling, else uniform.
+        priority_exponent: alpha (R2D2: 0.9).
+        importance_exponent: beta (R2D2: 0.6).
+        min_priority: floor applied to priorities in :meth:`update_priorities` so no sampleable
+            transition gets probability 0.
+
+    Raises:
+        ValueError: invalid sizes or exponents (the message names the fix).
+    """
+
+    def __init__(
+        self,
+        num_envs: int,
+        capacity_per_env: int,
+        frame_shape: tuple[int, ...],
+        *,
+        frame_stack: int = 1,
+        n_step: int = 5,
+        gamma: float = 0.997,
+        prioritized: bool = True,
+        priority_exponent: float = 0.9,
+        importance_exponent: float = 0.6,
+        min_priority: float = 1e-6,
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if frame_stack < 1 or n_step < 1:
+            raise ValueError(f"frame_stack and n_step must be >= 1, got {frame_stack}, {n_step}")
+        if capacity_per_env < n_step + frame_stack + 1:
+            raise ValueError(
+                f"capacity_per_env={capacity_per_env} is too small for n_step={n_step} and "
+                f"frame_stack={frame_stack}; use at least {n_step + frame_stack + 1}"
+            )
+        if len(frame_shape) != 3 or min(frame_shape) < 1:
+            raise ValueError(
+                f"frame_shape must be (C, H, W) with positive sizes, got {frame_shape}"
+            )
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+        if priority_exponent < 0 or importance_exponent < 0 or not min_priority > 0:
+            raise ValueError(
+                "priority_exponent and importance_exponent must be >= 0 and min_priority > 0, "
+                f"got {priority_exponent}, {importance_exponent}, {min_priority}"
+            )
+        self.num_envs = int(num_envs)
+        self.capacity_per_env = int(capacity_per_env)
+        self.frame_shape = tuple(int(s) for s in frame_shape)
+        self.frame_stack = int(frame_stack)
+        self.n_step = int(n_step)
+        self.gamma = float(gamma)
+        self.prioritized = bool(prioritized)
+        self.priority_exponent = float(priority_exponent)
+        self.importance_exponent = float(importance_exponent)
+        self.min_priority = float(min_priority)
+
+        shape = (self.num_envs, self.capacity_per_env)
+        self.frames = np.zeros((*shape, *self.frame_shape), dtype=np.uint8)
+        self.actions = np.zeros(shape, dtype=np.int32)
+        self.agent_actions = np.zeros(shape, dtype=np.int32)
+        self.rewards = np.zeros(shape, dtype=np.float32)
+        self.extra = np.zeros(shape, dtype=bool)
+        self.terminated = np.zeros(shape, dtype=bool)
+        self.truncated = np.zeros(shape, dtype=bool)
+        self.valid = np.zeros(shape, dtype=bool)  # not an autoreset slot
+        self.first = np.zeros(shape, dtype=bool)  # first slot of an episode
+        self.eligible = np.zeros(shape, dtype=bool)  # sampleable now
+        self.tree = SumTree(self.num_envs * self.capacity_per_env)
+        self.num_added = 0  # vector-env steps added (each adds num_envs slots)
+        self.num_eligible = 0
+        self.max_priority = 1.0
+        self._prev_done = np.zeros(self.num_envs, dtype=bool)
+        self._prev_autoreset = np.ones(self.num_envs, dtype=bool)
+        self._gamma_pows = self.gamma ** np.arange(self.n_step + 1, dtype=np.float64)
+
+    # ------------------------------------------------------------------ info
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the buffers and the sum tree."""
+        arrays: list[np.ndarray] = [self.frames, self.actions, self.agent_actions, self.rewards]
+        arrays += [getattr(self, name) for name in _BOOL_SLOT_ARRAYS]
+        return int(sum(a.nbytes for a in arrays)) + self.tree.nbytes
+
+    @property
+    def stacked_shape(self) -> tuple[int, int, int]:
+        """``(C*S, H, W)`` of sampled ``obs`` / ``next_obs``."""
+        c, h, w = self.frame_shape
+        return (c * self.frame_stack, h, w)
+
+    def __len__(self) -> int:
+        """Number of transitions that can be sampled now."""
+        return self.num_eligible
+
+    def can_sample(self) -> bool:
+        """True when at least one transition is sampleable."""
+        return self.num_eligible > 0
+
+    # ------------------------------------------------------------------ writing
+    def add(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        agent_action: np.ndarray | None,
+        extra: np.ndarray | None,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+    ) -> None:
+        """Append one vector-env step for all envs.
+
+        Args:
+            obs: ``uint8[B, C, H, W]``, the single frame observed *before* ``action``.
+            action: ``int[B]``, the env action executed (in A).
+            agent_action: ``int[B]`` in A+ (the learner's action; a+ when ``extra``), or
+                ``None`` for ``action``.
+            extra: ``bool[B]``, the agent chose the extra action a+, or ``None`` (all false).
+            reward: ``float[B]``, reward of this step (finite).
+            terminated, truncated: ``bool[B]``, end flags returned by this step.
+
+        Raises:
+            ValueError: wrong shape/dtype, negative actions, non-finite rewards.
+        """
+        b = self.num_envs
+        obs = np.asarray(obs)
+        if obs.dtype != np.uint8 or obs.shape != (b, *self.frame_shape):
+            raise ValueError(
+                f"replay.add expects obs uint8{[b, *self.frame_shape]} (one unstacked frame), "
+                f"got {obs.dtype}{list(obs.shape)}"
+            )
+        action_a = self._vector("action", action, np.int64)
+        agent_a = action_a if agent_action is None else self._vector(
+            "agent_action", agent_action, np.int64
+        )
+        extra_a = np.zeros(b, bool) if extra is None else self._vector("extra", extra, bool)
+        reward_a = self._vector("reward", reward, np.float64)
+        term = self._vector("terminated", terminated, bool)
+        trunc = self._vector("truncated", truncated, bool)
+        if action_a.min() < 0 or agent_a.min() < 0:
+            raise ValueError("replay.add: actions must be >= 0")
+        if not np.all(np.isfinite(reward_a)):
+            raise ValueError(f"replay.add: non-finite reward {reward_a}; check the reward function")
+
+        t = self.num_added
+        c = self.capacity_per_env
+        p = t % c
+        autoreset = self._prev_done.copy()
+        first = self._prev_autoreset & ~autoreset
+        # The overwritten slot and the slots whose frame stacks reach back to it.
+        old_steps = t + np.arange(self.frame_stack) - c
+        old_pos = old_steps[old_steps >= 0] % c
+        if old_pos.size:
+            flat = (np.arange(b)[:, None] * c + old_pos[None, :]).reshape(-1)
+            self._set_eligible(flat, np.zeros(flat.shape, bool))
+        self.frames[:, p] = obs
+        self.actions[:, p] = action_a
+        self.agent_actions[:, p] = agent_a
+        self.extra[:, p] = extra_a
+        self.rewards[:, p] = reward_a
+        self.terminated[:, p] = term & ~autoreset
+        self.truncated[:, p] = trunc & ~autoreset
+        self.valid[:, p] = ~autoreset
+        self.first[:, p] = first
+        self._prev_done = (term | trunc) & ~autoreset
+        self._prev_autoreset = autoreset
+        self.num_added = t + 1
+        self._refresh(np.arange(max(0, t - self.n_step), t + 1))
+
+    def begin_stream(self) -> None:
+        """Declare that the env streams restart (fresh ``env.reset()``, e.g. after resuming).
+
+        The next :meth:`add` starts a new episode in every env. An episode cut mid-way is
+        closed as truncated at its second-to-last stored step, bootstrapping from the frame
+        of its last stored step (whose own transition becomes unsampleable because its
+        successor was never stored). A no-op before the first ``add``.
+        """
+        if self.num_added == 0:
+            self._prev_done[:] = False
+            self._prev_autoreset[:] = True
+            return
+        last = self.num_added - 1
+        c = self.capacity_per_env
+        p = last % c
+        cut = ~self._prev_autoreset & ~self.terminated[:, p]
+        if cut.any():
+            envs = np.flatnonzero(cut)
+            self.valid[envs, p] = False
+            self.terminated[envs, p] = False
+            self.truncated[envs, p] = False
+            has_prev = envs[~self.first[envs, p]]
+            self.truncated[has_prev, (last - 1) % c] = True
+            self._set_eligible(envs * c + p, np.zeros(envs.shape, bool))
+        self._prev_done[:] = False
+        self._prev_autoreset[:] = True
+        self._refresh(np.arange(max(0, last - self.n_step), last + 1))
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Sample ``batch_size`` transitions (with replacement).
+
+        Returns:
+            dict of numpy arrays with leading dimension ``batch_size``:
+            ``obs`` / ``next_obs`` ``uint8[B, C*S, H, W]`` (``next_obs`` zeros after a
+            termination whose final frame is not stored yet), ``action`` ``int64`` (in A),
+            ``agent_action`` ``int64`` (in A+), ``extra`` ``bool``, ``reward`` ``float32``
+            (first reward), ``n_step_return`` ``float32``, ``bootstrap_discount`` ``float32``,
+            ``weights`` ``float32`` (importance weights, max 1; all 1 if uniform), ``indices``
+            ``int64`` (flat ids for :meth:`update_priorities`).
+
+        Raises:
+            ValueError: ``batch_size < 1`` or nothing to sample yet (see :meth:`can_sample`).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if self.num_eligible == 0:
+            raise ValueError(
+                "replay has no sampleable transition yet: add more steps first "
+                f"(a transition needs its {self.n_step}-step window written); check can_sample()"
+            )
+        total = self.tree.total
+        flat = self.tree.find(rng.random(batch_size) * total)
+        batch = self._gather(flat)
+        if self.prioritized:
+            probs = self.tree.get(flat) / total
+            w = (self.num_eligible * probs) ** (-self.importance_exponent)
+            batch["weights"] = (w / w.max()).astype(np.float32)
+        else:
+            batch["weights"] = np.ones(batch_size, dtype=np.float32)
+        return batch
+
+    def gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """The transitions at flat ``indices`` (as :meth:`sample` returns them, weights 1).
+
+        Raises:
+            ValueError: an index is out of range or not sampleable now.
+        """
+        flat = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if flat.size and (flat.min() < 0 or flat.max() >= self.eligible.size):
+            raise ValueError(f"indices must be in [0, {self.eligible.size})")
+        if not np.all(self.eligible.reshape(-1)[flat]):
+            raise ValueError("some indices are not sampleable transitions (see eligible_indices)")
+        batch = self._gather(flat)
+        batch["weights"] = np.ones(flat.shape[0], dtype=np.float32)
+        return batch
+
+    def eligible_indices(self) -> np.ndarray:
+        """Flat ids (``env * capacity_per_env + slot``) of all sampleable transitions."""
+        return np.flatnonzero(self.eligible.reshape(-1))
+
+    def step_of_index(self, indices: np.ndarray) -> np.ndarray:
+        """The vector-env step number (0-based, counted by :meth:`add`) stored at flat ids."""
+        pos = np.asarray(indices, dtype=np.int64) % self.capacity_per_env
+        last = self.num_added - 1
+        return last - ((last - pos) % self.capacity_per_env)
+
+    def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
+        """Set the priorities of sampled transitions (``p_i``; stored as ``p_i^alpha``).
+
+        Ids that are no longer sampleable (overwritten since sampling) are skipped. A no-op
+        in uniform mode (after validation).
+
+        Args:
+            indices: ``int64[B]`` from ``sample()["indices"]``.
+            priorities: ``float[B]``, finite and >= 0 (e.g. |TD error|); floored at
+                ``min_priority``.
+
+        Raises:
+            ValueError: mismatched shapes, out-of-range ids, negative or non-finite priorities.
+        """
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        prio = np.asarray(priorities, dtype=np.float64).reshape(-1)
+        if idx.shape != prio.shape:
+            raise ValueError(f"{idx.shape[0]} indices but {prio.shape[0]} priorities")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.eligible.size):
+            raise ValueError(f"indices must be in [0, {self.eligible.size})")
+        if not np.all(np.isfinite(prio)) or (prio.size and prio.min() < 0):
+            raise ValueError("priorities must be finite and >= 0 (got NaN/inf or negative)")
+        if not self.prioritized or idx.size == 0:
+            return
+        prio = np.maximum(prio, self.min_priority)
+        self.max_priority = max(self.max_priority, float(prio.max()))
+        keep = self.eligible.reshape(-1)[idx]
+        self.tree.set(idx[keep], prio[keep] ** self.priority_exponent)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_tensors(self) -> dict[str, np.ndarray]:
+        """Contents and counters as plain numpy arrays (safetensors-ready, nothing pickled)."""
+        out: dict[str, np.ndarray] = {
+            "frames": self.frames.copy(),
+            "actions": self.actions.copy(),
+            "agent_actions": self.agent_actions.copy(),
+            "rewards": self.rewards.copy(),
+            "priorities": self.tree.leaves.copy(),
+            "num_added": np.array([self.num_added], dtype=np.int64),
+            "max_priority": np.array([self.max_priority], dtype=np.float64),
+            "prev_done": self._prev_done.copy(),
+            "prev_autoreset": self._prev_autoreset.copy(),
+            "config_int": self._config_int(),
+            "config_float": self._config_float(),
+        }
+        for name in _BOOL_SLOT_ARRAYS:
+            out[name] = getattr(self, name).copy()
+        return out
+
+    def load_state_tensors(self, tensors: dict[str, Any]) -> None:
+        """Restore from :meth:`state_tensors` output (numpy arrays or CPU torch tensors).
+
+        Raises:
+            ValueError: missing/unexpected keys, or a replay of another configuration or
+                shape (the message names the difference). Nothing is changed in that case.
+        """
+        arrays = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in
+                  tensors.items()}
+        expected = self.state_tensors()
+        missing = sorted(set(expected) - set(arrays))
+        unexpected = sorted(set(arrays) - set(expected))
+        if missing or unexpected:
+            raise ValueError(
+                f"replay state does not match: missing {missing}, unexpected {unexpected}"
+            )
+        for key in ("config_int", "config_float"):
+            if arrays[key].shape != expected[key].shape or not np.array_equal(
+                arrays[key], expected[key]
+            ):
+                raise ValueError(
+                    f"replay state was saved with {key} {arrays[key].tolist()} but this replay "
+                    f"has {expected[key].tolist()} (num_envs, capacity_per_env, frame_stack, "
+                    "n_step, frame shape / gamma, exponents, prioritized); build the replay "
+                    "with the saved configuration"
+                )
+        for key, ref in expected.items():
+            a = arrays[key]
+            if a.shape != ref.shape or a.dtype != ref.dtype:
+                raise ValueError(
+                    f"replay state {key!r} is {a.dtype}{list(a.shape)}, expected "
+                    f"{ref.dtype}{list(ref.shape)}"
+                )
+        prio = arrays["priorities"]
+        if not np.all(np.isfinite(prio)) or prio.min() < 0:
+            raise ValueError("replay state has negative or non-finite priorities")
+        for name in ("frames", "actions", "agent_actions", "rewards", *_BOOL_SLOT_ARRAYS):
+            getattr(self, name)[...] = arrays[name]
+        self.tree.set_all(np.where(self.eligible.reshape(-1), prio, 0.0))
+        self.num_added = int(arrays["num_added"][0])
+        self.max_priority = float(arrays["max_priority"][0])
+        self._prev_done = arrays["prev_done"].copy()
+        self._prev_autoreset = arrays["prev_autoreset"].copy()
+        self.num_eligible = int(self.eligible.sum())
+
+    # ------------------------------------------------------------------ internals
+    def _config_int(self) -> np.ndarray:
+        return np.array(
+            [self.num_envs, self.capacity_per_env, self.frame_stack, self.n_step,
+             *self.frame_shape, int(self.prioritized)],
+            dtype=np.int64,
+        )
+
+    def _config_float(self) -> np.ndarray:
+        return np.array(
+            [self.gamma, self.priority_exponent, self.importance_exponent], dtype=np.float64
+        )
+
+    def _vector(self, name: str, value: Any, dtype: Any) -> np.ndarray:
+        a = np.asarray(value)
+        if a.shape != (self.num_envs,):
+            raise ValueError(
+                f"replay.add: {name} must have shape ({self.num_envs},), got {a.shape}"
+            )
+        if dtype is not bool and np.issubdtype(np.dtype(dtype), np.integer):
+            if not np.issubdtype(a.dtype, np.integer):
+                raise ValueError(f"replay.add: {name} must be integer, got {a.dtype}")
+        return a.astype(dtype, copy=False)
+
+    def _set_eligible(self, flat: np.ndarray, flags: np.ndarray) -> None:
+        """Set eligibility of unique flat ids, keeping the tree and the counter in sync."""
+        elig = self.eligible.reshape(-1)
+        changed = elig[flat] != flags
+        if not changed.any():
+            return
+        ids, new = flat[changed], flags[changed]
+        elig[ids] = new
+        self.num_eligible += int(new.sum()) - int((~new).sum())
+        fresh = self.max_priority**self.priority_exponent if self.prioritized else 1.0
+        self.tree.set(ids, np.where(new, fresh, 0.0))
+
+    def _refresh(self, steps: np.ndarray) -> None:
+        """Recompute eligibility of the given recent steps in every env."""
+        c = self.capacity_per_env
+        envs = np.repeat(np.arange(self.num_envs), steps.shape[0])
+        st = np.tile(steps, self.num_envs)
+        win = self._window(envs, st)
+        flags = self.valid[envs, st % c] & win["complete"]
+        self._set_eligible(envs * c + st % c, flags)
+
+    def _window(self, envs: np.ndarray, steps: np.ndarray) -> dict[str, np.ndarray]:
+        """n-step window quantities for transitions starting at absolute ``steps``."""
+        n, c = self.n_step, self.capacity_per_env
+        ks = np.arange(n)
+        st = steps[:, None] + ks[None, :]
+        pos = st % c
+        written = st < self.num_added
+        e = envs[:, None]
+        term = self.terminated[e, pos] & written
+        done = (term | self.truncated[e, pos]) & written
+        m = np.where(done.any(axis=1), done.argmax(axis=1) + 1, n)
+        rows = np.arange(steps.shape[0])
+        term_end = term[rows, m - 1]
+        in_window = ks[None, :] < m[:, None]
+        rewards = np.where(in_window, self.rewards[e, pos].astype(np.float64), 0.0)
+        ret = rewards @ self._gamma_pows[:n] if rewards.size else np.zeros(0)
+        boot = steps + m
+        boot_written = boot < self.num_added
+        return {
+            "m": m,
+            "return": ret,
+            "discount": np.where(term_end, 0.0, self._gamma_pows[m]),
+            "boot_step": boot,
+            "boot_written": boot_written,
+            "complete": term_end | boot_written,
+        }
+
+    def _stack(self, envs: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """Stacked observations ``uint8[B, C*S, H, W]`` at absolute ``steps`` (oldest first)."""
+        c, s = self.capacity_per_env, self.frame_stack
+        if s == 1:
+            return self.frames[envs, steps % c]
+        e = envs[:, None]
+        frames = self.frames[e, (steps[:, None] + np.arange(1 - s, 1)[None, :]) % c]
+        first_back = self.first[e, (steps[:, None] - np.arange(s - 1)[None, :]) % c]
+        frames[_stack_zero_mask(first_back)] = 0
+        return frames.reshape(steps.shape[0], *self.stacked_shape)
+
+    def _gather(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        c = self.capacity_per_env
+        envs, pos = flat // c, flat % c
+        steps = self.step_of_index(flat)
+        win = self._window(envs, steps)
+        boot = np.minimum(win["boot_step"], self.num_added - 1)
+        next_obs = self._stack(envs, boot)
+        next_obs[~win["boot_written"]] = 0
+        return {
+            "obs": self._stack(envs, steps),
+            "action": self.actions[envs, pos].astype(np.int64),
+            "agent_action": self.agent_actions[envs, pos].astype(np.int64),
+            "extra": self.extra[envs, pos].copy(),
+            "reward": self.rewards[envs, pos].copy(),
+            "n_step_return": win["return"].astype(np.float32),
+            "bootstrap_discount": win["discount"].astype(np.float32),
+            "next_obs": next_obs,
+            "indices": flat.astype(np.int64),
+        }

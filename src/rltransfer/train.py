@@ -1,0 +1,446 @@
+"""The training loop: collect with an explorer, learn from replay, evaluate, checkpoint.
+
+One loop serves reward-free pretraining (intrinsic reward only), training from scratch, and
+every transfer strategy (weight init, Behavior Transfer), because they differ only in the
+reward the learner sees, how actions are chosen, and where the weights start.
+
+A run directory holds ``config.json``, ``metrics.jsonl``, ``tb/``, ``checkpoints/step_*``,
+and, once finished, ``final/`` (the policy artifact other runs load with ``--prior`` or
+``--init-from``). Started again with the same directory, a run resumes from its latest
+checkpoint; started on a finished run, it does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rltransfer.agents.policy import AgentPolicy, load_policy, policy_tensors
+from rltransfer.agents.r2d2 import R2D2Agent
+from rltransfer.config import TrainConfig
+from rltransfer.envs import env_spec, make_env
+from rltransfer.evaluate.protocol import evaluate_policy
+from rltransfer.explore import (
+    BehaviorTransferExplorer,
+    EpsilonGreedy,
+    Explorer,
+    EZGreedy,
+    actor_epsilons,
+)
+from rltransfer.intrinsic.base import IntrinsicReward
+from rltransfer.intrinsic.constant import ConstantReward
+from rltransfer.intrinsic.rnd import RND
+from rltransfer.policy import Policy
+from rltransfer.replay import FrameStacker, TransitionReplay
+from rltransfer.runtime.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+    step_dirname,
+)
+from rltransfer.runtime.config import ConfigError, load_config, save_config, to_dict
+from rltransfer.runtime.metrics import MetricsLogger
+from rltransfer.runtime.progress import RunProgress
+from rltransfer.runtime.seeding import (
+    generator_state,
+    restore_generator,
+    restore_torch_rng,
+    seed_everything,
+    torch_rng_tensors,
+)
+from rltransfer.transfer.behavior import PriorPolicyDriver, validate_prior
+from rltransfer.transfer.weights import check_spaces, initialise_from
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports: its directory, counters and final evaluation."""
+
+    run_dir: Path
+    env_steps: int
+    num_updates: int
+    final_return_mean: float
+    wall_seconds: float
+
+
+class RunConflictError(ValueError):
+    """The run directory holds a different run (its saved config differs)."""
+
+
+def _prepare_run_dir(cfg: TrainConfig) -> Path:
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved = run_dir / "config.json"
+    if saved.exists():
+        try:
+            previous = load_config(TrainConfig, saved)
+        except ConfigError as e:
+            raise RunConflictError(f"{saved} is unreadable ({e}); use a new --run-dir") from e
+        mine, theirs = to_dict(cfg), to_dict(previous)
+        ignore = {"progress", "tensorboard", "torch_threads", "device"}
+        diff = {k for k in mine if k not in ignore and mine[k] != theirs.get(k)}
+        if diff:
+            details = ", ".join(f"{k}: {theirs.get(k)!r} -> {mine[k]!r}" for k in sorted(diff))
+            raise RunConflictError(
+                f"{run_dir} already holds a run with another config ({details}). "
+                "Use a new --run-dir, or delete the old one to start over."
+            )
+    else:
+        save_config(cfg, saved)
+    return run_dir
+
+
+def _make_intrinsic(cfg: TrainConfig, frame_shape: tuple[int, ...], obs_scale: float,
+                    num_env_actions: int) -> IntrinsicReward | None:
+    if cfg.intrinsic == "none":
+        return None
+    if cfg.intrinsic == "constant":
+        return ConstantReward()
+    return RND(frame_shape, obs_scale=obs_scale, num_envs=cfg.num_envs, lr=cfg.intrinsic_lr,
+               seed=cfg.seed)
+
+
+def _make_explorer(cfg: TrainConfig, num_env_actions: int, rng: np.random.Generator) -> Explorer:
+    if cfg.epsilon_schedule == "ape_x":
+        eps: Any = actor_epsilons(cfg.num_envs)
+    else:
+        eps = np.full(cfg.num_envs, cfg.epsilon)
+    if cfg.explore == "epsilon_greedy":
+        return EpsilonGreedy(eps, num_env_actions, extra_action=False, rng=rng)
+    if cfg.explore == "ez_greedy":
+        return EZGreedy(eps, num_env_actions, mu=cfg.ez_mu, max_length=cfg.max_flight_env_steps,
+                        rng=rng)
+    return BehaviorTransferExplorer(
+        epsilon=eps,
+        epsilon_levy=cfg.epsilon_levy,
+        num_env_actions=num_env_actions,
+        flights=cfg.flights,
+        extra_action=cfg.extra_action,
+        mu=cfg.ez_mu,
+        max_flight_length=cfg.max_flight_env_steps,
+        rng=rng,
+    )
+
+
+def _validate(cfg: TrainConfig) -> None:
+    problems = []
+    if cfg.num_envs < 1:
+        problems.append("num_envs must be >= 1")
+    if cfg.total_env_steps < 1:
+        problems.append("total_env_steps must be >= 1")
+    if cfg.explore == "bt" and cfg.prior is None:
+        problems.append("explore=bt needs --prior PATH (the pretrained policy)")
+    if cfg.explore == "bt" and not (cfg.flights or cfg.extra_action):
+        problems.append("explore=bt with flights and extra_action both off is plain eps-greedy")
+    if cfg.init != "none" and (cfg.init_from or cfg.prior) is None:
+        problems.append(f"init={cfg.init} needs --init-from PATH (or --prior PATH)")
+    if cfg.env_steps_per_update <= 0:
+        problems.append("env_steps_per_update must be > 0")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+class Trainer:
+    """Owns the envs, agent, replay, explorer and intrinsic reward of one run.
+
+    Args:
+        cfg: the run's config (see :class:`TrainConfig`).
+
+    Raises:
+        ConfigError: inconsistent config. SpaceMismatchError / CheckpointError: a prior or
+        init checkpoint that does not fit. RunConflictError: the run dir holds another run.
+    """
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        _validate(cfg)
+        self.cfg = cfg
+        torch.set_num_threads(cfg.torch_threads)
+        self.run_dir = _prepare_run_dir(cfg)
+        self.rng = seed_everything(cfg.seed)
+        self.spec = env_spec(cfg.env_id)
+        self.envs = make_env(
+            cfg.env_id, cfg.num_envs, cfg.seed, task=cfg.task, reward_free=cfg.reward_free,
+            terminal_on_life_loss=cfg.terminal_on_life_loss,
+            **({"sticky_action_prob": cfg.sticky_action_prob} if self.spec.suite == "atari" else {}),
+        )
+        self.frame_shape = tuple(self.envs.single_observation_space.shape)  # (C, H, W)
+        self.frame_stack = cfg.frame_stack or self.spec.frame_stack
+        c, h, w = self.frame_shape
+        self.obs_shape = (c * self.frame_stack, h, w)
+        self.num_env_actions = int(self.envs.single_action_space.n)  # type: ignore[attr-defined]
+        self.prior: Policy | None = None
+        if cfg.explore == "bt" and cfg.prior is not None:
+            prior = load_policy(cfg.prior, epsilon=cfg.prior_epsilon, seed=cfg.seed + 7_919)
+            check_spaces(
+                {"architecture": {"obs_shape": prior.obs_shape,  # type: ignore[attr-defined]
+                                  "num_env_actions": prior.num_actions,
+                                  "env_id": prior.env_id}},  # type: ignore[attr-defined]
+                self.obs_shape, self.num_env_actions, cfg.prior,
+            )
+            validate_prior(prior, self.num_env_actions)
+            self.prior = prior
+        use_extra = cfg.explore == "bt" and cfg.extra_action
+        self.num_agent_actions = self.num_env_actions + (1 if use_extra else 0)
+        self.agent = R2D2Agent(
+            cfg.agent, obs_shape=self.obs_shape, obs_scale=self.spec.obs_scale,
+            num_actions=self.num_agent_actions, device=cfg.device,
+        )
+        if cfg.init != "none" or cfg.freeze:
+            source = cfg.init_from or cfg.prior
+            if source is None:
+                raise ConfigError("--freeze needs --init-from PATH")
+            initialise_from(self.agent, source, cfg.init, self.num_env_actions, cfg.freeze)
+        capacity = max(1, cfg.replay_capacity_env_steps // cfg.num_envs)
+        self.replay = TransitionReplay(
+            num_envs=cfg.num_envs, capacity_per_env=capacity, frame_shape=self.frame_shape,
+            frame_stack=self.frame_stack, n_step=cfg.agent.n_step, gamma=cfg.agent.gamma,
+            prioritized=cfg.prioritized, priority_exponent=cfg.agent.priority_exponent,
+            importance_exponent=cfg.agent.importance_exponent,
+        )
+        self.stacker = FrameStacker(cfg.num_envs, self.frame_shape, self.frame_stack)
+        self.explorer = _make_explorer(cfg, self.num_env_actions, self.rng)
+        self.prior_driver = PriorPolicyDriver(self.prior) if self.prior is not None else None
+        self.intrinsic = _make_intrinsic(cfg, self.frame_shape, self.spec.obs_scale,
+                                         self.num_env_actions)
+        self.env_steps = 0
+        self.num_updates = 0
+        self.episodes = 0
+        self.update_debt = 0.0
+        self.next_eval = cfg.eval_every_env_steps
+        self.next_checkpoint = cfg.checkpoint_every_env_steps
+        self.last_eval_return = math.nan
+
+    # ------------------------------------------------------------------ checkpoints
+    def architecture(self) -> dict[str, Any]:
+        """What a reader needs to rebuild the agent and check spaces."""
+        return {
+            "kind": "r2d2",
+            "env_id": self.cfg.env_id,
+            "task": self.cfg.task,
+            "obs_shape": list(self.obs_shape),
+            "frame_shape": list(self.frame_shape),
+            "frame_stack": self.frame_stack,
+            "obs_scale": self.spec.obs_scale,
+            "num_actions": self.num_agent_actions,
+            "num_env_actions": self.num_env_actions,
+            "agent_config": to_dict(self.cfg.agent),
+        }
+
+    def save(self, final: bool = False) -> Path:
+        """Checkpoint everything needed to resume (or, with ``final``, the policy artifact)."""
+        tensors: dict[str, Any] = dict(policy_tensors(self.agent))
+        meta: dict[str, Any] = {
+            "architecture": self.architecture(),
+            "config": to_dict(self.cfg),
+            "env_steps": self.env_steps,
+            "num_updates": self.num_updates,
+            "episodes": self.episodes,
+        }
+        if final:
+            meta["final_return_mean"] = self.last_eval_return
+            return save_checkpoint(self.run_dir / "final", tensors, meta)
+        tensors.update({f"agent/{k}": v for k, v in self.agent.state_tensors().items()})
+        meta["agent_state"] = self.agent.state_meta()
+        if self.intrinsic is not None:
+            tensors.update({f"intrinsic/{k}": v for k, v in self.intrinsic.state_tensors().items()})
+        if self.cfg.checkpoint_replay:
+            tensors.update({f"replay/{k}": v for k, v in self.replay.state_tensors().items()})
+        tensors.update(torch_rng_tensors())
+        meta.update(
+            rng=generator_state(self.rng),
+            update_debt=self.update_debt,
+            next_eval=self.next_eval,
+            next_checkpoint=self.next_checkpoint,
+            last_eval_return=self.last_eval_return,
+            replay_saved=self.cfg.checkpoint_replay,
+        )
+        path = save_checkpoint(self.run_dir / "checkpoints" / step_dirname(self.env_steps),
+                               tensors, meta)
+        prune_checkpoints(self.run_dir / "checkpoints", keep=self.cfg.keep_checkpoints)
+        return path
+
+    def try_resume(self) -> bool:
+        """Resume from the latest checkpoint of this run directory, if any.
+
+        Raises:
+            CheckpointError: the latest checkpoint is corrupt; the message says which one
+                to delete. Nothing on disk is changed.
+        """
+        ckpt = latest_checkpoint(self.run_dir / "checkpoints")
+        if ckpt is None:
+            return False
+        tensors, meta = load_checkpoint(ckpt)
+        if meta.get("architecture") != self.architecture():
+            raise CheckpointError(f"{ckpt} was written by an agent with another architecture")
+
+        def sub(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        self.agent.load_state_tensors(sub("agent/"), meta["agent_state"])
+        if self.intrinsic is not None:
+            self.intrinsic.load_state_tensors(sub("intrinsic/"))
+        if meta.get("replay_saved"):
+            self.replay.load_state_tensors({k: v.numpy() for k, v in sub("replay/").items()})
+        restore_torch_rng(tensors)
+        restore_generator(self.rng, meta["rng"])
+        self.env_steps = int(meta["env_steps"])
+        self.num_updates = int(meta["num_updates"])
+        self.episodes = int(meta["episodes"])
+        self.update_debt = float(meta["update_debt"])
+        self.next_eval = int(meta["next_eval"])
+        self.next_checkpoint = int(meta["next_checkpoint"])
+        self.last_eval_return = float(meta["last_eval_return"])
+        if not meta.get("replay_saved"):
+            self.learning_resumes_at = self.env_steps + self.cfg.learning_starts_env_steps
+        return True
+
+    # ------------------------------------------------------------------ evaluation
+    def eval_policy(self) -> AgentPolicy:
+        """The greedy policy being learned (a+ resolved by pi_p), for evaluation."""
+        return AgentPolicy(self.agent, self.num_env_actions, epsilon=self.cfg.eval_epsilon,
+                           prior=self.prior, seed=self.cfg.seed + 104_729)
+
+    def evaluate(self, logger: MetricsLogger) -> float:
+        returns = evaluate_policy(
+            self.eval_policy(), self.cfg.env_id, num_episodes=self.cfg.eval_episodes,
+            seed=self.cfg.seed + 1_000_003 + self.env_steps, task=self.cfg.task,
+            frame_stack=self.frame_stack, num_envs=min(self.cfg.eval_episodes, 8),
+            terminal_on_life_loss=False,
+        )
+        self.last_eval_return = float(np.mean(returns))
+        logger.log("eval", self.env_steps, return_mean=self.last_eval_return,
+                   return_std=float(np.std(returns)), returns=[float(r) for r in returns],
+                   num_updates=self.num_updates)
+        return self.last_eval_return
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> RunResult:
+        """Train to ``total_env_steps`` (resuming if a checkpoint exists) and evaluate."""
+        cfg = self.cfg
+        start = time.perf_counter()
+        if (self.run_dir / "final" / "meta.json").is_file():
+            meta = json.loads((self.run_dir / "final" / "meta.json").read_text())
+            return RunResult(self.run_dir, meta["env_steps"], meta["num_updates"],
+                             float(meta.get("final_return_mean", math.nan)), 0.0)
+        self.learning_resumes_at = cfg.learning_starts_env_steps
+        resumed = self.try_resume()
+        logger = MetricsLogger(self.run_dir, tensorboard=cfg.tensorboard)
+        if resumed:
+            logger.truncate_after(self.env_steps)
+            log.info("resumed %s at %d env steps", self.run_dir, self.env_steps)
+        try:
+            self._loop(logger)
+            self.evaluate(logger)
+            self.save()
+            self.save(final=True)
+        finally:
+            logger.close()
+            self.envs.close()
+        return RunResult(self.run_dir, self.env_steps, self.num_updates, self.last_eval_return,
+                         time.perf_counter() - start)
+
+    def _loop(self, logger: MetricsLogger) -> None:
+        cfg = self.cfg
+        b = cfg.num_envs
+        obs, _ = self.envs.reset(seed=cfg.seed + 31 * self.env_steps)
+        first = np.ones(b, dtype=bool)
+        autoreset = np.zeros(b, dtype=bool)
+        episode_return = np.zeros(b)
+        episode_intrinsic = np.zeros(b)
+        episode_length = np.zeros(b, dtype=np.int64)
+        self.explorer.reset(b)
+        if self.intrinsic is not None:
+            self.intrinsic.reset(np.ones(b, dtype=bool))
+        self.replay.begin_stream()
+        recent_returns: list[float] = []
+        train_metrics: dict[str, float] = {}
+        with RunProgress(Path(cfg.run_dir).name, cfg.total_env_steps, self.env_steps,
+                         enabled=cfg.progress) as progress:
+            while self.env_steps < cfg.total_env_steps:
+                stacked = self.stacker.push(obs, first)
+                q_values = self.agent.q_values(stacked)
+                prior_actions = (
+                    self.prior_driver.act(stacked, first) if self.prior_driver is not None
+                    else None
+                )
+                selection = self.explorer.select(q_values, stacked, first, prior_actions)
+                next_obs, reward, terminated, truncated, info = self.envs.step(
+                    selection.env_actions
+                )
+                task_reward = np.asarray(info["task_reward"], dtype=np.float64)
+                learner_reward = np.asarray(reward, dtype=np.float32)
+                if self.intrinsic is not None:
+                    r_int = self.intrinsic.compute(obs, selection.env_actions, next_obs)
+                    r_int = np.where(autoreset, 0.0, r_int).astype(np.float32)
+                    learner_reward = learner_reward + cfg.intrinsic_scale * r_int
+                    episode_intrinsic += r_int
+                self.replay.add(obs, selection.env_actions, selection.agent_actions,
+                                selection.extra, learner_reward, terminated, truncated)
+                valid = ~autoreset
+                episode_return += np.where(valid, task_reward, 0.0)
+                episode_length += valid
+                done = (terminated | truncated) & valid
+                for i in np.flatnonzero(done):
+                    self.episodes += 1
+                    recent_returns.append(float(episode_return[i]))
+                    logger.log("episode", self.env_steps, ret=float(episode_return[i]),
+                               length=int(episode_length[i]),
+                               intrinsic=float(episode_intrinsic[i]))
+                episode_return[done] = 0.0
+                episode_length[done] = 0
+                episode_intrinsic[done] = 0.0
+                if self.intrinsic is not None:
+                    self.intrinsic.reset(done)
+                first = autoreset
+                autoreset = terminated | truncated
+                obs = next_obs
+                self.env_steps += b
+
+                if self.env_steps >= self.learning_resumes_at and self.replay.can_sample():
+                    self.update_debt += b / cfg.env_steps_per_update
+                    while self.update_debt >= 1.0:
+                        self.update_debt -= 1.0
+                        train_metrics = self._update()
+                if self.env_steps >= self.next_checkpoint:
+                    self.next_checkpoint += cfg.checkpoint_every_env_steps
+                    self.save()
+                if self.env_steps >= self.next_eval and self.env_steps < cfg.total_env_steps:
+                    self.next_eval += cfg.eval_every_env_steps
+                    self.evaluate(logger)
+                    recent = np.mean(recent_returns[-20:]) if recent_returns else math.nan
+                    logger.log("train", self.env_steps, episodes=self.episodes,
+                               num_updates=self.num_updates, recent_return=float(recent),
+                               env_steps_per_second=progress.env_steps_per_second,
+                               **train_metrics)
+                progress.update(
+                    self.env_steps,
+                    f"eval {self.last_eval_return:.3g} | ep {self.episodes} | "
+                    f"upd {self.num_updates}",
+                )
+
+    def _update(self) -> dict[str, float]:
+        batch = self.replay.sample(self.cfg.agent.batch_size, self.rng)
+        metrics = self.agent.update(batch)
+        self.replay.update_priorities(batch["indices"], self.agent.last_priorities)
+        if self.intrinsic is not None:
+            c = self.frame_shape[0]
+            metrics.update(self.intrinsic.update(batch["next_obs"][:, -c:]))
+        self.num_updates += 1
+        return metrics
+
+
+def train(cfg: TrainConfig) -> RunResult:
+    """Build a :class:`Trainer` for ``cfg`` and run it to completion (resuming if possible)."""
+    return Trainer(cfg).run()
