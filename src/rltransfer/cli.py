@@ -20,17 +20,20 @@ import numpy as np
 import tyro
 
 from rltransfer.config import TrainConfig
+
+Flat = tyro.conf.arg(name="")
+"""Flags of a verb's config without a ``--cfg.`` prefix (nested ones keep theirs)."""
 from rltransfer.pretrain.reward_free import PRETRAIN_DEFAULTS, pretrain_reward_free
 
 
-def pretrain(cfg: TrainConfig = PRETRAIN_DEFAULTS) -> None:
+def pretrain(cfg: Annotated[TrainConfig, Flat] = PRETRAIN_DEFAULTS) -> None:
     """Reward-free pretraining: the agent learns from an intrinsic reward only."""
     result = pretrain_reward_free(cfg)
     print(f"pretrained policy: {result.run_dir / 'final'} "
           f"(task return of its greedy policy: {result.final_return_mean:.3f})")
 
 
-def train_cmd(cfg: TrainConfig) -> None:
+def train_cmd(cfg: Annotated[TrainConfig, Flat]) -> None:
     """Train on the task reward: from scratch, with weight init, or with Behavior Transfer."""
     from rltransfer.train import train
 
@@ -43,7 +46,7 @@ def train_cmd(cfg: TrainConfig) -> None:
 class EvaluateArgs:
     """Score a checkpoint (or a run's final policy) on a task's reward."""
 
-    policy: str
+    policy: Annotated[str, tyro.conf.Positional]
     """Checkpoint or run directory."""
     env_id: str | None = None
     """Environment (default: the one the policy was trained on)."""
@@ -55,7 +58,7 @@ class EvaluateArgs:
     """Write the returns as JSON here."""
 
 
-def evaluate(args: EvaluateArgs) -> None:
+def evaluate(args: Annotated[EvaluateArgs, Flat]) -> None:
     """Zero-shot or final evaluation of a saved policy."""
     from rltransfer.agents.policy import load_policy
     from rltransfer.evaluate.protocol import evaluate_policy
@@ -75,12 +78,12 @@ def evaluate(args: EvaluateArgs) -> None:
 class ReportArgs:
     """Rebuild the report of an experiment directory from its runs."""
 
-    experiment_dir: str
+    experiment_dir: Annotated[str, tyro.conf.Positional]
 
 
-def report(args: ReportArgs) -> None:
+def report(args: Annotated[ReportArgs, Flat]) -> None:
     """Write ``report.md`` with IQM/mean/median and 95% CIs, and learning curves."""
-    from rltransfer.evaluate.report import write_experiment_report
+    from rltransfer.experiment import write_experiment_report
 
     out = Path(args.experiment_dir)
     runs = out / "runs"
@@ -110,7 +113,7 @@ class RunArgs:
     strategies: tuple[str, ...] | None = None
 
 
-def run(args: RunArgs) -> None:
+def run(args: Annotated[RunArgs, Flat]) -> None:
     """Run a recipe end to end; re-running the same command resumes it."""
     from rltransfer.experiment import run_experiment
     from rltransfer.recipes import get_recipe
@@ -134,11 +137,16 @@ class DemoArgs:
     """The small default experiment: bt-minigrid, about 10 minutes on 2 CPU cores."""
 
     out_dir: str = "runs/demo"
+    num_seeds: int | None = None
+    workers: int | None = None
+    pretrain_env_steps: int | None = None
+    train_env_steps: int | None = None
+    strategies: tuple[str, ...] | None = None
 
 
-def demo(args: DemoArgs) -> None:
+def demo(args: Annotated[DemoArgs, Flat]) -> None:
     """Pretrain without reward on MiniGrid, transfer five ways, 3 seeds each, report."""
-    run(RunArgs(recipe="bt-minigrid", out_dir=args.out_dir))
+    run(RunArgs(recipe="bt-minigrid", **dataclasses.asdict(args)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
                 "demo": demo,
             },
             args=argv,
+            prog="rltransfer",
             description="rltransfer: pretrain RL agents and transfer what they learned.",
         )
     except (ConfigError, CheckpointError, KeyError, ValueError, FileNotFoundError,

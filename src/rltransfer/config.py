@@ -32,8 +32,9 @@ class TrainConfig:
     frame_stack: int | None = None
     """Frames stacked as agent input; ``None`` takes the suite default (Atari 4, else 1)."""
     terminal_on_life_loss: bool = False
-    sticky_action_prob: float = 0.25
-    """Atari only: ALE v5's sticky actions (0.25); 0 gives deterministic emulation."""
+    sticky_action_prob: float | None = None
+    """Probability of repeating the previous action; ``None`` takes the suite's default
+    (ALE v5: 0.25, MinAtar: 0.1, MiniGrid: 0)."""
 
     # Reward.
     reward_free: bool = False

@@ -27,7 +27,7 @@ from rich.console import Console
 from rltransfer.agents.policy import load_policy
 from rltransfer.config import TrainConfig
 from rltransfer.evaluate.protocol import evaluate_policy
-from rltransfer.evaluate.report import write_experiment_report
+from rltransfer.evaluate.report import collect_runs, write_report
 from rltransfer.recipes import STRATEGIES, BTExperiment
 from rltransfer.train import train
 
@@ -68,7 +68,7 @@ def zero_shot(exp: BTExperiment, out: Path) -> list[float]:
     """Score the pretrained policy on the task reward (cached in ``zero_shot.json``)."""
     path = out / "zero_shot.json"
     if path.exists():
-        return list(json.loads(path.read_text())["returns"])
+        return [float(r) for r in json.loads(path.read_text())["returns"]]
     policy = load_policy(out / "pretrain", epsilon=exp.train.eval_epsilon)
     returns = evaluate_policy(
         policy, exp.train.env_id, exp.zero_shot_episodes, seed=exp.train.seed + 2_000_003,
@@ -79,7 +79,7 @@ def zero_shot(exp: BTExperiment, out: Path) -> list[float]:
     tmp = path.with_name(".zero_shot.json.tmp")
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(path)
-    return data["returns"]
+    return [float(r) for r in returns]
 
 
 def run_experiment(exp: BTExperiment, out_dir: str | Path) -> Path:
@@ -125,3 +125,47 @@ def run_experiment(exp: BTExperiment, out_dir: str | Path) -> Path:
     )
     console.print(f"    {report} ({time.perf_counter() - start:.0f}s in all)")
     return report
+
+
+def write_experiment_report(
+    out: Path,
+    title: str,
+    strategies: list[str],
+    num_seeds: int,
+    zero_shot_returns: list[float] | None,
+) -> Path:
+    """Aggregate the final evaluation of every ``runs/<strategy>/seed_<k>`` into ``report.md``.
+
+    The score of a run is the mean return of its last evaluation (``eval_episodes`` episodes
+    on the task reward). Strategies are compared by IQM, mean and median over seeds with
+    stratified-bootstrap 95% CIs (rliable), with learning curves.
+
+    Raises:
+        ValueError: a run without evaluations (not finished), or no runs at all.
+    """
+    run_dirs = {
+        s: [out / "runs" / s / f"seed_{k}" for k in range(num_seeds)
+            if (out / "runs" / s / f"seed_{k}" / "metrics.jsonl").is_file()]
+        for s in strategies
+    }
+    run_dirs = {s: dirs for s, dirs in run_dirs.items() if dirs}
+    if not run_dirs:
+        raise ValueError(f"{out} has no finished runs under runs/<strategy>/seed_<k>")
+    finals, learning = collect_runs(run_dirs)
+    zero = {"pretrained policy (zero-shot)": zero_shot_returns} if zero_shot_returns else None
+    first = run_dirs[next(iter(run_dirs))][0]
+    cfg = json.loads((first / "config.json").read_text())
+    description = (
+        f"Environment `{cfg['env_id']}`, task `{cfg['task']}`; {cfg['total_env_steps']} env "
+        f"steps per run; each score is the mean return of {cfg['eval_episodes']} evaluation "
+        "episodes at the end of training (greedy policy; with the extra action a+ the "
+        "pretrained policy resolves a+). Strategies: scratch_* learn from nothing with "
+        "epsilon- or ez-greedy exploration; full_init / partial_init start from the pretrained "
+        "weights; bt explores with the frozen pretrained policy (flights + extra action, "
+        "Campos et al. 2021)."
+    )
+    return write_report(
+        out / "report.md", title, finals, learning_curves=learning, zero_shot=zero,
+        seed_labels={s: [d.name for d in dirs] for s, dirs in run_dirs.items()},
+        description=description,
+    )

@@ -2,8 +2,9 @@
 
 Behavior Transfer (Campos et al. 2021, Sec. 3) treats the pretrained policy as a black box,
 "agnostic to how the pre-trained behavior is encoded". Everything that can act is a
-:class:`Policy`: a trained agent, a checkpoint on disk (:func:`rltransfer.transfer.behavior.
-load_policy`), a plain Python function (:class:`CallablePolicy`), or a Stable-Baselines3 model.
+:class:`Policy`: a trained agent, a checkpoint on disk
+(:func:`rltransfer.agents.policy.load_policy`), a plain Python function
+(:class:`CallablePolicy`), or a Stable-Baselines3 model.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+
+class SpaceMismatchError(ValueError):
+    """A pretrained policy or network was made for other observation or action spaces."""
 
 
 @runtime_checkable

@@ -59,7 +59,7 @@ from rltransfer.runtime.seeding import (
     torch_rng_tensors,
 )
 from rltransfer.transfer.behavior import PriorPolicyDriver, validate_prior
-from rltransfer.transfer.weights import check_spaces, initialise_from
+from rltransfer.transfer.weights import initialise_from
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +102,14 @@ def _prepare_run_dir(cfg: TrainConfig) -> Path:
     return run_dir
 
 
-def _make_intrinsic(cfg: TrainConfig, frame_shape: tuple[int, ...], obs_scale: float,
+def _make_intrinsic(cfg: TrainConfig, frame_shape: tuple[int, int, int], obs_scale: float,
                     num_env_actions: int) -> IntrinsicReward | None:
     if cfg.intrinsic == "none":
         return None
     if cfg.intrinsic == "constant":
         return ConstantReward()
-    return RND(frame_shape, obs_scale=obs_scale, num_envs=cfg.num_envs, lr=cfg.intrinsic_lr,
-               seed=cfg.seed)
+    return RND(frame_shape, obs_scale=obs_scale, learning_rate=cfg.intrinsic_lr, seed=cfg.seed,
+               device=cfg.device)
 
 
 def _make_explorer(cfg: TrainConfig, num_env_actions: int, rng: np.random.Generator) -> Explorer:
@@ -173,9 +173,11 @@ class Trainer:
         self.envs = make_env(
             cfg.env_id, cfg.num_envs, cfg.seed, task=cfg.task, reward_free=cfg.reward_free,
             terminal_on_life_loss=cfg.terminal_on_life_loss,
-            **({"sticky_action_prob": cfg.sticky_action_prob} if self.spec.suite == "atari" else {}),
+            sticky_action_prob=cfg.sticky_action_prob,
         )
-        self.frame_shape = tuple(self.envs.single_observation_space.shape)  # (C, H, W)
+        shape = self.envs.single_observation_space.shape
+        assert shape is not None and len(shape) == 3, shape
+        self.frame_shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
         self.frame_stack = cfg.frame_stack or self.spec.frame_stack
         c, h, w = self.frame_shape
         self.obs_shape = (c * self.frame_stack, h, w)
@@ -183,13 +185,7 @@ class Trainer:
         self.prior: Policy | None = None
         if cfg.explore == "bt" and cfg.prior is not None:
             prior = load_policy(cfg.prior, epsilon=cfg.prior_epsilon, seed=cfg.seed + 7_919)
-            check_spaces(
-                {"architecture": {"obs_shape": prior.obs_shape,  # type: ignore[attr-defined]
-                                  "num_env_actions": prior.num_actions,
-                                  "env_id": prior.env_id}},  # type: ignore[attr-defined]
-                self.obs_shape, self.num_env_actions, cfg.prior,
-            )
-            validate_prior(prior, self.num_env_actions)
+            validate_prior(prior, self.num_env_actions, self.obs_shape)
             self.prior = prior
         use_extra = cfg.explore == "bt" and cfg.extra_action
         self.num_agent_actions = self.num_env_actions + (1 if use_extra else 0)
@@ -339,7 +335,7 @@ class Trainer:
         logger = MetricsLogger(self.run_dir, tensorboard=cfg.tensorboard)
         if resumed:
             logger.truncate_after(self.env_steps)
-            log.info("resumed %s at %d env steps", self.run_dir, self.env_steps)
+            log.warning("resumed %s at %d env steps", self.run_dir, self.env_steps)
         try:
             self._loop(logger)
             self.evaluate(logger)
@@ -380,7 +376,7 @@ class Trainer:
                     selection.env_actions
                 )
                 task_reward = np.asarray(info["task_reward"], dtype=np.float64)
-                learner_reward = np.asarray(reward, dtype=np.float32)
+                learner_reward = np.asarray(reward, dtype=np.float64)
                 if self.intrinsic is not None:
                     r_int = self.intrinsic.compute(obs, selection.env_actions, next_obs)
                     r_int = np.where(autoreset, 0.0, r_int).astype(np.float32)

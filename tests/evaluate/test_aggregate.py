@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rliable.metrics as rl_metrics
+from rliable import library as rl_library
 
 from rltransfer.evaluate.aggregate import (
     AggregateInputError,
@@ -10,7 +11,6 @@ from rltransfer.evaluate.aggregate import (
     aggregate_scores,
     curves,
     iqm,
-    stratified_bootstrap,
 )
 
 
@@ -67,41 +67,42 @@ def test_bootstrap_ci_by_hand_two_seeds() -> None:
 
 
 def test_bootstrap_is_stratified_per_task() -> None:
-    # rows (0, 0) and (1, 1). Resampling whole rows gives task-means averages in {0, .5, 1};
-    # resampling each task's seeds independently also gives 0.25 and 0.75 (prob. 1/4 each).
+    # rows (0, 0) and (1, 1). Resampling each task's seeds independently gives replicate means
+    # 0, .25, .5, .75, 1 w.p. 1/16, 4/16, 6/16, 4/16, 1/16, so the 10% / 90% percentiles
+    # (confidence 0.8) are .25 and .75. Resampling whole rows would give {0, .5, 1} w.p.
+    # 1/4, 1/2, 1/4 and the CI [0, 1].
     scores = np.array([[0.0, 0.0], [1.0, 1.0]])
-    reps = stratified_bootstrap(
-        scores, {"mean": lambda b: b.mean(axis=(1, 2))}, 8000, np.random.default_rng(0)
-    )["mean"]
-    assert reps.shape == (8000,)
-    freq = {v: np.mean(np.isclose(reps, v)) for v in (0.0, 0.25, 0.5, 0.75, 1.0)}
-    expected = {0.0: 1 / 16, 0.25: 4 / 16, 0.5: 6 / 16, 0.75: 4 / 16, 1.0: 1 / 16}
-    for v, p in expected.items():
-        assert freq[v] == pytest.approx(p, abs=0.02)
+    est = aggregate_scores({"s": scores}, reps=2000, confidence=0.8, metrics=("mean",))
+    assert est["s"]["mean"] == Estimate(0.5, 0.25, 0.75)
 
 
 def test_bootstrap_spread_matches_standard_error() -> None:
-    # the bootstrap sd of a mean of n values is sqrt(var_biased / n)
+    # the bootstrap sd of a mean of n values is sqrt(var_biased / n); the 95% percentile CI of
+    # the (near-normal) bootstrap mean spans +-1.96 of those
     x = np.random.default_rng(2).normal(size=(40, 1))
-    reps = stratified_bootstrap(
-        x, {"m": lambda b: b.mean(axis=(1, 2))}, 20000, np.random.default_rng(1)
-    )["m"]
-    assert reps.std() == pytest.approx(np.sqrt(x.var() / 40), rel=0.05)
+    est = aggregate_scores({"m": x}, reps=4000, metrics=("mean",))["m"]["mean"]
+    assert est.high - est.low == pytest.approx(2 * 1.96 * np.sqrt(x.var() / 40), rel=0.1)
 
 
-def test_rliable_library_intervals_agree_when_importable() -> None:
-    try:
-        from rliable import library as rl_library
-    except Exception as err:  # arch 7.2 + pandas 3 breaks this import here
-        pytest.skip(f"rliable.library not importable: {err}")
+def test_intervals_agree_with_unseeded_rliable() -> None:
     x = np.random.default_rng(5).normal(size=(12, 4))
-    _, theirs = rl_library.get_interval_estimates(
-        {"a": x}, lambda s: np.array([rl_metrics.aggregate_iqm(s)]), reps=5000
+    theirs_point, theirs = rl_library.get_interval_estimates(
+        {"a": x}, lambda s: np.array([rl_metrics.aggregate_iqm(s)]), reps=2000
     )
-    ours = aggregate_scores({"a": x}, reps=5000)["a"]["iqm"]
+    ours = aggregate_scores({"a": x}, reps=2000, metrics=("iqm",))["a"]["iqm"]
+    assert ours.point == pytest.approx(theirs_point["a"][0])
     width = ours.high - ours.low
     assert ours.low == pytest.approx(theirs["a"][0, 0], abs=0.1 * width)
     assert ours.high == pytest.approx(theirs["a"][1, 0], abs=0.1 * width)
+
+
+def test_callers_global_rng_is_left_alone() -> None:
+    np.random.seed(7)  # noqa: NPY002
+    expected = np.random.rand(3)  # noqa: NPY002
+    np.random.seed(7)  # noqa: NPY002
+    aggregate_scores({"a": np.arange(6.0)}, reps=20)
+    curves({"c": [(np.array([0, 1]), np.array([0.0, 1.0]))] * 3}, num_points=2, reps=20)
+    np.testing.assert_array_equal(np.random.rand(3), expected)  # noqa: NPY002
 
 
 def test_one_seed_collapses_ci() -> None:
@@ -122,6 +123,10 @@ def test_bad_input_raises_value_error() -> None:
         aggregate_scores({"a": np.ones(3)}, reps=10, metrics=("max",))
     with pytest.raises(AggregateInputError, match="confidence"):
         aggregate_scores({"a": np.ones(3)}, reps=10, confidence=95)
+    with pytest.raises(AggregateInputError, match="reps"):
+        aggregate_scores({"a": np.ones(3)}, reps=0)
+    with pytest.raises(AggregateInputError, match="seed"):
+        aggregate_scores({"a": np.ones(3)}, reps=10, seed=-1)
 
 
 def test_curves_interpolate_onto_common_grid_by_hand() -> None:
@@ -157,3 +162,16 @@ def test_curves_grid_is_the_overlap_and_iqm_one_seed() -> None:
         curves({"c": [(np.array([3, 1]), np.zeros(2))]})
     with pytest.raises(ValueError, match="NaN"):
         curves({"c": [(np.array([0, 1]), np.array([0.0, np.nan]))]})
+
+
+def test_curves_iqm_points_are_per_step_iqm_over_seeds() -> None:
+    rng = np.random.default_rng(3)
+    x = np.array([0.0, 50.0, 100.0])
+    ys = rng.normal(size=(8, 3))
+    out = curves({"s": [(x, y) for y in ys]}, num_points=3, metric="iqm", reps=200)["s"]
+    # 8 seeds: drop the 2 lowest and 2 highest at each step, average the middle 4
+    middle = np.sort(ys, axis=0)[2:6]
+    np.testing.assert_allclose(out.point, middle.mean(axis=0))
+    assert np.all(out.low < out.point) and np.all(out.point < out.high)
+    again = curves({"s": [(x, y) for y in ys]}, num_points=3, metric="iqm", reps=200)["s"]
+    np.testing.assert_array_equal(again.low, out.low)

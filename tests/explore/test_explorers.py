@@ -197,7 +197,12 @@ def test_bt_flight_hands_over_to_prior_for_exactly_n_steps() -> None:
     num_envs = 5
     sampler = FixedLengths(3)
     explorer = BehaviorTransferExplorer(
-        0.0, 1.0, 4, np.random.default_rng(0), flights=True, extra_action=False,
+        0.0,
+        1.0,
+        4,
+        np.random.default_rng(0),
+        flights=True,
+        extra_action=False,
         length_sampler=sampler,
     )
     explorer.reset(num_envs)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 import pytest
 import torch
@@ -33,23 +35,24 @@ def test_error_drops_on_seen_observations_but_not_unseen() -> None:
     rnd.update_obs_stats(np.concatenate([seen, binary_frames(rng, 64)]))
     before_seen = rnd.novelty(seen).mean()
     before_unseen = rnd.novelty(unseen).mean()
-    for _ in range(150):
+    for _ in range(60):
         rnd.update(seen)
     after_seen = rnd.novelty(seen).mean()
     after_unseen = rnd.novelty(unseen).mean()
-    assert after_seen < 0.1 * before_seen
-    assert after_unseen > 3.0 * after_seen
+    assert after_seen < 0.01 * before_seen
+    assert after_unseen > 10.0 * after_seen
     assert after_unseen > 0.2 * before_unseen
 
 
 def test_update_returns_loss_that_decreases() -> None:
-    rnd = RND((4, 10, 10), obs_scale=1.0, learning_rate=1e-3, seed=1)
+    rnd = RND((4, 10, 10), obs_scale=1.0, learning_rate=1e-3, feature_dim=64, seed=1)
     frames = binary_frames(np.random.default_rng(1), 8)
+    # the loss before the step is the mean squared error = mean novelty / feature_dim
+    expected = rnd.novelty(frames).mean() / 64
+    first = rnd.update(frames)["rnd_loss"]
+    assert first == pytest.approx(expected, rel=1e-4)
     losses = [rnd.update(frames)["rnd_loss"] for _ in range(30)]
-    assert losses[-1] < losses[0]
-    # the loss is the mean over features of the squared error = novelty / feature_dim
-    loss_now = rnd.update(frames)["rnd_loss"]
-    assert loss_now > 0
+    assert losses[-1] < 0.5 * first
 
 
 def test_reward_is_novelty_over_running_return_std() -> None:
@@ -130,4 +133,4 @@ def test_input_errors() -> None:
     with pytest.raises(IntrinsicInputError):
         rnd.compute(ok[:1], np.zeros(1), ok[:1])
     with pytest.raises(ValueError):
-        RND((5, 5), feature_dim=8)  # type: ignore[arg-type]
+        RND(cast(Any, (5, 5)), feature_dim=8)

@@ -28,7 +28,7 @@ class Outer:
 def test_unknown_key_is_rejected_with_a_suggestion() -> None:
     with pytest.raises(ConfigError, match=r"'stpes' \(did you mean steps\?\)"):
         from_dict(Outer, {"stpes": 3})
-    with pytest.raises(ConfigError, match="config.inner: unknown key"):
+    with pytest.raises(ConfigError, match=r"config\.inner: unknown key"):
         from_dict(Outer, {"inner": {"learning_rate": 3}})
 
 

@@ -20,6 +20,7 @@ For transitions (feedforward core) the priority is |delta|; R2D2's sequence prio
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -391,9 +392,10 @@ class R2D2Agent:
         delta_plus = torch.where(extra, q_agent - y, torch.zeros_like(y))
         loss = (0.5 * weights * (delta.square() + delta_plus.square())).mean()
         update_number = self.num_updates + 1
-        if not bool(torch.isfinite(loss)):
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
             raise NonFiniteLossError(
-                f"non-finite loss ({float(loss)}) at update {update_number}; the update was "
+                f"non-finite loss ({loss_value}) at update {update_number}; the update was "
                 "skipped and parameters are unchanged. Check rewards/observations for NaN/inf, "
                 "lower lr, or keep value_rescaling on"
             )
@@ -404,7 +406,7 @@ class R2D2Agent:
         if not bool(torch.isfinite(grad_norm)):
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLossError(
-                f"non-finite gradient norm at update {update_number} (loss {float(loss)}); the "
+                f"non-finite gradient norm at update {update_number} (loss {loss_value}); the "
                 "update was skipped and parameters are unchanged. Lower lr or check inputs"
             )
         self.optimizer.step()
@@ -415,7 +417,7 @@ class R2D2Agent:
             prio = torch.maximum(delta.abs(), delta_plus.abs())
         self.last_priorities = prio.detach().float().cpu().numpy()
         return {
-            "loss": float(loss),
+            "loss": loss_value,
             "q_mean": float(q_env.detach().mean()),
             "target_mean": float(y.mean()),
             "td_abs_mean": float(delta.detach().abs().mean()),

@@ -1,39 +1,47 @@
 """Aggregate scores over seeds and tasks with stratified-bootstrap confidence intervals.
 
 Follows Agarwal et al. (2021), "Deep Reinforcement Learning at the Edge of the Statistical
-Precipice" (NeurIPS), the method behind the ``rliable`` library:
+Precipice" (NeurIPS), using its ``rliable`` library:
 
 * IQM: the interquartile mean, the 25% trimmed mean of all ``num_seeds * num_tasks`` scores
   pooled (``rliable.metrics.aggregate_iqm``, i.e. ``scipy.stats.trim_mean(x, 0.25)``).
 * mean / median: the mean / median over tasks of the per-task mean over seeds
   (``rliable.metrics.aggregate_mean`` / ``aggregate_median``).
-* CIs: stratified bootstrap (Efron & Tibshirani, 1993; Agarwal et al. 2021, Sec. 4): each
-  replicate resamples the seeds with replacement independently within every task, the metric
-  is recomputed, and the ``(1 - c) / 2`` and ``(1 + c) / 2`` percentiles of the replicates give
-  the ``c`` confidence interval (the "percentile" method, rliable's default).
+* CIs: ``rliable.library.get_interval_estimates`` (stratified bootstrap, Efron & Tibshirani
+  1993; Agarwal et al. 2021, Sec. 4): each replicate resamples the seeds with replacement
+  independently within every task, the metric is recomputed, and the ``(1 - c) / 2`` and
+  ``(1 + c) / 2`` percentiles of the replicates give the ``c`` confidence interval
+  ("percentile" method, rliable's default).
 
-Why not call ``rliable.library.get_interval_estimates``: in this environment rliable 1.2's
-``library`` module cannot be imported, because it imports ``arch.bootstrap`` and arch 7.2 fails
-at import with pandas 3 (``deprecate_kwarg() missing ... 'new_arg_name'``). ``rliable.metrics``
-(pure numpy/scipy) imports fine. The bootstrap is therefore done here, vectorized over
-replicates, with the same resampling scheme and CI method; the point estimates are checked
-against ``rliable.metrics`` in the tests.
+Randomness: rliable's ``StratifiedBootstrap`` draws its resampling indices from numpy's *global*
+legacy RNG (``np.random.choice``); its ``random_state`` argument does not reach those draws. For
+reproducible CIs each strategy is therefore bootstrapped with the global RNG seeded from
+``(seed, strategy name)``, and the caller's global RNG state is restored afterwards. Not
+thread-safe: do not run two aggregations in parallel threads of one process.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+import scipy.stats
+from rliable import library as rl_library
+from rliable import metrics as rl_metrics
 
 METRICS: tuple[str, ...] = ("iqm", "mean", "median")
 """Names of the aggregate metrics computed by :func:`aggregate_scores`, in report order."""
 
-# Bound on the number of float64 elements of one block of bootstrap replicates (~128 MiB).
-_MAX_BLOCK_ELEMENTS = 16_000_000
+# metric name -> rliable aggregate over a [num_seeds, num_tasks] score matrix (a scalar)
+_RLIABLE_METRICS: dict[str, Callable[[np.ndarray], float]] = {
+    "iqm": rl_metrics.aggregate_iqm,
+    "mean": rl_metrics.aggregate_mean,
+    "median": rl_metrics.aggregate_median,
+}
 
 
 class AggregateInputError(ValueError):
@@ -68,10 +76,11 @@ class CurveEstimate(NamedTuple):
 def iqm(x: np.ndarray | Sequence[float], axis: int | None = None) -> np.ndarray | float:
     """Interquartile mean: the mean of the middle half of the values (25% trimmed mean).
 
-    Same definition as ``scipy.stats.trim_mean(x, 0.25)`` and ``rliable.metrics.aggregate_iqm``:
-    with ``n`` values, ``k = floor(0.25 * n)`` values are dropped at each end after sorting and
-    the remaining ``n - 2k`` are averaged. E.g. ``iqm([1, 2, 3, 4]) == 2.5``,
-    ``iqm([1, ..., 8]) == mean([3, 4, 5, 6]) == 4.5``; for ``n < 4`` nothing is dropped.
+    Computed by ``scipy.stats.trim_mean(x, 0.25, axis)``, the function behind
+    ``rliable.metrics.aggregate_iqm``: with ``n`` values, ``k = floor(0.25 * n)`` values are
+    dropped at each end after sorting and the remaining ``n - 2k`` are averaged. E.g.
+    ``iqm([1, 2, 3, 4]) == 2.5``, ``iqm([1, ..., 8]) == mean([3, 4, 5, 6]) == 4.5``; for
+    ``n < 4`` nothing is dropped.
 
     Args:
         x: scores, any shape, float.
@@ -88,36 +97,10 @@ def iqm(x: np.ndarray | Sequence[float], axis: int | None = None) -> np.ndarray 
         arr = arr.reshape(-1)
         axis = 0
     _check_finite(arr, "iqm input")
-    n = arr.shape[axis]
-    if n == 0:
+    if arr.shape[axis] == 0:
         raise AggregateInputError("iqm of an empty array is undefined; pass at least one score")
-    cut = int(0.25 * n)
-    part = np.partition(arr, (cut, n - cut - 1), axis=axis) if cut > 0 else arr
-    middle = np.take(part, np.arange(cut, n - cut), axis=axis)
-    out = middle.mean(axis=axis)
+    out = np.asarray(scipy.stats.trim_mean(arr, 0.25, axis=axis), dtype=np.float64)
     return float(out) if out.ndim == 0 else out
-
-
-# --- metrics over a batch of replicates: (reps, num_seeds, num_tasks) -> (reps,) -------------
-
-
-def _batch_iqm(x: np.ndarray) -> np.ndarray:
-    return np.asarray(iqm(x.reshape(x.shape[0], -1), axis=1))
-
-
-def _batch_mean(x: np.ndarray) -> np.ndarray:
-    return np.asarray(x.mean(axis=1).mean(axis=1))
-
-
-def _batch_median(x: np.ndarray) -> np.ndarray:
-    return np.asarray(np.median(x.mean(axis=1), axis=1))
-
-
-_BATCH_METRICS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "iqm": _batch_iqm,
-    "mean": _batch_mean,
-    "median": _batch_median,
-}
 
 
 def _check_finite(arr: np.ndarray, what: str) -> None:
@@ -141,64 +124,49 @@ def _as_score_matrix(name: str, scores: np.ndarray | Sequence[float]) -> np.ndar
     return arr
 
 
-def _strategy_rng(seed: int, name: str) -> np.random.Generator:
-    # A stream per strategy that depends only on (seed, name): adding a strategy to the dict
-    # does not change the CIs of the others.
-    return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
-
-
-def _check_bootstrap_args(reps: int, confidence: float) -> None:
+def _check_bootstrap_args(reps: int, confidence: float, seed: int) -> None:
     if reps < 1:
         raise AggregateInputError(f"reps must be >= 1 bootstrap replicates; got {reps}")
     if not 0.0 < confidence < 1.0:
         raise AggregateInputError(f"confidence must be in (0, 1), e.g. 0.95; got {confidence}")
+    if not 0 <= seed < 2**32:
+        raise AggregateInputError(f"seed must be in [0, 2**32); got {seed}")
 
 
-def stratified_bootstrap(
+@contextmanager
+def _seeded_global_rng(seed: int, name: str) -> Iterator[None]:
+    # rliable's StratifiedBootstrap resamples with np.random.choice (numpy's global RNG). Seed
+    # it from (seed, name) so a strategy's CIs do not depend on the other strategies or on the
+    # dict order, and give the caller back the global state it had. The legacy global API is
+    # what rliable consumes, hence NPY002 is silenced here.
+    saved = np.random.get_state()  # noqa: NPY002
+    np.random.seed([seed, zlib.crc32(name.encode("utf-8"))])  # noqa: NPY002
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)  # noqa: NPY002
+
+
+def _interval_estimate(
+    name: str,
     scores: np.ndarray,
-    statistics: Mapping[str, Callable[[np.ndarray], np.ndarray]],
+    func: Callable[[np.ndarray], np.ndarray],
     reps: int,
-    rng: np.random.Generator,
-) -> dict[str, np.ndarray]:
-    """Bootstrap replicates of statistics under stratified (per-task) resampling of seeds.
-
-    Args:
-        scores: float64 ``[num_seeds, num_tasks, ...]``; trailing axes ride along with the task.
-        statistics: name -> function mapping a batch ``[r, num_seeds, num_tasks, ...]`` to
-            ``[r, ...]`` (one value per replicate).
-        reps: number of replicates.
-        rng: random generator (consumed).
-
-    Returns:
-        name -> ``[reps, ...]`` array of replicate values.
-
-    Source: Agarwal et al. (2021), Sec. 4 / ``rliable.library.StratifiedBootstrap``: the seeds
-    of every task are resampled with replacement independently of the other tasks.
-    """
-    num_seeds = scores.shape[0]
-    rest = scores.shape[1:]
-    per_rep = max(1, scores.size)
-    block = max(1, min(reps, _MAX_BLOCK_ELEMENTS // per_rep))
-    # Open-grid indices for the non-seed axes, broadcast against the resampled seed index.
-    grid = np.ix_(*[np.arange(n) for n in rest]) if rest else ()
-    out: dict[str, list[np.ndarray]] = {k: [] for k in statistics}
-    done = 0
-    while done < reps:
-        r = min(block, reps - done)
-        seed_idx = rng.integers(0, num_seeds, size=(r, *scores.shape))
-        sample = scores[(seed_idx, *[g[None, None] for g in grid])]
-        for name, fn in statistics.items():
-            out[name].append(np.asarray(fn(sample)))
-        done += r
-    return {k: np.concatenate(v, axis=0) for k, v in out.items()}
-
-
-def _percentile_interval(
-    replicates: np.ndarray, confidence: float
-) -> tuple[np.ndarray, np.ndarray]:
-    tail = 100.0 * (1.0 - confidence) / 2.0
-    low, high = np.percentile(replicates, [tail, 100.0 - tail], axis=0)
-    return low, high
+    seed: int,
+    confidence: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(point, low, high)`` of ``func`` (scores ``[num_seeds, ...]`` -> 1-D) via rliable."""
+    with _seeded_global_rng(seed, name):
+        points, intervals = rl_library.get_interval_estimates(
+            {name: scores},
+            func,
+            method="percentile",
+            reps=reps,
+            confidence_interval_size=confidence,
+        )
+    point = np.asarray(points[name], dtype=np.float64)
+    interval = np.asarray(intervals[name], dtype=np.float64)  # [2, k]: lower row, upper row
+    return point, interval[0], interval[1]
 
 
 def aggregate_scores(
@@ -210,15 +178,21 @@ def aggregate_scores(
 ) -> dict[str, dict[str, Estimate]]:
     """IQM, mean and median of each strategy's scores with stratified-bootstrap CIs.
 
+    Point estimates are ``rliable.metrics.aggregate_iqm`` / ``aggregate_mean`` /
+    ``aggregate_median`` of the score matrix; CIs come from
+    ``rliable.library.get_interval_estimates`` (stratified bootstrap over seeds within each task,
+    percentile method), all metrics of a strategy from the same replicates.
+
     Args:
         scores: strategy -> float array ``[num_seeds, num_tasks]`` (a 1-D ``[num_seeds]`` array
             is one task). Scores are whatever the caller chose (raw returns, or human-normalized
             scores from :func:`rltransfer.evaluate.scores.human_normalized_score` when tasks
             differ in scale).
         reps: bootstrap replicates (rliable uses 50,000 in the paper; 2,000 is enough for
-            reports; tests use fewer).
-        seed: seed of the bootstrap; each strategy gets its own stream derived from
-            ``(seed, name)``, so results are reproducible and independent of dict order.
+            reports, about 1 s per strategy on one CPU core; tests use fewer).
+        seed: seed of the bootstrap, in ``[0, 2**32)``; each strategy is resampled from numpy's
+            global RNG seeded with ``(seed, name)`` (the caller's global RNG state is restored),
+            so results are reproducible and independent of dict order and of other strategies.
         confidence: CI coverage, default 0.95 (percentile method).
         metrics: subset of :data:`METRICS`.
 
@@ -228,25 +202,28 @@ def aggregate_scores(
 
     Raises:
         AggregateInputError (a ``ValueError``): NaN/inf scores, empty or >2-D arrays, unknown
-            metric names, ``reps < 1`` or ``confidence`` outside (0, 1).
+            metric names, ``reps < 1``, ``confidence`` outside (0, 1) or ``seed`` out of range.
 
     Source: Agarwal et al. (2021), "Deep RL at the Edge of the Statistical Precipice".
     """
-    _check_bootstrap_args(reps, confidence)
-    unknown = [m for m in metrics if m not in _BATCH_METRICS]
+    _check_bootstrap_args(reps, confidence, seed)
+    unknown = [m for m in metrics if m not in _RLIABLE_METRICS]
     if unknown:
         raise AggregateInputError(f"unknown metric(s) {unknown}; choose from {list(METRICS)}")
-    stats = {m: _BATCH_METRICS[m] for m in metrics}
+    names = list(metrics)
+    fns = [_RLIABLE_METRICS[m] for m in names]
+
+    def all_metrics(x: np.ndarray) -> np.ndarray:  # [num_seeds, num_tasks] -> [len(names)]
+        return np.array([fn(x) for fn in fns], dtype=np.float64)
+
     result: dict[str, dict[str, Estimate]] = {}
     for name, raw in scores.items():
         arr = _as_score_matrix(name, raw)
-        reps_by_metric = stratified_bootstrap(arr, stats, reps, _strategy_rng(seed, name))
-        per_metric: dict[str, Estimate] = {}
-        for m, fn in stats.items():
-            point = float(fn(arr[None])[0])
-            low, high = _percentile_interval(reps_by_metric[m], confidence)
-            per_metric[m] = Estimate(point=point, low=float(low), high=float(high))
-        result[name] = per_metric
+        point, low, high = _interval_estimate(name, arr, all_metrics, reps, seed, confidence)
+        result[name] = {
+            m: Estimate(point=float(point[i]), low=float(low[i]), high=float(high[i]))
+            for i, m in enumerate(names)
+        }
     return result
 
 
@@ -290,10 +267,12 @@ def curves(
     """Aggregate per-seed learning curves onto a common grid, with bootstrap CIs per point.
 
     Each run's curve is linearly interpolated (``np.interp``) onto the grid; at every grid
-    point the metric over seeds (``"iqm"`` or ``"mean"`` of the seeds' returns) and its
-    bootstrap CI are computed; seeds are resampled with replacement independently at every
-    grid point, as rliable's ``StratifiedBootstrap`` does for ``[runs, tasks, points]`` score
-    arrays (sample-efficiency curves, Agarwal et al. 2021, Fig. 9).
+    point the metric over seeds (``"iqm"``: ``scipy.stats.trim_mean(., 0.25)`` as in
+    ``rliable.metrics.aggregate_iqm``, or ``"mean"`` of the seeds' returns) and its CI are
+    computed by ``rliable.library.get_interval_estimates`` on the ``[num_seeds, num_points]``
+    matrix (grid points in the task axis). Seeds are thus resampled with replacement
+    independently at every grid point, as rliable's ``StratifiedBootstrap`` also does for
+    ``[runs, tasks, points]`` arrays (sample-efficiency curves, Agarwal et al. 2021, Fig. 9).
 
     Args:
         runs: strategy -> list over seeds of ``(x, y)``: ``x`` env steps (1-D, non-decreasing),
@@ -310,18 +289,19 @@ def curves(
 
     Raises:
         AggregateInputError (a ``ValueError``): no runs, mismatched/empty/unsorted arrays,
-            NaN/inf, runs without a common range, unknown ``metric``.
+            NaN/inf, runs without a common range, unknown ``metric``, bad ``reps`` /
+            ``seed`` / ``confidence``.
     """
-    _check_bootstrap_args(reps, confidence)
+    _check_bootstrap_args(reps, confidence, seed)
     if metric not in ("iqm", "mean"):
         raise AggregateInputError(f"curve metric must be 'iqm' or 'mean'; got {metric!r}")
     if num_points < 1:
         raise AggregateInputError(f"num_points must be >= 1; got {num_points}")
 
-    def seed_stat(batch: np.ndarray) -> np.ndarray:  # [r, num_seeds, P] -> [r, P]
+    def seed_stat(ys: np.ndarray) -> np.ndarray:  # [num_seeds, P] -> [P]
         if metric == "iqm":
-            return np.asarray(iqm(batch, axis=1))
-        return np.asarray(batch.mean(axis=1))
+            return np.asarray(scipy.stats.trim_mean(ys, 0.25, axis=0), dtype=np.float64)
+        return np.asarray(ys.mean(axis=0), dtype=np.float64)
 
     out: dict[str, CurveEstimate] = {}
     for name, seed_runs in runs.items():
@@ -335,10 +315,6 @@ def curves(
             grid = np.asarray(x_grid, dtype=np.float64).reshape(-1)
             _check_finite(grid, "x_grid")
         ys = np.stack([np.interp(grid, x, y) for x, y in arrays])  # [num_seeds, P]
-        point = seed_stat(ys[None])[0]
-        replicates = stratified_bootstrap(ys, {"s": seed_stat}, reps, _strategy_rng(seed, name))[
-            "s"
-        ]
-        low, high = _percentile_interval(replicates, confidence)
-        out[name] = CurveEstimate(grid, point, np.asarray(low), np.asarray(high))
+        point, low, high = _interval_estimate(name, ys, seed_stat, reps, seed, confidence)
+        out[name] = CurveEstimate(grid, point, low, high)
     return out

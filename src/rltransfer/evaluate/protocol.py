@@ -59,7 +59,9 @@ def evaluate_policy(
             )
         # Env i runs episodes i, i + n, i + 2n, ... so exactly num_episodes are run.
         quota = np.array([len(range(i, num_episodes, n)) for i in range(n)])
-        stacker = FrameStacker(n, tuple(envs.single_observation_space.shape), stack)
+        frame_shape = envs.single_observation_space.shape
+        assert frame_shape is not None
+        stacker = FrameStacker(n, tuple(frame_shape), stack)
         obs, _ = envs.reset(seed=seed)
         state = policy.reset(n)
         first = np.ones(n, dtype=bool)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["DEFAULT_MAX_LENGTH", "sample_zeta", "zeta_cdf_table", "zeta_pmf"]
 
@@ -60,9 +61,7 @@ def zeta_cdf_table(mu: float = 2.0, max_length: int = DEFAULT_MAX_LENGTH) -> np.
     return cdf
 
 
-def zeta_pmf(
-    n: np.ndarray | int, mu: float = 2.0, max_length: int = DEFAULT_MAX_LENGTH
-) -> np.ndarray:
+def zeta_pmf(n: npt.ArrayLike, mu: float = 2.0, max_length: int = DEFAULT_MAX_LENGTH) -> np.ndarray:
     """Probability mass of the truncated Zeta distribution.
 
     ``p(n) = n^-mu / sum_{k=1}^{max_length} k^-mu`` for ``1 <= n <= max_length``, else 0.

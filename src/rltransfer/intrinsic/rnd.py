@@ -39,7 +39,7 @@ NATURE_MIN_SIZE = 36
 """Smallest height / width for the Nature torso (8x8/4 -> 4x4/2 -> 3x3/1 needs >= 36)."""
 
 
-def build_rnd_torso(in_channels: int, height: int, width: int) -> tuple[nn.Module, int]:
+def build_rnd_torso(in_channels: int, height: int, width: int) -> tuple[nn.Sequential, int]:
     """Conv torso for RND networks, chosen by input size.
 
     Args:

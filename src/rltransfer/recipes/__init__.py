@@ -158,4 +158,4 @@ def get_recipe(name: str) -> BTExperiment:
     return RECIPES[name]()
 
 
-__all__ = ["RECIPES", "STRATEGIES", "BTExperiment", "Strategy", "get_recipe", "field"]
+__all__ = ["RECIPES", "STRATEGIES", "BTExperiment", "Strategy", "field", "get_recipe"]

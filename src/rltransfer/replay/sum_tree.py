@@ -74,8 +74,10 @@ class SumTree:
             raise ValueError("SumTree values must be finite and >= 0")
         pos = idx + self._size
         self.nodes[pos] = vals
+        # Duplicated parents are harmless: each level is recomputed from the finished level
+        # below, so repeated writes store the same sum.
         for _ in range(self._depth):
-            pos = np.unique(pos >> 1)
+            pos = pos >> 1
             self.nodes[pos] = self.nodes[2 * pos] + self.nodes[2 * pos + 1]
 
     def set_all(self, values: np.ndarray) -> None:

@@ -12,17 +12,14 @@ from typing import Any
 
 from rltransfer.agents.policy import load_policy_tensors, resolve_checkpoint
 from rltransfer.agents.r2d2 import R2D2Agent
-from rltransfer.runtime.checkpoint import CheckpointError, load_checkpoint
+from rltransfer.policy import SpaceMismatchError
+from rltransfer.runtime.checkpoint import load_checkpoint
 
 INIT_MODULES: dict[str, tuple[str, ...]] = {
     "none": (),
     "partial": ("torso", "core"),
     "full": ("torso", "core", "head"),
 }
-
-
-class SpaceMismatchError(CheckpointError):
-    """The pretrained artifact was made for other observation or action spaces."""
 
 
 def check_spaces(
@@ -76,11 +73,10 @@ def initialise_from(
     """
     if mode not in INIT_MODULES:
         raise ValueError(f"unknown init mode {mode!r}; choose one of {sorted(INIT_MODULES)}")
-    unknown = set(freeze) - set(agent.named_modules_for_transfer())
+    modules = sorted(agent.named_modules_for_transfer())
+    unknown = set(freeze) - set(modules)
     if unknown:
-        raise ValueError(
-            f"cannot freeze {sorted(unknown)}: modules are {sorted(agent.named_modules_for_transfer())}"
-        )
+        raise ValueError(f"cannot freeze {sorted(unknown)}: modules are {modules}")
     ckpt = resolve_checkpoint(path)
     tensors, meta = load_checkpoint(ckpt)
     check_spaces(meta, agent.obs_shape, num_env_actions, str(ckpt))

@@ -1,0 +1,140 @@
+"""Behavior Transfer plumbing around the pretrained policy pi_p (Campos et al. 2021, Sec. 3).
+
+BT treats the pretrained policy as a frozen black box mapping observations to actions. The
+explorer (:class:`rltransfer.explore.BehaviorTransferExplorer`) decides *when* pi_p acts
+(flights, extra action ``a+``); this module keeps pi_p running alongside the learner:
+
+* :func:`validate_prior` checks that pi_p acts in the task's action set before training;
+* :class:`PriorPolicyDriver` evaluates pi_p on every step for all B envs, carrying its
+  recurrent state, and hands ``prior_actions`` to the explorer.
+
+Loading pi_p from a checkpoint directory (``load_policy``) belongs to the checkpoint code
+(owned by the lead) and is not defined here; anything satisfying
+:class:`rltransfer.policy.Policy` can be passed to the driver.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rltransfer.policy import Policy, SpaceMismatchError
+
+__all__ = ["PriorPolicyDriver", "SpaceMismatchError", "validate_prior"]
+
+
+def validate_prior(
+    policy: Policy,
+    num_env_actions: int,
+    obs_shape: tuple[int, ...] | None = None,
+) -> None:
+    """Check that a pretrained policy can act in the task.
+
+    Args:
+        policy: the pretrained policy pi_p (:class:`~rltransfer.policy.Policy`).
+        num_env_actions: ``|A|`` of the task (``env.single_action_space.n``).
+        obs_shape: the agent observation shape ``(C*S, H, W)`` of the task; compared with
+            ``policy.obs_shape`` when both are known (``obs_shape`` is optional on policies).
+
+    Raises:
+        SpaceMismatchError: if ``policy.num_actions != num_env_actions`` or the observation
+            shapes differ; the message names both sides.
+        TypeError: if ``policy`` has no ``num_actions`` / ``act`` / ``reset``.
+    """
+    for attribute in ("num_actions", "act", "reset"):
+        if not hasattr(policy, attribute):
+            raise TypeError(
+                f"pretrained policy {type(policy).__name__} has no `{attribute}`; it must "
+                "implement rltransfer.policy.Policy"
+            )
+    if int(policy.num_actions) != int(num_env_actions):
+        raise SpaceMismatchError(
+            f"pretrained policy acts in {policy.num_actions} actions but the task has "
+            f"{num_env_actions}; Behavior Transfer needs the same action set (pretrain on an "
+            "env with the same action space, e.g. the full Atari action set on both sides)"
+        )
+    policy_obs_shape = getattr(policy, "obs_shape", None)
+    if obs_shape is not None and policy_obs_shape is not None:
+        if tuple(policy_obs_shape) != tuple(obs_shape):
+            raise SpaceMismatchError(
+                f"pretrained policy expects observations of shape {tuple(policy_obs_shape)} "
+                f"but the task gives {tuple(obs_shape)}; use the same env suite and frame stack"
+            )
+
+
+class PriorPolicyDriver:
+    """Runs the pretrained policy pi_p on every step for B envs and returns its actions.
+
+    pi_p must see every step, whether or not its action is executed, so that a recurrent
+    pi_p keeps a consistent state; ``first`` resets its state where an episode began.
+
+    Args:
+        policy: pi_p, a :class:`~rltransfer.policy.Policy` (frozen; never trained here).
+        num_envs: B; the state is created now if given, else on :meth:`reset`.
+        num_env_actions: ``|A|`` of the task; if given, :func:`validate_prior` runs now.
+
+    Raises:
+        SpaceMismatchError: from :func:`validate_prior`.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        num_envs: int | None = None,
+        num_env_actions: int | None = None,
+    ) -> None:
+        if num_env_actions is not None:
+            validate_prior(policy, num_env_actions)
+        self.policy = policy
+        self.num_envs = 0
+        self.state: Any = None
+        if num_envs is not None:
+            self.reset(num_envs)
+
+    def reset(self, num_envs: int) -> None:
+        """Create pi_p's initial recurrent state for ``num_envs`` envs."""
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.num_envs = int(num_envs)
+        self.state = self.policy.reset(self.num_envs)
+
+    def act(self, obs: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """pi_p's actions for this step (pass them to the explorer as ``prior_actions``).
+
+        Args:
+            obs: stacked agent observation ``[B, C*S, H, W]`` (``uint8``).
+            first: ``bool[B]``, true where an episode just began.
+
+        Returns:
+            ``int64[B]`` in ``[0, policy.num_actions)``.
+
+        Raises:
+            ValueError: if B differs from :meth:`reset`'s, or pi_p returns a wrong shape or
+                out-of-range actions.
+        """
+        obs_arr = np.asarray(obs)
+        if self.num_envs == 0:
+            self.reset(obs_arr.shape[0])
+        if obs_arr.shape[0] != self.num_envs:
+            raise ValueError(
+                f"obs has {obs_arr.shape[0]} envs but the driver was reset for {self.num_envs}; "
+                "call reset(num_envs) first"
+            )
+        first_arr = np.asarray(first, dtype=bool)
+        if first_arr.shape != (self.num_envs,):
+            raise ValueError(f"first must be bool[{self.num_envs}], got shape {first_arr.shape}")
+        actions, self.state = self.policy.act(obs_arr, self.state, first_arr)
+        actions = np.asarray(actions)
+        if actions.shape != (self.num_envs,) or not np.issubdtype(actions.dtype, np.integer):
+            raise ValueError(
+                f"pretrained policy returned actions of shape {actions.shape} and dtype "
+                f"{actions.dtype}; expected int64[{self.num_envs}]"
+            )
+        num_actions = int(self.policy.num_actions)
+        if actions.min() < 0 or actions.max() >= num_actions:
+            raise ValueError(
+                f"pretrained policy returned actions outside [0, {num_actions}): "
+                f"{actions.min()}..{actions.max()}"
+            )
+        return actions.astype(np.int64, copy=False)
