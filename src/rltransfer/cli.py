@@ -20,10 +20,10 @@ import numpy as np
 import tyro
 
 from rltransfer.config import TrainConfig
+from rltransfer.pretrain.reward_free import PRETRAIN_DEFAULTS, pretrain_reward_free
 
 Flat = tyro.conf.arg(name="")
 """Flags of a verb's config without a ``--cfg.`` prefix (nested ones keep theirs)."""
-from rltransfer.pretrain.reward_free import PRETRAIN_DEFAULTS, pretrain_reward_free
 
 
 def pretrain(cfg: Annotated[TrainConfig, Flat] = PRETRAIN_DEFAULTS) -> None:

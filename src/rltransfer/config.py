@@ -32,6 +32,8 @@ class TrainConfig:
     frame_stack: int | None = None
     """Frames stacked as agent input; ``None`` takes the suite default (Atari 4, else 1)."""
     terminal_on_life_loss: bool = False
+    max_episode_frames: int = 108_000
+    """Episode cap in emulator frames (Atari: 108k = 30 minutes of play; others: env steps)."""
     sticky_action_prob: float | None = None
     """Probability of repeating the previous action; ``None`` takes the suite's default
     (ALE v5: 0.25, MinAtar: 0.1, MiniGrid: 0)."""
@@ -43,6 +45,13 @@ class TrainConfig:
     intrinsic_scale: float = 1.0
     """beta: the learner's reward is ``extrinsic + intrinsic_scale * intrinsic``."""
     intrinsic_lr: float = 1e-4
+    rnd_torso: str = "auto"
+    """RND networks' body: ``auto``, ``mlp``, ``small_cnn``, ``nature_cnn``."""
+    rnd_feature_dim: int = 512
+    rnd_hidden: int = 512
+    intrinsic_warmup_env_steps: int = 1_000
+    """RND: random-action steps whose frames initialise the observation statistics before
+    training (Burda et al. 2019); counted in the budget, not stored in replay."""
 
     # Learner.
     agent: R2D2Config = field(default_factory=R2D2Config)

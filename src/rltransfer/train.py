@@ -109,7 +109,8 @@ def _make_intrinsic(cfg: TrainConfig, frame_shape: tuple[int, int, int], obs_sca
     if cfg.intrinsic == "constant":
         return ConstantReward()
     return RND(frame_shape, obs_scale=obs_scale, learning_rate=cfg.intrinsic_lr, seed=cfg.seed,
-               device=cfg.device)
+               device=cfg.device, torso=cfg.rnd_torso, feature_dim=cfg.rnd_feature_dim,
+               hidden=cfg.rnd_hidden)
 
 
 def _make_explorer(cfg: TrainConfig, num_env_actions: int, rng: np.random.Generator) -> Explorer:
@@ -173,7 +174,7 @@ class Trainer:
         self.envs = make_env(
             cfg.env_id, cfg.num_envs, cfg.seed, task=cfg.task, reward_free=cfg.reward_free,
             terminal_on_life_loss=cfg.terminal_on_life_loss,
-            sticky_action_prob=cfg.sticky_action_prob,
+            sticky_action_prob=cfg.sticky_action_prob, max_episode_frames=cfg.max_episode_frames,
         )
         shape = self.envs.single_observation_space.shape
         assert shape is not None and len(shape) == 3, shape
@@ -313,7 +314,7 @@ class Trainer:
             self.eval_policy(), self.cfg.env_id, num_episodes=self.cfg.eval_episodes,
             seed=self.cfg.seed + 1_000_003 + self.env_steps, task=self.cfg.task,
             frame_stack=self.frame_stack, num_envs=min(self.cfg.eval_episodes, 8),
-            terminal_on_life_loss=False,
+            max_episode_frames=self.cfg.max_episode_frames,
         )
         self.last_eval_return = float(np.mean(returns))
         logger.log("eval", self.env_steps, return_mean=self.last_eval_return,
@@ -347,9 +348,25 @@ class Trainer:
         return RunResult(self.run_dir, self.env_steps, self.num_updates, self.last_eval_return,
                          time.perf_counter() - start)
 
+    def _warm_up_intrinsic(self) -> None:
+        """Initialise RND's observation statistics from random-action frames (fresh runs)."""
+        if not isinstance(self.intrinsic, RND) or self.cfg.intrinsic_warmup_env_steps <= 0:
+            return
+        b = self.cfg.num_envs
+        self.envs.reset(seed=self.cfg.seed + 99_991)
+        steps = 0
+        while steps < self.cfg.intrinsic_warmup_env_steps:
+            actions = self.rng.integers(0, self.num_env_actions, size=b)
+            frames, *_ = self.envs.step(actions)
+            self.intrinsic.update_obs_stats(frames)
+            steps += b
+        self.env_steps += steps
+
     def _loop(self, logger: MetricsLogger) -> None:
         cfg = self.cfg
         b = cfg.num_envs
+        if self.env_steps == 0:
+            self._warm_up_intrinsic()
         obs, _ = self.envs.reset(seed=cfg.seed + 31 * self.env_steps)
         first = np.ones(b, dtype=bool)
         autoreset = np.zeros(b, dtype=bool)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -195,6 +196,33 @@ def test_bad_batches_raise_clear_errors() -> None:
         agent.q_values(np.zeros((1, 1, 5, 5), np.uint8))
     with pytest.raises(ValueError, match="R2D2Config"):
         R2D2Config(gamma=1.5)
+
+
+def test_torso_kind_validated_and_mlp_torso_used() -> None:
+    with pytest.raises(ValueError, match="torso must be one of auto, mlp, small_cnn"):
+        R2D2Config(torso="resnet")
+    # configs saved before the field existed (no "torso" key) still build, as "auto"
+    old = {k: v for k, v in dataclasses.asdict(R2D2Config()).items() if k != "torso"}
+    assert R2D2Config(**old).torso == "auto"
+    assert isinstance(_agent().torso.encoder[0], torch.nn.Conv2d)  # auto on 5x5: small CNN
+    agent = _agent(torso="mlp")
+    encoder = agent.torso.encoder
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in encoder.modules())
+    assert encoder[1].in_features == 2 * 5 * 5 and encoder[1].out_features == 16
+    assert agent.q_values(np.zeros((3, 2, 5, 5), np.uint8)).shape == (3, 3)
+
+
+def test_fused_adam_matches_reference_adam() -> None:
+    rng = np.random.default_rng(7)
+    fused, plain = _agent(seed=3, lr=1e-2), _agent(seed=3, lr=1e-2)
+    assert fused.optimizer.defaults["fused"]
+    plain.optimizer = torch.optim.Adam(plain._param_list(), lr=1e-2, eps=1e-3, fused=False)
+    for _ in range(3):
+        batch = _batch(rng)
+        assert fused.update(batch)["loss"] == pytest.approx(plain.update(batch)["loss"], rel=1e-5)
+    for a, b in zip(fused.online.parameters(), plain.online.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(next(fused.online.parameters()), _agent(seed=3).torso.encoder[0].weight)
 
 
 # ---------------------------------------------------------------------- freezing, checkpoints

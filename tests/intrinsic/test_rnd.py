@@ -8,7 +8,7 @@ import torch
 
 from rltransfer.intrinsic import RND, IntrinsicReward
 from rltransfer.intrinsic.base import IntrinsicInputError
-from rltransfer.intrinsic.rnd import build_rnd_torso
+from rltransfer.nets.encoders import UnknownEncoderKindError
 
 
 def binary_frames(rng: np.random.Generator, num: int, shape=(4, 10, 10)) -> np.ndarray:
@@ -16,13 +16,27 @@ def binary_frames(rng: np.random.Generator, num: int, shape=(4, 10, 10)) -> np.n
 
 
 def test_torso_choice_by_input_size() -> None:
-    nature, n_nature = build_rnd_torso(1, 84, 84)
-    assert n_nature == 64 * 7 * 7
-    small, n_small = build_rnd_torso(4, 10, 10)
-    assert n_small == 64 * 5 * 5
-    assert build_rnd_torso(3, 7, 7)[1] == 64 * 4 * 4
-    assert isinstance(nature[0], torch.nn.Conv2d) and nature[0].kernel_size == (8, 8)
-    assert isinstance(small[0], torch.nn.Conv2d) and small[0].kernel_size == (3, 3)
+    nature = RND((1, 84, 84), feature_dim=8, hidden=16, seed=0)
+    body = nature.target[0]
+    assert isinstance(body[0], torch.nn.Conv2d) and body[0].kernel_size == (8, 8)
+    assert nature.target[1].in_features == 64 * 7 * 7  # 84 -> 20 -> 9 -> 7
+    small = RND((4, 10, 10), feature_dim=8, hidden=16, seed=0)
+    body = small.predictor[0]
+    assert isinstance(body[0], torch.nn.Conv2d) and body[0].kernel_size == (3, 3)
+    assert small.predictor[1].in_features == 32 * 10 * 10  # padding keeps 10x10
+    assert all(  # leaky ReLU after each conv (Burda et al. 2019, App. A)
+        isinstance(m, torch.nn.LeakyReLU) for m in body if not isinstance(m, (
+            torch.nn.Conv2d, torch.nn.Flatten))
+    )
+    assert small.predictor[3].in_features == 16  # hidden width
+    mlp = RND((3, 7, 7), torso="mlp", feature_dim=8, hidden=16, seed=0)
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in mlp.predictor.modules())
+    assert mlp.target[1].in_features == 3 * 7 * 7
+    assert mlp.novelty(np.zeros((2, 3, 7, 7), np.uint8)).shape == (2,)
+    with pytest.raises(UnknownEncoderKindError, match="small_cnn"):
+        RND((3, 7, 7), torso="resnet")
+    with pytest.raises(ValueError, match="nature_cnn needs"):
+        RND((3, 7, 7), torso="nature_cnn")
 
 
 def test_error_drops_on_seen_observations_but_not_unseen() -> None:

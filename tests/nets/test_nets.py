@@ -3,7 +3,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rltransfer.nets import DuelingHead, FeedforwardCore, QHead, make_torso, nature_cnn, small_cnn
+from rltransfer.nets import (
+    ENCODER_KINDS,
+    DuelingHead,
+    FeedforwardCore,
+    QHead,
+    UnknownEncoderKindError,
+    encoder_body,
+    make_torso,
+    nature_cnn,
+    resolve_encoder_kind,
+    small_cnn,
+)
 
 
 @pytest.mark.parametrize(
@@ -35,6 +46,53 @@ def test_torso_rejects_wrong_shape() -> None:
         torso(torch.zeros(1, 1, 6, 6, dtype=torch.uint8))
     with pytest.raises(ValueError):
         make_torso((2, 6), 1.0, 8)  # type: ignore[arg-type]
+
+
+def test_mlp_torso_shapes_and_hand_values() -> None:
+    torso = make_torso((3, 5, 5), obs_scale=10.0, feature_dim=6, kind="mlp")
+    enc = torso.encoder
+    assert [type(m) for m in enc] == [torch.nn.Flatten, torch.nn.Linear, torch.nn.ReLU]
+    assert enc[1].in_features == 75 and enc[1].out_features == 6
+    with torch.no_grad():
+        enc[1].weight.zero_()
+        enc[1].weight[0, 0] = 1.0  # feature 0 = obs[0, 0, 0] / 10
+        enc[1].weight[1, 74] = -2.0  # feature 1 = relu(-2 * obs[2, 4, 4] / 10)
+        enc[1].bias.zero_()
+        enc[1].bias[2] = 0.5
+    x = torch.zeros(2, 3, 5, 5, dtype=torch.uint8)
+    x[0, 0, 0, 0] = 7
+    x[1, 2, 4, 4] = 3
+    expected = torch.zeros(2, 6)
+    expected[0, 0] = 0.7
+    expected[:, 2] = 0.5
+    torch.testing.assert_close(torso(x), expected)
+
+
+@pytest.mark.parametrize(
+    "kind, shape, first, num_features",
+    [("mlp", (3, 5, 5), torch.nn.Flatten, 75), ("small_cnn", (3, 5, 5), torch.nn.Conv2d, 800),
+     ("small_cnn", (4, 84, 84), torch.nn.Conv2d, 32 * 84 * 84),
+     ("auto", (2, 36, 44), torch.nn.Conv2d, 64 * 1 * 2),  # 36 -> 8 -> 3 -> 1; 44 -> 10 -> 4 -> 2
+     ("nature_cnn", (4, 84, 84), torch.nn.Conv2d, 64 * 7 * 7)],
+)
+def test_encoder_body_kinds(kind, shape, first, num_features) -> None:
+    body, n = encoder_body(kind, shape, activation=torch.nn.LeakyReLU)
+    assert isinstance(body[0], first) and n == num_features
+    assert body(torch.zeros(2, *shape)).shape == (2, num_features)
+    if kind != "mlp":
+        assert isinstance(body[1], torch.nn.LeakyReLU)
+
+
+def test_encoder_kind_resolution_and_validation() -> None:
+    assert set(ENCODER_KINDS) == {"auto", "mlp", "small_cnn", "nature_cnn"}
+    assert resolve_encoder_kind("auto", 36, 36) == "nature_cnn"
+    assert resolve_encoder_kind("auto", 35, 84) == "small_cnn"
+    assert resolve_encoder_kind("mlp", 84, 84) == "mlp"
+    with pytest.raises(UnknownEncoderKindError, match="mlp"):
+        make_torso((3, 5, 5), 1.0, 8, kind="conv")
+    with pytest.raises(ValueError, match="small_cnn or mlp"):
+        make_torso((3, 5, 5), 1.0, 8, kind="nature_cnn")
+    assert isinstance(UnknownEncoderKindError("x"), ValueError)
 
 
 def test_nature_cnn_shapes() -> None:

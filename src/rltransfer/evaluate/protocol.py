@@ -22,7 +22,7 @@ def evaluate_policy(
     task: str | None = None,
     frame_stack: int | None = None,
     num_envs: int = 8,
-    terminal_on_life_loss: bool = False,
+    max_episode_frames: int = 108_000,
 ) -> np.ndarray:
     """Run exactly ``num_episodes`` episodes and return their task returns.
 
@@ -38,6 +38,8 @@ def evaluate_policy(
         seed: seed of the evaluation envs (use one distinct from training).
         task: task variant whose reward is summed.
         frame_stack: frames per agent observation (default: the suite's).
+        max_episode_frames: episode cap (Atari: emulator frames; others: env steps). Life
+            loss never ends an evaluation episode.
 
     Returns:
         ``float64[num_episodes]`` undiscounted task returns.
@@ -50,7 +52,7 @@ def evaluate_policy(
     n = min(num_envs, num_episodes)
     spec = env_spec(env_id)
     stack = frame_stack or spec.frame_stack
-    envs = make_env(env_id, n, seed, task=task, terminal_on_life_loss=terminal_on_life_loss)
+    envs = make_env(env_id, n, seed, task=task, max_episode_frames=max_episode_frames)
     try:
         num_actions = int(envs.single_action_space.n)  # type: ignore[attr-defined]
         if policy.num_actions != num_actions:

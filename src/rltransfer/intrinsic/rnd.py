@@ -8,10 +8,12 @@ Details following the paper (Sec. 2.2-2.4, Appendix A):
 
 * the input is the single newest frame ``x`` (``uint8``, divided by ``obs_scale``),
   normalised per pixel with running mean / std and clipped to ``[-5, 5]``;
-* target: conv torso + one linear layer; predictor: the same torso + two 512-unit ReLU
-  layers + a linear output; leaky-ReLU convs; orthogonal init (gain sqrt(2)), zero biases.
-  84x84 inputs use the Nature-DQN torso (8x8/4, 4x4/2, 3x3/1); small grids (MinAtar 10x10,
-  MiniGrid 7x7) use two 3x3 convs (stride 1 then 2, padding 1; the Nature torso does not fit);
+* target: encoder body + one linear layer; predictor: the same body + two ``hidden``-unit
+  (512 in the paper) ReLU layers + a linear output; leaky-ReLU convs; orthogonal init
+  (gain sqrt(2)), zero biases. The bodies come from :func:`rltransfer.nets.encoders.encoder_body`:
+  ``torso="auto"`` gives the Nature-DQN convs (8x8/4, 4x4/2, 3x3/1) on inputs >= 36x36 and
+  the small CNN (two 3x3 convs, 16 and 32 channels, padding 1) on small grids (MinAtar 10x10,
+  MiniGrid 7x7), where the Nature convs do not fit; ``"mlp"`` uses the flattened frame;
 * intrinsic reward ``r_t = e_t / std(R)`` where ``R`` are discounted intrinsic returns per
   env (``R <- gamma_int R + e_t``, reset at episode end through :meth:`RND.reset`) and
   ``std`` is a running std over all envs and steps (no mean subtraction);
@@ -32,46 +34,30 @@ from torch import nn
 
 from rltransfer.intrinsic.base import IntrinsicInputError, check_frames
 from rltransfer.intrinsic.normalizer import RunningMeanStd
+from rltransfer.nets.encoders import check_encoder_kind, encoder_body
 
 __all__ = ["RND", "build_rnd_torso"]
 
-NATURE_MIN_SIZE = 36
-"""Smallest height / width for the Nature torso (8x8/4 -> 4x4/2 -> 3x3/1 needs >= 36)."""
 
-
-def build_rnd_torso(in_channels: int, height: int, width: int) -> tuple[nn.Sequential, int]:
-    """Conv torso for RND networks, chosen by input size.
+def build_rnd_torso(
+    in_channels: int, height: int, width: int, kind: str = "auto"
+) -> tuple[nn.Sequential, int]:
+    """Encoder body of the RND networks: :func:`~rltransfer.nets.encoders.encoder_body`
+    with leaky-ReLU activations (Burda et al. 2019, App. A).
 
     Args:
         in_channels: ``C``.
         height: ``H``.
         width: ``W``.
+        kind: an :data:`~rltransfer.nets.encoders.EncoderKind` name.
 
     Returns:
-        ``(torso, num_features)``: a module mapping ``float[N, C, H, W]`` to
-        ``float[N, num_features]`` (flattened), with leaky-ReLU activations.
+        ``(body, num_features)``: maps ``float[N, C, H, W]`` to ``float[N, num_features]``.
+
+    Raises:
+        ValueError: as :func:`~rltransfer.nets.encoders.encoder_body`.
     """
-    if min(height, width) >= NATURE_MIN_SIZE:
-        torso = nn.Sequential(
-            nn.Conv2d(in_channels, 32, kernel_size=8, stride=4),
-            nn.LeakyReLU(),
-            nn.Conv2d(32, 64, kernel_size=4, stride=2),
-            nn.LeakyReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, stride=1),
-            nn.LeakyReLU(),
-            nn.Flatten(),
-        )
-    else:
-        torso = nn.Sequential(
-            nn.Conv2d(in_channels, 32, kernel_size=3, stride=1, padding=1),
-            nn.LeakyReLU(),
-            nn.Conv2d(32, 64, kernel_size=3, stride=2, padding=1),
-            nn.LeakyReLU(),
-            nn.Flatten(),
-        )
-    with torch.no_grad():
-        num_features = int(torso(torch.zeros(1, in_channels, height, width)).shape[1])
-    return torso, num_features
+    return encoder_body(kind, (in_channels, height, width), activation=nn.LeakyReLU)
 
 
 def _init_orthogonal(module: nn.Module, generator: torch.Generator) -> None:
@@ -89,6 +75,10 @@ class RND:
         frame_shape: ``(C, H, W)`` of one observation frame.
         obs_scale: divide ``uint8`` frames by this before normalising (``env_spec().obs_scale``).
         feature_dim: output size of target and predictor (512 in the paper).
+        hidden: width of the predictor's two hidden layers (512 in the paper).
+        torso: encoder kind of both networks, an
+            :data:`~rltransfer.nets.encoders.EncoderKind` name (``"auto"``: Nature convs if
+            H, W >= 36, else the small CNN; ``"mlp"``: no convs).
         learning_rate: Adam learning rate of the predictor (1e-4 in the paper).
         gamma_int: discount of the intrinsic returns whose std scales the reward (0.99).
         obs_clip: normalised observations are clipped to ``[-obs_clip, obs_clip]`` (5).
@@ -96,7 +86,8 @@ class RND:
         seed: seed of the network initialisation (the target is fixed by it).
 
     Raises:
-        ValueError: on a non-3-D ``frame_shape`` or non-positive hyperparameters.
+        ValueError: on a non-3-D ``frame_shape`` or non-positive hyperparameters;
+            ``UnknownEncoderKindError`` (a ``ValueError``) on an unknown ``torso``.
     """
 
     def __init__(
@@ -105,6 +96,8 @@ class RND:
         *,
         obs_scale: float = 255.0,
         feature_dim: int = 512,
+        hidden: int = 512,
+        torso: str = "auto",
         learning_rate: float = 1e-4,
         gamma_int: float = 0.99,
         obs_clip: float = 5.0,
@@ -113,8 +106,12 @@ class RND:
     ) -> None:
         if len(frame_shape) != 3 or min(frame_shape) < 1:
             raise ValueError(f"frame_shape must be (C, H, W), positive sizes; got {frame_shape}")
-        if obs_scale <= 0 or feature_dim < 1 or learning_rate <= 0 or obs_clip <= 0:
-            raise ValueError("obs_scale, feature_dim, learning_rate and obs_clip must be > 0")
+        if (obs_scale <= 0 or feature_dim < 1 or hidden < 1 or learning_rate <= 0
+                or obs_clip <= 0):
+            raise ValueError(
+                "obs_scale, feature_dim, hidden, learning_rate and obs_clip must be > 0"
+            )
+        self.torso = check_encoder_kind(torso)
         if not 0.0 <= gamma_int < 1.0:
             raise ValueError(f"gamma_int must be in [0, 1), got {gamma_int}")
         self.frame_shape = tuple(int(s) for s in frame_shape)
@@ -128,16 +125,16 @@ class RND:
         # Module constructors draw PyTorch's default init from the global RNG; fork it so
         # building RND leaves the caller's random stream untouched (weights come from `seed`).
         with torch.random.fork_rng(devices=[]):
-            target_torso, num_features = build_rnd_torso(channels, height, width)
-            self.target = nn.Sequential(target_torso, nn.Linear(num_features, feature_dim))
-            predictor_torso, _ = build_rnd_torso(channels, height, width)
+            target_body, num_features = build_rnd_torso(channels, height, width, torso)
+            self.target = nn.Sequential(target_body, nn.Linear(num_features, feature_dim))
+            predictor_body, _ = build_rnd_torso(channels, height, width, torso)
             self.predictor = nn.Sequential(
-                predictor_torso,
-                nn.Linear(num_features, 512),
+                predictor_body,
+                nn.Linear(num_features, hidden),
                 nn.ReLU(),
-                nn.Linear(512, 512),
+                nn.Linear(hidden, hidden),
                 nn.ReLU(),
-                nn.Linear(512, feature_dim),
+                nn.Linear(hidden, feature_dim),
             )
         _init_orthogonal(self.target, generator)
         _init_orthogonal(self.predictor, generator)

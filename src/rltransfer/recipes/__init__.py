@@ -82,7 +82,7 @@ class BTExperiment:
 
 def _small_agent(**overrides: object) -> R2D2Config:
     base = R2D2Config(
-        feature_dim=128, hidden=128, lr=5e-4, batch_size=64, n_step=5, gamma=0.99,
+        torso="mlp", feature_dim=128, hidden=128, lr=5e-4, batch_size=64, n_step=5, gamma=0.99,
         target_update_period_updates=250,
     )
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
@@ -96,7 +96,8 @@ def bt_minigrid() -> BTExperiment:
                   eval_every_env_steps=5_000, eval_episodes=10, checkpoint_every_env_steps=10_000,
                   agent=_small_agent())
     pretrain = TrainConfig(**common, total_env_steps=40_000, reward_free=True,  # type: ignore[arg-type]
-                           intrinsic="rnd", intrinsic_scale=1.0, seed=1_000)
+                           intrinsic="rnd", intrinsic_scale=1.0, seed=1_000, rnd_torso="mlp",
+                           rnd_feature_dim=64, rnd_hidden=128)
     train = TrainConfig(**common, task="goal", total_env_steps=30_000)  # type: ignore[arg-type]
     return BTExperiment(
         name="bt-minigrid", pretrain=pretrain, train=train,
