@@ -63,10 +63,13 @@ class TrainConfig:
 
     # Exploration.
     explore: Literal["epsilon_greedy", "ez_greedy", "bt"] = "epsilon_greedy"
-    epsilon_schedule: Literal["ape_x", "constant"] = "ape_x"
-    """``ape_x``: env i of N uses eps_i = 0.4^(1 + 7 i / (N - 1)) (R2D2); ``constant``:
-    every env uses ``epsilon``."""
+    epsilon_schedule: Literal["ape_x", "constant", "linear"] = "ape_x"
+    """``ape_x``: env i of N uses eps_i = 0.4^(1 + 7 i / (N - 1)) (R2D2's actors);
+    ``constant``: every env uses ``epsilon``; ``linear``: every env decays from
+    ``epsilon_start`` to ``epsilon`` over ``epsilon_decay_env_steps`` (DQN)."""
     epsilon: float = 0.01
+    epsilon_start: float = 1.0
+    epsilon_decay_env_steps: int = 20_000
     ez_mu: float = 2.0
     max_flight_env_steps: int = 10_000
     """Truncation of the Zeta(mu) flight / repeat length (also ends at episode end)."""

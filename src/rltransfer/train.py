@@ -113,11 +113,19 @@ def _make_intrinsic(cfg: TrainConfig, frame_shape: tuple[int, int, int], obs_sca
                hidden=cfg.rnd_hidden)
 
 
-def _make_explorer(cfg: TrainConfig, num_env_actions: int, rng: np.random.Generator) -> Explorer:
+def epsilon_at(cfg: TrainConfig, env_steps: int) -> np.ndarray:
+    """Per-env exploration epsilon ``float64[num_envs]`` at ``env_steps`` (see
+    :attr:`TrainConfig.epsilon_schedule`)."""
     if cfg.epsilon_schedule == "ape_x":
-        eps: Any = actor_epsilons(cfg.num_envs)
-    else:
-        eps = np.full(cfg.num_envs, cfg.epsilon)
+        return actor_epsilons(cfg.num_envs)
+    if cfg.epsilon_schedule == "constant":
+        return np.full(cfg.num_envs, cfg.epsilon)
+    frac = min(1.0, env_steps / max(1, cfg.epsilon_decay_env_steps))
+    return np.full(cfg.num_envs, cfg.epsilon_start + frac * (cfg.epsilon - cfg.epsilon_start))
+
+
+def _make_explorer(cfg: TrainConfig, num_env_actions: int, rng: np.random.Generator) -> Explorer:
+    eps = epsilon_at(cfg, 0)
     if cfg.explore == "epsilon_greedy":
         return EpsilonGreedy(eps, num_env_actions, extra_action=False, rng=rng)
     if cfg.explore == "ez_greedy":
@@ -382,6 +390,8 @@ class Trainer:
         with RunProgress(Path(cfg.run_dir).name, cfg.total_env_steps, self.env_steps,
                          enabled=cfg.progress) as progress:
             while self.env_steps < cfg.total_env_steps:
+                if cfg.epsilon_schedule == "linear":
+                    self.explorer.epsilon = epsilon_at(cfg, self.env_steps)  # type: ignore[attr-defined]
                 stacked = self.stacker.push(obs, first)
                 q_values = self.agent.q_values(stacked)
                 prior_actions = (
