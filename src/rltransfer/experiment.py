@@ -119,7 +119,7 @@ def run_experiment(exp: BTExperiment, out_dir: str | Path) -> Path:
                               f"({secs:.0f}s)")
     console.print("[bold]3/3 report[/]")
     report = write_experiment_report(
-        out, title=f"{exp.name}: {exp.description}",
+        out, title=exp.name,
         strategies=list(exp.strategies), num_seeds=exp.num_seeds,
         zero_shot_returns=zero_shot_returns,
     )
@@ -152,7 +152,7 @@ def write_experiment_report(
     if not run_dirs:
         raise ValueError(f"{out} has no finished runs under runs/<strategy>/seed_<k>")
     finals, learning = collect_runs(run_dirs)
-    zero = {"pretrained policy (zero-shot)": zero_shot_returns} if zero_shot_returns else None
+    zero = {"pretrained policy": zero_shot_returns} if zero_shot_returns else None
     first = run_dirs[next(iter(run_dirs))][0]
     cfg = json.loads((first / "config.json").read_text())
     description = (
