@@ -20,11 +20,12 @@ def test_bt_on_ms_pacman(tmp_path: Path) -> None:
         learning_starts_env_steps=300, env_steps_per_update=8.0, eval_every_env_steps=10**9,
         eval_episodes=1, checkpoint_every_env_steps=300, replay_capacity_env_steps=2_000,
         tensorboard=False, progress=False, max_episode_frames=2_000,
+        intrinsic_warmup_env_steps=100,
         agent=R2D2Config(batch_size=8, feature_dim=64, hidden=64),
     )
     pre = train(dataclasses.replace(base, reward_free=True, intrinsic="rnd",
                                     run_dir=str(tmp_path / "pre")))
-    assert pre.env_steps == 600
+    assert pre.env_steps == 600  # 100 warm-up steps (RND statistics) + 500 of training
     bt = train(dataclasses.replace(base, explore="bt", prior=str(tmp_path / "pre"),
                                    init="partial", run_dir=str(tmp_path / "bt")))
     assert bt.num_updates > 0

@@ -212,20 +212,6 @@ def test_torso_kind_validated_and_mlp_torso_used() -> None:
     assert agent.q_values(np.zeros((3, 2, 5, 5), np.uint8)).shape == (3, 3)
 
 
-def test_fused_adam_matches_reference_adam() -> None:
-    rng = np.random.default_rng(7)
-    fused, plain = _agent(seed=3, lr=1e-2), _agent(seed=3, lr=1e-2)
-    assert fused.optimizer.defaults["fused"]
-    plain.optimizer = torch.optim.Adam(plain._param_list(), lr=1e-2, eps=1e-3, fused=False)
-    for _ in range(3):
-        batch = _batch(rng)
-        assert fused.update(batch)["loss"] == pytest.approx(plain.update(batch)["loss"], rel=1e-5)
-    for a, b in zip(fused.online.parameters(), plain.online.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    assert not torch.equal(next(fused.online.parameters()), _agent(seed=3).torso.encoder[0].weight)
-
-
-# ---------------------------------------------------------------------- freezing, checkpoints
 def test_set_frozen_excludes_modules_from_training() -> None:
     agent = _agent(lr=1e-2)
     rng = np.random.default_rng(4)

@@ -140,11 +140,8 @@ class RND:
         _init_orthogonal(self.predictor, generator)
         self.target.to(self.device).requires_grad_(False)
         self.predictor.to(self.device)
-        # The fused kernel is about twice as fast on CPU (same update rule and state).
-        fused = self.device.type in ("cpu", "cuda")
-        self.optimizer = torch.optim.Adam(
-            self.predictor.parameters(), lr=learning_rate, fused=fused
-        )
+        # Not fused: fused Adam broke learning in the agent on this torch/CPU (see r2d2.py).
+        self.optimizer = torch.optim.Adam(self.predictor.parameters(), lr=learning_rate)
 
         self.obs_rms = RunningMeanStd(self.frame_shape)
         self.return_rms = RunningMeanStd(())
