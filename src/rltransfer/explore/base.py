@@ -9,11 +9,12 @@ what the learner is credited with (``agent_actions``, in ``A+``), whether the ex
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from rltransfer.explore.zeta import LengthSampler
 
 __all__ = [
     "Explorer",
@@ -23,8 +24,6 @@ __all__ = [
     "actor_epsilons",
 ]
 
-LengthSampler = Callable[[np.random.Generator, int], np.ndarray]
-"""``sampler(rng, count) -> int64[count]`` of durations ``>= 1`` (flights / repeats)."""
 
 
 class ExplorerInputError(ValueError):

@@ -13,7 +13,7 @@ from rltransfer.explore.base import (
     epsilon_greedy_actions,
     per_env,
 )
-from rltransfer.explore.zeta import DEFAULT_MAX_LENGTH, sample_zeta
+from rltransfer.explore.zeta import DEFAULT_MAX_LENGTH, sample_durations, sample_zeta
 
 __all__ = ["BehaviorTransferExplorer"]
 
@@ -90,14 +90,6 @@ class BehaviorTransferExplorer:
         """Whether ``select`` needs ``prior_actions`` (flights or extra action on)."""
         return self.flights or self.extra_action
 
-    def _sample_lengths(self, count: int) -> np.ndarray:
-        if self.length_sampler is None:
-            return sample_zeta(self.rng, count, self.mu, self.max_flight_length)
-        lengths = np.asarray(self.length_sampler(self.rng, count), dtype=np.int64)
-        if lengths.shape != (count,) or (count and lengths.min() < 1):
-            raise ValueError("length_sampler must return int64[count] durations >= 1")
-        return lengths
-
     def reset(self, num_envs: int) -> None:
         """End all flights; allocate the counters for ``num_envs`` envs."""
         per_env("epsilon", self.epsilon, num_envs)
@@ -145,7 +137,9 @@ class BehaviorTransferExplorer:
             start = (n == 0) & (self.rng.random(num_envs) < eps_levy)
             num_start = int(start.sum())
             if num_start:
-                n[start] = self._sample_lengths(num_start)
+                n[start] = sample_durations(
+                    self.rng, num_start, self.mu, self.max_flight_length, self.length_sampler
+                )
         in_flight = n > 0
         n[in_flight] -= 1
 

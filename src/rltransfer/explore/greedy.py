@@ -13,7 +13,7 @@ from rltransfer.explore.base import (
     epsilon_greedy_actions,
     per_env,
 )
-from rltransfer.explore.zeta import DEFAULT_MAX_LENGTH, sample_zeta
+from rltransfer.explore.zeta import DEFAULT_MAX_LENGTH, sample_durations, sample_zeta
 
 __all__ = ["EZGreedy", "EpsilonGreedy"]
 
@@ -134,14 +134,6 @@ class EZGreedy:
         self.remaining_steps = np.zeros(0, dtype=np.int64)
         self.repeat_actions = np.zeros(0, dtype=np.int64)
 
-    def _sample_lengths(self, count: int) -> np.ndarray:
-        if self.length_sampler is None:
-            return sample_zeta(self.rng, count, self.mu, self.max_length)
-        lengths = np.asarray(self.length_sampler(self.rng, count), dtype=np.int64)
-        if lengths.shape != (count,) or (count and lengths.min() < 1):
-            raise ValueError("length_sampler must return int64[count] durations >= 1")
-        return lengths
-
     def reset(self, num_envs: int) -> None:
         """Cancel all repeats; allocate state for ``num_envs`` envs."""
         per_env("epsilon", self.epsilon, num_envs)
@@ -175,7 +167,9 @@ class EZGreedy:
         )
         num_start = int(start.sum())
         if num_start:
-            remaining[start] = self._sample_lengths(num_start)
+            remaining[start] = sample_durations(
+                    self.rng, num_start, self.mu, self.max_length, self.length_sampler
+                )
             self.repeat_actions[start] = uniform[start]
         in_flight = remaining > 0
         remaining[in_flight] -= 1

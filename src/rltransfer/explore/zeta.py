@@ -18,10 +18,14 @@ explorers reset their counters at episode start).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
+
+LengthSampler = Callable[[np.random.Generator, int], np.ndarray]
+"""``sampler(rng, count) -> int64[count]`` durations >= 1 (a test hook replacing Zeta)."""
 
 __all__ = ["DEFAULT_MAX_LENGTH", "sample_zeta", "zeta_cdf_table", "zeta_pmf"]
 
@@ -113,3 +117,26 @@ def sample_zeta(
     index = np.searchsorted(cdf, u, side="right")
     # u < 1 and cdf[-1] == 1, so index <= max_length - 1; the clip guards rounding only.
     return np.minimum(index, cdf.shape[0] - 1).astype(np.int64) + 1
+
+
+def sample_durations(
+    rng: np.random.Generator,
+    count: int,
+    mu: float,
+    max_length: int,
+    sampler: LengthSampler | None = None,
+) -> np.ndarray:
+    """``count`` option durations: Zeta(mu) truncated at ``max_length``, or ``sampler``'s.
+
+    The one place ez-greedy repeats and Behavior Transfer flights draw their lengths;
+    ``sampler(rng, count) -> int64[count]`` replaces the Zeta draw (tests use it).
+
+    Raises:
+        ValueError: ``sampler`` returned a wrong shape or a duration < 1.
+    """
+    if sampler is None:
+        return sample_zeta(rng, count, mu, max_length)
+    lengths = np.asarray(sampler(rng, count), dtype=np.int64)
+    if lengths.shape != (count,) or (count and lengths.min() < 1):
+        raise ValueError("length_sampler must return int64[count] durations >= 1")
+    return lengths
