@@ -84,28 +84,31 @@ def _small_agent(**overrides: object) -> R2D2Config:
     # gamma 0.9: MiniGrid has no-op actions (pickup/drop/toggle/done in empty cells), and with
     # gamma near 1 their Q-values differ from moving by under 1%, below the approximation
     # noise; the episode cap already bounds horizons to a few hundred steps.
+    # adam_eps 1e-6, not R2D2's 1e-3: MiniGrid returns are <= 1, so gradients are ~1e-4 and
+    # an epsilon of 1e-3 shrinks every Adam step ~10x (Empty-8x8: greedy return 0 after 30k
+    # env steps with 1e-3, 0.96 with 1e-6; docs/benchmarks.md).
     base = R2D2Config(
-        torso="mlp", feature_dim=128, hidden=128, lr=5e-4, batch_size=64, n_step=5, gamma=0.9,
-        target_update_period_updates=250,
+        torso="mlp", feature_dim=128, hidden=128, lr=1e-3, adam_eps=1e-6, batch_size=64,
+        n_step=5, gamma=0.9, target_update_period_updates=250,
     )
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 
 
 def bt_minigrid() -> BTExperiment:
-    """The demo: DoorKey 5x5, RND pretraining (no reward), transfer to picking up the key."""
+    """The demo: DoorKey 5x5, RND pretraining (no reward), transfer to reaching the goal."""
     env = "MiniGrid-DoorKey-5x5-v0"
     common = dict(env_id=env, num_envs=8, replay_capacity_env_steps=50_000,
                   learning_starts_env_steps=1_000, env_steps_per_update=4.0,
-                  eval_every_env_steps=4_000, eval_episodes=10, checkpoint_every_env_steps=10_000,
+                  eval_every_env_steps=5_000, eval_episodes=10, checkpoint_every_env_steps=10_000,
                   epsilon_schedule="linear", epsilon=0.05, epsilon_decay_env_steps=10_000,
                   prior_epsilon=0.05, agent=_small_agent())
     pretrain = TrainConfig(**common, total_env_steps=20_000, reward_free=True,  # type: ignore[arg-type]
                            intrinsic="rnd", intrinsic_scale=1.0, seed=1_000, rnd_torso="mlp",
                            rnd_feature_dim=64, rnd_hidden=128)
-    train = TrainConfig(**common, task="key", total_env_steps=20_000)  # type: ignore[arg-type]
+    train = TrainConfig(**common, task="goal", total_env_steps=25_000)  # type: ignore[arg-type]
     return BTExperiment(
         name="bt-minigrid", pretrain=pretrain, train=train,
-        description="Reward-free RND pretraining on MiniGrid DoorKey-5x5, then the key task.",
+        description="Reward-free RND pretraining on MiniGrid DoorKey-5x5, then the goal task.",
     )
 
 
