@@ -13,10 +13,9 @@ from rltransfer.agents.r2d2 import (
     NonFiniteLossError,
     R2D2Agent,
     R2D2Config,
-    inverse_value_rescale,
     n_step_double_q_target,
-    value_rescale,
 )
+from rltransfer.nets.value_transforms import inverse_value_rescale, value_rescale
 from rltransfer.replay import FrameStacker, TransitionReplay
 
 SMALL = dict(feature_dim=16, hidden=16)

@@ -31,6 +31,7 @@ from torch import nn
 from rltransfer.nets.cores import FeedforwardCore
 from rltransfer.nets.encoders import ENCODER_KINDS, make_torso
 from rltransfer.nets.heads import DuelingHead, QHead
+from rltransfer.nets.value_transforms import inverse_value_rescale, value_rescale
 
 MODULE_NAMES: tuple[str, ...] = ("torso", "core", "head")
 """Names of the agent's modules, in forward order (what weight transfer loads or freezes)."""
@@ -109,26 +110,6 @@ class R2D2Config:
             )
         if problems:
             raise ValueError("invalid R2D2Config: " + "; ".join(problems))
-
-
-def value_rescale(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """h(x) = sign(x) (sqrt(|x| + 1) - 1) + eps x (Pohlen et al. 2018; R2D2 Sec. 2).
-
-    Elementwise on a tensor of any shape; e.g. h(0) = 0, h(3) = 1 + 3 eps.
-    """
-    return torch.sign(x) * (torch.sqrt(torch.abs(x) + 1.0) - 1.0) + eps * x
-
-
-def inverse_value_rescale(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """h^-1(x) = sign(x) (((sqrt(1 + 4 eps (|x| + 1 + eps)) - 1) / (2 eps))^2 - 1).
-
-    The closed-form inverse of :func:`value_rescale` (Pohlen et al. 2018, Prop. A.2);
-    for ``eps == 0`` it is ``sign(x)((|x| + 1)^2 - 1)``. Elementwise, any shape.
-    """
-    if eps == 0:
-        return torch.sign(x) * ((torch.abs(x) + 1.0) ** 2 - 1.0)
-    root = (torch.sqrt(1.0 + 4.0 * eps * (torch.abs(x) + 1.0 + eps)) - 1.0) / (2.0 * eps)
-    return torch.sign(x) * (root**2 - 1.0)
 
 
 @torch.no_grad()
