@@ -1,0 +1,305 @@
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from rltransfer.agents.efficientzero import (
+    COMPONENTS,
+    BatchError,
+    ComponentLoadError,
+    EfficientZeroConfig,
+    EfficientZeroLearner,
+    EZBatch,
+    NonFiniteLossError,
+    learning_rate_at,
+    negative_cosine,
+    scale_gradient,
+)
+from rltransfer.nets.world_model import world_model_preset
+from rltransfer.runtime.checkpoint import load_checkpoint, save_checkpoint
+from rltransfer.runtime.config import ConfigError, from_dict, to_dict
+
+torch.set_num_threads(1)
+OBS = (4, 10, 10)
+A = 3
+
+
+def make_batch(b: int = 8, k: int = 5, seed: int = 0) -> EZBatch:
+    g = torch.Generator().manual_seed(seed)
+    return EZBatch(
+        obs=(torch.rand(b, *OBS, generator=g) < 0.3).to(torch.uint8),
+        future_obs=(torch.rand(b, k, *OBS, generator=g) < 0.3).to(torch.uint8),
+        actions=torch.randint(0, A, (b, k), generator=g),
+        target_value_prefixes=torch.rand(b, k, generator=g) * 3.0,
+        target_values=torch.rand(b, k + 1, generator=g) * 6.0 - 1.0,
+        target_policies=torch.softmax(2.0 * torch.randn(b, k + 1, A, generator=g), -1),
+        mask=torch.ones(b, k + 1),
+        weights=torch.rand(b, generator=g) + 0.5,
+        indices=np.arange(b, dtype=np.int64),
+    )
+
+
+def make_learner(seed: int = 0, **overrides: Any) -> EfficientZeroLearner:
+    torch.manual_seed(seed)
+    cfg = dataclasses.replace(EfficientZeroConfig(), lr_warmup_updates=0, lr=0.05, **overrides)
+    return EfficientZeroLearner(cfg, world_model_preset("small"), OBS, A)
+
+
+def params_of(learner: EfficientZeroLearner, comp: str) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in getattr(learner.network, comp).state_dict().items()}
+
+
+def test_config_defaults_are_the_paper_values() -> None:
+    cfg = EfficientZeroConfig()
+    assert (cfg.unroll_steps, cfg.td_steps, cfg.value_prefix_horizon) == (5, 5, 5)
+    assert (cfg.value_prefix_loss_coef, cfg.policy_loss_coef, cfg.value_loss_coef,
+            cfg.consistency_loss_coef) == (1.0, 1.0, 0.25, 2.0)
+    assert (cfg.lr, cfg.momentum, cfg.weight_decay, cfg.max_grad_norm) == (0.2, 0.9, 1e-4, 5.0)
+    assert cfg.target_update_interval_updates == 200
+    assert math.isclose(cfg.discount, 0.997**4)
+    assert from_dict(EfficientZeroConfig, to_dict(cfg)) == cfg
+
+
+def test_config_validation_names_every_bad_field() -> None:
+    with pytest.raises(ConfigError, match=r"unroll_steps must be >= 1.*lr must be > 0"):
+        EfficientZeroConfig(unroll_steps=0, lr=-1.0)
+    with pytest.raises(ConfigError, match="momentum must be in"):
+        EfficientZeroConfig(momentum=1.0)
+    bad_mode: Any = "other"
+    with pytest.raises(ConfigError, match="gradient_scale_mode"):
+        EfficientZeroConfig(gradient_scale_mode=bad_mode)
+    with pytest.raises(ConfigError, match="consistency_loss_coef"):
+        EfficientZeroConfig(consistency_loss_coef=float("nan"))
+    with pytest.raises(ConfigError, match="unknown"):
+        from_dict(EfficientZeroConfig, {"unroll_step": 5})
+
+
+def test_learning_rate_schedule_hand_values() -> None:
+    cfg = EfficientZeroConfig()
+    assert math.isclose(learning_rate_at(cfg, 0), 0.2 / 1000)
+    assert math.isclose(learning_rate_at(cfg, 499), 0.1)
+    assert math.isclose(learning_rate_at(cfg, 999), 0.2)
+    assert math.isclose(learning_rate_at(cfg, 100_999), 0.2)
+    assert math.isclose(learning_rate_at(cfg, 101_000), 0.02)
+    no_warmup = EfficientZeroConfig(lr_warmup_updates=0, lr_decay_interval_updates=10)
+    assert [round(learning_rate_at(no_warmup, u), 6) for u in (0, 9, 10, 25)] == \
+        [0.2, 0.2, 0.02, 0.002]
+
+
+def test_scale_gradient_and_negative_cosine_hand_values() -> None:
+    x = torch.tensor([2.0, -3.0], requires_grad=True)
+    y = scale_gradient(x, 0.5)
+    assert y.tolist() == [2.0, -3.0]
+    (y * torch.tensor([1.0, 4.0])).sum().backward()
+    assert x.grad is not None and x.grad.tolist() == [0.5, 2.0]
+    out = negative_cosine(torch.tensor([[1.0, 0.0], [3.0, 0.0]]),
+                          torch.tensor([[1.0, 1.0], [-2.0, 0.0]]))
+    torch.testing.assert_close(out, torch.tensor([-1 / math.sqrt(2), 1.0]))
+
+
+def test_first_update_losses_and_priorities_hand_computed() -> None:
+    # Zero-initialised head outputs: uniform logits and value 0 at the start, so
+    # CE(value) = log(41) per step, CE(prefix) = log(21), CE(policy) = log(3) per masked step,
+    # and priorities = |0 - z_0| + eps.
+    learner = make_learner()
+    batch = make_batch()
+    batch.mask[:4, 3:] = 0.0  # episode ends for half of the batch
+    batch.target_policies[:4, 3:] = 0.0
+    metrics, prio = learner.update(batch)
+    assert math.isclose(metrics["value_loss"], 6 * math.log(41), rel_tol=1e-5)
+    assert math.isclose(metrics["value_prefix_loss"], 5 * math.log(21), rel_tol=1e-5)
+    mean_steps = float(batch.mask.sum(1).mean())
+    assert math.isclose(metrics["policy_loss"], mean_steps * math.log(3), rel_tol=1e-5)
+    assert -5.0 <= metrics["consistency_loss"] <= 5.0
+    assert prio.shape == (8,) and prio.dtype == np.float64
+    expected = batch.target_values[:, 0].abs().double().numpy() + 1e-6
+    np.testing.assert_allclose(prio, expected, atol=1e-4)
+    assert metrics["lr"] == 0.05 and learner.num_updates == 1
+    # total = mean_b w_b (0.25 * value + 1.0 * policy + 1.0 * prefix [+ 2.0 * consistency])
+    no_cons, _ = make_learner(consistency_loss_coef=0.0).update(batch)
+    per_sample = (0.25 * 6 * math.log(41) + 5 * math.log(21)
+                  + batch.mask.sum(1).double() * math.log(3))
+    expected_loss = float((batch.weights.double() * per_sample).mean())
+    assert math.isclose(no_cons["loss"], expected_loss, rel_tol=1e-5)
+
+
+def test_loss_decreases_on_a_fixed_batch() -> None:
+    learner = make_learner()
+    batch = make_batch(b=8)
+    first, _ = learner.update(batch)
+    for _ in range(48):
+        last, prio = learner.update(batch)
+    assert last["loss"] < 0.5 * first["loss"], (first, last)
+    assert last["value_loss"] < first["value_loss"]
+    assert last["value_prefix_loss"] < first["value_prefix_loss"]
+    assert last["consistency_loss"] < first["consistency_loss"] - 0.5
+    # value predictions moved towards the targets -> smaller priorities
+    assert prio.mean() < np.abs(batch.target_values[:, 0].numpy()).mean()
+
+
+def test_zero_weight_samples_do_not_affect_the_update() -> None:
+    batch = make_batch()
+    batch.weights[5] = 0.0
+    other = dataclasses.replace(
+        batch,
+        target_values=batch.target_values.clone(),
+        target_policies=batch.target_policies.clone(),
+        target_value_prefixes=batch.target_value_prefixes.clone(),
+    )
+    other.target_values[5] = 250.0
+    other.target_value_prefixes[5] = -40.0
+    other.target_policies[5] = torch.tensor([1.0, 0.0, 0.0])
+    one, two = make_learner(), make_learner()
+    m1, _ = one.update(batch)
+    m2, _ = two.update(other)
+    for comp in COMPONENTS:
+        for k, v in params_of(one, comp).items():
+            torch.testing.assert_close(v, params_of(two, comp)[k], msg=k)
+    assert m1["loss"] == pytest.approx(m2["loss"], rel=1e-6)
+
+
+def test_consistency_is_masked_by_the_transition_mask() -> None:
+    batch = make_batch()
+    batch.mask[:, 1:] = 0.0  # only step 0 inside: the transition t -> t+1 still counts
+    metrics, _ = make_learner().update(batch)
+    assert metrics["consistency_loss"] != 0.0  # only k = 1 contributes, |.| <= 1
+    assert abs(metrics["consistency_loss"]) <= 1.0
+    batch.mask[:] = 0.0
+    metrics, _ = make_learner().update(batch)
+    assert metrics["consistency_loss"] == 0.0 and metrics["policy_loss"] == 0.0
+
+
+def test_target_network_sync_interval() -> None:
+    learner = make_learner(target_update_interval_updates=2)
+    start = params_of(learner, "prediction")
+    batch = make_batch()
+    learner.update(batch)
+    target = learner.target_network.prediction.state_dict()
+    for k, v in start.items():  # not synced yet
+        torch.testing.assert_close(target[k], v)
+    learner.update(batch)
+    online = learner.network.state_dict()
+    for k, v in learner.target_network.state_dict().items():
+        torch.testing.assert_close(v, online[k])
+    assert not learner.target_network.training
+    assert not any(p.requires_grad for p in learner.target_network.parameters())
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path) -> None:
+    a = make_learner(target_update_interval_updates=2)
+    batch = make_batch()
+    for _ in range(3):
+        a.update(batch)
+    tensors = a.state_tensors()
+    prefixes = tuple(f"{c}/" for c in COMPONENTS)
+    for key in tensors:
+        assert key.startswith((*prefixes, "target/", "optimizer/", "learner/")), key
+    assert any(k.startswith("optimizer/dynamics/") and k.endswith("momentum_buffer")
+               for k in tensors)
+    to_save: dict[str, Any] = dict(tensors)
+    path = save_checkpoint(tmp_path / "ckpt", to_save, {"learner": a.state_meta()})
+    loaded, meta = load_checkpoint(path)
+    b = make_learner(seed=123, target_update_interval_updates=2)
+    b.load_state_tensors(loaded, meta["learner"])
+    assert b.num_updates == 3
+    for key, value in b.state_tensors().items():
+        assert torch.equal(value, tensors[key]), key
+    batch2 = make_batch(seed=1)
+    ma, pa = a.update(batch2)
+    mb, pb = b.update(batch2)
+    assert ma == mb
+    np.testing.assert_array_equal(pa, pb)
+    b_tensors = b.state_tensors()
+    for key, value in a.state_tensors().items():
+        assert torch.equal(value, b_tensors[key]), key
+
+
+def test_load_state_rejects_other_models() -> None:
+    a = make_learner()
+    tensors = a.state_tensors()
+    other = EfficientZeroLearner(EfficientZeroConfig(), world_model_preset("small"), OBS, A + 1)
+    with pytest.raises(ComponentLoadError, match="num_actions=3"):
+        other.load_state_tensors(tensors, a.state_meta())
+    with pytest.raises(ComponentLoadError, match="prediction/"):
+        other.load_state_tensors(tensors)
+    del tensors["learner/num_updates"]
+    with pytest.raises(ComponentLoadError, match="missing learner/num_updates"):
+        make_learner().load_state_tensors(tensors)
+
+
+def test_nonfinite_loss_raises_and_changes_nothing() -> None:
+    learner = make_learner()
+    batch = make_batch()
+    learner.update(batch)
+    last = learner.network.prediction.value_mlp[-1]
+    assert isinstance(last, torch.nn.Linear)
+    with torch.no_grad():
+        last.bias[0] = float("inf")
+    before = learner.state_tensors()
+    with pytest.raises(NonFiniteLossError, match="update was skipped"):
+        learner.update(batch)
+    after = learner.state_tensors()
+    assert learner.num_updates == 1
+    for key, value in before.items():
+        assert torch.equal(value, after[key]) or (
+            torch.isnan(value).any() and torch.allclose(value, after[key], equal_nan=True)
+        ), key
+    bad = make_batch()
+    bad.target_values[0, 2] = float("nan")
+    with pytest.raises(BatchError, match="target_values contains NaN"):
+        make_learner().update(bad)
+
+
+def test_batch_shape_errors() -> None:
+    learner = make_learner()
+    with pytest.raises(BatchError, match=r"K=5.*future_obs is \[8, 3, 4, 10, 10\]"):
+        learner.update(make_batch(k=3))
+    batch = make_batch()
+    batch.actions = batch.actions.float()
+    with pytest.raises(BatchError, match="actions must be integers"):
+        learner.update(batch)
+
+
+def test_load_components_one_by_one_and_freeze() -> None:
+    source = make_learner(seed=1)
+    source.update(make_batch())
+    tensors = source.state_tensors()
+    dest = make_learner(seed=2)
+    dest.load_components(tensors, ["representation", "dynamics"], freeze=["representation"])
+    assert dest.frozen == {"representation"}
+    for comp in ("representation", "dynamics"):
+        for k, v in params_of(dest, comp).items():
+            assert torch.equal(v, tensors[f"{comp}/{k}"]), k
+            assert torch.equal(dest.target_network.state_dict()[f"{comp}.{k}"], v)
+    assert not torch.equal(params_of(dest, "prediction")["value_mlp.0.weight"],
+                           tensors["prediction/value_mlp.0.weight"])
+    rep = params_of(dest, "representation")
+    dyn = params_of(dest, "dynamics")
+    dest.update(make_batch(seed=3))
+    for k, v in params_of(dest, "representation").items():  # weights and BN stats frozen
+        assert torch.equal(v, rep[k]), k
+    assert not torch.equal(params_of(dest, "dynamics")["conv.weight"], dyn["conv.weight"])
+    assert not any(k.startswith("optimizer/representation/") for k in dest.state_tensors())
+    # a prediction head for another action count does not fit; h still does
+    other = EfficientZeroLearner(EfficientZeroConfig(), world_model_preset("small"), OBS, A + 2)
+    with pytest.raises(ComponentLoadError, match="prediction/policy_mlp"):
+        other.load_components(tensors, ["representation", "prediction"])
+    other.load_components(tensors, ["representation"])
+    with pytest.raises(ComponentLoadError, match="unknown components"):
+        other.load_components(tensors, ["encoder"])
+
+
+def test_muzero_gradient_scale_mode_differs_only_in_scale() -> None:
+    batch = make_batch()
+    ez = make_learner(momentum=0.0, weight_decay=0.0, max_grad_norm=1e9)
+    mz = make_learner(momentum=0.0, weight_decay=0.0, max_grad_norm=1e9,
+                      gradient_scale_mode="muzero")
+    m_ez, _ = ez.update(batch)
+    m_mz, _ = mz.update(batch)
+    assert m_ez["loss"] == pytest.approx(m_mz["loss"], rel=1e-6)  # reported loss unscaled
+    assert m_mz["grad_norm"] > m_ez["grad_norm"]
