@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode, VectorEnv
 
@@ -20,13 +22,19 @@ def make_env(
     max_episode_frames: int = 108_000,
     full_obs: bool = True,
     sticky_action_prob: float | None = None,
+    action_repeat: int | None = None,
+    render_size: int | tuple[int, int] | None = None,
+    distraction: str | Path | None = None,
+    frame_size: int = 84,
+    grayscale: bool = True,
 ) -> VectorEnv:
     """Build ``num_envs`` copies of ``env_id`` as one gymnasium `VectorEnv`.
 
     Contract (docs/architecture.md):
 
     * observations uint8 channels first, one frame per step, ``[B, C, H, W]``: Atari
-      ``[B, 1, 84, 84]`` gray; MinAtar ``[B, C, 10, 10]`` 0/1; MiniGrid ``[B, 3, H, W]``
+      ``[B, 1, 84, 84]`` gray (``[B, 3, S, S]`` with ``grayscale=False, frame_size=S``);
+      MinAtar ``[B, C, 10, 10]`` 0/1; MiniGrid ``[B, 3, H, W]``
       (object, colour, state) encoding. ``single_observation_space`` is Box uint8 ``(C, H, W)``.
     * actions ``Discrete(n)``.
     * autoreset NEXT_STEP: after ``terminated | truncated`` for env ``i``, the next step
@@ -41,7 +49,10 @@ def make_env(
         seed: base seed.
         task: task variant, one of ``env_spec(env_id).tasks`` (None = the first, the game's
             own reward). MiniGrid: ``"goal"``, ``"key"``, ``"door"`` (see
-            `rltransfer.envs.minigrid`); Atari, MinAtar: ``"game"``.
+            `rltransfer.envs.minigrid`); MinAtar: ``"game"``; Atari: ``"game"``, and for
+            ``ALE/MsPacman-v5`` ``"ghosts-easy"``, ``"ghosts-hard"``, for ``ALE/Hero-v5``
+            ``"miners-easy"``, ``"miners-hard"`` (Behavior Transfer variants, see
+            `rltransfer.envs.atari_tasks`; these run on a per-env Python path with RAM access).
         reward_free: return zero rewards (task reward only in ``info["task_reward"]``).
         terminal_on_life_loss: Atari only: ``terminated`` on each life loss (game continues).
         max_episode_frames: truncate episodes after this many frames (Atari: emulator frames,
@@ -51,6 +62,15 @@ def make_env(
             one (Machado et al. 2018). None = the suite default
             (``env_spec(env_id).default_sticky_action_prob``: 0.25 for ALE v5, 0.1 for MinAtar,
             0 for MiniGrid). Pass 0.0 for the deterministic DQN/R2D2 Atari setting.
+        action_repeat: DMC only: control steps per env step, rewards summed (None = the
+            domain default, ``env_spec(env_id).frames_per_env_step``: 4 for cheetah, reacher,
+            walker). DMC observations are RGB ``[B, 3, H, W]`` and actions Box(-1, 1).
+        render_size: DMC only: ``H = W`` or ``(H, W)`` of the rendered frame (None = 84).
+        distraction: DMC only: background video, ``"builtin"`` (seeded moving textures), a
+            folder of image frames, a ``.gif`` or a video file (`rltransfer.envs.distraction`).
+        frame_size: Atari only: observation side in pixels, ``[8, 160]`` (84 for DQN/R2D2, 96
+            for EfficientZero).
+        grayscale: Atari only: 1 gray channel (True) or RGB ``[B, 3, S, S]`` (False).
 
     Raises:
         UnknownEnvError: unknown id (the message names the suites with examples).
@@ -74,6 +94,18 @@ def make_env(
         raise ValueError(
             f"terminal_on_life_loss=True only applies to Atari (games with lives), not {env_id!r}"
         )
+    dmc_options = {"action_repeat": action_repeat, "render_size": render_size,
+                   "distraction": distraction}
+    if suite != "dmc" and any(v is not None for v in dmc_options.values()):
+        given = sorted(k for k, v in dmc_options.items() if v is not None)
+        raise ValueError(f"{given} only apply to DeepMind Control ('DMC/...') envs, not {env_id!r}")
+    if suite != "atari" and (int(frame_size) != 84 or not grayscale):
+        raise ValueError(
+            f"frame_size / grayscale only apply to Atari ('ALE/...') envs, not {env_id!r}"
+            + ("; use render_size for DMC" if suite == "dmc" else "")
+        )
+    if suite == "dmc" and float(sticky) != 0.0:
+        raise ValueError("sticky actions are not supported for DMC; pass None or 0.0")
     if suite == "minigrid" and float(sticky) != 0.0:
         raise ValueError("sticky actions are not supported for MiniGrid; pass None or 0.0")
 
@@ -102,6 +134,18 @@ def make_env(
             env = gym.vector.SyncVectorEnv(
                 [fn] * int(num_envs), autoreset_mode=AutoresetMode.NEXT_STEP
             )
+        elif suite == "dmc":
+            from rltransfer.envs.dmc import DEFAULT_RENDER_SIZE, DMCVectorEnv
+
+            env = DMCVectorEnv(
+                env_id,
+                int(num_envs),
+                seed=int(seed),
+                action_repeat=action_repeat,
+                render_size=DEFAULT_RENDER_SIZE if render_size is None else render_size,
+                distraction=distraction,
+                max_episode_frames=int(max_episode_frames),
+            )
         else:
             from rltransfer.envs.atari import make_atari_vector_env
 
@@ -111,6 +155,9 @@ def make_env(
                 sticky_action_prob=float(sticky),
                 terminal_on_life_loss=terminal_on_life_loss,
                 max_episode_frames=int(max_episode_frames),
+                task=spec.tasks[0] if task is None else task,
+                frame_size=int(frame_size),
+                grayscale=bool(grayscale),
             )
     env = TaskRewardInfo(env, reward_free=reward_free)
     return SeedOnFirstReset(env, int(seed))

@@ -2,8 +2,9 @@
 
 Three suites are supported, each behind an optional dependency (``pip install
 rltransfer[extra]``): Atari (``ALE/<Game>-v5``, extra ``atari``), MinAtar
-(``MinAtar/<Game>-v0|v1``, extra ``minatar``) and MiniGrid (``MiniGrid-*``, extra
-``minigrid``). Nothing here imports an optional dependency at module import time.
+(``MinAtar/<Game>-v0|v1``, extra ``minatar``), MiniGrid (``MiniGrid-*``, extra
+``minigrid``) and DeepMind Control pixels (``DMC/<domain>-<task>``, extra ``dmc``; see
+`rltransfer.envs.dmc`). Nothing here imports an optional dependency at module import time.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import re
 from dataclasses import dataclass
 from types import ModuleType
 
-SUITES: tuple[str, ...] = ("atari", "minatar", "minigrid")
+SUITES: tuple[str, ...] = ("atari", "minatar", "minigrid", "dmc")
 """Names of the supported environment suites."""
 
-_SUITE_EXTRA = {"atari": "atari", "minatar": "minatar", "minigrid": "minigrid"}
-_SUITE_MODULE = {"atari": "ale_py", "minatar": "minatar", "minigrid": "minigrid"}
+_SUITE_EXTRA = {"atari": "atari", "minatar": "minatar", "minigrid": "minigrid", "dmc": "dmc"}
+_SUITE_MODULE = {
+    "atari": "ale_py", "minatar": "minatar", "minigrid": "minigrid", "dmc": "dm_control"
+}
 
 MINATAR_GAMES: dict[str, str] = {
     "Asterix": "asterix",
@@ -45,7 +48,8 @@ def _unknown(env_id: str, detail: str = "") -> UnknownEnvError:
         f"Unknown environment id {env_id!r}{extra}. Known suites: "
         "atari (e.g. 'ALE/Pong-v5', 'ALE/MsPacman-v5'), "
         "minatar (e.g. 'MinAtar/Breakout-v1', 'MinAtar/SpaceInvaders-v1'), "
-        "minigrid (e.g. 'MiniGrid-DoorKey-5x5-v0', 'MiniGrid-Empty-8x8-v0')."
+        "minigrid (e.g. 'MiniGrid-DoorKey-5x5-v0', 'MiniGrid-Empty-8x8-v0'), "
+        "dmc (e.g. 'DMC/cheetah-run', 'DMC/reacher-easy', 'DMC/walker-walk')."
     )
 
 
@@ -78,6 +82,8 @@ def suite_of(env_id: str) -> str:
         return "atari"
     if env_id.startswith("MinAtar/"):
         return "minatar"
+    if env_id.startswith("DMC/"):
+        return "dmc"
     if env_id.startswith("MiniGrid-"):
         return "minigrid"
     raise _unknown(env_id)
@@ -89,20 +95,23 @@ class EnvSpec:
 
     Attributes:
         env_id: the id as given to `make_env`.
-        suite: ``"atari"``, ``"minatar"`` or ``"minigrid"``.
+        suite: ``"atari"``, ``"minatar"``, ``"minigrid"`` or ``"dmc"``.
         frame_stack: default number of frames the agent stacks (4 for Atari as in DQN/R2D2,
-            1 otherwise: MinAtar and MiniGrid states are Markov enough without stacking).
+            3 RGB frames for DMC as in DrQ / Kadavath et al. 2021, 1 otherwise: MinAtar and
+            MiniGrid states are Markov enough without stacking).
         obs_scale: divide the uint8 observation by this to get roughly [0, 1]
             (255 for Atari pixels, 1 for MinAtar 0/1 channels, 10 for MiniGrid encodings,
             whose largest object index is 10).
         tasks: names of the task variants (reward functions) accepted by `make_env(task=...)`;
             the first is the default.
         frames_per_env_step: emulator frames per env step (4 for Atari's action repeat,
-            1 otherwise); multiply env steps by this to get frames.
+            the default action repeat for DMC: 4 for cheetah/reacher/walker, 8 cartpole,
+            2 finger; 1 otherwise); multiply env steps by this to get frames.
         default_sticky_action_prob: probability that the previous action is repeated
             instead of the chosen one when `make_env(sticky_action_prob=None)`: 0.25 for
             ALE v5 (Machado et al. 2018), 0.1 for MinAtar (Young & Tian 2019), 0 for MiniGrid.
-        game: the suite's internal game name (ALE ROM name, MinAtar game), or the id itself.
+        game: the suite's internal game name (ALE ROM name, MinAtar game, DMC
+            ``<domain>-<task>``), or the id itself.
     """
 
     env_id: str
@@ -132,11 +141,19 @@ def env_spec(env_id: str) -> EnvSpec:
 def _env_spec_cached(env_id: str) -> EnvSpec:
     suite = suite_of(env_id)
     if suite == "atari":
+        from rltransfer.envs.atari_tasks import atari_tasks
+
         game, sticky = atari_game(env_id)
-        return EnvSpec(env_id, "atari", 4, 255.0, ("game",), 4, sticky, game)
+        return EnvSpec(env_id, "atari", 4, 255.0, atari_tasks(game), 4, sticky, game)
     if suite == "minatar":
         game, _ = minatar_game(env_id)
         return EnvSpec(env_id, "minatar", 1, 1.0, ("game",), 1, 0.1, game)
+    if suite == "dmc":
+        from rltransfer.envs.dmc import default_action_repeat, parse_dmc_id
+
+        domain, task = parse_dmc_id(env_id)
+        repeat = default_action_repeat(domain)
+        return EnvSpec(env_id, "dmc", 3, 255.0, ("task",), repeat, 0.0, f"{domain}-{task}")
     from rltransfer.envs.minigrid import minigrid_available_tasks
 
     tasks = minigrid_available_tasks(env_id)
