@@ -139,6 +139,13 @@ class TransitionReplay:
     (4..10 x 10x10): ~0.45-1.05 kB; MiniGrid 3x7x7: ~0.2 kB. :attr:`nbytes` gives the exact
     total. ``capacity_per_env`` slots per env, so ``num_envs * capacity_per_env`` in all.
 
+    Continuous actions (SAC): pass ``action_shape=(A,)`` and a floating ``action_dtype``;
+    actions are stored as ``float32[A]`` per slot (no separate agent action, no ``extra``
+    semantics: ``agent_action`` must be ``None`` and sampled ``agent_action`` is ``action``).
+    DMC pixels (3x84x84 RGB, stack 3, A = 6): 21,168 frame bytes + 24 action bytes + 14
+    (reward, flags) + 16..32 (sum tree), about 21.2 kB per transition, against ~180 kB in the
+    public PAD / Kadavath code, which stores ``obs`` and ``next_obs`` as 9x100x100 stacks.
+
     Args:
         num_envs: ``B``.
         capacity_per_env: slots per env; must be >= ``n_step + frame_stack + 1``.
@@ -152,6 +159,9 @@ class TransitionReplay:
         importance_exponent: beta (R2D2: 0.6).
         min_priority: floor applied to priorities in :meth:`update_priorities` so no sampleable
             transition gets probability 0.
+        action_shape: ``()`` for discrete actions (default), ``(A,)`` for continuous actions.
+        action_dtype: an integer dtype (discrete; stored as int32, sampled as int64) or a
+            floating dtype (continuous; stored and sampled as float32).
 
     Raises:
         ValueError: invalid sizes or exponents (the message names the fix).
@@ -170,6 +180,8 @@ class TransitionReplay:
         priority_exponent: float = 0.9,
         importance_exponent: float = 0.6,
         min_priority: float = 1e-6,
+        action_shape: tuple[int, ...] = (),
+        action_dtype: Any = np.int64,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -201,11 +213,32 @@ class TransitionReplay:
         self.priority_exponent = float(priority_exponent)
         self.importance_exponent = float(importance_exponent)
         self.min_priority = float(min_priority)
+        self.action_shape = tuple(int(a) for a in action_shape)
+        kind = np.dtype(action_dtype).kind
+        if kind not in "iuf":
+            raise ValueError(
+                f"action_dtype must be an integer (discrete) or float (continuous) dtype, got "
+                f"{np.dtype(action_dtype)}"
+            )
+        self.continuous = kind == "f"
+        if self.continuous and (len(self.action_shape) != 1 or self.action_shape[0] < 1):
+            raise ValueError(
+                f"continuous actions need action_shape=(A,) with A >= 1, got {action_shape}"
+            )
+        if not self.continuous and self.action_shape != ():
+            raise ValueError(
+                f"discrete actions are scalars: use action_shape=() (got {action_shape}) or a "
+                "float action_dtype for continuous actions"
+            )
 
         shape = (self.num_envs, self.capacity_per_env)
         self.frames = np.zeros((*shape, *self.frame_shape), dtype=np.uint8)
-        self.actions = np.zeros(shape, dtype=np.int32)
-        self.agent_actions = np.zeros(shape, dtype=np.int32)
+        if self.continuous:
+            self.actions = np.zeros((*shape, *self.action_shape), dtype=np.float32)
+            self.agent_actions = self.actions  # one array: no separate agent action
+        else:
+            self.actions = np.zeros(shape, dtype=np.int32)
+            self.agent_actions = np.zeros(shape, dtype=np.int32)
         self.rewards = np.zeros(shape, dtype=np.float32)
         self.extra = np.zeros(shape, dtype=bool)
         self.terminated = np.zeros(shape, dtype=bool)
@@ -225,7 +258,9 @@ class TransitionReplay:
     @property
     def nbytes(self) -> int:
         """Bytes held by the buffers and the sum tree."""
-        arrays: list[np.ndarray] = [self.frames, self.actions, self.agent_actions, self.rewards]
+        arrays: list[np.ndarray] = [self.frames, self.actions, self.rewards]
+        if not self.continuous:
+            arrays.append(self.agent_actions)
         arrays += [getattr(self, name) for name in _BOOL_SLOT_ARRAYS]
         return int(sum(a.nbytes for a in arrays)) + self.tree.nbytes
 
@@ -258,9 +293,10 @@ class TransitionReplay:
 
         Args:
             obs: ``uint8[B, C, H, W]``, the single frame observed *before* ``action``.
-            action: ``int[B]``, the env action executed (in A).
+            action: ``int[B]``, the env action executed (in A); continuous mode:
+                ``float[B, A]``, finite.
             agent_action: ``int[B]`` in A+ (the learner's action; a+ when ``extra``), or
-                ``None`` for ``action``.
+                ``None`` for ``action`` (must be ``None`` in continuous mode).
             extra: ``bool[B]``, the agent chose the extra action a+, or ``None`` (all false).
             reward: ``float[B]``, reward of this step (finite).
             terminated, truncated: ``bool[B]``, end flags returned by this step.
@@ -275,15 +311,23 @@ class TransitionReplay:
                 f"replay.add expects obs uint8{[b, *self.frame_shape]} (one unstacked frame), "
                 f"got {obs.dtype}{list(obs.shape)}"
             )
-        action_a = self._vector("action", action, np.int64)
-        agent_a = action_a if agent_action is None else self._vector(
-            "agent_action", agent_action, np.int64
-        )
+        if self.continuous:
+            action_a = self._continuous_action(action)
+            if agent_action is not None:
+                raise ValueError(
+                    "replay.add: continuous-action replay has no agent_action; pass None"
+                )
+            agent_a = action_a
+        else:
+            action_a = self._vector("action", action, np.int64)
+            agent_a = action_a if agent_action is None else self._vector(
+                "agent_action", agent_action, np.int64
+            )
         extra_a = np.zeros(b, bool) if extra is None else self._vector("extra", extra, bool)
         reward_a = self._vector("reward", reward, np.float64)
         term = self._vector("terminated", terminated, bool)
         trunc = self._vector("truncated", truncated, bool)
-        if action_a.min() < 0 or agent_a.min() < 0:
+        if not self.continuous and (action_a.min() < 0 or agent_a.min() < 0):
             raise ValueError("replay.add: actions must be >= 0")
         if not np.all(np.isfinite(reward_a)):
             raise ValueError(f"replay.add: non-finite reward {reward_a}; check the reward function")
@@ -301,7 +345,8 @@ class TransitionReplay:
             self._set_eligible(flat, np.zeros(flat.shape, bool))
         self.frames[:, p] = obs
         self.actions[:, p] = action_a
-        self.agent_actions[:, p] = agent_a
+        if not self.continuous:
+            self.agent_actions[:, p] = agent_a
         self.extra[:, p] = extra_a
         self.rewards[:, p] = reward_a
         self.terminated[:, p] = term & ~autoreset
@@ -351,8 +396,11 @@ class TransitionReplay:
             termination whose final frame is not stored yet), ``action`` ``int64`` (in A),
             ``agent_action`` ``int64`` (in A+), ``extra`` ``bool``, ``reward`` ``float32``
             (first reward), ``n_step_return`` ``float32``, ``bootstrap_discount`` ``float32``,
+            (continuous mode: ``action`` and ``agent_action`` are ``float32[batch, A]``),
             ``weights`` ``float32`` (importance weights, max 1; all 1 if uniform), ``indices``
-            ``int64`` (flat ids for :meth:`update_priorities`).
+            ``int64`` (flat ids for :meth:`update_priorities`), ``next_frame``
+            ``uint8[B, C, H, W]`` (the single frame one step later, ``x_{t+1}``; zeros where
+            not stored yet) and ``next_frame_valid`` ``bool[B]`` (it is stored).
 
         Raises:
             ValueError: ``batch_size < 1`` or nothing to sample yet (see :meth:`can_sample`).
@@ -435,7 +483,6 @@ class TransitionReplay:
         out: dict[str, np.ndarray] = {
             "frames": self.frames.copy(),
             "actions": self.actions.copy(),
-            "agent_actions": self.agent_actions.copy(),
             "rewards": self.rewards.copy(),
             "priorities": self.tree.leaves.copy(),
             "num_added": np.array([self.num_added], dtype=np.int64),
@@ -445,6 +492,8 @@ class TransitionReplay:
             "config_int": self._config_int(),
             "config_float": self._config_float(),
         }
+        if not self.continuous:
+            out["agent_actions"] = self.agent_actions.copy()
         for name in _BOOL_SLOT_ARRAYS:
             out[name] = getattr(self, name).copy()
         return out
@@ -486,7 +535,8 @@ class TransitionReplay:
         if not np.all(np.isfinite(prio)) or prio.min() < 0:
             raise ValueError("replay state has negative or non-finite priorities")
         for name in ("frames", "actions", "agent_actions", "rewards", *_BOOL_SLOT_ARRAYS):
-            getattr(self, name)[...] = arrays[name]
+            if name in arrays:
+                getattr(self, name)[...] = arrays[name]
         self.tree.set_all(np.where(self.eligible.reshape(-1), prio, 0.0))
         self.num_added = int(arrays["num_added"][0])
         self.max_priority = float(arrays["max_priority"][0])
@@ -496,11 +546,26 @@ class TransitionReplay:
 
     # ------------------------------------------------------------------ internals
     def _config_int(self) -> np.ndarray:
+        # Continuous replays append their action shape; discrete ones keep the original
+        # layout so checkpoints written before continuous actions existed still load.
+        extra = [1, *self.action_shape] if self.continuous else []
         return np.array(
             [self.num_envs, self.capacity_per_env, self.frame_stack, self.n_step,
-             *self.frame_shape, int(self.prioritized)],
+             *self.frame_shape, int(self.prioritized), *extra],
             dtype=np.int64,
         )
+
+    def _continuous_action(self, value: Any) -> np.ndarray:
+        a = np.asarray(value)
+        want = (self.num_envs, *self.action_shape)
+        if a.shape != want or not np.issubdtype(a.dtype, np.floating):
+            raise ValueError(
+                f"replay.add: continuous action must be float{list(want)}, got "
+                f"{a.dtype}{list(a.shape)}"
+            )
+        if not np.all(np.isfinite(a)):
+            raise ValueError("replay.add: non-finite continuous action; check the policy output")
+        return a.astype(np.float32, copy=False)
 
     def _config_float(self) -> np.ndarray:
         return np.array(
@@ -585,14 +650,27 @@ class TransitionReplay:
         boot = np.minimum(win["boot_step"], self.num_added - 1)
         next_obs = self._stack(envs, boot)
         next_obs[~win["boot_written"]] = 0
+        # One-step successor frame x_{t+1} (slot t+1: the next step, or the autoreset slot
+        # holding the final observation), for one-step models such as NGU's inverse dynamics.
+        next_written = steps + 1 < self.num_added
+        next_frame = self.frames[envs, (steps + 1) % c]
+        next_frame[~next_written] = 0
+        if self.continuous:
+            action = self.actions[envs, pos].astype(np.float32)
+            agent_action = action
+        else:
+            action = self.actions[envs, pos].astype(np.int64)
+            agent_action = self.agent_actions[envs, pos].astype(np.int64)
         return {
             "obs": self._stack(envs, steps),
-            "action": self.actions[envs, pos].astype(np.int64),
-            "agent_action": self.agent_actions[envs, pos].astype(np.int64),
+            "action": action,
+            "agent_action": agent_action,
             "extra": self.extra[envs, pos].copy(),
             "reward": self.rewards[envs, pos].copy(),
             "n_step_return": win["return"].astype(np.float32),
             "bootstrap_discount": win["discount"].astype(np.float32),
             "next_obs": next_obs,
+            "next_frame": next_frame,
+            "next_frame_valid": next_written,
             "indices": flat.astype(np.int64),
         }

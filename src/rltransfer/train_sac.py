@@ -1,0 +1,583 @@
+"""Pixel SAC training loop on DeepMind Control: collect, learn, evaluate, checkpoint, resume.
+
+The loop of Kadavath et al. 2021 (code built on PAD, Hansen et al. 2021), see REFERENCE.md:
+``warmup_env_steps`` (1000) uniformly random actions, then one SAC update per agent step
+(``updates_per_env_step``), deterministic evaluation every ``eval_every_env_steps`` (10k) agent
+steps over ``eval_episodes`` (10) episodes. "Env steps" here are **agent steps** (one action,
+repeated ``action_repeat`` times by the env: frames = env steps x action repeat).
+
+Observations are single RGB frames ``uint8[B, 3, H, W]``; the agent sees the last
+``frame_stack`` (3) frames stacked (``FrameStacker``), and replay stores each frame once
+(``TransitionReplay`` with float actions, uniform, n-step ``agent.n_step``).
+
+A run directory holds ``config.json``, ``metrics.jsonl`` (``episode``, ``train``, ``eval``
+records), ``tb/``, ``checkpoints/step_*`` (agent + optimizer + replay + RNG state: a killed run
+resumes from the latest one when started again with the same directory), and ``final/`` (the
+trained agent, loadable with :func:`load_sac_agent`). A finished run is not run again.
+
+Encoder transfer: ``init_encoder_from`` loads a pretrained encoder checkpoint
+(:func:`rltransfer.transfer.encoder.load_pretrained_encoder`) into the critic's encoder (whose
+convs the actor shares), optionally frozen (``freeze_encoder``), then copies it to the target.
+
+Evaluation is local (:func:`evaluate_sac`): ``evaluate/protocol.py`` assumes discrete actions
+(``Policy.num_actions``), so a small continuous-action version with the same episode-quota
+rule lives here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import VectorEnv
+
+from rltransfer.agents.sac import SACAgent, SACConfig
+from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
+from rltransfer.replay import FrameStacker, TransitionReplay
+from rltransfer.runtime.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    read_meta,
+    save_checkpoint,
+    step_dirname,
+)
+from rltransfer.runtime.config import ConfigError, from_dict, load_config, save_config, to_dict
+from rltransfer.runtime.metrics import MetricsLogger
+from rltransfer.runtime.progress import RunProgress
+from rltransfer.runtime.seeding import (
+    generator_state,
+    restore_generator,
+    restore_torch_rng,
+    seed_everything,
+    torch_rng_tensors,
+)
+
+log = logging.getLogger(__name__)
+
+EnvFactory = Callable[[int, int], VectorEnv]
+"""``(num_envs, seed) -> VectorEnv`` following the DMC contract (uint8 ``[B, C, H, W]`` frames,
+Box actions, NEXT_STEP autoreset, ``info["task_reward"]``)."""
+
+
+@dataclass
+class SACTrainConfig:
+    """One pixel-SAC run. Budgets are in agent steps (``*_env_steps``); defaults follow
+    Kadavath et al. 2021 / PAD (REFERENCE.md) except the scaled-down budget."""
+
+    env_id: str = "DMC/reacher-easy"
+    """``DMC/<domain>-<task>`` (see :func:`rltransfer.envs.make_env`)."""
+    num_envs: int = 1
+    """Parallel envs collecting (the papers use 1)."""
+    total_env_steps: int = 100_000
+    """Agent steps (actions) to train for, over all envs."""
+    seed: int = 0
+    run_dir: str = "runs/sac"
+    frame_stack: int | None = None
+    """Frames stacked into an observation; ``None``: the suite's default (3 for DMC)."""
+    action_repeat: int | None = None
+    """Env frames per agent step; ``None``: the env's default (4 for cheetah/reacher/walker)."""
+    render_size: int | None = None
+    """Rendered frame size; ``None``: 100 with ``agent.augmentation="crop"`` (cropped to 84),
+    else 84."""
+    distraction: str | None = None
+    """Distracting-background source (folder of frames or a video file), or ``None``."""
+    agent: SACConfig = field(default_factory=SACConfig)
+    encoder: PixelEncoderConfig = field(default_factory=PixelEncoderConfig)
+    replay_capacity_env_steps: int = 100_000
+    """Replay slots in all (split evenly over envs)."""
+    warmup_env_steps: int = 1000
+    """Uniformly random actions before the policy acts and updates start."""
+    updates_per_env_step: float = 1.0
+    """SAC updates per agent step after the warm-up."""
+    init_encoder_from: str | None = None
+    """Pretrained encoder checkpoint (``transfer/encoder.save_encoder`` output) or ``None``."""
+    init_encoder_head: bool = False
+    """Also load the encoder's head (FC + LayerNorm) from ``init_encoder_from``."""
+    freeze_encoder: bool = False
+    """Keep the loaded conv layers fixed (needs ``init_encoder_from``)."""
+    eval_every_env_steps: int = 10_000
+    eval_episodes: int = 10
+    checkpoint_every_env_steps: int = 10_000
+    keep_checkpoints: int = 2
+    checkpoint_replay: bool = True
+    """Store the replay in checkpoints (exact resume; ~21 kB per transition at 84x84)."""
+    device: str = "cpu"
+    torch_threads: int = 1
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class SACRunResult:
+    """What a finished run reports."""
+
+    run_dir: Path
+    env_steps: int
+    num_updates: int
+    final_return_mean: float
+    wall_seconds: float
+
+
+class SACRunConflictError(ValueError):
+    """The run directory holds a different run (its saved config differs)."""
+
+
+_IGNORED_KEYS = {"progress", "tensorboard", "torch_threads", "device"}
+
+
+def _validate(cfg: SACTrainConfig) -> None:
+    problems = []
+    for name in ("num_envs", "total_env_steps", "eval_every_env_steps", "eval_episodes",
+                 "checkpoint_every_env_steps", "keep_checkpoints", "torch_threads"):
+        if int(getattr(cfg, name)) < 1:
+            problems.append(f"{name} must be >= 1 (got {getattr(cfg, name)})")
+    if cfg.warmup_env_steps < 0:
+        problems.append("warmup_env_steps must be >= 0")
+    if not cfg.updates_per_env_step > 0:
+        problems.append("updates_per_env_step must be > 0")
+    if cfg.freeze_encoder and cfg.init_encoder_from is None:
+        problems.append("freeze_encoder needs init_encoder_from PATH (a pretrained encoder)")
+    if cfg.init_encoder_head and cfg.init_encoder_from is None:
+        problems.append("init_encoder_head needs init_encoder_from PATH")
+    if problems:
+        raise ConfigError("invalid SACTrainConfig: " + "; ".join(problems))
+
+
+def _prepare_run_dir(cfg: SACTrainConfig) -> Path:
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved = run_dir / "config.json"
+    if saved.exists():
+        try:
+            previous = load_config(SACTrainConfig, saved)
+        except ConfigError as e:
+            raise SACRunConflictError(f"{saved} is unreadable ({e}); use a new run_dir") from e
+        mine, theirs = to_dict(cfg), to_dict(previous)
+        diff = sorted(k for k in mine if k not in _IGNORED_KEYS and mine[k] != theirs.get(k))
+        if diff:
+            details = ", ".join(f"{k}: {theirs.get(k)!r} -> {mine[k]!r}" for k in diff)
+            raise SACRunConflictError(
+                f"{run_dir} already holds a run with another config ({details}). Use a new "
+                "run_dir, or delete the old one to start over."
+            )
+    else:
+        save_config(cfg, saved)
+    return run_dir
+
+
+def resolved_render_size(cfg: SACTrainConfig) -> int:
+    """The frame size rendered: ``cfg.render_size``, else 100 for crop augmentation, else 84."""
+    if cfg.render_size is not None:
+        return int(cfg.render_size)
+    return 100 if cfg.agent.augmentation == "crop" else 84
+
+
+def default_env_factory(cfg: SACTrainConfig) -> EnvFactory:
+    """``make_env(cfg.env_id, n, seed, action_repeat=..., render_size=..., distraction=...)``."""
+    from rltransfer.envs import make_env
+
+    def build(num_envs: int, seed: int) -> VectorEnv:
+        kwargs: dict[str, Any] = {"render_size": resolved_render_size(cfg)}
+        if cfg.action_repeat is not None:
+            kwargs["action_repeat"] = cfg.action_repeat
+        if cfg.distraction is not None:
+            kwargs["distraction"] = cfg.distraction
+        return make_env(cfg.env_id, num_envs, seed, **kwargs)
+
+    return build
+
+
+def to_env_action(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Map agent actions in ``[-1, 1]`` to the env's Box ``[low, high]`` (float32, same shape)."""
+    return (low + (np.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (high - low)).astype(np.float32)
+
+
+def evaluate_sac(
+    agent: SACAgent,
+    make_envs: EnvFactory,
+    num_episodes: int,
+    seed: int,
+    frame_stack: int,
+    num_envs: int = 5,
+) -> np.ndarray:
+    """Deterministic-policy returns (``tanh(mu)``) of exactly ``num_episodes`` episodes.
+
+    Env ``i`` of ``n = min(num_envs, num_episodes)`` runs episodes ``i, i + n, ...`` (the rule
+    of ``evaluate/protocol.py``), summing ``info["task_reward"]``. With ``"crop"``
+    augmentation the agent centre-crops.
+
+    Returns:
+        ``float64[num_episodes]``.
+
+    Raises:
+        ValueError: ``num_episodes < 1``.
+    """
+    if num_episodes < 1:
+        raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+    n = min(num_envs, num_episodes)
+    envs = make_envs(n, seed)
+    try:
+        space = envs.single_action_space
+        low = np.asarray(space.low, np.float32)  # type: ignore[attr-defined]
+        high = np.asarray(space.high, np.float32)  # type: ignore[attr-defined]
+        frame_shape = envs.single_observation_space.shape
+        assert frame_shape is not None
+        stacker = FrameStacker(n, tuple(frame_shape), frame_stack)
+        quota = np.array([len(range(i, num_episodes, n)) for i in range(n)])
+        obs, _ = envs.reset(seed=seed)
+        first = np.ones(n, dtype=bool)
+        autoreset = np.zeros(n, dtype=bool)
+        running = np.zeros(n)
+        counted = np.zeros(n, dtype=np.int64)
+        finished: list[float] = []
+        while (counted < quota).any():
+            action = agent.act(stacker.push(obs, first), deterministic=True)
+            obs, _, terminated, truncated, info = envs.step(to_env_action(action, low, high))
+            active = ~autoreset & (counted < quota)
+            running += np.where(active, np.asarray(info["task_reward"], np.float64), 0.0)
+            done = np.asarray(terminated) | np.asarray(truncated)
+            for i in np.flatnonzero(done & active):
+                finished.append(float(running[i]))
+                counted[i] += 1
+            running[done] = 0.0
+            first = autoreset
+            autoreset = done
+        return np.asarray(finished[:num_episodes], dtype=np.float64)
+    finally:
+        envs.close()
+
+
+class SACTrainer:
+    """Owns the envs, SAC agent and replay of one run.
+
+    Args:
+        cfg: the run's :class:`SACTrainConfig`.
+        env_factory: ``(num_envs, seed) -> VectorEnv``; default :func:`default_env_factory`
+            (``make_env`` on ``cfg.env_id``). Tests pass tiny envs here.
+
+    Raises:
+        ConfigError: inconsistent config. SACRunConflictError: the run dir holds another run.
+        EncoderMismatchError / CheckpointError: ``init_encoder_from`` does not fit.
+        ValueError: the env is not a pixel env with Box actions.
+    """
+
+    def __init__(self, cfg: SACTrainConfig, env_factory: EnvFactory | None = None) -> None:
+        _validate(cfg)
+        self.cfg = cfg
+        torch.set_num_threads(cfg.torch_threads)
+        self.run_dir = _prepare_run_dir(cfg)
+        self.rng = seed_everything(cfg.seed)
+        self.make_envs = env_factory or default_env_factory(cfg)
+        self.envs = self.make_envs(cfg.num_envs, cfg.seed)
+        shape = self.envs.single_observation_space.shape
+        space = self.envs.single_action_space
+        if shape is None or len(shape) != 3 or not hasattr(space, "low"):
+            raise ValueError(
+                f"{cfg.env_id}: pixel SAC needs uint8 [C, H, W] frames and Box actions, got "
+                f"observations {shape} and actions {space}"
+            )
+        self.frame_shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
+        if cfg.frame_stack is not None:
+            self.frame_stack = int(cfg.frame_stack)
+        else:
+            from rltransfer.envs import env_spec
+
+            try:
+                self.frame_stack = int(env_spec(cfg.env_id).frame_stack)
+            except ValueError:
+                self.frame_stack = 3
+        self.action_low = np.asarray(space.low, np.float32)
+        self.action_high = np.asarray(space.high, np.float32)  # type: ignore[attr-defined]
+        self.action_dim = int(np.prod(self.action_low.shape))
+        c, h, w = self.frame_shape
+        self.obs_shape = (c * self.frame_stack, h, w)
+        self.agent = SACAgent(cfg.agent, self.obs_shape, self.action_dim, cfg.encoder,
+                              device=cfg.device, seed=cfg.seed)
+        self.loaded_encoder_tensors: list[str] = []
+        if cfg.init_encoder_from is not None:
+            from rltransfer.transfer.encoder import load_pretrained_encoder
+
+            if not isinstance(self.agent.encoder, PixelEncoder):
+                raise ConfigError("init_encoder_from needs pixel observations")
+            self.loaded_encoder_tensors = load_pretrained_encoder(
+                self.agent.encoder, cfg.init_encoder_from,
+                freeze=cfg.freeze_encoder, include_head=cfg.init_encoder_head,
+            )
+            if cfg.freeze_encoder:
+                self.agent.set_encoder_frozen(True, include_head=cfg.init_encoder_head)
+            self.agent.sync_targets()
+        capacity = max(1, cfg.replay_capacity_env_steps // cfg.num_envs)
+        self.replay = TransitionReplay(
+            num_envs=cfg.num_envs, capacity_per_env=capacity, frame_shape=self.frame_shape,
+            frame_stack=self.frame_stack, n_step=cfg.agent.n_step, gamma=cfg.agent.gamma,
+            prioritized=False, action_shape=(self.action_dim,), action_dtype=np.float32,
+        )
+        self.stacker = FrameStacker(cfg.num_envs, self.frame_shape, self.frame_stack)
+        self.env_steps = 0
+        self.num_updates = 0
+        self.episodes = 0
+        self.update_debt = 0.0
+        self.next_eval = cfg.eval_every_env_steps
+        self.next_checkpoint = cfg.checkpoint_every_env_steps
+        self.last_eval_return = math.nan
+        self.learning_starts = cfg.warmup_env_steps
+
+    # ------------------------------------------------------------------ checkpoints
+    def architecture(self) -> dict[str, Any]:
+        """What a reader needs to rebuild the agent (see :func:`load_sac_agent`)."""
+        return {
+            "kind": "sac",
+            "env_id": self.cfg.env_id,
+            "obs_shape": list(self.obs_shape),
+            "frame_shape": list(self.frame_shape),
+            "frame_stack": self.frame_stack,
+            "action_dim": self.action_dim,
+            "action_low": self.action_low.tolist(),
+            "action_high": self.action_high.tolist(),
+            "action_repeat": self.cfg.action_repeat,
+            "render_size": resolved_render_size(self.cfg),
+            "agent_config": to_dict(self.cfg.agent),
+            "encoder_config": to_dict(self.cfg.encoder),
+        }
+
+    def save(self, final: bool = False) -> Path:
+        """Write a resumable checkpoint, or (``final``) the trained agent to ``final/``."""
+        tensors: dict[str, Any] = {
+            f"agent/{k}": v for k, v in self.agent.state_tensors().items()
+        }
+        meta: dict[str, Any] = {
+            "architecture": self.architecture(),
+            "config": to_dict(self.cfg),
+            "env_steps": self.env_steps,
+            "num_updates": self.num_updates,
+            "episodes": self.episodes,
+            "agent_state": self.agent.state_meta(),
+        }
+        if final:
+            meta["final_return_mean"] = self.last_eval_return
+            return save_checkpoint(self.run_dir / "final", tensors, meta)
+        if self.cfg.checkpoint_replay:
+            tensors.update({f"replay/{k}": v for k, v in self.replay.state_tensors().items()})
+        tensors.update(torch_rng_tensors())
+        tensors["rng/agent"] = self.agent.generator.get_state()
+        meta.update(
+            rng=generator_state(self.rng),
+            update_debt=self.update_debt,
+            next_eval=self.next_eval,
+            next_checkpoint=self.next_checkpoint,
+            last_eval_return=self.last_eval_return,
+            learning_starts=self.learning_starts,
+            replay_saved=self.cfg.checkpoint_replay,
+        )
+        path = save_checkpoint(self.run_dir / "checkpoints" / step_dirname(self.env_steps),
+                               tensors, meta)
+        prune_checkpoints(self.run_dir / "checkpoints", keep=self.cfg.keep_checkpoints)
+        return path
+
+    def try_resume(self) -> bool:
+        """Resume from the latest checkpoint of the run directory, if any.
+
+        Raises:
+            CheckpointError: corrupt checkpoint or one written by another architecture.
+        """
+        ckpt = latest_checkpoint(self.run_dir / "checkpoints")
+        if ckpt is None:
+            return False
+        tensors, meta = load_checkpoint(ckpt)
+        if meta.get("architecture") != self.architecture():
+            raise CheckpointError(
+                f"{ckpt} was written by an agent with another architecture; delete it or use "
+                "a new run_dir"
+            )
+
+        def sub(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        self.agent.load_state_tensors(sub("agent/"), meta["agent_state"])
+        if meta.get("replay_saved"):
+            self.replay.load_state_tensors({k: v.numpy() for k, v in sub("replay/").items()})
+        restore_torch_rng(tensors)
+        if "rng/agent" in tensors:
+            self.agent.generator.set_state(tensors["rng/agent"].to(torch.uint8))
+        restore_generator(self.rng, meta["rng"])
+        self.env_steps = int(meta["env_steps"])
+        self.num_updates = int(meta["num_updates"])
+        self.episodes = int(meta["episodes"])
+        self.update_debt = float(meta["update_debt"])
+        self.next_eval = int(meta["next_eval"])
+        self.next_checkpoint = int(meta["next_checkpoint"])
+        self.last_eval_return = float(meta["last_eval_return"])
+        self.learning_starts = int(meta["learning_starts"])
+        if not meta.get("replay_saved"):
+            # Refill the replay with the current policy before learning again.
+            self.learning_starts = self.env_steps + self.cfg.warmup_env_steps
+        return True
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, logger: MetricsLogger) -> float:
+        """Deterministic evaluation (``eval_episodes`` episodes); logs an ``eval`` record."""
+        returns = evaluate_sac(
+            self.agent, self.make_envs, self.cfg.eval_episodes,
+            seed=self.cfg.seed + 1_000_003 + self.env_steps, frame_stack=self.frame_stack,
+        )
+        self.last_eval_return = float(np.mean(returns))
+        logger.log("eval", self.env_steps, return_mean=self.last_eval_return,
+                   return_std=float(np.std(returns)), returns=[float(r) for r in returns],
+                   num_updates=self.num_updates)
+        return self.last_eval_return
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> SACRunResult:
+        """Train to ``total_env_steps`` (resuming if a checkpoint exists), evaluate, write
+        ``final/``. A run whose ``final/`` exists returns its recorded result."""
+        cfg = self.cfg
+        start = time.perf_counter()
+        final_meta = self.run_dir / "final" / "meta.json"
+        if final_meta.is_file():
+            self.envs.close()
+            meta = json.loads(final_meta.read_text())
+            return SACRunResult(self.run_dir, meta["env_steps"], meta["num_updates"],
+                                float(meta.get("final_return_mean", math.nan)), 0.0)
+        resumed = self.try_resume()
+        logger = MetricsLogger(self.run_dir, tensorboard=cfg.tensorboard)
+        if resumed:
+            logger.truncate_after(self.env_steps)
+            log.warning("resumed %s at %d env steps", self.run_dir, self.env_steps)
+        try:
+            self._loop(logger)
+            self.evaluate(logger)
+            self.save()
+            self.save(final=True)
+        finally:
+            logger.close()
+            self.envs.close()
+        return SACRunResult(self.run_dir, self.env_steps, self.num_updates,
+                            self.last_eval_return, time.perf_counter() - start)
+
+    def _loop(self, logger: MetricsLogger) -> None:
+        cfg = self.cfg
+        b = cfg.num_envs
+        obs, _ = self.envs.reset(seed=cfg.seed + 31 * self.env_steps)
+        first = np.ones(b, dtype=bool)
+        autoreset = np.zeros(b, dtype=bool)
+        episode_return = np.zeros(b)
+        episode_length = np.zeros(b, dtype=np.int64)
+        self.replay.begin_stream()
+        self.stacker.reset()
+        recent: list[float] = []
+        train_metrics: dict[str, float] = {}
+        with RunProgress(Path(cfg.run_dir).name, cfg.total_env_steps, self.env_steps,
+                         enabled=cfg.progress) as progress:
+            while self.env_steps < cfg.total_env_steps:
+                stacked = self.stacker.push(obs, first)
+                if self.env_steps < cfg.warmup_env_steps:
+                    action = self.rng.uniform(-1.0, 1.0, (b, self.action_dim)).astype(np.float32)
+                else:
+                    action = self.agent.act(stacked)
+                next_obs, _, terminated, truncated, info = self.envs.step(
+                    to_env_action(action, self.action_low, self.action_high)
+                )
+                terminated = np.asarray(terminated, bool)
+                truncated = np.asarray(truncated, bool)
+                reward = np.asarray(info["task_reward"], dtype=np.float64)
+                self.replay.add(obs, action, None, None, reward, terminated, truncated)
+                valid = ~autoreset
+                episode_return += np.where(valid, reward, 0.0)
+                episode_length += valid
+                done = (terminated | truncated) & valid
+                for i in np.flatnonzero(done):
+                    self.episodes += 1
+                    recent.append(float(episode_return[i]))
+                    logger.log("episode", self.env_steps + b, ret=float(episode_return[i]),
+                               length=int(episode_length[i]))
+                episode_return[done] = 0.0
+                episode_length[done] = 0
+                first = autoreset
+                autoreset = terminated | truncated
+                obs = next_obs
+                steps_before = self.env_steps
+                self.env_steps += b
+
+                # Steps taken at agent-step counts >= learning_starts are followed by updates
+                # (PAD: ``if step >= init_steps: agent.update``).
+                if steps_before >= self.learning_starts and self.replay.can_sample():
+                    self.update_debt += b * cfg.updates_per_env_step
+                    while self.update_debt >= 1.0:
+                        self.update_debt -= 1.0
+                        batch = self.replay.sample(cfg.agent.batch_size, self.rng)
+                        train_metrics = self.agent.update(batch)
+                        self.num_updates += 1
+                if self.env_steps >= self.next_checkpoint:
+                    self.next_checkpoint += cfg.checkpoint_every_env_steps
+                    self.save()
+                if self.env_steps >= self.next_eval and self.env_steps < cfg.total_env_steps:
+                    self.next_eval += cfg.eval_every_env_steps
+                    self.evaluate(logger)
+                    logger.log("train", self.env_steps, episodes=self.episodes,
+                               num_updates=self.num_updates,
+                               recent_return=float(np.mean(recent[-10:])) if recent
+                               else math.nan,
+                               env_steps_per_second=progress.env_steps_per_second,
+                               **train_metrics)
+                progress.update(
+                    self.env_steps,
+                    f"eval {self.last_eval_return:.3g} | ep {self.episodes} | "
+                    f"upd {self.num_updates}",
+                )
+
+
+def train_sac(cfg: SACTrainConfig, env_factory: EnvFactory | None = None) -> SACRunResult:
+    """Run (or resume) one pixel-SAC training run to completion; see :class:`SACTrainer`."""
+    return SACTrainer(cfg, env_factory).run()
+
+
+def load_sac_agent(path: str | Path, device: str = "cpu") -> tuple[SACAgent, dict[str, Any]]:
+    """Rebuild the agent saved in a run's ``final/`` (or any ``checkpoints/step_*``).
+
+    Returns:
+        ``(agent, architecture)``; ``architecture`` has ``obs_shape``, ``frame_stack``,
+        ``action_low`` / ``action_high`` (map actions with :func:`to_env_action`), ...
+
+    Raises:
+        CheckpointError: missing or corrupt checkpoint, or not a SAC checkpoint.
+    """
+    meta = read_meta(path)
+    arch = meta.get("architecture", {})
+    if arch.get("kind") != "sac":
+        raise CheckpointError(f"{path} is not a SAC checkpoint (kind {arch.get('kind')!r})")
+    tensors, _ = load_checkpoint(path)
+    agent = SACAgent(
+        from_dict(SACConfig, arch["agent_config"]), tuple(arch["obs_shape"]),
+        int(arch["action_dim"]), from_dict(PixelEncoderConfig, arch["encoder_config"]),
+        device=device,
+    )
+    agent.load_state_tensors(
+        {k[len("agent/"):]: v for k, v in tensors.items() if k.startswith("agent/")},
+        meta.get("agent_state"),
+    )
+    return agent, arch
+
+
+__all__ = [
+    "EnvFactory",
+    "SACRunConflictError",
+    "SACRunResult",
+    "SACTrainConfig",
+    "SACTrainer",
+    "default_env_factory",
+    "evaluate_sac",
+    "load_sac_agent",
+    "resolved_render_size",
+    "to_env_action",
+    "train_sac",
+]
