@@ -16,9 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,7 @@ from rltransfer.config import TrainConfig
 from rltransfer.evaluate.protocol import evaluate_policy
 from rltransfer.evaluate.report import collect_runs, write_report
 from rltransfer.recipes import STRATEGIES, BTExperiment
+from rltransfer.runtime.pool import run_jobs
 from rltransfer.train import train
 
 log = logging.getLogger(__name__)
@@ -105,18 +104,11 @@ def run_experiment(exp: BTExperiment, out_dir: str | Path) -> Path:
                for k in range(exp.num_seeds)]
     console.print(f"[bold]2/3 transfer[/]: {len(exp.strategies)} strategies x {exp.num_seeds} "
                   f"seeds, {exp.train.total_env_steps} env steps each, {exp.workers} at a time")
-    if exp.workers <= 1:
-        for cfg in configs:
-            run_dir, ret, secs = _train_quiet(cfg)
-            console.print(f"    {run_dir}: final return {ret:.3f} ({secs:.0f}s)")
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=exp.workers, mp_context=ctx) as pool:
-            futures = [pool.submit(_train_quiet, cfg) for cfg in configs]
-            for done, future in enumerate(as_completed(futures), start=1):
-                run_dir, ret, secs = future.result()
-                console.print(f"    [{done}/{len(configs)}] {run_dir}: final return {ret:.3f} "
-                              f"({secs:.0f}s)")
+    def done(count: int, total: int, result: tuple[str, float, float]) -> None:
+        run_dir, ret, secs = result
+        console.print(f"    [{count}/{total}] {run_dir}: final return {ret:.3f} ({secs:.0f}s)")
+
+    run_jobs(_train_quiet, configs, exp.workers, on_done=done)
     console.print("[bold]3/3 report[/]")
     report = write_experiment_report(
         out, title=exp.name,
