@@ -1,0 +1,86 @@
+"""EfficientZero presets as :class:`~rltransfer.train_efficientzero.EZTrainConfig`.
+
+* :func:`ez_small` — MinAtar Breakout on a CPU: small network, 8 simulations, batch 64,
+  targets from the target network's value (no search at bootstrap positions) to keep
+  reanalysis cheap. A smoke-sized run that learns on a laptop.
+* :func:`ez_atari100k` — the paper's Atari100k settings (Ye et al. 2021; XTRA Table 4):
+  96x96 RGB, 4 stacked frames, frame skip 4 (the ALE v5 default), no sticky actions,
+  terminal on life loss, reward clipping, discount 0.997^4 per agent step, 50 simulations,
+  batch 256, 100k env steps with one update per env step, 2000 warm-up env steps, priority
+  alpha 0.6 / beta 0.4 -> 1, self-play network refreshed every 100 updates, root-value
+  targets and full policy reanalysis. A GPU job (REFERENCE.md: ~20 s per training step at
+  batch 256 on a 2-core CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from rltransfer.agents.efficientzero import EfficientZeroConfig
+from rltransfer.agents.mcts import MCTSConfig
+from rltransfer.agents.reanalyse import ReanalyseConfig
+from rltransfer.train_efficientzero import EZTrainConfig
+
+
+def ez_small(run_dir: str = "runs/ez-small", seed: int = 0, device: str = "cpu",
+             env_id: str = "MinAtar/Breakout-v1", total_env_steps: int = 30_000) -> EZTrainConfig:
+    """A CPU-sized EfficientZero run on MinAtar (see the module docstring)."""
+    discount = 0.99
+    learner = dataclasses.replace(EfficientZeroConfig(), discount=discount, lr_warmup_updates=200)
+    return EZTrainConfig(
+        env_id=env_id,
+        num_envs=8,
+        total_env_steps=total_env_steps,
+        seed=seed,
+        run_dir=run_dir,
+        net_preset="small",
+        mcts=MCTSConfig(num_simulations=8, discount=discount,
+                        value_prefix_horizon=learner.value_prefix_horizon),
+        learner=learner,
+        reanalyse=ReanalyseConfig(reanalyse_fraction=1.0, value_target="network"),
+        replay_capacity_env_steps=total_env_steps,
+        batch_size=64,
+        updates_per_env_step=0.125,
+        warmup_env_steps=1_000,
+        selfplay_update_interval_updates=20,
+        eval_every_env_steps=5_000,
+        eval_episodes=8,
+        checkpoint_every_env_steps=5_000,
+        device=device,
+    )
+
+
+def ez_atari100k(game: str = "MsPacman", run_dir: str | None = None, seed: int = 0,
+                 device: str = "cuda", num_envs: int = 8) -> EZTrainConfig:
+    """EfficientZero's Atari100k settings on ``ALE/<game>-v5`` (see the module docstring)."""
+    discount = 0.997**4
+    learner = dataclasses.replace(EfficientZeroConfig(), discount=discount)
+    return EZTrainConfig(
+        env_id=f"ALE/{game}-v5",
+        num_envs=num_envs,
+        total_env_steps=100_000,
+        seed=seed,
+        run_dir=run_dir or f"runs/ez-atari100k-{game}-{seed}",
+        frame_stack=4,
+        frame_size=96,
+        grayscale=False,
+        sticky_action_prob=0.0,
+        terminal_on_life_loss=True,
+        max_episode_frames=108_000,
+        clip_rewards=True,
+        net_preset="atari",
+        mcts=MCTSConfig(num_simulations=50, discount=discount,
+                        value_prefix_horizon=learner.value_prefix_horizon),
+        learner=learner,
+        reanalyse=ReanalyseConfig(reanalyse_fraction=1.0, value_target="root",
+                                  off_policy_tau=0.3),
+        replay_capacity_env_steps=100_000,
+        batch_size=256,
+        updates_per_env_step=1.0,
+        warmup_env_steps=2_000,
+        selfplay_update_interval_updates=100,
+        eval_every_env_steps=10_000,
+        eval_episodes=32,
+        checkpoint_every_env_steps=10_000,
+        device=device,
+    )

@@ -1,0 +1,620 @@
+"""The EfficientZero training loop: batched self-play with MCTS, reanalysed targets, learning.
+
+One vector env of ``B`` games is stepped together: per env step the self-play network makes
+one ``initial_inference`` for all ``B`` stacked observations and one
+:class:`~rltransfer.agents.mcts.BatchedMCTS` search (with root Dirichlet noise) covers all
+``B`` roots; actions are sampled from the visit counts with the temperature schedule of
+EfficientZero (1 -> 0.5 -> 0.25 at 50% / 75% of training, Ye et al. 2021 / XTRA Table 4). Each
+step's frame, action, reward, end flags and search statistics go into a
+:class:`~rltransfer.replay.game_segment.GameSegmentReplay`. After ``warmup_env_steps`` the
+learner makes ``updates_per_env_step`` updates per env step from batches built by
+:class:`~rltransfer.agents.reanalyse.Reanalyser` (target-network reanalysis), and the sampled
+positions get the learner's new priorities. Self-play uses a copy of the learner's network
+refreshed every ``selfplay_update_interval_updates`` updates (EZ: 100).
+
+A run directory holds ``config.json``, ``metrics.jsonl``, ``tb/``, ``checkpoints/step_*``
+and, once finished, ``final/`` (the world model's weights, named by component:
+``representation/``, ``dynamics/``, ``prediction/``, ``projection/``, with the architecture in
+its ``meta.json``). Started again with the same directory a run resumes from its latest
+checkpoint (learner, self-play network, replay, RNG states, counters); on a finished run it
+does nothing, as :mod:`rltransfer.train` does.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from rltransfer.agents.efficientzero import EfficientZeroConfig, EfficientZeroLearner
+from rltransfer.agents.mcts import BatchedMCTS, MCTSConfig, select_action
+from rltransfer.agents.reanalyse import ReanalyseConfig, Reanalyser
+from rltransfer.envs import env_spec, make_env
+from rltransfer.evaluate.protocol import evaluate_policy
+from rltransfer.nets.world_model import EfficientZeroNet, WorldModelConfig, world_model_preset
+from rltransfer.replay import FrameStacker
+from rltransfer.replay.game_segment import GameSegmentReplay
+from rltransfer.runtime.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+    step_dirname,
+)
+from rltransfer.runtime.config import ConfigError, load_config, save_config, to_dict
+from rltransfer.runtime.metrics import MetricsLogger
+from rltransfer.runtime.progress import RunProgress
+from rltransfer.runtime.seeding import (
+    generator_state,
+    restore_generator,
+    restore_torch_rng,
+    seed_everything,
+    torch_rng_tensors,
+)
+
+log = logging.getLogger(__name__)
+
+MODEL_COMPONENTS = ("representation/", "dynamics/", "prediction/", "projection/")
+"""Checkpoint tensor prefixes of the world model's components (h, g, f, SimSiam projection)."""
+
+
+@dataclass
+class EZTrainConfig:
+    """One EfficientZero run (defaults: a small MinAtar run; see recipes/efficientzero.py).
+
+    Attributes:
+        env_id: ``ALE/<Game>-v5`` or ``MinAtar/<Game>-v1`` (any id ``make_env`` knows).
+        num_envs: ``B`` games stepped together (one batched search per env step).
+        total_env_steps: env steps of all envs together (EZ Atari100k: 100k agent steps).
+        seed: seed of envs, networks, search noise and sampling.
+        run_dir: run directory (resumed if it holds this run).
+        frame_stack: frames per observation (None = the suite's default; EZ Atari: 4).
+        frame_size: ALE only: square frame size passed to ``make_env`` (EZ: 96; None = the
+            suite default).
+        grayscale: ALE only: grayscale frames (EZ: False, RGB; None = the suite default).
+        sticky_action_prob: sticky actions (None = the suite default; EZ: 0).
+        terminal_on_life_loss: Atari training episodes end at each life loss (EZ: True);
+            evaluation never does.
+        max_episode_frames: episode cap (Atari: emulator frames, EZ 108k).
+        clip_rewards: the learner sees ``sign(r)`` (Atari reward clipping); returns logged
+            and evaluated are unclipped.
+        net_preset: world-model size preset (``"small"`` for MinAtar-sized inputs,
+            ``"atari"`` for the paper's 96x96 network, ``"atari-l"`` with 4 representation
+            blocks as in XTRA); see ``nets.world_model.world_model_preset``.
+        mcts: search settings (``num_simulations`` etc.); ``discount`` and
+            ``value_prefix_horizon`` must match the learner's (default: EZ's search with the
+            learner's default discount 0.997^4 per agent step).
+        learner: learner hyperparameters (unroll steps, TD steps, discount, losses, SGD).
+        reanalyse: target reanalysis settings.
+        replay_capacity_env_steps: replay size in env steps (all envs together).
+        batch_size: positions per learner update (EZ: 256).
+        updates_per_env_step: learner updates per env step (EZ Atari100k: 1).
+        warmup_env_steps: env steps collected before the first update (EZ: 2000).
+        priority_exponent: alpha (EZ: 0.6).
+        importance_exponent_start: beta at the start, annealed linearly to 1 (EZ: 0.4).
+        temperatures: action-sampling temperatures of the three training phases.
+        temperature_milestones: fractions of ``total_env_steps`` where the phases change.
+        selfplay_update_interval_updates: updates between refreshes of the self-play network.
+        eval_every_env_steps / eval_episodes: greedy evaluation (deterministic search, argmax
+            of visit counts, no noise), on the unclipped game reward.
+        checkpoint_every_env_steps / keep_checkpoints / checkpoint_replay: checkpointing
+            (with the replay, resuming continues exactly; without it, learning restarts
+            after another ``warmup_env_steps``).
+        device: torch device of the learner and the networks.
+        torch_threads: ``torch.set_num_threads``.
+        progress: rich progress bar; tensorboard: also write TensorBoard events.
+    """
+
+    env_id: str = "MinAtar/Breakout-v1"
+    num_envs: int = 8
+    total_env_steps: int = 50_000
+    seed: int = 0
+    run_dir: str = "runs/efficientzero"
+    frame_stack: int | None = None
+    frame_size: int | None = None
+    grayscale: bool | None = None
+    sticky_action_prob: float | None = None
+    terminal_on_life_loss: bool = False
+    max_episode_frames: int = 108_000
+    clip_rewards: bool = False
+    net_preset: Literal["small", "atari", "atari-l"] = "small"
+    mcts: MCTSConfig = field(default_factory=lambda: MCTSConfig(discount=0.997**4))
+    learner: EfficientZeroConfig = field(default_factory=EfficientZeroConfig)
+    reanalyse: ReanalyseConfig = field(default_factory=ReanalyseConfig)
+    replay_capacity_env_steps: int = 100_000
+    batch_size: int = 256
+    updates_per_env_step: float = 1.0
+    warmup_env_steps: int = 2_000
+    priority_exponent: float = 0.6
+    importance_exponent_start: float = 0.4
+    temperatures: tuple[float, float, float] = (1.0, 0.5, 0.25)
+    temperature_milestones: tuple[float, float] = (0.5, 0.75)
+    selfplay_update_interval_updates: int = 100
+    eval_every_env_steps: int = 10_000
+    eval_episodes: int = 8
+    checkpoint_every_env_steps: int = 10_000
+    keep_checkpoints: int = 2
+    checkpoint_replay: bool = True
+    device: str = "cpu"
+    torch_threads: int = 1
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class EZRunResult:
+    """What a finished run reports: its directory, counters and final evaluation."""
+
+    run_dir: Path
+    env_steps: int
+    num_updates: int
+    final_return_mean: float
+    wall_seconds: float
+
+
+class RunConflictError(ValueError):
+    """The run directory holds a different run (its saved config differs)."""
+
+
+def temperature_at(cfg: EZTrainConfig, env_steps: int) -> float:
+    """Action-sampling temperature at ``env_steps`` (EZ: 1, then 0.5 after 50% of training,
+    then 0.25 after 75%)."""
+    frac = env_steps / max(1, cfg.total_env_steps)
+    first, second = cfg.temperature_milestones
+    if frac < first:
+        return cfg.temperatures[0]
+    if frac < second:
+        return cfg.temperatures[1]
+    return cfg.temperatures[2]
+
+
+def importance_exponent_at(cfg: EZTrainConfig, env_steps: int) -> float:
+    """beta annealed linearly from ``importance_exponent_start`` to 1 over the run."""
+    frac = min(1.0, env_steps / max(1, cfg.total_env_steps))
+    return cfg.importance_exponent_start + frac * (1.0 - cfg.importance_exponent_start)
+
+
+def validate(cfg: EZTrainConfig) -> None:
+    """Check an :class:`EZTrainConfig` for inconsistent values.
+
+    Raises:
+        ConfigError: every problem found, with the field to fix.
+    """
+    problems = []
+    if cfg.num_envs < 1:
+        problems.append("num_envs must be >= 1")
+    if cfg.total_env_steps < 1:
+        problems.append("total_env_steps must be >= 1")
+    if cfg.batch_size < 1:
+        problems.append("batch_size must be >= 1")
+    if cfg.updates_per_env_step <= 0:
+        problems.append("updates_per_env_step must be > 0")
+    if cfg.warmup_env_steps < 0:
+        problems.append("warmup_env_steps must be >= 0")
+    if not 0 <= cfg.importance_exponent_start <= 1:
+        problems.append("importance_exponent_start must be in [0, 1]")
+    if min(cfg.temperatures) <= 0:
+        problems.append("temperatures must be > 0")
+    m1, m2 = cfg.temperature_milestones
+    if not 0 <= m1 <= m2 <= 1:
+        problems.append("temperature_milestones must satisfy 0 <= first <= second <= 1")
+    if cfg.selfplay_update_interval_updates < 1:
+        problems.append("selfplay_update_interval_updates must be >= 1")
+    if cfg.eval_every_env_steps < 1 or cfg.checkpoint_every_env_steps < 1:
+        problems.append("eval_every_env_steps and checkpoint_every_env_steps must be >= 1")
+    if cfg.eval_episodes < 1:
+        problems.append("eval_episodes must be >= 1")
+    discount = cfg.learner.discount
+    if abs(cfg.mcts.discount - discount) > 1e-12:
+        problems.append(
+            f"mcts.discount ({cfg.mcts.discount}) must equal learner.discount ({discount})"
+        )
+    horizon = cfg.learner.value_prefix_horizon
+    if cfg.mcts.value_prefix_horizon != horizon:
+        problems.append(
+            f"mcts.value_prefix_horizon ({cfg.mcts.value_prefix_horizon}) must equal the "
+            f"learner's ({horizon})"
+        )
+    if not cfg.env_id.startswith("ALE/"):
+        for name in ("frame_size", "grayscale"):
+            if getattr(cfg, name) is not None:
+                problems.append(f"{name} applies to ALE games only; leave it None")
+        if cfg.terminal_on_life_loss:
+            problems.append("terminal_on_life_loss applies to ALE games only")
+    if problems:
+        raise ConfigError("EZTrainConfig: " + "; ".join(problems))
+
+
+def _prepare_run_dir(cfg: EZTrainConfig) -> Path:
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved = run_dir / "config.json"
+    if saved.exists():
+        try:
+            previous = load_config(EZTrainConfig, saved)
+        except ConfigError as e:
+            raise RunConflictError(f"{saved} is unreadable ({e}); use a new run_dir") from e
+        mine, theirs = to_dict(cfg), to_dict(previous)
+        ignore = {"progress", "tensorboard", "torch_threads", "device"}
+        diff = {k for k in mine if k not in ignore and mine[k] != theirs.get(k)}
+        if diff:
+            details = ", ".join(f"{k}: {theirs.get(k)!r} -> {mine[k]!r}" for k in sorted(diff))
+            raise RunConflictError(
+                f"{run_dir} already holds a run with another config ({details}). "
+                "Use a new run_dir, or delete the old one to start over."
+            )
+    else:
+        save_config(cfg, saved)
+    return run_dir
+
+
+class SearchPolicy:
+    """A world model acting by batched MCTS, as a :class:`~rltransfer.policy.Policy`.
+
+    Greedy (``deterministic``): no root noise, action = argmax of visit counts (ties to the
+    lowest index). Otherwise root Dirichlet noise and sampling with ``temperature``.
+
+    Args:
+        network: an ``EfficientZeroNet`` (used in eval mode, without gradients).
+        mcts_config: search settings.
+        num_actions: ``A``.
+        device: torch device of ``network``.
+        deterministic: greedy evaluation (True) or exploratory self-play (False).
+        temperature: sampling temperature (when not deterministic).
+        seed: seed of the noise and sampling.
+    """
+
+    def __init__(self, network: EfficientZeroNet, mcts_config: MCTSConfig, num_actions: int,
+                 device: str = "cpu", deterministic: bool = True, temperature: float = 1.0,
+                 seed: int = 0) -> None:
+        self.network = network
+        self.mcts = BatchedMCTS(mcts_config, num_actions)
+        self.num_actions = int(num_actions)
+        self.device = torch.device(device)
+        self.deterministic = deterministic
+        self.temperature = temperature
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, num_envs: int) -> None:
+        return None
+
+    @torch.no_grad()
+    def search(self, obs: np.ndarray, rng: np.random.Generator | None = None,
+               noise: bool | None = None) -> Any:
+        """One batched search from stacked ``uint8[B, C*S, H, W]``; returns ``SearchResult``."""
+        self.network.eval()
+        root = self.network.initial_inference(torch.from_numpy(obs).to(self.device))
+        add_noise = (not self.deterministic) if noise is None else noise
+        return self.mcts.search(self.network, root, rng if rng is not None else self.rng,
+                                add_exploration_noise=add_noise)
+
+    def act(self, obs: np.ndarray, state: Any, first: np.ndarray) -> tuple[np.ndarray, Any]:
+        result = self.search(obs)
+        actions = select_action(result.visit_counts, self.temperature, self.rng,
+                                deterministic=self.deterministic)
+        return actions, state
+
+
+class EZTrainer:
+    """Owns the envs, learner, self-play network, replay and reanalyser of one run.
+
+    Args:
+        cfg: the run's config (see :class:`EZTrainConfig`).
+
+    Raises:
+        ConfigError: inconsistent config. RunConflictError: the run dir holds another run.
+    """
+
+    def __init__(self, cfg: EZTrainConfig) -> None:
+        validate(cfg)
+        self.cfg = cfg
+        torch.set_num_threads(cfg.torch_threads)
+        self.run_dir = _prepare_run_dir(cfg)
+        self.rng = seed_everything(cfg.seed)
+        self.spec = env_spec(cfg.env_id)
+        self.envs = make_env(cfg.env_id, cfg.num_envs, cfg.seed, **self._env_kwargs(train=True))
+        shape = self.envs.single_observation_space.shape
+        assert shape is not None and len(shape) == 3, shape
+        self.frame_shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
+        self.frame_stack = cfg.frame_stack or self.spec.frame_stack
+        c, h, w = self.frame_shape
+        self.obs_shape = (c * self.frame_stack, h, w)
+        self.num_actions = int(self.envs.single_action_space.n)  # type: ignore[attr-defined]
+        eval_extra = set(self._env_kwargs(train=False)) - {"max_episode_frames",
+                                                            "sticky_action_prob"}
+        if eval_extra and "env_kwargs" not in inspect.signature(evaluate_policy).parameters:
+            self.envs.close()
+            raise ConfigError(
+                f"evaluation needs make_env options {sorted(eval_extra)}, which "
+                "evaluate.protocol.evaluate_policy cannot pass yet (it needs an env_kwargs "
+                "argument); leave frame_size / grayscale as None or add that argument"
+            )
+        self.net_config = self._net_config()
+        self.learner = EfficientZeroLearner(cfg.learner, self.net_config, self.obs_shape,
+                                            self.num_actions, device=cfg.device)
+        self.selfplay_network = copy.deepcopy(self.learner.network).eval()
+        for p in self.selfplay_network.parameters():
+            p.requires_grad_(False)
+        k, td = cfg.learner.unroll_steps, cfg.learner.td_steps
+        capacity = max(k + td + self.frame_stack + 1,
+                       cfg.replay_capacity_env_steps // cfg.num_envs)
+        self.replay = GameSegmentReplay(
+            cfg.num_envs, capacity, self.frame_shape, self.num_actions,
+            frame_stack=self.frame_stack, unroll_steps=k, td_steps=td,
+            priority_exponent=cfg.priority_exponent,
+        )
+        self.reanalyser = Reanalyser(
+            self.replay, cfg.mcts, discount=float(cfg.learner.discount),
+            value_prefix_horizon=cfg.mcts.value_prefix_horizon,
+            total_env_steps=cfg.total_env_steps, config=cfg.reanalyse, device=cfg.device,
+        )
+        self.actor = SearchPolicy(self.selfplay_network, cfg.mcts, self.num_actions,
+                                  device=cfg.device, deterministic=False, seed=cfg.seed + 7_919)
+        self.stacker = FrameStacker(cfg.num_envs, self.frame_shape, self.frame_stack)
+        self.env_steps = 0
+        self.num_updates = 0
+        self.episodes = 0
+        self.update_debt = 0.0
+        self.next_eval = cfg.eval_every_env_steps
+        self.next_checkpoint = cfg.checkpoint_every_env_steps
+        self.last_eval_return = math.nan
+        self.learning_starts_at = cfg.warmup_env_steps
+
+    # ------------------------------------------------------------------ setup helpers
+    def _env_kwargs(self, train: bool) -> dict[str, Any]:
+        cfg = self.cfg
+        kwargs: dict[str, Any] = {"max_episode_frames": cfg.max_episode_frames}
+        if cfg.sticky_action_prob is not None:
+            kwargs["sticky_action_prob"] = cfg.sticky_action_prob
+        if cfg.frame_size is not None:
+            kwargs["frame_size"] = cfg.frame_size
+        if cfg.grayscale is not None:
+            kwargs["grayscale"] = cfg.grayscale
+        if train and cfg.terminal_on_life_loss:
+            kwargs["terminal_on_life_loss"] = True
+        return kwargs
+
+    def _net_config(self) -> WorldModelConfig:
+        """The preset's sizes with this suite's observation scale (255 pixels, 1 MinAtar)."""
+        return dataclasses.replace(world_model_preset(self.cfg.net_preset),
+                                   obs_scale=float(self.spec.obs_scale))
+
+    # ------------------------------------------------------------------ checkpoints
+    def architecture(self) -> dict[str, Any]:
+        """What a reader needs to rebuild the world model and check spaces."""
+        return {
+            "kind": "efficientzero",
+            "env_id": self.cfg.env_id,
+            "obs_shape": list(self.obs_shape),
+            "frame_shape": list(self.frame_shape),
+            "frame_stack": self.frame_stack,
+            "obs_scale": self.spec.obs_scale,
+            "num_actions": self.num_actions,
+            "net_preset": self.cfg.net_preset,
+            "net_config": to_dict(self.net_config),
+            "learner_config": to_dict(self.cfg.learner),
+            "mcts_config": to_dict(self.cfg.mcts),
+        }
+
+    def save(self, final: bool = False) -> Path:
+        """Checkpoint everything needed to resume (or, with ``final``, the model artifact)."""
+        learner_tensors = self.learner.state_tensors()
+        meta: dict[str, Any] = {
+            "architecture": self.architecture(),
+            "config": to_dict(self.cfg),
+            "env_steps": self.env_steps,
+            "num_updates": self.num_updates,
+            "episodes": self.episodes,
+        }
+        if final:
+            model: dict[str, Any] = {
+                k: v for k, v in learner_tensors.items() if k.startswith(MODEL_COMPONENTS)
+            }
+            meta["final_return_mean"] = self.last_eval_return
+            return save_checkpoint(self.run_dir / "final", model, meta)
+        tensors: dict[str, Any] = dict(learner_tensors)
+        tensors.update({f"selfplay/{k}": v for k, v in self.selfplay_network.state_dict().items()})
+        if self.cfg.checkpoint_replay:
+            tensors.update({f"replay/{k}": v for k, v in self.replay.state_tensors().items()})
+        tensors.update(torch_rng_tensors())
+        meta.update(
+            learner_state=self.learner.state_meta(),
+            rng=generator_state(self.rng),
+            actor_rng=generator_state(self.actor.rng),
+            update_debt=self.update_debt,
+            next_eval=self.next_eval,
+            next_checkpoint=self.next_checkpoint,
+            last_eval_return=self.last_eval_return,
+            learning_starts_at=self.learning_starts_at,
+            replay_saved=self.cfg.checkpoint_replay,
+        )
+        path = save_checkpoint(self.run_dir / "checkpoints" / step_dirname(self.env_steps),
+                               tensors, meta)
+        prune_checkpoints(self.run_dir / "checkpoints", keep=self.cfg.keep_checkpoints)
+        return path
+
+    def try_resume(self) -> bool:
+        """Resume from the latest checkpoint of this run directory, if any.
+
+        Raises:
+            CheckpointError: the latest checkpoint is corrupt or of another architecture.
+        """
+        ckpt = latest_checkpoint(self.run_dir / "checkpoints")
+        if ckpt is None:
+            return False
+        tensors, meta = load_checkpoint(ckpt)
+        if meta.get("architecture") != self.architecture():
+            raise CheckpointError(f"{ckpt} was written by a model with another architecture")
+
+        def sub(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        skip = ("selfplay/", "replay/", "rng/")
+        self.learner.load_state_tensors(
+            {k: v for k, v in tensors.items() if not k.startswith(skip)}, meta["learner_state"]
+        )
+        self.selfplay_network.load_state_dict(sub("selfplay/"))
+        if meta.get("replay_saved"):
+            self.replay.load_state_tensors(sub("replay/"))
+        restore_torch_rng(tensors)
+        restore_generator(self.rng, meta["rng"])
+        restore_generator(self.actor.rng, meta["actor_rng"])
+        self.env_steps = int(meta["env_steps"])
+        self.num_updates = int(meta["num_updates"])
+        self.episodes = int(meta["episodes"])
+        self.update_debt = float(meta["update_debt"])
+        self.next_eval = int(meta["next_eval"])
+        self.next_checkpoint = int(meta["next_checkpoint"])
+        self.last_eval_return = float(meta["last_eval_return"])
+        self.learning_starts_at = int(meta["learning_starts_at"])
+        if not meta.get("replay_saved"):
+            self.learning_starts_at = self.env_steps + self.cfg.warmup_env_steps
+        return True
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, logger: MetricsLogger) -> float:
+        """Greedy search with the learner's current network (eval mode) on the unclipped game
+        reward (no life-loss terminals); logs and returns the mean return."""
+        policy = SearchPolicy(self.learner.network, self.cfg.mcts, self.num_actions,
+                              device=self.cfg.device, deterministic=True)
+        extra = self._env_kwargs(train=False)
+        max_frames = extra.pop("max_episode_frames")
+        extra.pop("sticky_action_prob", None)
+        kwargs: dict[str, Any] = {"env_kwargs": extra} if extra else {}
+        returns = evaluate_policy(
+            policy, self.cfg.env_id, num_episodes=self.cfg.eval_episodes,
+            seed=self.cfg.seed + 1_000_003 + self.env_steps, frame_stack=self.frame_stack,
+            num_envs=min(self.cfg.eval_episodes, 8), max_episode_frames=max_frames, **kwargs,
+        )
+        self.last_eval_return = float(np.mean(returns))
+        logger.log("eval", self.env_steps, return_mean=self.last_eval_return,
+                   return_std=float(np.std(returns)), returns=[float(r) for r in returns],
+                   num_updates=self.num_updates)
+        return self.last_eval_return
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> EZRunResult:
+        """Train to ``total_env_steps`` (resuming if a checkpoint exists) and evaluate."""
+        start = time.perf_counter()
+        final_meta = self.run_dir / "final" / "meta.json"
+        if final_meta.is_file():
+            meta = json.loads(final_meta.read_text())
+            self.envs.close()
+            return EZRunResult(self.run_dir, meta["env_steps"], meta["num_updates"],
+                               float(meta.get("final_return_mean", math.nan)), 0.0)
+        resumed = self.try_resume()
+        logger = MetricsLogger(self.run_dir, tensorboard=self.cfg.tensorboard)
+        if resumed:
+            logger.truncate_after(self.env_steps)
+            log.warning("resumed %s at %d env steps", self.run_dir, self.env_steps)
+        try:
+            self._loop(logger)
+            self.evaluate(logger)
+            self.save()
+            self.save(final=True)
+        finally:
+            logger.close()
+            self.envs.close()
+        return EZRunResult(self.run_dir, self.env_steps, self.num_updates,
+                           self.last_eval_return, time.perf_counter() - start)
+
+    def _loop(self, logger: MetricsLogger) -> None:
+        cfg = self.cfg
+        b = cfg.num_envs
+        obs, _ = self.envs.reset(seed=cfg.seed + 31 * self.env_steps)
+        first = np.ones(b, dtype=bool)
+        autoreset = np.zeros(b, dtype=bool)
+        episode_return = np.zeros(b)
+        episode_length = np.zeros(b, dtype=np.int64)
+        self.replay.begin_stream()
+        recent_returns: list[float] = []
+        train_metrics: dict[str, float] = {}
+        selfplay_seconds = 0.0
+        learn_seconds = 0.0
+        with RunProgress(Path(cfg.run_dir).name, cfg.total_env_steps, self.env_steps,
+                         enabled=cfg.progress) as progress:
+            while self.env_steps < cfg.total_env_steps:
+                tick = time.perf_counter()
+                stacked = self.stacker.push(obs, first)
+                result = self.actor.search(stacked)
+                actions = select_action(result.visit_counts, temperature_at(cfg, self.env_steps),
+                                        self.actor.rng)
+                next_obs, reward, terminated, truncated, info = self.envs.step(actions)
+                game_reward = np.asarray(info["task_reward"], dtype=np.float64)
+                learner_reward = np.asarray(reward, dtype=np.float64)
+                if cfg.clip_rewards:
+                    learner_reward = np.sign(learner_reward)
+                self.replay.add(obs, actions, learner_reward, terminated, truncated,
+                                result.root_values, result.policy)
+                valid = ~autoreset
+                episode_return += np.where(valid, game_reward, 0.0)
+                episode_length += valid
+                done = (terminated | truncated) & valid
+                for i in np.flatnonzero(done):
+                    self.episodes += 1
+                    recent_returns.append(float(episode_return[i]))
+                    logger.log("episode", self.env_steps, ret=float(episode_return[i]),
+                               length=int(episode_length[i]))
+                episode_return[done] = 0.0
+                episode_length[done] = 0
+                first = autoreset
+                autoreset = terminated | truncated
+                obs = next_obs
+                self.env_steps += b
+                selfplay_seconds += time.perf_counter() - tick
+
+                tick = time.perf_counter()
+                if self.env_steps >= self.learning_starts_at and self.replay.can_sample():
+                    self.update_debt += b * cfg.updates_per_env_step
+                    while self.update_debt >= 1.0:
+                        self.update_debt -= 1.0
+                        train_metrics = self._update()
+                learn_seconds += time.perf_counter() - tick
+                if self.env_steps >= self.next_checkpoint:
+                    self.next_checkpoint += cfg.checkpoint_every_env_steps
+                    self.save()
+                if self.env_steps >= self.next_eval and self.env_steps < cfg.total_env_steps:
+                    self.next_eval += cfg.eval_every_env_steps
+                    self.evaluate(logger)
+                    recent = np.mean(recent_returns[-20:]) if recent_returns else math.nan
+                    logger.log("train", self.env_steps, episodes=self.episodes,
+                               num_updates=self.num_updates, recent_return=float(recent),
+                               env_steps_per_second=progress.env_steps_per_second,
+                               selfplay_seconds=selfplay_seconds, learn_seconds=learn_seconds,
+                               temperature=temperature_at(cfg, self.env_steps),
+                               **train_metrics)
+                progress.update(
+                    self.env_steps,
+                    f"eval {self.last_eval_return:.3g} | ep {self.episodes} | "
+                    f"upd {self.num_updates}",
+                )
+
+    def _update(self) -> dict[str, float]:
+        """One learner update from a reanalysed batch; priorities and networks refreshed."""
+        cfg = self.cfg
+        batch = self.reanalyser.make_batch(
+            self.learner.target_network, cfg.batch_size, self.rng,
+            importance_exponent_at(cfg, self.env_steps),
+        )
+        metrics, priorities = self.learner.update(batch)
+        self.replay.update_priorities(batch.indices, priorities)
+        self.num_updates += 1
+        if self.num_updates % cfg.selfplay_update_interval_updates == 0:
+            self.selfplay_network.load_state_dict(self.learner.network.state_dict())
+        return metrics
+
+
+def train_efficientzero(cfg: EZTrainConfig) -> EZRunResult:
+    """Build an :class:`EZTrainer` for ``cfg`` and run it to completion (resuming if possible)."""
+    return EZTrainer(cfg).run()

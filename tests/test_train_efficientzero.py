@@ -1,0 +1,118 @@
+"""The EfficientZero loop end to end on MinAtar: checkpoints, SIGKILL + resume, final/, and
+the schedules and config checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rltransfer.agents.mcts import MCTSConfig
+from rltransfer.agents.reanalyse import ReanalyseConfig
+from rltransfer.recipes.efficientzero import ez_atari100k, ez_small
+from rltransfer.runtime.checkpoint import latest_checkpoint, load_checkpoint
+from rltransfer.runtime.config import ConfigError, save_config
+from rltransfer.train_efficientzero import (
+    MODEL_COMPONENTS,
+    EZTrainConfig,
+    RunConflictError,
+    importance_exponent_at,
+    temperature_at,
+    train_efficientzero,
+    validate,
+)
+
+
+def _tiny(run_dir: Path, total: int = 240) -> EZTrainConfig:
+    base = ez_small(run_dir=str(run_dir), total_env_steps=total)
+    return dataclasses.replace(
+        base, num_envs=2, mcts=dataclasses.replace(base.mcts, num_simulations=3),
+        batch_size=8, updates_per_env_step=0.1, warmup_env_steps=60,
+        replay_capacity_env_steps=1_000, checkpoint_every_env_steps=80,
+        eval_every_env_steps=160, eval_episodes=1, max_episode_frames=200, progress=False,
+        tensorboard=False, reanalyse=ReanalyseConfig(reanalyse_fraction=0.5),
+    )
+
+
+def _records(run_dir: Path, kind: str) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def test_temperature_and_importance_schedules() -> None:
+    cfg = EZTrainConfig(total_env_steps=1000)
+    assert [temperature_at(cfg, s) for s in (0, 499, 500, 749, 750, 999)] == [
+        1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    assert importance_exponent_at(cfg, 0) == pytest.approx(0.4)
+    assert importance_exponent_at(cfg, 500) == pytest.approx(0.7)
+    assert importance_exponent_at(cfg, 5000) == pytest.approx(1.0)
+
+
+def test_config_checks_name_the_fix() -> None:
+    cfg = ez_small()
+    with pytest.raises(ConfigError, match=r"mcts.discount .* must equal learner.discount"):
+        validate(dataclasses.replace(cfg, mcts=MCTSConfig(discount=0.5)))
+    with pytest.raises(ConfigError, match="frame_size applies to ALE"):
+        validate(dataclasses.replace(cfg, frame_size=96))
+    atari = ez_atari100k("Pong", device="cpu")
+    validate(atari)
+    assert (atari.frame_size, atari.grayscale, atari.mcts.num_simulations, atari.batch_size,
+            atari.total_env_steps) == (96, False, 50, 256, 100_000)
+    assert atari.learner.discount == pytest.approx(0.997**4)
+
+
+def test_smoke_checkpoint_sigkill_resume_and_final(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    cfg = _tiny(run_dir)
+    cfg_path = tmp_path / "cfg.json"
+    save_config(cfg, cfg_path)
+    code = (
+        "import sys, torch; torch.set_num_threads(1)\n"
+        "from rltransfer.runtime.config import load_config\n"
+        "from rltransfer.train_efficientzero import EZTrainConfig, train_efficientzero\n"
+        "train_efficientzero(load_config(EZTrainConfig, sys.argv[1]))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(cfg_path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while time.time() < deadline and latest_checkpoint(run_dir / "checkpoints") is None:
+        if proc.poll() is not None:
+            pytest.fail(proc.stdout.read().decode() if proc.stdout else "died")
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    assert ckpt is not None and not (run_dir / "final").exists()
+    saved = json.loads((ckpt / "meta.json").read_text())
+    assert 0 < saved["env_steps"] < cfg.total_env_steps
+    tensors, _ = load_checkpoint(ckpt)
+    assert any(k.startswith("replay/") for k in tensors)
+    assert any(k.startswith("representation/") for k in tensors)
+
+    result = train_efficientzero(cfg)  # resumes in this process
+    assert result.env_steps == cfg.total_env_steps
+    assert result.num_updates > saved["num_updates"]
+    assert np.isfinite(result.final_return_mean)
+    final, meta = load_checkpoint(run_dir / "final")
+    assert final and all(k.startswith(MODEL_COMPONENTS) for k in final)
+    for comp in ("representation/", "dynamics/", "prediction/"):
+        assert any(k.startswith(comp) for k in final)
+    assert meta["architecture"]["kind"] == "efficientzero"
+    assert meta["architecture"]["obs_shape"][1:] == [10, 10]
+    steps = [r["env_steps"] for r in _records(run_dir, "eval")]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)) and steps[-1] == 240
+    assert _records(run_dir, "train")[-1]["num_updates"] > 0
+    # A finished run is not trained again; another config in the same dir is refused.
+    again = train_efficientzero(cfg)
+    assert again.num_updates == result.num_updates and again.wall_seconds == 0.0
+    with pytest.raises(RunConflictError, match="batch_size"):
+        train_efficientzero(dataclasses.replace(cfg, batch_size=4))
