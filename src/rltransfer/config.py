@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rltransfer.agents.r2d2 import R2D2Config
+from rltransfer.intrinsic.ngu import NGUConfig
 
 
 @dataclass
@@ -41,7 +42,11 @@ class TrainConfig:
     # Reward.
     reward_free: bool = False
     """Hide the task reward from the learner (it is still logged and evaluated)."""
-    intrinsic: Literal["none", "rnd", "constant"] = "none"
+    intrinsic: Literal["none", "rnd", "ngu", "constant"] = "none"
+    """``rnd`` (Burda et al. 2019), ``ngu`` (episodic x life-long novelty, Badia et al. 2020;
+    settings in ``ngu``), ``constant`` or ``none``. NGU here is one policy of its family
+    (``intrinsic_scale`` = beta, ``agent.gamma``): the family conditioning on ``j`` is not
+    built."""
     intrinsic_scale: float = 1.0
     """beta: the learner's reward is ``extrinsic + intrinsic_scale * intrinsic``."""
     intrinsic_lr: float = 1e-4
@@ -50,11 +55,16 @@ class TrainConfig:
     rnd_feature_dim: int = 512
     rnd_hidden: int = 512
     intrinsic_warmup_env_steps: int = 1_000
-    """RND: random-action steps whose frames initialise the observation statistics before
-    training (Burda et al. 2019); counted in the budget, not stored in replay."""
+    """RND and NGU's RND: random-action steps whose frames initialise the observation
+    statistics before training (Burda et al. 2019); counted in the budget, not stored in
+    replay."""
+    ngu: NGUConfig = field(default_factory=NGUConfig)
+    """NGU intrinsic reward settings (used when ``intrinsic="ngu"``)."""
 
     # Learner.
     agent: R2D2Config = field(default_factory=R2D2Config)
+    """Learner settings; ``agent.core="lstm"`` switches the loop to sequence replay and
+    recurrent acting (R2D2), ``"feedforward"`` (default) to transition replay."""
     replay_capacity_env_steps: int = 100_000
     prioritized: bool = True
     learning_starts_env_steps: int = 2_000

@@ -37,9 +37,10 @@ from rltransfer.explore import (
 )
 from rltransfer.intrinsic.base import IntrinsicReward
 from rltransfer.intrinsic.constant import ConstantReward
+from rltransfer.intrinsic.ngu import NGUReward
 from rltransfer.intrinsic.rnd import RND
 from rltransfer.policy import Policy
-from rltransfer.replay import FrameStacker, TransitionReplay
+from rltransfer.replay import FrameStacker, SequenceReplay, TransitionReplay
 from rltransfer.runtime.checkpoint import (
     CheckpointError,
     latest_checkpoint,
@@ -108,6 +109,9 @@ def _make_intrinsic(cfg: TrainConfig, frame_shape: tuple[int, int, int], obs_sca
         return None
     if cfg.intrinsic == "constant":
         return ConstantReward()
+    if cfg.intrinsic == "ngu":
+        return NGUReward(frame_shape, num_env_actions, cfg.num_envs, config=cfg.ngu,
+                         obs_scale=obs_scale, device=cfg.device, seed=cfg.seed)
     return RND(frame_shape, obs_scale=obs_scale, learning_rate=cfg.intrinsic_lr, seed=cfg.seed,
                device=cfg.device, torso=cfg.rnd_torso, feature_dim=cfg.rnd_feature_dim,
                hidden=cfg.rnd_hidden)
@@ -201,19 +205,36 @@ class Trainer:
         self.agent = R2D2Agent(
             cfg.agent, obs_shape=self.obs_shape, obs_scale=self.spec.obs_scale,
             num_actions=self.num_agent_actions, device=cfg.device,
+            num_env_actions=self.num_env_actions,
         )
+        self.recurrent = self.agent.recurrent
         if cfg.init != "none" or cfg.freeze:
             source = cfg.init_from or cfg.prior
             if source is None:
                 raise ConfigError("--freeze needs --init-from PATH")
             initialise_from(self.agent, source, cfg.init, self.num_env_actions, cfg.freeze)
         capacity = max(1, cfg.replay_capacity_env_steps // cfg.num_envs)
-        self.replay = TransitionReplay(
-            num_envs=cfg.num_envs, capacity_per_env=capacity, frame_shape=self.frame_shape,
-            frame_stack=self.frame_stack, n_step=cfg.agent.n_step, gamma=cfg.agent.gamma,
-            prioritized=cfg.prioritized, priority_exponent=cfg.agent.priority_exponent,
-            importance_exponent=cfg.agent.importance_exponent,
-        )
+        self.replay: TransitionReplay | SequenceReplay
+        if self.recurrent:
+            a = cfg.agent
+            self.replay = SequenceReplay(
+                num_envs=cfg.num_envs,
+                capacity_per_env=max(capacity, a.burn_in + a.sequence_length
+                                     + self.frame_stack + 1),
+                frame_shape=self.frame_shape, state_dim=self.agent.state_dim,
+                frame_stack=self.frame_stack, sequence_length=a.sequence_length,
+                burn_in=a.burn_in, sequence_overlap=a.sequence_overlap, n_step=a.n_step,
+                gamma=a.gamma, prioritized=cfg.prioritized,
+                priority_exponent=a.priority_exponent,
+                importance_exponent=a.importance_exponent,
+            )
+        else:
+            self.replay = TransitionReplay(
+                num_envs=cfg.num_envs, capacity_per_env=capacity, frame_shape=self.frame_shape,
+                frame_stack=self.frame_stack, n_step=cfg.agent.n_step, gamma=cfg.agent.gamma,
+                prioritized=cfg.prioritized, priority_exponent=cfg.agent.priority_exponent,
+                importance_exponent=cfg.agent.importance_exponent,
+            )
         self.stacker = FrameStacker(cfg.num_envs, self.frame_shape, self.frame_stack)
         self.explorer = _make_explorer(cfg, self.num_env_actions, self.rng)
         self.prior_driver = PriorPolicyDriver(self.prior) if self.prior is not None else None
@@ -357,8 +378,10 @@ class Trainer:
                          time.perf_counter() - start)
 
     def _warm_up_intrinsic(self) -> None:
-        """Initialise RND's observation statistics from random-action frames (fresh runs)."""
-        if not isinstance(self.intrinsic, RND) or self.cfg.intrinsic_warmup_env_steps <= 0:
+        """Initialise RND's (or NGU's RND's) observation statistics from random-action frames
+        (fresh runs)."""
+        if (not isinstance(self.intrinsic, (RND, NGUReward))
+                or self.cfg.intrinsic_warmup_env_steps <= 0):
             return
         b = self.cfg.num_envs
         self.envs.reset(seed=self.cfg.seed + 99_991)
@@ -385,6 +408,11 @@ class Trainer:
         if self.intrinsic is not None:
             self.intrinsic.reset(np.ones(b, dtype=bool))
         self.replay.begin_stream()
+        # Recurrent acting (R2D2): core state and the previous step's action and rewards.
+        core_state = self.agent.initial_state(b)
+        prev_action = np.full(b, -1, dtype=np.int64)
+        prev_reward = np.zeros(b, dtype=np.float32)
+        prev_intrinsic = np.zeros(b, dtype=np.float32)
         recent_returns: list[float] = []
         train_metrics: dict[str, float] = {}
         with RunProgress(Path(cfg.run_dir).name, cfg.total_env_steps, self.env_steps,
@@ -393,7 +421,12 @@ class Trainer:
                 if cfg.epsilon_schedule == "linear":
                     self.explorer.epsilon = epsilon_at(cfg, self.env_steps)  # type: ignore[attr-defined]
                 stacked = self.stacker.push(obs, first)
-                q_values = self.agent.q_values(stacked)
+                if self.recurrent:
+                    q_values, next_core_state = self.agent.act_q(
+                        stacked, core_state, first, prev_action, prev_reward, prev_intrinsic
+                    )
+                else:
+                    q_values = self.agent.q_values(stacked)
                 prior_actions = (
                     self.prior_driver.act(stacked, first) if self.prior_driver is not None
                     else None
@@ -404,13 +437,24 @@ class Trainer:
                 )
                 task_reward = np.asarray(info["task_reward"], dtype=np.float64)
                 learner_reward = np.asarray(reward, dtype=np.float64)
+                r_int = np.zeros(b, dtype=np.float32)
                 if self.intrinsic is not None:
                     r_int = self.intrinsic.compute(obs, selection.env_actions, next_obs)
                     r_int = np.where(autoreset, 0.0, r_int).astype(np.float32)
                     learner_reward = learner_reward + cfg.intrinsic_scale * r_int
                     episode_intrinsic += r_int
-                self.replay.add(obs, selection.env_actions, selection.agent_actions,
-                                selection.extra, learner_reward, terminated, truncated)
+                if isinstance(self.replay, SequenceReplay):
+                    self.replay.add(obs, selection.env_actions, selection.agent_actions,
+                                    selection.extra, learner_reward, terminated, truncated,
+                                    core_state=core_state, extrinsic_reward=reward,
+                                    intrinsic_reward=r_int)
+                    core_state = next_core_state
+                    prev_action = selection.env_actions.astype(np.int64)
+                    prev_reward = np.asarray(reward, dtype=np.float32)
+                    prev_intrinsic = r_int
+                else:
+                    self.replay.add(obs, selection.env_actions, selection.agent_actions,
+                                    selection.extra, learner_reward, terminated, truncated)
                 valid = ~autoreset
                 episode_return += np.where(valid, task_reward, 0.0)
                 episode_length += valid
@@ -458,10 +502,43 @@ class Trainer:
         metrics = self.agent.update(batch)
         self.replay.update_priorities(batch["indices"], self.agent.last_priorities)
         if self.intrinsic is not None:
-            c = self.frame_shape[0]
-            metrics.update(self.intrinsic.update(batch["next_obs"][:, -c:]))
+            metrics.update(self._update_intrinsic(batch))
         self.num_updates += 1
         return metrics
+
+    def _update_intrinsic(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        """Train the intrinsic reward's networks on the learner batch.
+
+        NGU needs one-step triples ``(x_t, a_t, x_{t+1})`` for its inverse dynamics: from
+        transitions, ``obs``'s newest frame, ``action`` and ``next_frame``; from sequences,
+        ``batch_size`` consecutive in-episode pairs drawn from the sampled windows. RND and
+        the constant reward take the frames ``x_{t+1}``.
+        """
+        c = self.frame_shape[0]
+        if isinstance(self.replay, SequenceReplay):
+            obs = batch["obs"]
+            pairs = batch["valid"][:, :-1] & batch["in_episode"][:, 1:]
+            rows, cols = np.nonzero(pairs)
+            if rows.size == 0:
+                return {}
+            pick = self.rng.choice(rows.size, size=min(rows.size, self.cfg.agent.batch_size),
+                                   replace=False)
+            rows, cols = rows[pick], cols[pick]
+            nxt = obs[rows, cols + 1, -c:]
+            if isinstance(self.intrinsic, NGUReward):
+                return self.intrinsic.update(
+                    nxt, prev_obs_batch=obs[rows, cols, -c:],
+                    actions=batch["action"][rows, cols],
+                )
+            assert self.intrinsic is not None
+            return self.intrinsic.update(nxt)
+        if isinstance(self.intrinsic, NGUReward):
+            return self.intrinsic.update(
+                batch["next_frame"], prev_obs_batch=batch["obs"][:, -c:],
+                actions=batch["action"], valid=batch["next_frame_valid"],
+            )
+        assert self.intrinsic is not None
+        return self.intrinsic.update(batch["next_obs"][:, -c:])
 
 
 def train(cfg: TrainConfig) -> RunResult:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 import json
 import logging
 import math
@@ -331,15 +330,6 @@ class EZTrainer:
         c, h, w = self.frame_shape
         self.obs_shape = (c * self.frame_stack, h, w)
         self.num_actions = int(self.envs.single_action_space.n)  # type: ignore[attr-defined]
-        eval_extra = set(self._env_kwargs(train=False)) - {"max_episode_frames",
-                                                            "sticky_action_prob"}
-        if eval_extra and "env_kwargs" not in inspect.signature(evaluate_policy).parameters:
-            self.envs.close()
-            raise ConfigError(
-                f"evaluation needs make_env options {sorted(eval_extra)}, which "
-                "evaluate.protocol.evaluate_policy cannot pass yet (it needs an env_kwargs "
-                "argument); leave frame_size / grayscale as None or add that argument"
-            )
         self.net_config = self._net_config()
         self.learner = EfficientZeroLearner(cfg.learner, self.net_config, self.obs_shape,
                                             self.num_actions, device=cfg.device)

@@ -7,6 +7,7 @@ rebuild the network and act with it: ``load_policy("runs/pretrain")``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,21 @@ from rltransfer.runtime.config import ConfigError, from_dict
 
 POLICY_PREFIX = "policy/"
 """Checkpoint tensors under this prefix are the online networks, ``policy/<module>.<param>``."""
+
+
+@dataclass
+class RecurrentPolicyState:
+    """State of an :class:`AgentPolicy` over a recurrent agent.
+
+    Attributes:
+        core: ``float32[B, D]`` LSTM state (h then c).
+        prev_action: ``int64[B]`` the action returned at the previous step (-1: none).
+        prior: the prior policy's own state (``None`` without a prior).
+    """
+
+    core: np.ndarray
+    prev_action: np.ndarray
+    prior: Any = None
 
 
 class AgentPolicy:
@@ -65,10 +81,34 @@ class AgentPolicy:
         self.rng = np.random.default_rng(seed)
 
     def reset(self, num_envs: int) -> Any:
-        return self.prior.reset(num_envs) if self.prior is not None else None
+        """Initial state: the prior's (or ``None``) for a feedforward agent; for a recurrent
+        agent a :class:`RecurrentPolicyState` (zero core state, no previous action)."""
+        prior_state = self.prior.reset(num_envs) if self.prior is not None else None
+        if not self.agent.recurrent:
+            return prior_state
+        return RecurrentPolicyState(
+            core=self.agent.initial_state(num_envs),
+            prev_action=np.full(num_envs, -1, dtype=np.int64),
+            prior=prior_state,
+        )
 
     def act(self, obs: np.ndarray, state: Any, first: np.ndarray) -> tuple[np.ndarray, Any]:
-        q = self.agent.q_values(obs)
+        """Greedy (or epsilon-greedy) env actions ``int64[B]`` and the next state.
+
+        A recurrent agent's core is reset where ``first`` and fed the previous action this
+        policy returned (the Policy seam carries neither rewards nor the executed action, so
+        the previous rewards enter as 0; train with ``core_reward_inputs=False`` to avoid that
+        mismatch when the policy is reused as a prior).
+        """
+        rec: RecurrentPolicyState | None = None
+        if self.agent.recurrent:
+            if not isinstance(state, RecurrentPolicyState):
+                state = self.reset(obs.shape[0])
+            rec = state
+            q, core = self.agent.act_q(obs, rec.core, first, rec.prev_action)
+            state = rec.prior
+        else:
+            q = self.agent.q_values(obs)
         actions = q.argmax(axis=1).astype(np.int64)
         if self.prior is not None:
             prior_actions, state = self.prior.act(obs, state, first)
@@ -79,7 +119,10 @@ class AgentPolicy:
             explore = self.rng.random(obs.shape[0]) < self.epsilon
             random_actions = self.rng.integers(0, self.num_actions, size=obs.shape[0])
             actions = np.where(explore, random_actions, actions)
-        return actions.astype(np.int64), state
+        actions = actions.astype(np.int64)
+        if rec is not None:
+            return actions, RecurrentPolicyState(core=core, prev_action=actions, prior=state)
+        return actions, state
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -131,6 +174,7 @@ def agent_from_checkpoint(
         obs_scale=float(arch["obs_scale"]),
         num_actions=int(arch["num_actions"]),
         device=device,
+        num_env_actions=int(arch.get("num_env_actions") or arch["num_actions"]),
     )
     tensors, _ = load_checkpoint(ckpt)
     load_policy_tensors(agent, tensors, modules=("torso", "core", "head"), source=str(ckpt))

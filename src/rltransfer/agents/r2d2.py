@@ -1,4 +1,4 @@
-"""R2D2-style Q-learning agent (feedforward core for now; the LSTM core slots into ``core``).
+"""R2D2-style Q-learning agent: feedforward core, or R2D2's LSTM core over replayed sequences.
 
 Implements the learner of Kapturowski et al. 2019 ("Recurrent Experience Replay in
 Distributed Reinforcement Learning", R2D2) as used by Behavior Transfer (Campos et al. 2021):
@@ -14,7 +14,14 @@ Distributed Reinforcement Learning", R2D2) as used by Behavior Transfer (Campos 
   Q(s, a').
 
 For transitions (feedforward core) the priority is |delta|; R2D2's sequence priority
-``eta max|delta| + (1 - eta) mean|delta|`` (eta = 0.9) applies to the recurrent version.
+``eta max_t|delta_t| + (1 - eta) mean_t|delta_t|`` (eta = 0.9) applies to the recurrent version.
+
+Recurrent version (``core="lstm"``, R2D2 Sec. 3): the LSTM is fed ``[features, one-hot
+a_{t-1}, r^e_{t-1}, r^i_{t-1}]`` (:class:`~rltransfer.nets.cores.LSTMCore`); the learner
+samples sequences (:class:`~rltransfer.replay.SequenceReplay`) with the recurrent state stored
+at their start, unrolls the burn-in prefix without gradient (online and target networks, from
+the stored state), then the training part, and applies the n-step double-Q targets inside the
+unrolled sequence (bootstrap Q at step ``t + n`` of the same unroll).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rltransfer.nets.cores import FeedforwardCore
+from rltransfer.nets.cores import FeedforwardCore, LSTMCore
 from rltransfer.nets.encoders import ENCODER_KINDS, make_torso
 from rltransfer.nets.heads import DuelingHead, QHead
 from rltransfer.nets.value_transforms import inverse_value_rescale, value_rescale
@@ -81,7 +88,27 @@ class R2D2Config:
     double_q: bool = True
     """Double Q-learning: argmax by the online net, value by the target net."""
     priority_eta: float = 0.9
-    """R2D2 sequence-priority mix (unused by the feedforward agent: transitions use |delta|)."""
+    """R2D2 sequence-priority mix ``eta max|delta| + (1 - eta) mean|delta|`` (unused by the
+    feedforward agent: transitions use |delta|)."""
+    core: str = "feedforward"
+    """``"feedforward"`` (Linear + ReLU, transition replay) or ``"lstm"`` (R2D2's recurrent
+    core over replayed sequences)."""
+    lstm_hidden: int = 512
+    """LSTM width (R2D2: 512; a small value for CPU runs). The head's hidden width is
+    ``hidden``."""
+    core_reward_inputs: bool = True
+    """LSTM core: feed the previous extrinsic and intrinsic rewards (Agent57); off: features
+    and the previous action only (e.g. for a prior used where no reward is known)."""
+    sequence_length: int = 80
+    """LSTM core: training steps per replayed sequence (R2D2: 80)."""
+    burn_in: int = 40
+    """LSTM core: steps before the training part unrolled without gradient from the stored
+    state (R2D2: a 40-step prefix); stored sequences span ``burn_in + sequence_length``."""
+    sequence_overlap: int = 40
+    """LSTM core: training parts of consecutive sequences of an episode overlap by this many
+    steps (R2D2: 40), i.e. a sequence starts every ``sequence_length - sequence_overlap``
+    steps. Keep it >= ``n_step`` so the last ``n_step`` steps of a sequence (no bootstrap
+    inside it) are trained by the next one."""
     priority_exponent: float = 0.9
     """alpha of proportional prioritized replay."""
     importance_exponent: float = 0.6
@@ -104,6 +131,22 @@ class R2D2Config:
             problems.append(f"priority_eta must be in [0, 1] (got {self.priority_eta})")
         if self.priority_exponent < 0 or self.importance_exponent < 0:
             problems.append("priority_exponent and importance_exponent must be >= 0")
+        if self.core not in ("feedforward", "lstm"):
+            problems.append(f"core must be 'feedforward' or 'lstm' (got {self.core!r})")
+        if self.lstm_hidden < 1 or self.sequence_length < 1:
+            problems.append("lstm_hidden and sequence_length must be >= 1")
+        if self.burn_in < 0:
+            problems.append(f"burn_in must be >= 0 (got {self.burn_in})")
+        if not 0 <= self.sequence_overlap < self.sequence_length:
+            problems.append(
+                f"sequence_overlap must be in [0, sequence_length) (got {self.sequence_overlap}"
+                f" with sequence_length {self.sequence_length})"
+            )
+        if self.core == "lstm" and self.sequence_length <= self.n_step:
+            problems.append(
+                f"sequence_length ({self.sequence_length}) must exceed n_step ({self.n_step}): "
+                "targets bootstrap inside the sequence"
+            )
         if self.torso not in ENCODER_KINDS:
             problems.append(
                 f"torso must be one of {', '.join(ENCODER_KINDS)} (got {self.torso!r})"
@@ -162,6 +205,23 @@ def n_step_double_q_target(
     return value_rescale(y, eps) if value_rescaling else y
 
 
+def sequence_priority(abs_td: torch.Tensor, mask: torch.Tensor, eta: float) -> torch.Tensor:
+    """R2D2's sequence priority ``eta max_t |d_t| + (1 - eta) mean_t |d_t|`` (Sec. 2).
+
+    Args:
+        abs_td: ``float[N, L]`` absolute TD errors.
+        mask: ``bool[N, L]``, the steps that count; a row without any gives 0.
+        eta: the mix (R2D2: 0.9).
+
+    Returns:
+        ``float[N]``.
+    """
+    m = mask.to(abs_td.dtype)
+    d = abs_td * m
+    mean = d.sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+    return eta * d.max(dim=1).values + (1.0 - eta) * mean
+
+
 class R2D2Agent:
     """R2D2-style Q-learner over stacked image observations (feedforward core).
 
@@ -171,6 +231,8 @@ class R2D2Agent:
         obs_scale: divisor mapping ``uint8`` observations to ``[0, 1]``.
         num_actions: Q outputs; |A|, or |A| + 1 with Behavior Transfer's a+ as the LAST index.
         device: torch device for the networks.
+        num_env_actions: |A| (the LSTM core's previous-action one-hot width); default
+            ``num_actions``. Pass |A| when ``num_actions`` includes a+.
 
     Attributes:
         online: ``nn.ModuleDict`` with ``torso``, ``core``, ``head``; ``target`` a copy.
@@ -190,6 +252,7 @@ class R2D2Agent:
         obs_scale: float,
         num_actions: int,
         device: str | torch.device = "cpu",
+        num_env_actions: int | None = None,
     ) -> None:
         if len(obs_shape) != 3:
             raise ValueError(f"obs_shape must be stacked (C*S, H, W), got {obs_shape}")
@@ -205,10 +268,24 @@ class R2D2Agent:
         torso = make_torso(
             self.obs_shape, self.obs_scale, config.feature_dim, kind=config.torso
         )
-        core = FeedforwardCore(torso.out_dim, config.hidden)
+        self.num_env_actions = int(num_env_actions) if num_env_actions is not None else (
+            self.num_actions
+        )
+        if not 1 <= self.num_env_actions <= self.num_actions:
+            raise ValueError(
+                f"num_env_actions must be in [1, num_actions={self.num_actions}], got "
+                f"{num_env_actions}"
+            )
+        self.recurrent = config.core == "lstm"
+        core: nn.Module = (
+            LSTMCore(torso.out_dim, self.num_env_actions, config.lstm_hidden,
+                     reward_inputs=config.core_reward_inputs)
+            if self.recurrent else FeedforwardCore(torso.out_dim, config.hidden)
+        )
+        core_out = int(core.out_dim)  # type: ignore[arg-type]
         head: nn.Module = (
-            DuelingHead(core.out_dim, config.hidden, self.num_actions) if config.dueling
-            else QHead(core.out_dim, config.hidden, self.num_actions)
+            DuelingHead(core_out, config.hidden, self.num_actions) if config.dueling
+            else QHead(core_out, config.hidden, self.num_actions)
         )
         self.online = nn.ModuleDict({"torso": torso, "core": core, "head": head}).to(self.device)
         self.target = copy.deepcopy(self.online)
@@ -312,11 +389,83 @@ class R2D2Agent:
             unaffected since h is monotonic).
 
         Raises:
-            ValueError: wrong observation shape.
+            ValueError: wrong observation shape; a recurrent agent (use :meth:`act_q`).
         """
+        if self.recurrent:
+            raise ValueError("this agent has an LSTM core: use act_q(obs, state, first, ...)")
         with torch.no_grad():
             q = self._forward(self.online, self._obs_tensor(obs))
         return q.float().cpu().numpy()
+
+    @property
+    def state_dim(self) -> int:
+        """Width ``D`` of the recurrent state ``float32[B, D]`` (0 for a feedforward core)."""
+        return int(getattr(self.online["core"], "state_dim", 0))
+
+    def initial_state(self, batch_size: int) -> np.ndarray:
+        """The recurrent state at an episode start: zeros ``float32[B, D]`` (``D = 0``
+        for a feedforward core)."""
+        return np.zeros((int(batch_size), self.state_dim), dtype=np.float32)
+
+    def act_q(
+        self,
+        obs: np.ndarray,
+        state: np.ndarray | None,
+        first: np.ndarray,
+        prev_action: np.ndarray | None = None,
+        prev_reward: np.ndarray | None = None,
+        prev_intrinsic_reward: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One acting step of the online network, no gradient (recurrent or feedforward).
+
+        Where ``first`` the state is reset to zeros and the previous action / rewards are
+        ignored (an episode's first step has none), as the replay rebuilds them.
+
+        Args:
+            obs: ``uint8[B, C*S, H, W]`` stacked observations.
+            state: ``float32[B, D]`` from :meth:`initial_state` or the previous call (``None``:
+                zeros).
+            first: ``bool[B]``, true where an episode just began.
+            prev_action: ``int[B]`` env action of the previous step (-1 or ``None``: none).
+            prev_reward: ``float[B]`` extrinsic reward of the previous step (``None``: 0).
+            prev_intrinsic_reward: ``float[B]`` intrinsic reward of the previous step.
+
+        Returns:
+            ``(q float32[B, num_actions], next_state float32[B, D])``.
+
+        Raises:
+            ValueError: wrong shapes.
+        """
+        x = self._obs_tensor(obs)
+        b = x.shape[0]
+        if not self.recurrent:
+            with torch.no_grad():
+                q = self._forward(self.online, x)
+            return q.float().cpu().numpy(), self.initial_state(b)
+        st = np.asarray(state if state is not None else self.initial_state(b), np.float32)
+        if st.shape != (b, self.state_dim):
+            raise ValueError(f"state must be float32[{b}, {self.state_dim}], got {st.shape}")
+        f = torch.as_tensor(np.asarray(first, bool).reshape(-1), device=self.device)
+        if f.shape[0] != b:
+            raise ValueError(f"first must be bool[{b}], got {f.shape[0]} entries")
+
+        def opt(v: Any, dtype: torch.dtype, fill: float) -> torch.Tensor:
+            t = torch.full((b,), fill, dtype=dtype, device=self.device) if v is None else (
+                torch.as_tensor(np.asarray(v), device=self.device).to(dtype).reshape(-1)
+            )
+            return torch.where(f, torch.full_like(t, fill), t)
+
+        with torch.no_grad():
+            features = self.online["torso"](x)
+            out, new_state = self.online["core"](
+                features, torch.as_tensor(st, device=self.device),
+                prev_action=opt(prev_action, torch.int64, -1),
+                prev_reward=opt(prev_reward, torch.float32, 0.0),
+                prev_intrinsic_reward=opt(prev_intrinsic_reward, torch.float32, 0.0),
+                first=f,
+            )
+            q = self.online["head"](out)
+        return q.float().cpu().numpy(), new_state.float().cpu().numpy()
 
     # ------------------------------------------------------------------ learning
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
@@ -343,6 +492,8 @@ class R2D2Agent:
             NonFiniteLossError: NaN/inf loss or gradient; parameters, optimizer state and
                 ``num_updates`` are left unchanged.
         """
+        if self.recurrent:
+            return self._update_sequences(batch)
         cfg = self.config
         for key in ("obs", "next_obs", "action", "n_step_return", "bootstrap_discount"):
             if key not in batch:
@@ -384,6 +535,21 @@ class R2D2Agent:
         delta = q_env - y
         delta_plus = torch.where(extra, q_agent - y, torch.zeros_like(y))
         loss = (0.5 * weights * (delta.square() + delta_plus.square())).mean()
+        loss_value, grad_norm = self._optimize(loss)
+        with torch.no_grad():
+            prio = torch.maximum(delta.abs(), delta_plus.abs())
+        self.last_priorities = prio.detach().float().cpu().numpy()
+        return {
+            "loss": loss_value,
+            "q_mean": float(q_env.detach().mean()),
+            "target_mean": float(y.mean()),
+            "td_abs_mean": float(delta.detach().abs().mean()),
+            "grad_norm": float(grad_norm),
+        }
+
+    def _optimize(self, loss: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """Backward, clip, Adam step, target sync; the NaN guard of :meth:`update`."""
+        cfg = self.config
         update_number = self.num_updates + 1
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
@@ -406,14 +572,168 @@ class R2D2Agent:
         self.num_updates = update_number
         if self.num_updates % cfg.target_update_period_updates == 0:
             self.sync_target()
+        return loss_value, grad_norm
+
+    # ------------------------------------------------------------------ sequences
+    def unroll(
+        self,
+        net: nn.ModuleDict,
+        batch: dict[str, np.ndarray],
+        *,
+        grad: bool,
+    ) -> torch.Tensor:
+        """Q-values over the training part of replayed sequences (R2D2 Sec. 3, burn-in).
+
+        The burn-in prefix (window steps ``[0, burn_in)``) is unrolled without gradient from
+        the stored state ``batch["core_state"]``; steps outside the episode (front padding,
+        where the episode started inside the prefix) leave the state unchanged. The training
+        part (``[burn_in, T)``) is then unrolled in one LSTM call from that (detached) state.
+
+        Args:
+            net: ``self.online`` or ``self.target``.
+            batch: :meth:`SequenceReplay.sample` output (keys ``obs``, ``prev_action``,
+                ``prev_reward``, ``prev_intrinsic_reward``, ``in_episode``, ``core_state``).
+            grad: keep the graph of the training part.
+
+        Returns:
+            ``float32[N, L, num_actions]``, ``L = T - burn_in``.
+
+        Raises:
+            ValueError: the window length is not ``burn_in + sequence_length``.
+        """
+        cfg = self.config
+        obs = np.asarray(batch["obs"])
+        n, t_len = obs.shape[:2]
+        bi = cfg.burn_in
+        if t_len != bi + cfg.sequence_length or tuple(obs.shape[2:]) != self.obs_shape:
+            raise ValueError(
+                f"sequence obs must be [N, {bi + cfg.sequence_length}, "
+                f"{', '.join(map(str, self.obs_shape))}] (burn_in + sequence_length), got "
+                f"{list(obs.shape)}; build the replay with the agent's sequence settings"
+            )
+        dev = self.device
+
+        def tm(key: str, dtype: torch.dtype) -> torch.Tensor:  # time-major [T, N]
+            return torch.as_tensor(np.asarray(batch[key]), device=dev).to(dtype).T.contiguous()
+
+        x = torch.as_tensor(np.ascontiguousarray(obs.swapaxes(0, 1)), device=dev)
+        prev_a = tm("prev_action", torch.int64)
+        prev_r = tm("prev_reward", torch.float32)
+        prev_ri = tm("prev_intrinsic_reward", torch.float32)
+        in_ep = tm("in_episode", torch.bool)
+        state = torch.as_tensor(np.asarray(batch["core_state"], np.float32), device=dev)
+        if tuple(state.shape) != (n, self.state_dim):
+            raise ValueError(f"core_state must be [{n}, {self.state_dim}], got {list(state.shape)}")
+        core = net["core"]
+        if bi:
+            with torch.no_grad():
+                feats = net["torso"](x[:bi].reshape(bi * n, *self.obs_shape)).reshape(bi, n, -1)
+                if bool(in_ep[:bi].all()):  # no front padding: one LSTM call
+                    _, state = core(feats, state, prev_a[:bi], prev_r[:bi], prev_ri[:bi])
+                else:
+                    for k in range(bi):
+                        _, new = core(feats[k], state, prev_a[k], prev_r[k], prev_ri[k])
+                        state = torch.where(in_ep[k, :, None], new, state)
+        state = state.detach()
+        with torch.set_grad_enabled(grad):
+            length = t_len - bi
+            feats = net["torso"](x[bi:].reshape(length * n, *self.obs_shape)).reshape(length, n, -1)
+            out, _ = core(feats, state, prev_a[bi:], prev_r[bi:], prev_ri[bi:])
+            q = net["head"](out.reshape(length * n, -1)).reshape(length, n, -1)
+        return q.transpose(0, 1)
+
+    def _update_sequences(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        """:meth:`update` for the LSTM core: one gradient step on replayed sequences.
+
+        For training step ``t`` of a sequence (``loss_mask``),
+        ``y_t = h(R_t + disc_t h^-1(Q_target(s_b, argmax_a Q(s_b, a))))`` with ``b =
+        bootstrap_index_t`` inside the same unroll, ``delta_t = Q(s_t, a_t) - y_t`` and, where
+        ``extra_t`` (a+), ``delta+_t = Q(s_t, a+) - y_t``. Loss: ``mean_i w_i
+        sum_t mask 0.5 (delta^2 + delta+^2) / max(1, sum_t mask)``. Priority (R2D2 Sec. 2):
+        ``eta max_t |d_t| + (1 - eta) mean_t |d_t|`` over masked steps, ``|d_t| =
+        max(|delta_t|, |delta+_t|)``, to :attr:`last_priorities`.
+
+        Args:
+            batch: :meth:`SequenceReplay.sample` output; window arrays ``[N, T]``:
+                ``action``, ``agent_action``, ``extra``, ``n_step_return``,
+                ``bootstrap_discount``, ``bootstrap_index`` (window index), ``loss_mask``;
+                plus what :meth:`unroll` reads and ``weights`` ``float32[N]``.
+
+        Raises:
+            KeyError: a required key is missing. ValueError: bad shapes or actions.
+            NonFiniteLossError: see :meth:`update`.
+        """
+        cfg = self.config
+        for key in ("obs", "action", "n_step_return", "bootstrap_discount", "bootstrap_index",
+                    "loss_mask", "core_state", "prev_action", "in_episode"):
+            if key not in batch:
+                raise KeyError(f"sequence batch lacks {key!r} (use SequenceReplay.sample)")
+        bi, dev = cfg.burn_in, self.device
+        n = np.asarray(batch["obs"]).shape[0]
+
+        def part(key: str, dtype: torch.dtype, default: Any = None) -> torch.Tensor:
+            v = np.asarray(batch[key]) if key in batch else default
+            t = torch.as_tensor(v, device=dev).to(dtype)
+            if t.dim() != 2 or t.shape[0] != n:
+                raise ValueError(f"batch[{key!r}] must be [N={n}, T], got {list(t.shape)}")
+            return t[:, bi:]
+
+        action = part("action", torch.int64)
+        agent_action = part("agent_action", torch.int64, batch["action"])
+        extra = part("extra", torch.bool, np.zeros(np.shape(batch["action"]), bool))
+        ret = part("n_step_return", torch.float32)
+        disc = part("bootstrap_discount", torch.float32)
+        boot = part("bootstrap_index", torch.int64) - bi
+        mask = part("loss_mask", torch.bool)
+        weights = torch.as_tensor(
+            np.asarray(batch.get("weights", np.ones(n, np.float32))), device=dev
+        ).to(torch.float32).reshape(-1)
+        length = action.shape[1]
+        act_m = torch.where(mask, action, torch.zeros_like(action))
+        agent_m = torch.where(mask, agent_action, torch.zeros_like(agent_action))
+        for name, a in (("action", act_m), ("agent_action", agent_m)):
+            if a.numel() and (int(a.min()) < 0 or int(a.max()) >= self.num_actions):
+                raise ValueError(
+                    f"batch[{name!r}] outside [0, {self.num_actions}) at training steps; is "
+                    "num_actions |A|+1 when the extra action is on?"
+                )
+        boot = torch.where(mask, boot, torch.zeros_like(boot))
+        if boot.numel() and (int(boot.min()) < 0 or int(boot.max()) >= length):
+            raise ValueError("bootstrap_index must point inside the training part of the window")
+
+        q = self.unroll(self.online, batch, grad=True)  # [N, L, A]
         with torch.no_grad():
-            prio = torch.maximum(delta.abs(), delta_plus.abs())
-        self.last_priorities = prio.detach().float().cpu().numpy()
+            q_target = self.unroll(self.target, batch, grad=False)
+            gather_idx = boot[:, :, None].expand(-1, -1, q.shape[2])
+            q_next_target = q_target.gather(1, gather_idx).reshape(n * length, -1)
+            q_next_online = (
+                q.detach().gather(1, gather_idx).reshape(n * length, -1) if cfg.double_q
+                else None
+            )
+            y = n_step_double_q_target(
+                ret.reshape(-1), disc.reshape(-1), q_next_online, q_next_target,
+                double_q=cfg.double_q, value_rescaling=cfg.value_rescaling,
+                eps=cfg.value_rescaling_eps,
+            ).reshape(n, length)
+        q_env = q.gather(2, act_m[:, :, None]).squeeze(2)
+        q_agent = q.gather(2, agent_m[:, :, None]).squeeze(2)
+        maskf = mask.to(q.dtype)
+        delta = (q_env - y) * maskf
+        delta_plus = torch.where(extra & mask, q_agent - y, torch.zeros_like(y))
+        count = maskf.sum(dim=1).clamp(min=1.0)
+        per_seq = (0.5 * (delta.square() + delta_plus.square())).sum(dim=1) / count
+        loss = (weights * per_seq).mean()
+        loss_value, grad_norm = self._optimize(loss)
+        with torch.no_grad():
+            d = torch.maximum(delta.abs(), delta_plus.abs())
+            prio = sequence_priority(d, mask, cfg.priority_eta)
+        self.last_priorities = prio.float().cpu().numpy()
+        total = float(maskf.sum().clamp(min=1.0))
         return {
             "loss": loss_value,
-            "q_mean": float(q_env.detach().mean()),
-            "target_mean": float(y.mean()),
-            "td_abs_mean": float(delta.detach().abs().mean()),
+            "q_mean": float((q_env.detach() * maskf).sum()) / total,
+            "target_mean": float((y * maskf).sum()) / total,
+            "td_abs_mean": float(delta.detach().abs().sum()) / total,
             "grad_norm": float(grad_norm),
         }
 
@@ -456,6 +776,8 @@ class R2D2Agent:
             "obs_shape": list(self.obs_shape),
             "obs_scale": self.obs_scale,
             "num_actions": self.num_actions,
+            "num_env_actions": self.num_env_actions,
+            "core": self.config.core,
         }
 
     def load_state_tensors(
@@ -469,7 +791,7 @@ class R2D2Agent:
         """
         if meta is not None:
             mine = self.state_meta()
-            for key in ("obs_shape", "num_actions"):
+            for key in ("obs_shape", "num_actions", "num_env_actions", "core"):
                 if key in meta and list(np.atleast_1d(meta[key])) != list(
                     np.atleast_1d(mine[key])
                 ):

@@ -7,6 +7,9 @@ performance of a pretrained policy on a task it never saw a reward for. Returns 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from rltransfer.envs import env_spec, make_env
@@ -23,6 +26,7 @@ def evaluate_policy(
     frame_stack: int | None = None,
     num_envs: int = 8,
     max_episode_frames: int = 108_000,
+    env_kwargs: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
     """Run exactly ``num_episodes`` episodes and return their task returns.
 
@@ -40,6 +44,9 @@ def evaluate_policy(
         frame_stack: frames per agent observation (default: the suite's).
         max_episode_frames: episode cap (Atari: emulator frames; others: env steps). Life
             loss never ends an evaluation episode.
+        env_kwargs: further keyword arguments of :func:`rltransfer.envs.make_env` that must
+            match training (e.g. ``frame_size=96, grayscale=False`` for EfficientZero on Atari,
+            ``sticky_action_prob``).
 
     Returns:
         ``float64[num_episodes]`` undiscounted task returns.
@@ -52,7 +59,8 @@ def evaluate_policy(
     n = min(num_envs, num_episodes)
     spec = env_spec(env_id)
     stack = frame_stack or spec.frame_stack
-    envs = make_env(env_id, n, seed, task=task, max_episode_frames=max_episode_frames)
+    envs = make_env(env_id, n, seed, task=task, max_episode_frames=max_episode_frames,
+                    **dict(env_kwargs or {}))
     try:
         num_actions = int(envs.single_action_space.n)  # type: ignore[attr-defined]
         if policy.num_actions != num_actions:

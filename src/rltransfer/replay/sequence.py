@@ -1,0 +1,609 @@
+"""Frame-once prioritized sequence replay for recurrent agents (R2D2).
+
+Kapturowski et al. 2019 (Sec. 3): the learner trains on fixed-length sequences cut from the
+actors' streams, overlapping by half, with the recurrent state the actor had at each
+sequence's start ("stored state") and a burn-in prefix that is only unrolled to refresh that
+state. Sequences never cross an episode boundary: they are padded after the episode's end,
+with a mask. Priorities are per sequence (``eta max|delta| + (1 - eta) mean|delta|``,
+computed by the agent), sampled proportionally (Schaul et al. 2016) from a
+:class:`~rltransfer.replay.sum_tree.SumTree`.
+
+Storage is the slot stream of :class:`~rltransfer.replay.transition.TransitionReplay` (one
+frame per env step, ``NEXT_STEP`` autoreset semantics, same stacking rule via
+:func:`~rltransfer.replay.transition._stack_zero_mask`): sequences, stacked observations and
+n-step targets are index arithmetic over that stream at sample time, so no frame is stored
+twice. Recurrent states are stored only at the slots where a sequence's window begins.
+
+Layout of one episode (slots ``e0 .. e0+E-1``, then the autoreset slot ``e0+E`` holding the
+final observation; ``P = sequence_length - sequence_overlap``):
+
+* the training part of sequence ``k`` starts at ``u_k = e0 + k P`` (every ``u_k < e0 + E``);
+  its window is ``[u_k - burn_in, u_k + sequence_length)``; window steps before ``e0`` (front
+  padding) and after ``e0 + E`` (end padding) are outside the episode (``in_episode`` false,
+  zero frames);
+* the stored state is the actor's state entering slot ``max(u_k - burn_in, e0)``: zeros at
+  the episode's start, else the row saved by :meth:`SequenceReplay.add` at that slot;
+* a sequence becomes sampleable once its window is written up to ``u_k + L - 1`` or up to the
+  episode's autoreset slot, and stops being sampleable when any slot it reads (window and
+  frame stack) is overwritten.
+
+n-step targets inside the sequence (R2D2): for window step ``i`` (a slot ``t``),
+``R = sum_{j<m} gamma^j r_{t+j}`` with ``m = n`` or fewer at an episode end inside the window,
+bootstrap at window index ``i + m`` with discount ``gamma^m`` (0 after a termination; after a
+truncation the bootstrap is the autoreset slot, the final observation). A training step is in
+``loss_mask`` only when its bootstrap step lies inside the window (or it ends in a
+termination), so the last ``n`` steps of a sequence are left to the next, overlapping one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rltransfer.replay.sum_tree import SumTree
+from rltransfer.replay.transition import _stack_zero_mask
+
+_BOOL = ("extra", "terminated", "truncated", "valid", "first", "eligible")
+_SLOT = ("frames", "actions", "agent_actions", "rewards", "prev_rewards_in",
+         "intrinsic_rewards", "episode_pos", "state_row", *_BOOL)
+
+
+class SequenceReplay:
+    """Prioritized replay of overlapping, padded sequences with stored recurrent states.
+
+    Args:
+        num_envs: ``B``.
+        capacity_per_env: slots per env; at least ``burn_in + sequence_length + frame_stack
+            + 1``.
+        frame_shape: one frame ``(C, H, W)``.
+        state_dim: width ``D`` of the stored recurrent state (``2 * lstm_hidden``).
+        frame_stack: ``S``.
+        sequence_length: ``L``, training steps per sequence (R2D2: 80).
+        burn_in: prefix steps unrolled without gradient (R2D2: 40).
+        sequence_overlap: overlap of consecutive training parts (R2D2: 40); a sequence starts
+            every ``L - sequence_overlap`` steps of an episode.
+        n_step, gamma: n-step return inside the sequence (R2D2: 5, 0.997).
+        prioritized, priority_exponent, importance_exponent, min_priority: as
+            :class:`~rltransfer.replay.TransitionReplay` (R2D2: alpha 0.9, beta 0.6).
+
+    Memory per slot: ``C*H*W`` frame bytes + 34 bytes (two int32 actions, three float32
+    rewards, int32 position and state row, six flags) + the sum tree's 16..32 bytes; plus
+    ``capacity_per_env / p + 2``
+    stored states of ``4 D`` bytes per env, ``p`` the smallest spacing of window starts
+    (``L - overlap`` with the default ``burn_in`` a multiple of it).
+
+    Raises:
+        ValueError: invalid sizes (the message names the fix).
+    """
+
+    def __init__(
+        self,
+        num_envs: int,
+        capacity_per_env: int,
+        frame_shape: tuple[int, ...],
+        state_dim: int,
+        *,
+        frame_stack: int = 1,
+        sequence_length: int = 80,
+        burn_in: int = 40,
+        sequence_overlap: int = 40,
+        n_step: int = 5,
+        gamma: float = 0.997,
+        prioritized: bool = True,
+        priority_exponent: float = 0.9,
+        importance_exponent: float = 0.6,
+        min_priority: float = 1e-6,
+    ) -> None:
+        problems = []
+        if num_envs < 1 or frame_stack < 1 or n_step < 1 or state_dim < 0:
+            problems.append("num_envs, frame_stack, n_step must be >= 1 and state_dim >= 0")
+        if burn_in < 0 or not 0 <= sequence_overlap < sequence_length:
+            problems.append("need burn_in >= 0 and 0 <= sequence_overlap < sequence_length")
+        if sequence_length <= n_step:
+            problems.append(f"sequence_length ({sequence_length}) must exceed n_step ({n_step})")
+        if capacity_per_env < burn_in + sequence_length + frame_stack + 1:
+            problems.append(
+                f"capacity_per_env={capacity_per_env} is too small; use at least "
+                f"{burn_in + sequence_length + frame_stack + 1} (burn_in + sequence_length + "
+                "frame_stack + 1)"
+            )
+        if len(frame_shape) != 3 or min(frame_shape) < 1:
+            problems.append(f"frame_shape must be (C, H, W), got {frame_shape}")
+        if not 0.0 <= gamma <= 1.0:
+            problems.append(f"gamma must be in [0, 1], got {gamma}")
+        if priority_exponent < 0 or importance_exponent < 0 or not min_priority > 0:
+            problems.append("exponents must be >= 0 and min_priority > 0")
+        if problems:
+            raise ValueError("invalid SequenceReplay: " + "; ".join(problems))
+        self.num_envs = int(num_envs)
+        self.capacity_per_env = int(capacity_per_env)
+        self.frame_shape = tuple(int(s) for s in frame_shape)
+        self.state_dim = int(state_dim)
+        self.frame_stack = int(frame_stack)
+        self.sequence_length = int(sequence_length)
+        self.burn_in = int(burn_in)
+        self.sequence_overlap = int(sequence_overlap)
+        self.period = self.sequence_length - self.sequence_overlap
+        self.n_step = int(n_step)
+        self.gamma = float(gamma)
+        self.prioritized = bool(prioritized)
+        self.priority_exponent = float(priority_exponent)
+        self.importance_exponent = float(importance_exponent)
+        self.min_priority = float(min_priority)
+        # Smallest gap between two state-row slots (see class docstring) -> ring size.
+        rem = self.burn_in % self.period
+        min_gap = self.period - rem if rem else self.period
+        self.num_state_rows = self.capacity_per_env // min_gap + 2
+
+        shape = (self.num_envs, self.capacity_per_env)
+        self.frames = np.zeros((*shape, *self.frame_shape), dtype=np.uint8)
+        self.actions = np.zeros(shape, dtype=np.int32)
+        self.agent_actions = np.zeros(shape, dtype=np.int32)
+        self.rewards = np.zeros(shape, dtype=np.float32)  # learner reward
+        self.prev_rewards_in = np.zeros(shape, dtype=np.float32)  # extrinsic core input
+        self.intrinsic_rewards = np.zeros(shape, dtype=np.float32)  # intrinsic core input
+        self.episode_pos = np.zeros(shape, dtype=np.int32)
+        self.state_row = np.full(shape, -1, dtype=np.int32)
+        self.extra = np.zeros(shape, dtype=bool)
+        self.terminated = np.zeros(shape, dtype=bool)
+        self.truncated = np.zeros(shape, dtype=bool)
+        self.valid = np.zeros(shape, dtype=bool)  # not an autoreset slot
+        self.first = np.zeros(shape, dtype=bool)  # first slot of an episode
+        self.eligible = np.zeros(shape, dtype=bool)  # a sampleable training start
+        self.states = np.zeros((self.num_envs, self.num_state_rows, self.state_dim), np.float32)
+        self.state_step = np.full((self.num_envs, self.num_state_rows), -1, dtype=np.int64)
+        self.next_state_row = np.zeros(self.num_envs, dtype=np.int64)
+        self.tree = SumTree(self.num_envs * self.capacity_per_env)
+        self.num_added = 0
+        self.num_eligible = 0
+        self.max_priority = 1.0
+        self._prev_done = np.zeros(self.num_envs, dtype=bool)
+        self._prev_autoreset = np.ones(self.num_envs, dtype=bool)
+        self._prev_pos = np.zeros(self.num_envs, dtype=np.int64)
+        self._gamma_pows = self.gamma ** np.arange(self.n_step + 1, dtype=np.float64)
+
+    # ------------------------------------------------------------------ info
+    @property
+    def window_length(self) -> int:
+        """``T = burn_in + sequence_length``: steps per sampled window."""
+        return self.burn_in + self.sequence_length
+
+    @property
+    def stacked_shape(self) -> tuple[int, int, int]:
+        """``(C*S, H, W)`` of one sampled observation."""
+        c, h, w = self.frame_shape
+        return (c * self.frame_stack, h, w)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by slot arrays, stored states and the sum tree."""
+        arrays = [getattr(self, n) for n in _SLOT] + [self.states, self.state_step]
+        return int(sum(a.nbytes for a in arrays)) + self.tree.nbytes
+
+    def __len__(self) -> int:
+        """Number of sequences that can be sampled now."""
+        return self.num_eligible
+
+    def can_sample(self) -> bool:
+        """True when at least one sequence is sampleable."""
+        return self.num_eligible > 0
+
+    # ------------------------------------------------------------------ writing
+    def add(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        agent_action: np.ndarray | None,
+        extra: np.ndarray | None,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        *,
+        core_state: np.ndarray | None = None,
+        extrinsic_reward: np.ndarray | None = None,
+        intrinsic_reward: np.ndarray | None = None,
+    ) -> None:
+        """Append one vector-env step for all envs (arguments as ``TransitionReplay.add``).
+
+        Args:
+            obs, action, agent_action, extra, reward, terminated, truncated: see
+                :meth:`rltransfer.replay.TransitionReplay.add` (``reward`` is the learner's).
+            core_state: ``float32[B, D]``, the recurrent state the actor fed into this step
+                (before its reset where the episode begins); required when ``D > 0``.
+            extrinsic_reward: ``float[B]``, this step's extrinsic reward as the core sees it
+                at the next step (``None``: ``reward``).
+            intrinsic_reward: ``float[B]``, this step's intrinsic reward (``None``: 0).
+
+        Raises:
+            ValueError: wrong shapes/dtypes, negative actions, non-finite rewards or states.
+        """
+        b, c = self.num_envs, self.capacity_per_env
+        obs = np.asarray(obs)
+        if obs.dtype != np.uint8 or obs.shape != (b, *self.frame_shape):
+            raise ValueError(
+                f"replay.add expects obs uint8{[b, *self.frame_shape]} (one unstacked frame), "
+                f"got {obs.dtype}{list(obs.shape)}"
+            )
+        action_a = self._vector("action", action, np.int64)
+        agent_a = action_a if agent_action is None else self._vector(
+            "agent_action", agent_action, np.int64)
+        extra_a = np.zeros(b, bool) if extra is None else self._vector("extra", extra, bool)
+        reward_a = self._vector("reward", reward, np.float64)
+        ext_a = reward_a if extrinsic_reward is None else self._vector(
+            "extrinsic_reward", extrinsic_reward, np.float64)
+        int_a = np.zeros(b) if intrinsic_reward is None else self._vector(
+            "intrinsic_reward", intrinsic_reward, np.float64)
+        term = self._vector("terminated", terminated, bool)
+        trunc = self._vector("truncated", truncated, bool)
+        if action_a.min() < 0 or agent_a.min() < 0:
+            raise ValueError("replay.add: actions must be >= 0")
+        for name, r in (("reward", reward_a), ("extrinsic_reward", ext_a),
+                        ("intrinsic_reward", int_a)):
+            if not np.all(np.isfinite(r)):
+                raise ValueError(f"replay.add: non-finite {name} {r}; check the reward function")
+        if self.state_dim:
+            if core_state is None:
+                raise ValueError(f"replay.add needs core_state float32[{b}, {self.state_dim}]")
+            st = np.asarray(core_state, dtype=np.float32)
+            if st.shape != (b, self.state_dim) or not np.all(np.isfinite(st)):
+                raise ValueError(
+                    f"core_state must be finite float32[{b}, {self.state_dim}], got {st.shape}"
+                )
+
+        t = self.num_added
+        p = t % c
+        autoreset = self._prev_done.copy()
+        first = self._prev_autoreset & ~autoreset
+        pos = np.where(first, 0, self._prev_pos + 1)
+        # Sequences whose window or frame stack reads the overwritten slot.
+        lo = t - c
+        old = np.arange(lo, lo + self.burn_in + self.frame_stack)
+        old = old[old >= 0]
+        if old.size:
+            flat = (np.arange(b)[:, None] * c + (old % c)[None, :]).reshape(-1)
+            self._set_eligible(flat, np.zeros(flat.shape, bool))
+        self.frames[:, p] = obs
+        self.actions[:, p] = action_a
+        self.agent_actions[:, p] = agent_a
+        self.extra[:, p] = extra_a
+        self.rewards[:, p] = reward_a
+        self.prev_rewards_in[:, p] = ext_a
+        self.intrinsic_rewards[:, p] = int_a
+        self.terminated[:, p] = term & ~autoreset
+        self.truncated[:, p] = trunc & ~autoreset
+        self.valid[:, p] = ~autoreset
+        self.first[:, p] = first
+        self.episode_pos[:, p] = pos
+        self.state_row[:, p] = -1
+        store = (pos > 0) & ((pos + self.burn_in) % self.period == 0)
+        if self.state_dim and store.any():
+            envs = np.flatnonzero(store)
+            rows = self.next_state_row[envs] % self.num_state_rows
+            self.states[envs, rows] = st[envs]
+            self.state_step[envs, rows] = t
+            self.state_row[envs, p] = rows
+            self.next_state_row[envs] += 1
+        self._prev_done = (term | trunc) & ~autoreset
+        self._prev_autoreset = autoreset
+        self._prev_pos = pos
+        self.num_added = t + 1
+        self._refresh(t)
+
+    def begin_stream(self) -> None:
+        """Declare that the env streams restart (fresh ``env.reset()``, e.g. after resuming).
+
+        As :meth:`TransitionReplay.begin_stream`: an episode cut mid-way is closed as
+        truncated at its second-to-last stored step, whose successor (the last stored slot)
+        becomes the bootstrap (autoreset-like) slot. A no-op before the first ``add``.
+        """
+        if self.num_added == 0:
+            self._prev_done[:] = False
+            self._prev_autoreset[:] = True
+            return
+        last = self.num_added - 1
+        c = self.capacity_per_env
+        p = last % c
+        cut = ~self._prev_autoreset & ~self.terminated[:, p]
+        if cut.any():
+            envs = np.flatnonzero(cut)
+            self.valid[envs, p] = False
+            self.terminated[envs, p] = False
+            self.truncated[envs, p] = False
+            has_prev = envs[~self.first[envs, p]]
+            self.truncated[has_prev, (last - 1) % c] = True
+        self._prev_done[:] = False
+        self._prev_autoreset[:] = True
+        self._refresh(last)
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Sample ``batch_size`` sequences (with replacement, proportionally to priority).
+
+        Returns:
+            dict of numpy arrays, ``N = batch_size``, ``T = burn_in + sequence_length``
+            (window index ``burn_in`` is the first training step):
+
+            * ``obs`` ``uint8[N, T, C*S, H, W]`` (zeros outside the episode);
+            * ``action``, ``agent_action`` ``int64[N, T]``; ``extra`` ``bool[N, T]``;
+              ``reward`` ``float32[N, T]`` (learner reward);
+            * ``prev_action`` ``int64[N, T]`` (-1 at the episode's first step and outside it),
+              ``prev_reward``, ``prev_intrinsic_reward`` ``float32[N, T]``: the core's inputs;
+            * ``in_episode`` ``bool[N, T]``; ``valid`` ``bool[N, T]`` (in the episode and not
+              the autoreset slot: a real transition);
+            * ``n_step_return``, ``bootstrap_discount`` ``float32[N, T]``,
+              ``bootstrap_index`` ``int64[N, T]`` (window index; own index where unused or
+              after a termination),
+              ``loss_mask`` ``bool[N, T]`` (training steps with a target);
+            * ``core_state`` ``float32[N, D]`` at the window's first in-episode step;
+            * ``weights`` ``float32[N]`` (importance weights, max 1), ``indices`` ``int64[N]``.
+
+        Raises:
+            ValueError: ``batch_size < 1`` or nothing to sample yet (see :meth:`can_sample`).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if self.num_eligible == 0:
+            raise ValueError(
+                "replay has no sampleable sequence yet: add more steps first (a sequence needs "
+                f"{self.sequence_length} steps or its episode's end written); check can_sample()"
+            )
+        total = self.tree.total
+        flat = self.tree.find(rng.random(batch_size) * total)
+        batch = self._gather(flat)
+        if self.prioritized:
+            probs = self.tree.get(flat) / total
+            w = (self.num_eligible * probs) ** (-self.importance_exponent)
+            batch["weights"] = (w / w.max()).astype(np.float32)
+        else:
+            batch["weights"] = np.ones(batch_size, dtype=np.float32)
+        return batch
+
+    def gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """The sequences at flat ``indices`` (as :meth:`sample` returns them, weights 1).
+
+        Raises:
+            ValueError: an index is out of range or not sampleable now.
+        """
+        flat = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if flat.size and (flat.min() < 0 or flat.max() >= self.eligible.size):
+            raise ValueError(f"indices must be in [0, {self.eligible.size})")
+        if not np.all(self.eligible.reshape(-1)[flat]):
+            raise ValueError("some indices are not sampleable sequences (see eligible_indices)")
+        batch = self._gather(flat)
+        batch["weights"] = np.ones(flat.shape[0], dtype=np.float32)
+        return batch
+
+    def eligible_indices(self) -> np.ndarray:
+        """Flat ids (``env * capacity_per_env + slot`` of the training start) of all
+        sampleable sequences."""
+        return np.flatnonzero(self.eligible.reshape(-1))
+
+    def step_of_index(self, indices: np.ndarray) -> np.ndarray:
+        """The vector-env step number (0-based, counted by :meth:`add`) stored at flat ids."""
+        pos = np.asarray(indices, dtype=np.int64) % self.capacity_per_env
+        last = self.num_added - 1
+        return last - ((last - pos) % self.capacity_per_env)
+
+    def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
+        """Set sequence priorities ``p_i`` (stored as ``p_i^alpha``); see
+        :meth:`TransitionReplay.update_priorities` (same rules and errors)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        prio = np.asarray(priorities, dtype=np.float64).reshape(-1)
+        if idx.shape != prio.shape:
+            raise ValueError(f"{idx.shape[0]} indices but {prio.shape[0]} priorities")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.eligible.size):
+            raise ValueError(f"indices must be in [0, {self.eligible.size})")
+        if not np.all(np.isfinite(prio)) or (prio.size and prio.min() < 0):
+            raise ValueError("priorities must be finite and >= 0 (got NaN/inf or negative)")
+        if not self.prioritized or idx.size == 0:
+            return
+        prio = np.maximum(prio, self.min_priority)
+        self.max_priority = max(self.max_priority, float(prio.max()))
+        keep = self.eligible.reshape(-1)[idx]
+        self.tree.set(idx[keep], prio[keep] ** self.priority_exponent)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_tensors(self) -> dict[str, np.ndarray]:
+        """Contents and counters as plain numpy arrays (safetensors-ready, nothing pickled)."""
+        out = {name: getattr(self, name).copy() for name in _SLOT}
+        out.update(
+            states=self.states.copy(),
+            state_step=self.state_step.copy(),
+            next_state_row=self.next_state_row.copy(),
+            priorities=self.tree.leaves.copy(),
+            num_added=np.array([self.num_added], dtype=np.int64),
+            max_priority=np.array([self.max_priority], dtype=np.float64),
+            prev_done=self._prev_done.copy(),
+            prev_autoreset=self._prev_autoreset.copy(),
+            prev_pos=self._prev_pos.copy(),
+            config_int=self._config_int(),
+            config_float=np.array(
+                [self.gamma, self.priority_exponent, self.importance_exponent], np.float64
+            ),
+        )
+        return out
+
+    def load_state_tensors(self, tensors: dict[str, Any]) -> None:
+        """Restore :meth:`state_tensors` output (numpy arrays or CPU torch tensors).
+
+        Raises:
+            ValueError: missing/unexpected keys or another configuration / shape; nothing is
+                changed in that case.
+        """
+        arrays = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+                  for k, v in tensors.items()}
+        expected = self.state_tensors()
+        missing = sorted(set(expected) - set(arrays))
+        unexpected = sorted(set(arrays) - set(expected))
+        if missing or unexpected:
+            raise ValueError(
+                f"sequence replay state does not match: missing {missing}, unexpected "
+                f"{unexpected}"
+            )
+        for key in ("config_int", "config_float"):
+            if arrays[key].shape != expected[key].shape or not np.array_equal(
+                arrays[key], expected[key]
+            ):
+                raise ValueError(
+                    f"sequence replay state was saved with {key} {arrays[key].tolist()} but this "
+                    f"replay has {expected[key].tolist()}; build it with the saved configuration"
+                )
+        for key, ref in expected.items():
+            if arrays[key].shape != ref.shape or arrays[key].dtype != ref.dtype:
+                raise ValueError(
+                    f"sequence replay state {key!r} is {arrays[key].dtype}"
+                    f"{list(arrays[key].shape)}, expected {ref.dtype}{list(ref.shape)}"
+                )
+        prio = arrays["priorities"]
+        if not np.all(np.isfinite(prio)) or prio.min() < 0:
+            raise ValueError("sequence replay state has negative or non-finite priorities")
+        for name in (*_SLOT, "states", "state_step", "next_state_row"):
+            getattr(self, name)[...] = arrays[name]
+        self.tree.set_all(np.where(self.eligible.reshape(-1), prio, 0.0))
+        self.num_added = int(arrays["num_added"][0])
+        self.max_priority = float(arrays["max_priority"][0])
+        self._prev_done = arrays["prev_done"].copy()
+        self._prev_autoreset = arrays["prev_autoreset"].copy()
+        self._prev_pos = arrays["prev_pos"].copy()
+        self.num_eligible = int(self.eligible.sum())
+
+    # ------------------------------------------------------------------ internals
+    def _config_int(self) -> np.ndarray:
+        return np.array(
+            [self.num_envs, self.capacity_per_env, self.frame_stack, self.n_step,
+             *self.frame_shape, int(self.prioritized), self.state_dim, self.sequence_length,
+             self.burn_in, self.sequence_overlap],
+            dtype=np.int64,
+        )
+
+    def _vector(self, name: str, value: Any, dtype: Any) -> np.ndarray:
+        a = np.asarray(value)
+        if a.shape != (self.num_envs,):
+            raise ValueError(
+                f"replay.add: {name} must have shape ({self.num_envs},), got {a.shape}"
+            )
+        if dtype is not bool and np.issubdtype(np.dtype(dtype), np.integer):
+            if not np.issubdtype(a.dtype, np.integer):
+                raise ValueError(f"replay.add: {name} must be integer, got {a.dtype}")
+        return a.astype(dtype, copy=False)
+
+    def _set_eligible(self, flat: np.ndarray, flags: np.ndarray) -> None:
+        """Set eligibility of unique flat ids, keeping the tree and the counter in sync."""
+        elig = self.eligible.reshape(-1)
+        changed = elig[flat] != flags
+        if not changed.any():
+            return
+        ids, new = flat[changed], flags[changed]
+        elig[ids] = new
+        self.num_eligible += int(new.sum()) - int((~new).sum())
+        fresh = self.max_priority**self.priority_exponent if self.prioritized else 1.0
+        self.tree.set(ids, np.where(new, fresh, 0.0))
+
+    def _refresh(self, last: int) -> None:
+        """Recompute eligibility of the training starts among steps ``(last - L, last]``."""
+        c, length = self.capacity_per_env, self.sequence_length
+        steps = np.arange(max(0, last - length + 1), last + 1)
+        pos = steps % c
+        valid = self.valid[:, pos]  # [B, K]
+        start = valid & (self.episode_pos[:, pos] % self.period == 0)
+        # ended[:, k]: an autoreset (invalid) slot lies in (steps[k], last].
+        invalid = ~valid
+        after = np.zeros_like(invalid)
+        if steps.size > 1:
+            after[:, :-1] = np.logical_or.accumulate(invalid[:, :0:-1], axis=1)[:, ::-1]
+        complete = (steps + length - 1 <= last)[None, :] | after
+        flags = start & complete
+        envs = np.repeat(np.arange(self.num_envs), steps.size)
+        self._set_eligible(envs * c + np.tile(pos, self.num_envs), flags.reshape(-1))
+
+    def _gather(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        c, s, n_step = self.capacity_per_env, self.frame_stack, self.n_step
+        bi, t_len = self.burn_in, self.window_length
+        n = flat.shape[0]
+        envs = flat // c
+        u = self.step_of_index(flat)
+        e = envs[:, None]
+        e0 = u - self.episode_pos[envs, u % c]
+        w = (u - bi)[:, None] + np.arange(t_len)[None, :]  # [N, T] absolute steps
+        written = (w >= 0) & (w < self.num_added)
+        wp = w % c
+        later_first = self.first[e, wp] & (w > u[:, None]) & written
+        in_ep = written & (w >= e0[:, None]) & ~np.logical_or.accumulate(later_first, axis=1)
+        valid = in_ep & self.valid[e, wp]
+
+        # Stacked observations (rule of FrameStacker / TransitionReplay._stack).
+        if s == 1:
+            obs = self.frames[e, wp]
+        else:
+            ww = w.reshape(-1)
+            ee = np.repeat(envs, t_len)[:, None]
+            frames = self.frames[ee, (ww[:, None] + np.arange(1 - s, 1)[None, :]) % c]
+            first_back = self.first[ee, (ww[:, None] - np.arange(s - 1)[None, :]) % c]
+            frames[_stack_zero_mask(first_back)] = 0
+            obs = frames.reshape(n, t_len, *self.stacked_shape)
+        obs[~in_ep] = 0
+
+        prev_in = in_ep & (w > e0[:, None])
+        pp = (w - 1) % c
+        prev_action = np.where(prev_in, self.actions[e, pp], -1).astype(np.int64)
+        prev_reward = np.where(prev_in, self.prev_rewards_in[e, pp], 0.0).astype(np.float32)
+        prev_int = np.where(prev_in, self.intrinsic_rewards[e, pp], 0.0).astype(np.float32)
+
+        # n-step targets inside the window.
+        rewards = np.where(valid, self.rewards[e, wp], 0.0).astype(np.float64)
+        term = valid & self.terminated[e, wp]
+        done = term | (valid & self.truncated[e, wp])
+        pad = ((0, 0), (0, n_step))
+        rewards_p, term_p, done_p = (np.pad(a, pad) for a in (rewards, term, done))
+        visible_p = np.pad(np.ones((n, t_len), bool), pad)
+        ks = np.arange(t_len)[:, None] + np.arange(n_step)[None, :]  # [T, n]
+        d = done_p[:, ks]  # [N, T, n]
+        m = np.where(d.any(axis=2), d.argmax(axis=2) + 1, n_step)  # [N, T]
+        rows = np.arange(n)[:, None]
+        idx_t = np.arange(t_len)[None, :]
+        term_end = term_p[rows, idx_t + m - 1]
+        seen = visible_p[:, ks]  # window steps k+j inside the window
+        in_win = np.arange(n_step)[None, None, :] < m[:, :, None]
+        ret = (np.where(in_win, rewards_p[:, ks], 0.0) * self._gamma_pows[:n_step]).sum(axis=2)
+        boot = idx_t + m
+        boot_ok = (boot < t_len) & np.take_along_axis(
+            np.pad(in_ep, pad), np.minimum(boot, t_len + n_step - 1), axis=1
+        )
+        lookahead_ok = np.all(seen | ~in_win, axis=2)
+        loss_mask = (idx_t >= bi) & valid & lookahead_ok & (term_end | boot_ok)
+        discount = np.where(term_end, 0.0, self._gamma_pows[m])
+
+        # Stored state at the window's first in-episode step.
+        core_state = np.zeros((n, self.state_dim), dtype=np.float32)
+        if self.state_dim:
+            need = (u - bi) > e0
+            if need.any():
+                sp = (u[need] - bi) % c
+                ev = envs[need]
+                row = self.state_row[ev, sp]
+                if np.any(row < 0) or np.any(self.state_step[ev, row] != u[need] - bi):
+                    raise RuntimeError("sequence replay lost a stored state (internal error)")
+                core_state[need] = self.states[ev, row]
+
+        return {
+            "obs": obs,
+            "action": np.where(valid, self.actions[e, wp], 0).astype(np.int64),
+            "agent_action": np.where(valid, self.agent_actions[e, wp], 0).astype(np.int64),
+            "extra": valid & self.extra[e, wp],
+            "reward": rewards.astype(np.float32),
+            "prev_action": prev_action,
+            "prev_reward": prev_reward,
+            "prev_intrinsic_reward": prev_int,
+            "in_episode": in_ep,
+            "valid": valid,
+            "n_step_return": np.where(loss_mask, ret, 0.0).astype(np.float32),
+            "bootstrap_discount": np.where(loss_mask, discount, 0.0).astype(np.float32),
+            "bootstrap_index": np.where(loss_mask & ~term_end, boot, idx_t).astype(np.int64),
+            "loss_mask": loss_mask,
+            "core_state": core_state,
+            "indices": flat.astype(np.int64),
+        }
+
+
+__all__ = ["SequenceReplay"]
