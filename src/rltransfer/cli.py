@@ -1,4 +1,5 @@
-"""Command line: ``rltransfer pretrain | train | evaluate | report | run | demo``.
+"""Command line: ``rltransfer pretrain | pretrain-encoder | pretrain-images | train |
+train-sac | train-ez | evaluate | report | run | demo``.
 
 Every flag maps to a typed config field (tyro); ``rltransfer <verb> --help`` lists them.
 Errors the user can fix (unknown env, mismatched checkpoint, conflicting run directory) end
@@ -20,7 +21,11 @@ import numpy as np
 import tyro
 
 from rltransfer.config import TrainConfig
+from rltransfer.pretrain.image_classification import ImageClassificationConfig
+from rltransfer.pretrain.inverse_dynamics import InverseDynamicsConfig
 from rltransfer.pretrain.reward_free import PRETRAIN_DEFAULTS, pretrain_reward_free
+from rltransfer.train_efficientzero import EZTrainConfig
+from rltransfer.train_sac import SACTrainConfig
 
 Flat = tyro.conf.arg(name="")
 """Flags of a verb's config without a ``--cfg.`` prefix (nested ones keep theirs)."""
@@ -38,6 +43,38 @@ def train_cmd(cfg: Annotated[TrainConfig, Flat]) -> None:
     from rltransfer.train import train
 
     result = train(cfg)
+    print(f"run {result.run_dir}: {result.env_steps} env steps, {result.num_updates} updates, "
+          f"final evaluation return {result.final_return_mean:.3f}")
+
+
+def pretrain_encoder(cfg: Annotated[InverseDynamicsConfig, Flat]) -> None:
+    """Pretrain a pixel encoder by inverse dynamics on random-action data (Kadavath et al.)."""
+    from rltransfer.pretrain.inverse_dynamics import pretrain_inverse_dynamics
+
+    print(f"pretrained encoder: {pretrain_inverse_dynamics(cfg)}")
+
+
+def pretrain_images(cfg: Annotated[ImageClassificationConfig, Flat]) -> None:
+    """Pretrain a grouped-conv pixel encoder by image classification on an image folder."""
+    from rltransfer.pretrain.image_classification import pretrain_image_classification
+
+    print(f"pretrained encoder: {pretrain_image_classification(cfg)}")
+
+
+def train_sac_cmd(cfg: Annotated[SACTrainConfig, Flat]) -> None:
+    """Train pixel SAC on DeepMind Control, optionally from a pretrained encoder."""
+    from rltransfer.train_sac import train_sac
+
+    result = train_sac(cfg)
+    print(f"run {result.run_dir}: {result.env_steps} env steps, {result.num_updates} updates, "
+          f"final evaluation return {result.final_return_mean:.3f}")
+
+
+def train_ez_cmd(cfg: Annotated[EZTrainConfig, Flat]) -> None:
+    """Train EfficientZero (batched MCTS over a learned world model)."""
+    from rltransfer.train_efficientzero import train_efficientzero
+
+    result = train_efficientzero(cfg)
     print(f"run {result.run_dir}: {result.env_steps} env steps, {result.num_updates} updates, "
           f"final evaluation return {result.final_return_mean:.3f}")
 
@@ -103,12 +140,15 @@ class RunArgs:
     """Run a named experiment recipe (pretraining, every strategy over seeds, report)."""
 
     recipe: Annotated[str, tyro.conf.Positional]
-    """bt-minigrid | bt-minigrid-benchmark | bt-atari"""
+    """Behavior Transfer: bt-minigrid | bt-minigrid-benchmark | bt-atari; encoder
+    pretraining for pixel SAC: ik-reacher | ik-dmc | ik-cross | ik-distracted | ik-budget |
+    ik-budget-small; EfficientZero: ez-small | ez-atari100k."""
     out_dir: str | None = None
     """Experiment directory (default: runs/<recipe>)."""
     num_seeds: int | None = None
     workers: int | None = None
     pretrain_env_steps: int | None = None
+    """Reward-free pretraining env steps (bt-*) or IK transitions (ik-*)."""
     train_env_steps: int | None = None
     strategies: tuple[str, ...] | None = None
 
@@ -116,8 +156,20 @@ class RunArgs:
 def run(args: Annotated[RunArgs, Flat]) -> None:
     """Run a recipe end to end; re-running the same command resumes it."""
     from rltransfer.experiment import run_experiment
-    from rltransfer.recipes import get_recipe
+    from rltransfer.recipes import RECIPES, get_recipe
+    from rltransfer.recipes.efficientzero import EZ_RECIPES
+    from rltransfer.recipes.encoder import ENCODER_RECIPES
 
+    out_dir = args.out_dir or f"runs/{args.recipe}"
+    if args.recipe in ENCODER_RECIPES:
+        _run_encoder_recipe(args, out_dir)
+        return
+    if args.recipe in EZ_RECIPES:
+        _run_ez_recipe(args, out_dir)
+        return
+    if args.recipe not in RECIPES:
+        known = sorted([*RECIPES, *ENCODER_RECIPES, *EZ_RECIPES])
+        raise KeyError(f"unknown recipe {args.recipe!r}; available: {', '.join(known)}")
     exp = get_recipe(args.recipe)
     if args.num_seeds is not None:
         exp.num_seeds = args.num_seeds
@@ -129,7 +181,46 @@ def run(args: Annotated[RunArgs, Flat]) -> None:
         exp.pretrain = dataclasses.replace(exp.pretrain, total_env_steps=args.pretrain_env_steps)
     if args.train_env_steps is not None:
         exp.train = dataclasses.replace(exp.train, total_env_steps=args.train_env_steps)
-    run_experiment(exp, args.out_dir or f"runs/{args.recipe}")
+    run_experiment(exp, out_dir)
+
+
+def _run_encoder_recipe(args: RunArgs, out_dir: str) -> None:
+    from rltransfer.encoder_experiment import run_encoder_experiment
+    from rltransfer.recipes.encoder import ENCODER_RECIPES
+
+    exp = ENCODER_RECIPES[args.recipe]()
+    changes: dict[str, object] = {}
+    if args.num_seeds is not None:
+        changes["num_seeds"] = args.num_seeds
+    if args.workers is not None:
+        changes["workers"] = args.workers
+    if args.strategies is not None:
+        changes["strategies"] = args.strategies
+    if args.pretrain_env_steps is not None:
+        changes["ik"] = dataclasses.replace(exp.ik, num_transitions=args.pretrain_env_steps)
+    if args.train_env_steps is not None:
+        changes["sac"] = dataclasses.replace(exp.sac, total_env_steps=args.train_env_steps)
+    run_encoder_experiment(dataclasses.replace(exp, **changes), out_dir)  # type: ignore[arg-type]
+
+
+def _run_ez_recipe(args: RunArgs, out_dir: str) -> None:
+    """EfficientZero recipes are single runs: ``num_seeds`` runs, then a report."""
+    from rltransfer.evaluate.report import collect_runs, write_report
+    from rltransfer.recipes.efficientzero import EZ_RECIPES
+    from rltransfer.train_efficientzero import train_efficientzero
+
+    if args.strategies is not None or args.pretrain_env_steps is not None:
+        raise ValueError(f"{args.recipe} has no strategies or pretraining; drop those flags")
+    run_dirs = []
+    for seed in range(args.num_seeds or 1):
+        cfg = EZ_RECIPES[args.recipe](run_dir=f"{out_dir}/runs/seed_{seed}", seed=seed)
+        if args.train_env_steps is not None:
+            cfg = dataclasses.replace(cfg, total_env_steps=args.train_env_steps,
+                                      replay_capacity_env_steps=args.train_env_steps)
+        run_dirs.append(train_efficientzero(cfg).run_dir)
+    finals, curves = collect_runs({args.recipe: run_dirs})
+    print(write_report(Path(out_dir) / "report.md", args.recipe, finals,
+                       learning_curves=curves))
 
 
 @dataclass
@@ -159,7 +250,11 @@ def main(argv: list[str] | None = None) -> None:
         tyro.extras.subcommand_cli_from_dict(
             {
                 "pretrain": pretrain,
+                "pretrain-encoder": pretrain_encoder,
+                "pretrain-images": pretrain_images,
                 "train": train_cmd,
+                "train-sac": train_sac_cmd,
+                "train-ez": train_ez_cmd,
                 "evaluate": evaluate,
                 "report": report,
                 "run": run,

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from rltransfer.agents.efficientzero import EfficientZeroConfig
 from rltransfer.agents.mcts import MCTSConfig
@@ -84,3 +85,18 @@ def ez_atari100k(game: str = "MsPacman", run_dir: str | None = None, seed: int =
         checkpoint_every_env_steps=10_000,
         device=device,
     )
+
+
+def _ez_atari100k_here(run_dir: str, seed: int) -> EZTrainConfig:
+    """``ez_atari100k`` on the GPU when one is visible, else on the CPU (slow: a smoke run)."""
+    import torch
+
+    return ez_atari100k(run_dir=run_dir, seed=seed,
+                        device="cuda" if torch.cuda.is_available() else "cpu")
+
+
+EZ_RECIPES: dict[str, Callable[..., EZTrainConfig]] = {
+    "ez-small": ez_small,
+    "ez-atari100k": _ez_atari100k_here,
+}
+"""EfficientZero recipes for ``rltransfer run``: name -> ``f(run_dir=..., seed=...)``."""
