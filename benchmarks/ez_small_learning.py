@@ -2,8 +2,10 @@
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/ez_small_learning.py --total-env-steps 8000 \
-        --out runs/bench-ez-small
+    OMP_NUM_THREADS=1 python benchmarks/ez_small_learning.py --out runs/bench-ez-small
+    # or seeds in parallel processes, then the report:
+    python benchmarks/ez_small_learning.py --seed-list 1 --out ... &   (one per seed)
+    python benchmarks/ez_small_learning.py --report-only --out ...
 
 Writes ``<out>/report.md`` (IQM / mean / median of the final greedy-search return with 95%
 stratified-bootstrap CIs, learning curves) and prints the mean return of a uniformly random
@@ -29,23 +31,28 @@ from rltransfer.train_efficientzero import train_efficientzero
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--total-env-steps", type=int, default=8_000)
+    parser.add_argument("--total-env-steps", type=int, default=20_000)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seed-list", type=int, nargs="*", default=None,
+                        help="train only these seeds (no report)")
+    parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--env-id", default="MinAtar/Breakout-v1")
     parser.add_argument("--out", default="runs/bench-ez-small")
     args = parser.parse_args()
     out = Path(args.out)
     start = time.perf_counter()
-    run_dirs = []
-    for seed in range(args.seeds):
-        cfg = ez_small(run_dir=str(out / "runs" / f"seed_{seed}"), seed=seed,
-                       env_id=args.env_id, total_env_steps=args.total_env_steps)
-        cfg = dataclasses.replace(cfg, progress=False, tensorboard=False,
-                                  eval_every_env_steps=max(1_000, args.total_env_steps // 4))
-        result = train_efficientzero(cfg)
-        print(f"seed {seed}: final return {result.final_return_mean:.2f} "
-              f"({result.wall_seconds:.0f}s)", flush=True)
-        run_dirs.append(result.run_dir)
+    seeds = args.seed_list if args.seed_list is not None else range(args.seeds)
+    if not args.report_only:
+        for seed in seeds:
+            cfg = ez_small(run_dir=str(out / "runs" / f"seed_{seed}"), seed=seed,
+                           env_id=args.env_id, total_env_steps=args.total_env_steps)
+            cfg = dataclasses.replace(cfg, progress=False, tensorboard=False)
+            result = train_efficientzero(cfg)
+            print(f"seed {seed}: final return {result.final_return_mean:.2f} "
+                  f"({result.wall_seconds:.0f}s)", flush=True)
+        if args.seed_list is not None:
+            return
+    run_dirs = [out / "runs" / f"seed_{seed}" for seed in range(args.seeds)]
     probe = ez_small()
     random_returns = evaluate_policy(
         RandomPolicy(num_actions=_num_actions(args.env_id), seed=0), args.env_id,

@@ -24,7 +24,7 @@ from rltransfer.train_efficientzero import EZTrainConfig
 
 
 def ez_small(run_dir: str = "runs/ez-small", seed: int = 0, device: str = "cpu",
-             env_id: str = "MinAtar/Breakout-v1", total_env_steps: int = 30_000) -> EZTrainConfig:
+             env_id: str = "MinAtar/Breakout-v1", total_env_steps: int = 20_000) -> EZTrainConfig:
     """A CPU-sized EfficientZero run on MinAtar (see the module docstring)."""
     discount = 0.99
     learner = dataclasses.replace(EfficientZeroConfig(), discount=discount, lr_warmup_updates=200)
@@ -38,13 +38,15 @@ def ez_small(run_dir: str = "runs/ez-small", seed: int = 0, device: str = "cpu",
         mcts=MCTSConfig(num_simulations=8, discount=discount,
                         value_prefix_horizon=learner.value_prefix_horizon),
         learner=learner,
-        reanalyse=ReanalyseConfig(reanalyse_fraction=1.0, value_target="network"),
+        # a quarter of the policy targets reanalysed by a fresh search: the search is the
+        # costliest part of an update on a CPU (docs/benchmarks.md)
+        reanalyse=ReanalyseConfig(reanalyse_fraction=0.25, value_target="network"),
         replay_capacity_env_steps=total_env_steps,
         batch_size=64,
-        updates_per_env_step=0.125,
+        updates_per_env_step=0.25,
         warmup_env_steps=1_000,
         selfplay_update_interval_updates=20,
-        eval_every_env_steps=5_000,
+        eval_every_env_steps=4_000,
         eval_episodes=8,
         checkpoint_every_env_steps=5_000,
         device=device,
