@@ -16,7 +16,7 @@ from rltransfer.recipes.encoder import ENCODER_RECIPES, EncoderExperiment, ik_bu
 
 def test_every_recipe_builds_and_plans(tmp_path: Path) -> None:
     for name, make in ENCODER_RECIPES.items():
-        jobs, cells = plan(make(), tmp_path / name)
+        _, cells = plan(make(), tmp_path / name)
         assert cells, name
 
 

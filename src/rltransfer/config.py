@@ -9,8 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from rltransfer.agents.r2d2 import R2D2Config
-from rltransfer.intrinsic.ngu import NGUConfig
+from rltransfer.intrinsic.ngu import NGUConfig, ngu_betas, ngu_gammas
+from rltransfer.runtime.config import ConfigError
 
 
 @dataclass
@@ -44,11 +47,11 @@ class TrainConfig:
     """Hide the task reward from the learner (it is still logged and evaluated)."""
     intrinsic: Literal["none", "rnd", "ngu", "constant"] = "none"
     """``rnd`` (Burda et al. 2019), ``ngu`` (episodic x life-long novelty, Badia et al. 2020;
-    settings in ``ngu``), ``constant`` or ``none``. NGU here is one policy of its family
-    (``intrinsic_scale`` = beta, ``agent.gamma``): the family conditioning on ``j`` is not
-    built."""
+    settings in ``ngu``), ``constant`` or ``none``. With ``agent.num_policies = N > 1``
+    the learner trains NGU's policy family (see :func:`policy_family`)."""
     intrinsic_scale: float = 1.0
-    """beta: the learner's reward is ``extrinsic + intrinsic_scale * intrinsic``."""
+    """beta: the learner's reward is ``extrinsic + intrinsic_scale * intrinsic``; with a
+    policy family (``agent.num_policies > 1``) the largest beta, ``beta_{N-1}``."""
     intrinsic_lr: float = 1e-4
     rnd_torso: str = "auto"
     """RND networks' body: ``auto``, ``mlp``, ``small_cnn``, ``nature_cnn``."""
@@ -115,3 +118,75 @@ class TrainConfig:
     torch_threads: int = 1
     progress: bool = True
     tensorboard: bool = True
+
+    # Distributed acting (rltransfer.distributed).
+    backend: Literal["local", "ray"] = "local"
+    """``local``: acting and learning in this process. ``ray``: ``num_actors`` Ray actor
+    processes each step ``num_envs / num_actors`` of the envs (Ape-X epsilons over all
+    ``num_envs``) and feed this process's learner and replay (same checkpoints)."""
+    num_actors: int = 2
+    """Ray actor processes (``backend="ray"``); ``num_envs`` must be a multiple of it."""
+    actor_sync_period_updates: int = 100
+    """Actors load the learner's online network every this many updates (R2D2 refreshes
+    actors every 400 env steps; 100 updates at 4 env steps per update)."""
+    actor_chunk_steps: int = 16
+    """Vector steps each actor sends per round (``actor_chunk_steps * num_envs`` env steps)."""
+
+
+@dataclass(frozen=True)
+class PolicyFamily:
+    """NGU's family of N policies {(beta_j, gamma_j)} and which env acts as which policy.
+
+    Attributes:
+        betas: ``float32[N]`` intrinsic-reward scales beta_j.
+        gammas: ``float64[N]`` discounts gamma_j.
+        env_policy: ``int64[num_envs]`` policy index ``j_i = i mod N`` of env ``i``.
+        env_betas: ``float32[num_envs]`` ``betas[env_policy]``.
+    """
+
+    betas: np.ndarray
+    gammas: np.ndarray
+    env_policy: np.ndarray
+    env_betas: np.ndarray
+
+
+def policy_family(cfg: TrainConfig) -> PolicyFamily:
+    """The run's policy family (Badia et al. 2020, Sec. 3 and App. A; Agent57 Sec. 4).
+
+    ``N = cfg.agent.num_policies``. ``N = 1`` is the single policy trained before the family
+    existed: ``beta = intrinsic_scale``, ``gamma = agent.gamma``. ``N > 1``: ``beta_j`` from
+    :func:`~rltransfer.intrinsic.ngu.ngu_betas` with ``beta = intrinsic_scale`` (``beta_0 = 0``,
+    the exploitative policy) and ``gamma_j`` from :func:`~rltransfer.intrinsic.ngu.ngu_gammas`
+    between ``agent.gamma`` (``j = 0``) and ``agent.gamma_min`` (``j = N - 1``).
+
+    Assignment: env ``i`` of the vector env acts as policy ``j_i = i mod N`` for the whole
+    run (NGU/Agent57 give each actor a fixed ``j``). Replay stores each step's ``j`` and the
+    learner trains policy ``j`` only on data acted by ``j`` (its reward ``r_e + beta_j r_i``
+    and discount ``gamma_j``), so every policy must act: ``num_envs >= N``.
+
+    Raises:
+        ConfigError: ``num_envs < N``; reward-free training of a family with
+            ``agent.eval_policy = 0`` (policy 0's reward is then identically 0).
+        ValueError: from ``ngu_betas`` / ``ngu_gammas`` on bad scales or discounts.
+    """
+    n = cfg.agent.num_policies
+    if n > 1 and cfg.reward_free and cfg.agent.eval_policy == 0:
+        raise ConfigError(
+            "reward-free training of a policy family: policy 0 has beta_0 = 0 and so a zero "
+            "reward; set agent.eval_policy to an exploratory j (e.g. num_policies - 1) so the "
+            "evaluated and saved policy is one that explores"
+        )
+    if cfg.num_envs < n:
+        raise ConfigError(
+            f"num_envs ({cfg.num_envs}) must be >= agent.num_policies ({n}): env i acts as "
+            "policy i mod N and a policy that never acts is never trained"
+        )
+    if n == 1:
+        betas = np.array([cfg.intrinsic_scale], dtype=np.float32)
+        gammas = np.array([cfg.agent.gamma], dtype=np.float64)
+    else:
+        betas = ngu_betas(n, cfg.intrinsic_scale).astype(np.float32)
+        gammas = ngu_gammas(n, gamma_max=cfg.agent.gamma, gamma_min=cfg.agent.gamma_min)
+    env_policy = np.arange(cfg.num_envs, dtype=np.int64) % n
+    return PolicyFamily(betas=betas, gammas=gammas, env_policy=env_policy,
+                        env_betas=betas[env_policy])

@@ -8,6 +8,13 @@ A run directory holds ``config.json``, ``metrics.jsonl``, ``tb/``, ``checkpoints
 and, once finished, ``final/`` (the policy artifact other runs load with ``--prior`` or
 ``--init-from``). Started again with the same directory, a run resumes from its latest
 checkpoint; started on a finished run, it does nothing.
+
+Acting is a :class:`~rltransfer.collector.Collector`. ``backend="local"`` (default) steps it in
+this process between updates; ``backend="ray"`` runs ``num_actors`` collectors in Ray actor
+processes (:mod:`rltransfer.distributed`) that feed this process's replay in rounds of
+``actor_chunk_steps`` while the learner updates, with the same replay, replay ratio,
+evaluation, checkpoints and resume (a run may resume on the other backend; Ray-backend
+resumes are not bit-exact: the actors' RNG streams are not checkpointed).
 """
 
 from __future__ import annotations
@@ -18,29 +25,27 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from rltransfer.agents.policy import AgentPolicy, load_policy, policy_tensors
 from rltransfer.agents.r2d2 import R2D2Agent
-from rltransfer.config import TrainConfig
+from rltransfer.collector import (
+    Collector,
+    acting_tensors,
+    epsilon_at,
+    make_explorer,
+    make_intrinsic,
+)
+from rltransfer.config import TrainConfig, policy_family
 from rltransfer.envs import env_spec, make_env
 from rltransfer.evaluate.protocol import evaluate_policy
-from rltransfer.explore import (
-    BehaviorTransferExplorer,
-    EpsilonGreedy,
-    Explorer,
-    EZGreedy,
-    actor_epsilons,
-)
-from rltransfer.intrinsic.base import IntrinsicReward
-from rltransfer.intrinsic.constant import ConstantReward
 from rltransfer.intrinsic.ngu import NGUReward
 from rltransfer.intrinsic.rnd import RND
 from rltransfer.policy import Policy
-from rltransfer.replay import FrameStacker, SequenceReplay, TransitionReplay
+from rltransfer.replay import SequenceReplay, TransitionReplay
 from rltransfer.runtime.checkpoint import (
     CheckpointError,
     latest_checkpoint,
@@ -62,7 +67,12 @@ from rltransfer.runtime.seeding import (
 from rltransfer.transfer.behavior import PriorPolicyDriver, validate_prior
 from rltransfer.transfer.weights import initialise_from
 
+if TYPE_CHECKING:
+    from rltransfer.distributed import Round
+
 log = logging.getLogger(__name__)
+
+__all__ = ["RunConflictError", "RunResult", "Trainer", "epsilon_at", "train"]
 
 
 @dataclass
@@ -90,7 +100,9 @@ def _prepare_run_dir(cfg: TrainConfig) -> Path:
         except ConfigError as e:
             raise RunConflictError(f"{saved} is unreadable ({e}); use a new --run-dir") from e
         mine, theirs = to_dict(cfg), to_dict(previous)
-        ignore = {"progress", "tensorboard", "torch_threads", "device"}
+        # Where and how fast it runs, not what it learns: a run may resume on another backend.
+        ignore = {"progress", "tensorboard", "torch_threads", "device", "backend", "num_actors",
+                  "actor_sync_period_updates", "actor_chunk_steps"}
         diff = {k for k in mine if k not in ignore and mine[k] != theirs.get(k)}
         if diff:
             details = ", ".join(f"{k}: {theirs.get(k)!r} -> {mine[k]!r}" for k in sorted(diff))
@@ -101,50 +113,6 @@ def _prepare_run_dir(cfg: TrainConfig) -> Path:
     else:
         save_config(cfg, saved)
     return run_dir
-
-
-def _make_intrinsic(cfg: TrainConfig, frame_shape: tuple[int, int, int], obs_scale: float,
-                    num_env_actions: int) -> IntrinsicReward | None:
-    if cfg.intrinsic == "none":
-        return None
-    if cfg.intrinsic == "constant":
-        return ConstantReward()
-    if cfg.intrinsic == "ngu":
-        return NGUReward(frame_shape, num_env_actions, cfg.num_envs, config=cfg.ngu,
-                         obs_scale=obs_scale, device=cfg.device, seed=cfg.seed)
-    return RND(frame_shape, obs_scale=obs_scale, learning_rate=cfg.intrinsic_lr, seed=cfg.seed,
-               device=cfg.device, torso=cfg.rnd_torso, feature_dim=cfg.rnd_feature_dim,
-               hidden=cfg.rnd_hidden)
-
-
-def epsilon_at(cfg: TrainConfig, env_steps: int) -> np.ndarray:
-    """Per-env exploration epsilon ``float64[num_envs]`` at ``env_steps`` (see
-    :attr:`TrainConfig.epsilon_schedule`)."""
-    if cfg.epsilon_schedule == "ape_x":
-        return actor_epsilons(cfg.num_envs)
-    if cfg.epsilon_schedule == "constant":
-        return np.full(cfg.num_envs, cfg.epsilon)
-    frac = min(1.0, env_steps / max(1, cfg.epsilon_decay_env_steps))
-    return np.full(cfg.num_envs, cfg.epsilon_start + frac * (cfg.epsilon - cfg.epsilon_start))
-
-
-def _make_explorer(cfg: TrainConfig, num_env_actions: int, rng: np.random.Generator) -> Explorer:
-    eps = epsilon_at(cfg, 0)
-    if cfg.explore == "epsilon_greedy":
-        return EpsilonGreedy(eps, num_env_actions, extra_action=False, rng=rng)
-    if cfg.explore == "ez_greedy":
-        return EZGreedy(eps, num_env_actions, mu=cfg.ez_mu, max_length=cfg.max_flight_env_steps,
-                        rng=rng)
-    return BehaviorTransferExplorer(
-        epsilon=eps,
-        epsilon_levy=cfg.epsilon_levy,
-        num_env_actions=num_env_actions,
-        flights=cfg.flights,
-        extra_action=cfg.extra_action,
-        mu=cfg.ez_mu,
-        max_flight_length=cfg.max_flight_env_steps,
-        rng=rng,
-    )
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -161,6 +129,14 @@ def _validate(cfg: TrainConfig) -> None:
         problems.append(f"init={cfg.init} needs --init-from PATH (or --prior PATH)")
     if cfg.env_steps_per_update <= 0:
         problems.append("env_steps_per_update must be > 0")
+    if cfg.backend == "ray":
+        if cfg.num_actors < 1 or cfg.num_envs % cfg.num_actors != 0:
+            problems.append(
+                f"backend=ray splits num_envs={cfg.num_envs} over num_actors={cfg.num_actors}: "
+                "num_envs must be a positive multiple of num_actors"
+            )
+        if cfg.actor_chunk_steps < 1 or cfg.actor_sync_period_updates < 1:
+            problems.append("actor_chunk_steps and actor_sync_period_updates must be >= 1")
     if problems:
         raise ConfigError("; ".join(problems))
 
@@ -208,6 +184,9 @@ class Trainer:
             num_env_actions=self.num_env_actions,
         )
         self.recurrent = self.agent.recurrent
+        # NGU policy family (Badia et al. 2020): env i acts as policy j_i = i mod N with
+        # (beta_j, gamma_j); N = 1 is the single policy (beta = intrinsic_scale, agent.gamma).
+        self.family = policy_family(cfg)
         if cfg.init != "none" or cfg.freeze:
             source = cfg.init_from or cfg.prior
             if source is None:
@@ -224,7 +203,7 @@ class Trainer:
                 frame_shape=self.frame_shape, state_dim=self.agent.state_dim,
                 frame_stack=self.frame_stack, sequence_length=a.sequence_length,
                 burn_in=a.burn_in, sequence_overlap=a.sequence_overlap, n_step=a.n_step,
-                gamma=a.gamma, prioritized=cfg.prioritized,
+                gamma=a.gamma, policy_gammas=self.family.gammas, prioritized=cfg.prioritized,
                 priority_exponent=a.priority_exponent,
                 importance_exponent=a.importance_exponent,
             )
@@ -235,11 +214,24 @@ class Trainer:
                 prioritized=cfg.prioritized, priority_exponent=cfg.agent.priority_exponent,
                 importance_exponent=cfg.agent.importance_exponent,
             )
-        self.stacker = FrameStacker(cfg.num_envs, self.frame_shape, self.frame_stack)
-        self.explorer = _make_explorer(cfg, self.num_env_actions, self.rng)
+        self.explorer = make_explorer(cfg, self.num_env_actions, self.rng)
         self.prior_driver = PriorPolicyDriver(self.prior) if self.prior is not None else None
-        self.intrinsic = _make_intrinsic(cfg, self.frame_shape, self.spec.obs_scale,
-                                         self.num_env_actions)
+        self.intrinsic = make_intrinsic(cfg, self.frame_shape, self.spec.obs_scale,
+                                        self.num_env_actions)
+
+        def linear_epsilon(env_steps: int) -> np.ndarray:
+            return epsilon_at(cfg, env_steps)
+
+        # The acting half (the Ray backend's actors run the same Collector; here it also
+        # does the intrinsic warm-up).
+        self.collector = Collector(
+            self.envs, self.agent, self.explorer, frame_shape=self.frame_shape,
+            frame_stack=self.frame_stack, rng=self.rng, intrinsic=self.intrinsic,
+            intrinsic_scale=self.family.env_betas, policy_index=self.family.env_policy,
+            prior_driver=self.prior_driver,
+            epsilon_fn=linear_epsilon if cfg.epsilon_schedule == "linear" else None,
+        )
+        self.stacker = self.collector.stacker
         self.env_steps = 0
         self.num_updates = 0
         self.episodes = 0
@@ -377,125 +369,114 @@ class Trainer:
         return RunResult(self.run_dir, self.env_steps, self.num_updates, self.last_eval_return,
                          time.perf_counter() - start)
 
-    def _warm_up_intrinsic(self) -> None:
-        """Initialise RND's (or NGU's RND's) observation statistics from random-action frames
-        (fresh runs)."""
-        if (not isinstance(self.intrinsic, (RND, NGUReward))
-                or self.cfg.intrinsic_warmup_env_steps <= 0):
-            return
-        b = self.cfg.num_envs
-        self.envs.reset(seed=self.cfg.seed + 99_991)
-        steps = 0
-        while steps < self.cfg.intrinsic_warmup_env_steps:
-            actions = self.rng.integers(0, self.num_env_actions, size=b)
-            frames, *_ = self.envs.step(actions)
-            self.intrinsic.update_obs_stats(frames)
-            steps += b
-        self.env_steps += steps
-
     def _loop(self, logger: MetricsLogger) -> None:
         cfg = self.cfg
-        b = cfg.num_envs
         if self.env_steps == 0:
-            self._warm_up_intrinsic()
-        obs, _ = self.envs.reset(seed=cfg.seed + 31 * self.env_steps)
-        first = np.ones(b, dtype=bool)
-        autoreset = np.zeros(b, dtype=bool)
-        episode_return = np.zeros(b)
-        episode_intrinsic = np.zeros(b)
-        episode_length = np.zeros(b, dtype=np.int64)
-        self.explorer.reset(b)
-        if self.intrinsic is not None:
-            self.intrinsic.reset(np.ones(b, dtype=bool))
-        self.replay.begin_stream()
-        # Recurrent acting (R2D2): core state and the previous step's action and rewards.
-        core_state = self.agent.initial_state(b)
-        prev_action = np.full(b, -1, dtype=np.int64)
-        prev_reward = np.zeros(b, dtype=np.float32)
-        prev_intrinsic = np.zeros(b, dtype=np.float32)
-        recent_returns: list[float] = []
-        train_metrics: dict[str, float] = {}
+            self.env_steps += self.collector.warm_up_intrinsic(
+                cfg.intrinsic_warmup_env_steps, cfg.seed + 99_991)
+        self._recent_returns: list[float] = []
+        self._train_metrics: dict[str, float] = {}
         with RunProgress(Path(cfg.run_dir).name, cfg.total_env_steps, self.env_steps,
                          enabled=cfg.progress) as progress:
-            while self.env_steps < cfg.total_env_steps:
-                if cfg.epsilon_schedule == "linear":
-                    self.explorer.epsilon = epsilon_at(cfg, self.env_steps)  # type: ignore[attr-defined]
-                stacked = self.stacker.push(obs, first)
-                if self.recurrent:
-                    q_values, next_core_state = self.agent.act_q(
-                        stacked, core_state, first, prev_action, prev_reward, prev_intrinsic
-                    )
-                else:
-                    q_values = self.agent.q_values(stacked)
-                prior_actions = (
-                    self.prior_driver.act(stacked, first) if self.prior_driver is not None
-                    else None
-                )
-                selection = self.explorer.select(q_values, stacked, first, prior_actions)
-                next_obs, reward, terminated, truncated, info = self.envs.step(
-                    selection.env_actions
-                )
-                task_reward = np.asarray(info["task_reward"], dtype=np.float64)
-                learner_reward = np.asarray(reward, dtype=np.float64)
-                r_int = np.zeros(b, dtype=np.float32)
-                if self.intrinsic is not None:
-                    r_int = self.intrinsic.compute(obs, selection.env_actions, next_obs)
-                    r_int = np.where(autoreset, 0.0, r_int).astype(np.float32)
-                    learner_reward = learner_reward + cfg.intrinsic_scale * r_int
-                    episode_intrinsic += r_int
-                if isinstance(self.replay, SequenceReplay):
-                    self.replay.add(obs, selection.env_actions, selection.agent_actions,
-                                    selection.extra, learner_reward, terminated, truncated,
-                                    core_state=core_state, extrinsic_reward=reward,
-                                    intrinsic_reward=r_int)
-                    core_state = next_core_state
-                    prev_action = selection.env_actions.astype(np.int64)
-                    prev_reward = np.asarray(reward, dtype=np.float32)
-                    prev_intrinsic = r_int
-                else:
-                    self.replay.add(obs, selection.env_actions, selection.agent_actions,
-                                    selection.extra, learner_reward, terminated, truncated)
-                valid = ~autoreset
-                episode_return += np.where(valid, task_reward, 0.0)
-                episode_length += valid
-                done = (terminated | truncated) & valid
-                for i in np.flatnonzero(done):
-                    self.episodes += 1
-                    recent_returns.append(float(episode_return[i]))
-                    logger.log("episode", self.env_steps, ret=float(episode_return[i]),
-                               length=int(episode_length[i]),
-                               intrinsic=float(episode_intrinsic[i]))
-                episode_return[done] = 0.0
-                episode_length[done] = 0
-                episode_intrinsic[done] = 0.0
-                if self.intrinsic is not None:
-                    self.intrinsic.reset(done)
-                first = autoreset
-                autoreset = terminated | truncated
-                obs = next_obs
-                self.env_steps += b
+            if cfg.backend == "ray":
+                self._ray_loop(logger, progress)
+            else:
+                self._local_loop(logger, progress)
 
-                if self.env_steps >= self.learning_resumes_at and self.replay.can_sample():
-                    self.update_debt += b / cfg.env_steps_per_update
-                    while self.update_debt >= 1.0:
-                        self.update_debt -= 1.0
-                        train_metrics = self._update()
-                if self.env_steps >= self.next_checkpoint:
-                    self.next_checkpoint += cfg.checkpoint_every_env_steps
-                    self.save()
-                if self.env_steps >= self.next_eval and self.env_steps < cfg.total_env_steps:
-                    self.next_eval += cfg.eval_every_env_steps
-                    self.evaluate(logger)
-                    recent = np.mean(recent_returns[-20:]) if recent_returns else math.nan
-                    logger.log("train", self.env_steps, episodes=self.episodes,
-                               num_updates=self.num_updates, recent_return=float(recent),
-                               env_steps_per_second=progress.env_steps_per_second,
-                               **train_metrics)
-                progress.update(
-                    self.env_steps,
-                    f"eval {self.last_eval_return:.3g} | ep {self.episodes} | "
-                    f"upd {self.num_updates}",
-                )
+    def _local_loop(self, logger: MetricsLogger, progress: RunProgress) -> None:
+        """Acting in this process: one collector step, replay write, then learning."""
+        cfg = self.cfg
+        self.collector.begin(seed=cfg.seed + 31 * self.env_steps)
+        self.replay.begin_stream()
+        while self.env_steps < cfg.total_env_steps:
+            record, episodes = self.collector.step(self.env_steps)
+            record.add_to(self.replay)
+            self._log_episodes(logger, episodes.returns, episodes.lengths, episodes.intrinsic)
+            self.env_steps += cfg.num_envs
+            self._after_env_steps(cfg.num_envs, logger, progress)
+
+    def _ray_loop(self, logger: MetricsLogger, progress: RunProgress) -> None:
+        """Acting in ``num_actors`` Ray actors (:mod:`rltransfer.distributed`): while the
+        actors step round ``k+1``, the learner writes round ``k`` into replay step by step,
+        learning at the same replay ratio as the local loop."""
+        from rltransfer.distributed import ActorPool
+
+        cfg = self.cfg
+        if self.env_steps >= cfg.total_env_steps:
+            return
+        self.replay.begin_stream()
+        pool = ActorPool(to_dict(cfg), cfg.num_actors, cfg.actor_chunk_steps,
+                         acting_tensors(self.agent, self.intrinsic),
+                         seed=cfg.seed + 31 * self.env_steps)
+        round_env_steps = cfg.actor_chunk_steps * cfg.num_envs
+        synced_at = self.num_updates
+        try:
+            pool.request(self.env_steps)
+            while self.env_steps < cfg.total_env_steps:
+                got = pool.gather()
+                weights = None
+                if got is None or self.num_updates - synced_at >= cfg.actor_sync_period_updates:
+                    weights = acting_tensors(self.agent, self.intrinsic)
+                    synced_at = self.num_updates
+                if got is None:  # an actor failed and was restarted: its round is dropped
+                    logger.log("actors", self.env_steps, restarts=pool.restarts)
+                    self.replay.begin_stream()
+                    pool.request(self.env_steps, weights)
+                    continue
+                if self.env_steps + round_env_steps < cfg.total_env_steps:
+                    pool.request(self.env_steps + round_env_steps, weights)
+                self._consume_round(got, logger, progress)
+        finally:
+            pool.close()
+
+    def _consume_round(self, got: Round, logger: MetricsLogger, progress: RunProgress) -> None:
+        cfg = self.cfg
+        if isinstance(self.intrinsic, (RND, NGUReward)):
+            # Actors compute r_i with copies; the learner's observation statistics (sent
+            # back with the weights) follow every actor's frames.
+            self.intrinsic.update_obs_stats(got.steps.obs.reshape(-1, *self.frame_shape))
+        for t in range(got.steps.obs.shape[0]):
+            if self.env_steps >= cfg.total_env_steps:
+                break
+            got.steps.at(t).add_to(self.replay)
+            ended = got.episode_step == t
+            self._log_episodes(logger, got.episode_return[ended], got.episode_length[ended],
+                               got.episode_intrinsic[ended])
+            self.env_steps += cfg.num_envs
+            self._after_env_steps(cfg.num_envs, logger, progress)
+
+    def _log_episodes(self, logger: MetricsLogger, returns: np.ndarray, lengths: np.ndarray,
+                      intrinsic: np.ndarray) -> None:
+        for ret, length, intr in zip(returns, lengths, intrinsic, strict=True):
+            self.episodes += 1
+            self._recent_returns.append(float(ret))
+            logger.log("episode", self.env_steps, ret=float(ret), length=int(length),
+                       intrinsic=float(intr))
+
+    def _after_env_steps(self, num_env_steps: int, logger: MetricsLogger,
+                         progress: RunProgress) -> None:
+        """Learning, checkpoints, evaluation and progress after ``num_env_steps`` new steps."""
+        cfg = self.cfg
+        if self.env_steps >= self.learning_resumes_at and self.replay.can_sample():
+            self.update_debt += num_env_steps / cfg.env_steps_per_update
+            while self.update_debt >= 1.0:
+                self.update_debt -= 1.0
+                self._train_metrics = self._update()
+        if self.env_steps >= self.next_checkpoint:
+            self.next_checkpoint += cfg.checkpoint_every_env_steps
+            self.save()
+        if self.env_steps >= self.next_eval and self.env_steps < cfg.total_env_steps:
+            self.next_eval += cfg.eval_every_env_steps
+            self.evaluate(logger)
+            recent = np.mean(self._recent_returns[-20:]) if self._recent_returns else math.nan
+            logger.log("train", self.env_steps, episodes=self.episodes,
+                       num_updates=self.num_updates, recent_return=float(recent),
+                       env_steps_per_second=progress.env_steps_per_second,
+                       **self._train_metrics)
+        progress.update(
+            self.env_steps,
+            f"eval {self.last_eval_return:.3g} | ep {self.episodes} | upd {self.num_updates}",
+        )
 
     def _update(self) -> dict[str, float]:
         batch = self.replay.sample(self.cfg.agent.batch_size, self.rng)
