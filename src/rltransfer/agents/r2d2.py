@@ -22,6 +22,16 @@ samples sequences (:class:`~rltransfer.replay.SequenceReplay`) with the recurren
 at their start, unrolls the burn-in prefix without gradient (online and target networks, from
 the stored state), then the training part, and applies the n-step double-Q targets inside the
 unrolled sequence (bootstrap Q at step ``t + n`` of the same unroll).
+
+NGU policy family (Badia et al. 2020, Sec. 3 and App. F; Agent57): with ``num_policies = N >
+1`` one network represents N Q-functions ``Q(x, a, j)``, policy ``j`` having intrinsic scale
+``beta_j`` and discount ``gamma_j`` (:func:`rltransfer.config.policy_family`). The LSTM core
+also receives one-hot ``j``; the replay stores each step's ``j`` and computes the n-step
+returns and discounts with ``gamma_j`` per sample (the learner reward ``r_e + beta_j r_i`` is
+stored by the loop), so the learner update is unchanged apart from feeding ``j``. Acting uses
+each actor's ``j``; calls without ``policy_index`` (evaluation, a loaded policy used as BT's
+prior) act as ``eval_policy`` (default 0: the exploitative ``beta_0 = 0``, ``gamma_0 =
+gamma``). The family needs the LSTM core (a feedforward agent raises ConfigError for N > 1).
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from rltransfer.nets.cores import FeedforwardCore, LSTMCore
 from rltransfer.nets.encoders import ENCODER_KINDS, make_torso
 from rltransfer.nets.heads import DuelingHead, QHead
 from rltransfer.nets.value_transforms import inverse_value_rescale, value_rescale
+from rltransfer.runtime.config import ConfigError
 
 MODULE_NAMES: tuple[str, ...] = ("torso", "core", "head")
 """Names of the agent's modules, in forward order (what weight transfer loads or freezes)."""
@@ -113,6 +124,19 @@ class R2D2Config:
     """alpha of proportional prioritized replay."""
     importance_exponent: float = 0.6
     """beta of the importance-sampling weights."""
+    num_policies: int = 1
+    """NGU policy family size ``N`` (Badia et al. 2020: 32). ``1``: a single policy (reward
+    ``r_e + intrinsic_scale r_i``, discount ``gamma``). ``N > 1`` needs ``core="lstm"``: the
+    core is fed one-hot ``j``; policy ``j`` uses ``beta_j`` (``ngu_betas(N,
+    intrinsic_scale)``) and ``gamma_j`` from ``gamma`` (j = 0) down to ``gamma_min``
+    (j = N - 1); env ``i`` acts as ``j = i mod N``."""
+    gamma_min: float = 0.99
+    """Discount of the most exploratory policy ``j = N - 1`` (NGU: 0.99; unused for N = 1)."""
+    eval_policy: int = 0
+    """Policy index ``j`` used when acting without an explicit one: evaluation and a saved
+    policy loaded as BT's prior. Default 0, NGU's exploitative policy (``beta_0 = 0``,
+    ``gamma_0 = gamma``); reward-free pretraining of a family must pick an exploratory ``j``
+    (e.g. ``N - 1``), since policy 0's reward is then 0."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -151,8 +175,27 @@ class R2D2Config:
             problems.append(
                 f"torso must be one of {', '.join(ENCODER_KINDS)} (got {self.torso!r})"
             )
+        if self.num_policies < 1:
+            problems.append(f"num_policies must be >= 1 (got {self.num_policies})")
+        elif self.num_policies > 1:
+            if self.core != "lstm":
+                problems.append(
+                    f"num_policies={self.num_policies} (NGU policy family) needs core='lstm': "
+                    "the feedforward agent has no policy input; use core='lstm' or "
+                    "num_policies=1"
+                )
+            if not 0.0 <= self.gamma_min <= self.gamma < 1.0:
+                problems.append(
+                    f"the policy family needs 0 <= gamma_min <= gamma < 1 (got gamma_min="
+                    f"{self.gamma_min}, gamma={self.gamma})"
+                )
+        if not 0 <= self.eval_policy < max(1, self.num_policies):
+            problems.append(
+                f"eval_policy must be in [0, num_policies={self.num_policies}) "
+                f"(got {self.eval_policy})"
+            )
         if problems:
-            raise ValueError("invalid R2D2Config: " + "; ".join(problems))
+            raise ConfigError("invalid R2D2Config: " + "; ".join(problems))
 
 
 @torch.no_grad()
@@ -279,7 +322,8 @@ class R2D2Agent:
         self.recurrent = config.core == "lstm"
         core: nn.Module = (
             LSTMCore(torso.out_dim, self.num_env_actions, config.lstm_hidden,
-                     reward_inputs=config.core_reward_inputs)
+                     reward_inputs=config.core_reward_inputs,
+                     num_policies=config.num_policies)
             if self.recurrent else FeedforwardCore(torso.out_dim, config.hidden)
         )
         core_out = int(core.out_dim)  # type: ignore[arg-type]
@@ -415,6 +459,7 @@ class R2D2Agent:
         prev_action: np.ndarray | None = None,
         prev_reward: np.ndarray | None = None,
         prev_intrinsic_reward: np.ndarray | None = None,
+        policy_index: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """One acting step of the online network, no gradient (recurrent or feedforward).
 
@@ -429,12 +474,14 @@ class R2D2Agent:
             prev_action: ``int[B]`` env action of the previous step (-1 or ``None``: none).
             prev_reward: ``float[B]`` extrinsic reward of the previous step (``None``: 0).
             prev_intrinsic_reward: ``float[B]`` intrinsic reward of the previous step.
+            policy_index: ``int[B]`` NGU policy ``j`` of each env in ``[0, num_policies)``
+                (``None``: ``config.eval_policy``); ignored when ``num_policies = 1``.
 
         Returns:
             ``(q float32[B, num_actions], next_state float32[B, D])``.
 
         Raises:
-            ValueError: wrong shapes.
+            ValueError: wrong shapes or policy indices.
         """
         x = self._obs_tensor(obs)
         b = x.shape[0]
@@ -455,6 +502,8 @@ class R2D2Agent:
             )
             return torch.where(f, torch.full_like(t, fill), t)
 
+        j = self._policy_tensor(policy_index, (b,))
+
         with torch.no_grad():
             features = self.online["torso"](x)
             out, new_state = self.online["core"](
@@ -462,10 +511,26 @@ class R2D2Agent:
                 prev_action=opt(prev_action, torch.int64, -1),
                 prev_reward=opt(prev_reward, torch.float32, 0.0),
                 prev_intrinsic_reward=opt(prev_intrinsic_reward, torch.float32, 0.0),
-                first=f,
+                first=f, policy_index=j,
             )
             q = self.online["head"](out)
         return q.float().cpu().numpy(), new_state.float().cpu().numpy()
+
+    def _policy_tensor(self, policy_index: Any, shape: tuple[int, ...]) -> torch.Tensor | None:
+        """``int64`` policy indices of ``shape`` on the device (``None`` -> ``eval_policy``);
+        ``None`` for a single policy. Raises ValueError on a wrong shape or range."""
+        n = self.config.num_policies
+        if n == 1:
+            return None
+        if policy_index is None:
+            return torch.full(shape, self.config.eval_policy, dtype=torch.int64,
+                              device=self.device)
+        a = np.asarray(policy_index)
+        if a.shape != shape:
+            raise ValueError(f"policy_index must be int{list(shape)}, got {list(a.shape)}")
+        if a.size and (not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= n):
+            raise ValueError(f"policy_index must be integers in [0, {n}), got {a}")
+        return torch.as_tensor(a, device=self.device).to(torch.int64)
 
     # ------------------------------------------------------------------ learning
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
@@ -592,14 +657,17 @@ class R2D2Agent:
         Args:
             net: ``self.online`` or ``self.target``.
             batch: :meth:`SequenceReplay.sample` output (keys ``obs``, ``prev_action``,
-                ``prev_reward``, ``prev_intrinsic_reward``, ``in_episode``, ``core_state``).
+                ``prev_reward``, ``prev_intrinsic_reward``, ``in_episode``, ``core_state``;
+                ``policy_index`` ``int[N, T]`` when ``num_policies > 1``).
             grad: keep the graph of the training part.
 
         Returns:
             ``float32[N, L, num_actions]``, ``L = T - burn_in``.
 
         Raises:
-            ValueError: the window length is not ``burn_in + sequence_length``.
+            ValueError: the window length is not ``burn_in + sequence_length``; bad
+                ``policy_index``.
+            KeyError: ``policy_index`` missing with ``num_policies > 1``.
         """
         cfg = self.config
         obs = np.asarray(batch["obs"])
@@ -621,6 +689,14 @@ class R2D2Agent:
         prev_r = tm("prev_reward", torch.float32)
         prev_ri = tm("prev_intrinsic_reward", torch.float32)
         in_ep = tm("in_episode", torch.bool)
+        pol: torch.Tensor | None = None
+        if self.config.num_policies > 1:
+            if "policy_index" not in batch:
+                raise KeyError("sequence batch lacks 'policy_index' (num_policies > 1); build "
+                               "SequenceReplay with policy_gammas and add(policy_index=...)")
+            pol = self._policy_tensor(batch["policy_index"], (n, t_len))
+            assert pol is not None
+            pol = pol.T.contiguous()
         state = torch.as_tensor(np.asarray(batch["core_state"], np.float32), device=dev)
         if tuple(state.shape) != (n, self.state_dim):
             raise ValueError(f"core_state must be [{n}, {self.state_dim}], got {list(state.shape)}")
@@ -629,16 +705,19 @@ class R2D2Agent:
             with torch.no_grad():
                 feats = net["torso"](x[:bi].reshape(bi * n, *self.obs_shape)).reshape(bi, n, -1)
                 if bool(in_ep[:bi].all()):  # no front padding: one LSTM call
-                    _, state = core(feats, state, prev_a[:bi], prev_r[:bi], prev_ri[:bi])
+                    _, state = core(feats, state, prev_a[:bi], prev_r[:bi], prev_ri[:bi],
+                                    policy_index=None if pol is None else pol[:bi])
                 else:
                     for k in range(bi):
-                        _, new = core(feats[k], state, prev_a[k], prev_r[k], prev_ri[k])
+                        _, new = core(feats[k], state, prev_a[k], prev_r[k], prev_ri[k],
+                                      policy_index=None if pol is None else pol[k])
                         state = torch.where(in_ep[k, :, None], new, state)
         state = state.detach()
         with torch.set_grad_enabled(grad):
             length = t_len - bi
             feats = net["torso"](x[bi:].reshape(length * n, *self.obs_shape)).reshape(length, n, -1)
-            out, _ = core(feats, state, prev_a[bi:], prev_r[bi:], prev_ri[bi:])
+            out, _ = core(feats, state, prev_a[bi:], prev_r[bi:], prev_ri[bi:],
+                          policy_index=None if pol is None else pol[bi:])
             q = net["head"](out.reshape(length * n, -1)).reshape(length, n, -1)
         return q.transpose(0, 1)
 
@@ -778,6 +857,7 @@ class R2D2Agent:
             "num_actions": self.num_actions,
             "num_env_actions": self.num_env_actions,
             "core": self.config.core,
+            "num_policies": self.config.num_policies,
         }
 
     def load_state_tensors(
@@ -791,7 +871,7 @@ class R2D2Agent:
         """
         if meta is not None:
             mine = self.state_meta()
-            for key in ("obs_shape", "num_actions", "num_env_actions", "core"):
+            for key in ("obs_shape", "num_actions", "num_env_actions", "core", "num_policies"):
                 if key in meta and list(np.atleast_1d(meta[key])) != list(
                     np.atleast_1d(mine[key])
                 ):

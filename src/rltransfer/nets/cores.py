@@ -56,12 +56,15 @@ class FeedforwardCore(nn.Module):
 
 
 class LSTMCore(nn.Module):
-    """R2D2's recurrent core: an LSTM fed ``[features, one-hot a_{t-1}, r^e_{t-1}, r^i_{t-1}]``.
+    """R2D2's recurrent core: an LSTM fed ``[features, one-hot a_{t-1}, r^e_{t-1}, r^i_{t-1}]``
+    (and, for a policy family, one-hot ``j``).
 
     Kapturowski et al. 2019 (Sec. 2, App. "network architecture"): the LSTM (512 units) takes
     the torso features, the one-hot previous action and the previous extrinsic reward; NGU /
-    Agent57 (Badia et al. 2020) add the previous intrinsic reward. ``prev_action = -1``
-    (an episode's first step) gives an all-zero one-hot. Rewards are fed unscaled.
+    Agent57 (Badia et al. 2020, Sec. 3 and App. F) add the previous intrinsic reward and, with
+    a family of ``N > 1`` policies, the one-hot policy index ``j`` (appended last). ``N = 1``
+    feeds no ``j`` (input width unchanged). ``prev_action = -1`` (an episode's first step)
+    gives an all-zero one-hot. Rewards are fed unscaled.
 
     The recurrent state is one tensor ``float32[B, 2 * hidden]``, ``h`` then ``c`` (the
     layout the replay stores at sequence starts); the initial state is zeros.
@@ -72,6 +75,7 @@ class LSTMCore(nn.Module):
             not A+, so the core's weights transfer between agents with and without a+).
         hidden: LSTM width (R2D2: 512; a small value for CPU tests).
         reward_inputs: feed ``r^e_{t-1}`` and ``r^i_{t-1}`` (else only features and action).
+        num_policies: ``N``, width of the policy one-hot (``N = 1``: no policy input).
 
     Forward:
         ``features`` ``float32[B, F]`` (one step) or ``[T, B, F]`` (a sequence, time first);
@@ -79,7 +83,9 @@ class LSTMCore(nn.Module):
         ``[T, B]`` in ``[-1, num_actions)`` (``None``: -1); ``prev_reward``,
         ``prev_intrinsic_reward`` ``float32`` of the same leading shape (``None``: 0);
         ``first`` ``bool`` of the same leading shape or ``None``: where true the state is
-        reset to zeros before that step. Returns ``(out [B, H] or [T, B, H], state [B, 2H])``.
+        reset to zeros before that step; ``policy_index`` ``int64`` of the same leading shape
+        in ``[0, N)`` (``None``: 0; ignored when ``N = 1``).
+        Returns ``(out [B, H] or [T, B, H], state [B, 2H])``.
 
     Raises:
         ValueError: non-positive sizes; (forward) wrong feature width or input shapes.
@@ -88,18 +94,21 @@ class LSTMCore(nn.Module):
     is_recurrent = True
 
     def __init__(self, in_dim: int, num_actions: int, hidden: int = 512,
-                 reward_inputs: bool = True) -> None:
+                 reward_inputs: bool = True, num_policies: int = 1) -> None:
         super().__init__()
-        if in_dim < 1 or num_actions < 1 or hidden < 1:
+        if in_dim < 1 or num_actions < 1 or hidden < 1 or num_policies < 1:
             raise ValueError(
                 f"LSTMCore sizes must be positive, got in_dim={in_dim} num_actions={num_actions} "
-                f"hidden={hidden}"
+                f"hidden={hidden} num_policies={num_policies}"
             )
         self.in_dim = int(in_dim)
         self.num_actions = int(num_actions)
         self.hidden = int(hidden)
         self.reward_inputs = bool(reward_inputs)
-        self.input_dim = self.in_dim + self.num_actions + (2 if self.reward_inputs else 0)
+        self.num_policies = int(num_policies)
+        self.policy_inputs = self.num_policies if self.num_policies > 1 else 0
+        self.input_dim = (self.in_dim + self.num_actions + (2 if self.reward_inputs else 0)
+                          + self.policy_inputs)
         self.out_dim = self.hidden
         self.state_dim = 2 * self.hidden
         self.lstm = nn.LSTM(self.input_dim, self.hidden)
@@ -115,9 +124,16 @@ class LSTMCore(nn.Module):
         prev_action: torch.Tensor | None = None,
         prev_reward: torch.Tensor | None = None,
         prev_intrinsic_reward: torch.Tensor | None = None,
+        policy_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``[features, one_hot(prev_action), prev_reward, prev_intrinsic_reward]`` along
-        the last axis; ``features`` ``[..., F]`` -> ``[..., input_dim]``."""
+        """``[features, one_hot(prev_action), prev_reward, prev_intrinsic_reward,
+        one_hot(policy_index)]`` along the last axis (the last only when ``N > 1``);
+        ``features`` ``[..., F]`` -> ``[..., input_dim]``.
+
+        Raises:
+            ValueError: wrong widths or shapes, actions outside ``[-1, A)``, policy indices
+                outside ``[0, N)``.
+        """
         if features.shape[-1] != self.in_dim:
             raise ValueError(
                 f"core expects features [..., {self.in_dim}], got {list(features.shape)}"
@@ -148,6 +164,19 @@ class LSTMCore(nn.Module):
                     if tuple(r.shape) != tuple(lead):
                         raise ValueError(f"{name} must be {list(lead)}, got {list(r.shape)}")
                     parts.append(r.unsqueeze(-1))
+        if self.policy_inputs:
+            if policy_index is None:
+                j = torch.zeros(lead, dtype=torch.int64, device=dev)
+            else:
+                j = policy_index.to(dev, torch.int64)
+                if tuple(j.shape) != tuple(lead):
+                    raise ValueError(f"policy_index must be {list(lead)}, got {list(j.shape)}")
+                if j.numel() and (int(j.min()) < 0 or int(j.max()) >= self.num_policies):
+                    raise ValueError(
+                        f"policy_index must be in [0, {self.num_policies}), got "
+                        f"{int(j.min())}..{int(j.max())}"
+                    )
+            parts.append(torch.nn.functional.one_hot(j, self.num_policies).to(features.dtype))
         return torch.cat(parts, dim=-1)
 
     def forward(
@@ -158,11 +187,13 @@ class LSTMCore(nn.Module):
         prev_reward: torch.Tensor | None = None,
         prev_intrinsic_reward: torch.Tensor | None = None,
         first: torch.Tensor | None = None,
+        policy_index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         single = features.dim() == 2
         if features.dim() not in (2, 3):
             raise ValueError(f"core expects [B, F] or [T, B, F], got {list(features.shape)}")
-        x = self.core_inputs(features, prev_action, prev_reward, prev_intrinsic_reward)
+        x = self.core_inputs(features, prev_action, prev_reward, prev_intrinsic_reward,
+                             policy_index)
         if single:
             x = x.unsqueeze(0)
         b = x.shape[1]

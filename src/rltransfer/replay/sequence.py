@@ -33,6 +33,11 @@ bootstrap at window index ``i + m`` with discount ``gamma^m`` (0 after a termina
 truncation the bootstrap is the autoreset slot, the final observation). A training step is in
 ``loss_mask`` only when its bootstrap step lies inside the window (or it ends in a
 termination), so the last ``n`` steps of a sequence are left to the next, overlapping one.
+
+NGU policy family (Badia et al. 2020, Sec. 3): each slot stores the policy index ``j`` of the
+actor that wrote it, and the n-step return and bootstrap discount of window step ``i`` use
+that step's ``gamma_j`` (``policy_gammas[j]``) instead of one ``gamma``. With one policy this
+is exactly the single-``gamma`` computation.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from rltransfer.replay.transition import _stack_zero_mask
 
 _BOOL = ("extra", "terminated", "truncated", "valid", "first", "eligible")
 _SLOT = ("frames", "actions", "agent_actions", "rewards", "prev_rewards_in",
-         "intrinsic_rewards", "episode_pos", "state_row", *_BOOL)
+         "intrinsic_rewards", "episode_pos", "state_row", "policy_index", *_BOOL)
 
 
 class SequenceReplay:
@@ -64,14 +69,16 @@ class SequenceReplay:
         sequence_overlap: overlap of consecutive training parts (R2D2: 40); a sequence starts
             every ``L - sequence_overlap`` steps of an episode.
         n_step, gamma: n-step return inside the sequence (R2D2: 5, 0.997).
+        policy_gammas: ``float[N]`` discounts ``gamma_j`` of an NGU policy family (each
+            step's ``j`` is given to :meth:`add`); ``None``: one policy with ``gamma``.
         prioritized, priority_exponent, importance_exponent, min_priority: as
             :class:`~rltransfer.replay.TransitionReplay` (R2D2: alpha 0.9, beta 0.6).
 
-    Memory per slot: ``C*H*W`` frame bytes + 34 bytes (two int32 actions, three float32
-    rewards, int32 position and state row, six flags) + the sum tree's 16..32 bytes; plus
-    ``capacity_per_env / p + 2``
-    stored states of ``4 D`` bytes per env, ``p`` the smallest spacing of window starts
-    (``L - overlap`` with the default ``burn_in`` a multiple of it).
+    Memory per slot: ``C*H*W`` frame bytes + 35 bytes (two int32 actions, three float32
+    rewards, int32 position and state row, int8 policy index, six flags) + the sum tree's
+    16..32 bytes; plus ``capacity_per_env / p + 2`` stored states of ``4 D`` bytes per env,
+    ``p`` the smallest spacing of window starts (``L - overlap`` with the default ``burn_in``
+    a multiple of it).
 
     Raises:
         ValueError: invalid sizes (the message names the fix).
@@ -90,6 +97,7 @@ class SequenceReplay:
         sequence_overlap: int = 40,
         n_step: int = 5,
         gamma: float = 0.997,
+        policy_gammas: np.ndarray | list[float] | tuple[float, ...] | None = None,
         prioritized: bool = True,
         priority_exponent: float = 0.9,
         importance_exponent: float = 0.6,
@@ -112,6 +120,13 @@ class SequenceReplay:
             problems.append(f"frame_shape must be (C, H, W), got {frame_shape}")
         if not 0.0 <= gamma <= 1.0:
             problems.append(f"gamma must be in [0, 1], got {gamma}")
+        gammas = np.array([gamma] if policy_gammas is None else policy_gammas, np.float64)
+        if gammas.ndim != 1 or not 1 <= gammas.size <= 127 or not np.all(
+            (gammas >= 0.0) & (gammas <= 1.0)
+        ):
+            problems.append(
+                f"policy_gammas must be 1..127 discounts in [0, 1], got {policy_gammas}"
+            )
         if priority_exponent < 0 or importance_exponent < 0 or not min_priority > 0:
             problems.append("exponents must be >= 0 and min_priority > 0")
         if problems:
@@ -127,6 +142,8 @@ class SequenceReplay:
         self.period = self.sequence_length - self.sequence_overlap
         self.n_step = int(n_step)
         self.gamma = float(gamma)
+        self.policy_gammas = gammas
+        self.num_policies = int(gammas.size)
         self.prioritized = bool(prioritized)
         self.priority_exponent = float(priority_exponent)
         self.importance_exponent = float(importance_exponent)
@@ -145,6 +162,7 @@ class SequenceReplay:
         self.intrinsic_rewards = np.zeros(shape, dtype=np.float32)  # intrinsic core input
         self.episode_pos = np.zeros(shape, dtype=np.int32)
         self.state_row = np.full(shape, -1, dtype=np.int32)
+        self.policy_index = np.zeros(shape, dtype=np.int8)  # NGU policy j of the actor
         self.extra = np.zeros(shape, dtype=bool)
         self.terminated = np.zeros(shape, dtype=bool)
         self.truncated = np.zeros(shape, dtype=bool)
@@ -161,7 +179,9 @@ class SequenceReplay:
         self._prev_done = np.zeros(self.num_envs, dtype=bool)
         self._prev_autoreset = np.ones(self.num_envs, dtype=bool)
         self._prev_pos = np.zeros(self.num_envs, dtype=np.int64)
-        self._gamma_pows = self.gamma ** np.arange(self.n_step + 1, dtype=np.float64)
+        # [N_policies, n + 1]: gamma_j^k (row 0 is gamma^k for a single policy).
+        self._gamma_pows = (self.policy_gammas[:, None]
+                            ** np.arange(self.n_step + 1, dtype=np.float64)[None, :])
 
     # ------------------------------------------------------------------ info
     @property
@@ -203,6 +223,7 @@ class SequenceReplay:
         core_state: np.ndarray | None = None,
         extrinsic_reward: np.ndarray | None = None,
         intrinsic_reward: np.ndarray | None = None,
+        policy_index: np.ndarray | None = None,
     ) -> None:
         """Append one vector-env step for all envs (arguments as ``TransitionReplay.add``).
 
@@ -214,9 +235,12 @@ class SequenceReplay:
             extrinsic_reward: ``float[B]``, this step's extrinsic reward as the core sees it
                 at the next step (``None``: ``reward``).
             intrinsic_reward: ``float[B]``, this step's intrinsic reward (``None``: 0).
+            policy_index: ``int[B]``, the NGU policy ``j`` each env acted with, in
+                ``[0, len(policy_gammas))`` (``None``: 0).
 
         Raises:
-            ValueError: wrong shapes/dtypes, negative actions, non-finite rewards or states.
+            ValueError: wrong shapes/dtypes, negative actions, non-finite rewards or states,
+                policy indices out of range.
         """
         b, c = self.num_envs, self.capacity_per_env
         obs = np.asarray(obs)
@@ -234,6 +258,13 @@ class SequenceReplay:
             "extrinsic_reward", extrinsic_reward, np.float64)
         int_a = np.zeros(b) if intrinsic_reward is None else self._vector(
             "intrinsic_reward", intrinsic_reward, np.float64)
+        pol = np.zeros(b, np.int64) if policy_index is None else self._vector(
+            "policy_index", policy_index, np.int64)
+        if pol.min() < 0 or pol.max() >= self.num_policies:
+            raise ValueError(
+                f"replay.add: policy_index must be in [0, {self.num_policies}) (one per "
+                f"policy_gammas entry), got {pol}"
+            )
         term = self._vector("terminated", terminated, bool)
         trunc = self._vector("truncated", truncated, bool)
         if action_a.min() < 0 or agent_a.min() < 0:
@@ -270,6 +301,7 @@ class SequenceReplay:
         self.rewards[:, p] = reward_a
         self.prev_rewards_in[:, p] = ext_a
         self.intrinsic_rewards[:, p] = int_a
+        self.policy_index[:, p] = pol
         self.terminated[:, p] = term & ~autoreset
         self.truncated[:, p] = trunc & ~autoreset
         self.valid[:, p] = ~autoreset
@@ -334,7 +366,10 @@ class SequenceReplay:
             * ``n_step_return``, ``bootstrap_discount`` ``float32[N, T]``,
               ``bootstrap_index`` ``int64[N, T]`` (window index; own index where unused or
               after a termination),
-              ``loss_mask`` ``bool[N, T]`` (training steps with a target);
+              ``loss_mask`` ``bool[N, T]`` (training steps with a target); returns and
+              discounts use ``policy_gammas[policy_index]`` of each step;
+            * ``policy_index`` ``int64[N, T]``: the NGU policy ``j`` of each step (outside
+              the episode: ``j`` of the training start);
             * ``core_state`` ``float32[N, D]`` at the window's first in-episode step;
             * ``weights`` ``float32[N]`` (importance weights, max 1), ``indices`` ``int64[N]``.
 
@@ -419,7 +454,8 @@ class SequenceReplay:
             prev_pos=self._prev_pos.copy(),
             config_int=self._config_int(),
             config_float=np.array(
-                [self.gamma, self.priority_exponent, self.importance_exponent], np.float64
+                [self.gamma, self.priority_exponent, self.importance_exponent,
+                 *(self.policy_gammas if self.num_policies > 1 else [])], np.float64
             ),
         )
         return out
@@ -434,6 +470,9 @@ class SequenceReplay:
         arrays = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v)
                   for k, v in tensors.items()}
         expected = self.state_tensors()
+        if "policy_index" not in arrays and self.num_policies == 1 and "frames" in arrays:
+            # Saved before the policy family existed: every step was policy 0.
+            arrays["policy_index"] = np.zeros_like(expected["policy_index"])
         missing = sorted(set(expected) - set(arrays))
         unexpected = sorted(set(arrays) - set(expected))
         if missing or unexpected:
@@ -550,7 +589,12 @@ class SequenceReplay:
         prev_reward = np.where(prev_in, self.prev_rewards_in[e, pp], 0.0).astype(np.float32)
         prev_int = np.where(prev_in, self.intrinsic_rewards[e, pp], 0.0).astype(np.float32)
 
-        # n-step targets inside the window.
+        # NGU policy j per step (constant along an env's stream in the loop, but stored and
+        # read per step); outside the episode the training start's j.
+        j_start = self.policy_index[envs, u % c].astype(np.int64)
+        pol = np.where(in_ep, self.policy_index[e, wp], j_start[:, None]).astype(np.int64)
+
+        # n-step targets inside the window (discount gamma_j of each step's policy).
         rewards = np.where(valid, self.rewards[e, wp], 0.0).astype(np.float64)
         term = valid & self.terminated[e, wp]
         done = term | (valid & self.truncated[e, wp])
@@ -565,14 +609,20 @@ class SequenceReplay:
         term_end = term_p[rows, idx_t + m - 1]
         seen = visible_p[:, ks]  # window steps k+j inside the window
         in_win = np.arange(n_step)[None, None, :] < m[:, :, None]
-        ret = (np.where(in_win, rewards_p[:, ks], 0.0) * self._gamma_pows[:n_step]).sum(axis=2)
+        if self.num_policies == 1:
+            pows = self._gamma_pows[0][None, None, :]  # [1, 1, n + 1]
+            boot_pows = self._gamma_pows[0][m]
+        else:
+            pows = self._gamma_pows[pol]  # [N, T, n + 1]
+            boot_pows = np.take_along_axis(pows, m[:, :, None], axis=2)[:, :, 0]
+        ret = (np.where(in_win, rewards_p[:, ks], 0.0) * pows[:, :, :n_step]).sum(axis=2)
         boot = idx_t + m
         boot_ok = (boot < t_len) & np.take_along_axis(
             np.pad(in_ep, pad), np.minimum(boot, t_len + n_step - 1), axis=1
         )
         lookahead_ok = np.all(seen | ~in_win, axis=2)
         loss_mask = (idx_t >= bi) & valid & lookahead_ok & (term_end | boot_ok)
-        discount = np.where(term_end, 0.0, self._gamma_pows[m])
+        discount = np.where(term_end, 0.0, boot_pows)
 
         # Stored state at the window's first in-episode step.
         core_state = np.zeros((n, self.state_dim), dtype=np.float32)
@@ -601,6 +651,7 @@ class SequenceReplay:
             "bootstrap_discount": np.where(loss_mask, discount, 0.0).astype(np.float32),
             "bootstrap_index": np.where(loss_mask & ~term_end, boot, idx_t).astype(np.int64),
             "loss_mask": loss_mask,
+            "policy_index": pol,
             "core_state": core_state,
             "indices": flat.astype(np.int64),
         }
