@@ -24,7 +24,7 @@ from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
 from rltransfer.runtime.checkpoint import latest_checkpoint
 from rltransfer.runtime.config import ConfigError
 from rltransfer.train_sac import (
-    SACRunConflictError,
+    RunConflictError,
     SACTrainConfig,
     evaluate_sac,
     load_sac_agent,
@@ -163,7 +163,7 @@ def test_config_errors(tmp_path: Path) -> None:
                   dot_factory())
     cfg = dataclasses.replace(TINY, run_dir=str(tmp_path / "r"))
     train_sac(dataclasses.replace(cfg, total_env_steps=41), dot_factory())
-    with pytest.raises(SACRunConflictError, match="total_env_steps"):
+    with pytest.raises(RunConflictError, match="total_env_steps"):
         train_sac(cfg, dot_factory())
 
 

@@ -54,9 +54,10 @@ from rltransfer.runtime.checkpoint import (
     save_checkpoint,
     step_dirname,
 )
-from rltransfer.runtime.config import ConfigError, load_config, save_config, to_dict
+from rltransfer.runtime.config import ConfigError, to_dict
 from rltransfer.runtime.metrics import MetricsLogger
 from rltransfer.runtime.progress import RunProgress
+from rltransfer.runtime.run_dir import RunConflictError, prepare_run_dir
 from rltransfer.runtime.seeding import (
     generator_state,
     restore_generator,
@@ -84,35 +85,6 @@ class RunResult:
     num_updates: int
     final_return_mean: float
     wall_seconds: float
-
-
-class RunConflictError(ValueError):
-    """The run directory holds a different run (its saved config differs)."""
-
-
-def _prepare_run_dir(cfg: TrainConfig) -> Path:
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    saved = run_dir / "config.json"
-    if saved.exists():
-        try:
-            previous = load_config(TrainConfig, saved)
-        except ConfigError as e:
-            raise RunConflictError(f"{saved} is unreadable ({e}); use a new --run-dir") from e
-        mine, theirs = to_dict(cfg), to_dict(previous)
-        # Where and how fast it runs, not what it learns: a run may resume on another backend.
-        ignore = {"progress", "tensorboard", "torch_threads", "device", "backend", "num_actors",
-                  "actor_sync_period_updates", "actor_chunk_steps"}
-        diff = {k for k in mine if k not in ignore and mine[k] != theirs.get(k)}
-        if diff:
-            details = ", ".join(f"{k}: {theirs.get(k)!r} -> {mine[k]!r}" for k in sorted(diff))
-            raise RunConflictError(
-                f"{run_dir} already holds a run with another config ({details}). "
-                "Use a new --run-dir, or delete the old one to start over."
-            )
-    else:
-        save_config(cfg, saved)
-    return run_dir
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -156,7 +128,11 @@ class Trainer:
         _validate(cfg)
         self.cfg = cfg
         torch.set_num_threads(cfg.torch_threads)
-        self.run_dir = _prepare_run_dir(cfg)
+        self.run_dir = prepare_run_dir(
+            cfg, cfg.run_dir,
+            # a run may resume on another backend
+            ignore={"backend", "num_actors", "actor_sync_period_updates", "actor_chunk_steps"},
+        )
         self.rng = seed_everything(cfg.seed)
         self.spec = env_spec(cfg.env_id)
         self.envs = make_env(

@@ -51,9 +51,11 @@ from rltransfer.runtime.checkpoint import (
     save_checkpoint,
     step_dirname,
 )
-from rltransfer.runtime.config import ConfigError, load_config, save_config, to_dict
+from rltransfer.runtime.config import ConfigError, to_dict
 from rltransfer.runtime.metrics import MetricsLogger
 from rltransfer.runtime.progress import RunProgress
+from rltransfer.runtime.run_dir import RunConflictError as RunConflictError  # re-export
+from rltransfer.runtime.run_dir import prepare_run_dir
 from rltransfer.runtime.seeding import (
     generator_state,
     restore_generator,
@@ -162,10 +164,6 @@ class EZRunResult:
     wall_seconds: float
 
 
-class RunConflictError(ValueError):
-    """The run directory holds a different run (its saved config differs)."""
-
-
 def temperature_at(cfg: EZTrainConfig, env_steps: int) -> float:
     """Action-sampling temperature at ``env_steps`` (EZ: 1, then 0.5 after 50% of training,
     then 0.25 after 75%)."""
@@ -235,29 +233,6 @@ def validate(cfg: EZTrainConfig) -> None:
         raise ConfigError("EZTrainConfig: " + "; ".join(problems))
 
 
-def _prepare_run_dir(cfg: EZTrainConfig) -> Path:
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    saved = run_dir / "config.json"
-    if saved.exists():
-        try:
-            previous = load_config(EZTrainConfig, saved)
-        except ConfigError as e:
-            raise RunConflictError(f"{saved} is unreadable ({e}); use a new run_dir") from e
-        mine, theirs = to_dict(cfg), to_dict(previous)
-        ignore = {"progress", "tensorboard", "torch_threads", "device"}
-        diff = {k for k in mine if k not in ignore and mine[k] != theirs.get(k)}
-        if diff:
-            details = ", ".join(f"{k}: {theirs.get(k)!r} -> {mine[k]!r}" for k in sorted(diff))
-            raise RunConflictError(
-                f"{run_dir} already holds a run with another config ({details}). "
-                "Use a new run_dir, or delete the old one to start over."
-            )
-    else:
-        save_config(cfg, saved)
-    return run_dir
-
-
 class SearchPolicy:
     """A world model acting by batched MCTS, as a :class:`~rltransfer.policy.Policy`.
 
@@ -319,7 +294,7 @@ class EZTrainer:
         validate(cfg)
         self.cfg = cfg
         torch.set_num_threads(cfg.torch_threads)
-        self.run_dir = _prepare_run_dir(cfg)
+        self.run_dir = prepare_run_dir(cfg, cfg.run_dir)
         self.rng = seed_everything(cfg.seed)
         self.spec = env_spec(cfg.env_id)
         self.envs = make_env(cfg.env_id, cfg.num_envs, cfg.seed, **self._env_kwargs(train=True))

@@ -51,9 +51,10 @@ from rltransfer.runtime.checkpoint import (
     save_checkpoint,
     step_dirname,
 )
-from rltransfer.runtime.config import ConfigError, from_dict, load_config, save_config, to_dict
+from rltransfer.runtime.config import ConfigError, from_dict, to_dict
 from rltransfer.runtime.metrics import MetricsLogger
 from rltransfer.runtime.progress import RunProgress
+from rltransfer.runtime.run_dir import RunConflictError, prepare_run_dir
 from rltransfer.runtime.seeding import (
     generator_state,
     restore_generator,
@@ -128,13 +129,6 @@ class SACRunResult:
     wall_seconds: float
 
 
-class SACRunConflictError(ValueError):
-    """The run directory holds a different run (its saved config differs)."""
-
-
-_IGNORED_KEYS = {"progress", "tensorboard", "torch_threads", "device"}
-
-
 def _validate(cfg: SACTrainConfig) -> None:
     problems = []
     for name in ("num_envs", "total_env_steps", "eval_every_env_steps", "eval_episodes",
@@ -151,28 +145,6 @@ def _validate(cfg: SACTrainConfig) -> None:
         problems.append("init_encoder_head needs init_encoder_from PATH")
     if problems:
         raise ConfigError("invalid SACTrainConfig: " + "; ".join(problems))
-
-
-def _prepare_run_dir(cfg: SACTrainConfig) -> Path:
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    saved = run_dir / "config.json"
-    if saved.exists():
-        try:
-            previous = load_config(SACTrainConfig, saved)
-        except ConfigError as e:
-            raise SACRunConflictError(f"{saved} is unreadable ({e}); use a new run_dir") from e
-        mine, theirs = to_dict(cfg), to_dict(previous)
-        diff = sorted(k for k in mine if k not in _IGNORED_KEYS and mine[k] != theirs.get(k))
-        if diff:
-            details = ", ".join(f"{k}: {theirs.get(k)!r} -> {mine[k]!r}" for k in diff)
-            raise SACRunConflictError(
-                f"{run_dir} already holds a run with another config ({details}). Use a new "
-                "run_dir, or delete the old one to start over."
-            )
-    else:
-        save_config(cfg, saved)
-    return run_dir
 
 
 def resolved_render_size(cfg: SACTrainConfig) -> int:
@@ -266,7 +238,7 @@ class SACTrainer:
             (``make_env`` on ``cfg.env_id``). Tests pass tiny envs here.
 
     Raises:
-        ConfigError: inconsistent config. SACRunConflictError: the run dir holds another run.
+        ConfigError: inconsistent config. RunConflictError: the run dir holds another run.
         EncoderMismatchError / CheckpointError: ``init_encoder_from`` does not fit.
         ValueError: the env is not a pixel env with Box actions.
     """
@@ -275,7 +247,7 @@ class SACTrainer:
         _validate(cfg)
         self.cfg = cfg
         torch.set_num_threads(cfg.torch_threads)
-        self.run_dir = _prepare_run_dir(cfg)
+        self.run_dir = prepare_run_dir(cfg, cfg.run_dir)
         self.rng = seed_everything(cfg.seed)
         self.make_envs = env_factory or default_env_factory(cfg)
         self.envs = self.make_envs(cfg.num_envs, cfg.seed)
@@ -570,7 +542,7 @@ def load_sac_agent(path: str | Path, device: str = "cpu") -> tuple[SACAgent, dic
 
 __all__ = [
     "EnvFactory",
-    "SACRunConflictError",
+    "RunConflictError",
     "SACRunResult",
     "SACTrainConfig",
     "SACTrainer",
