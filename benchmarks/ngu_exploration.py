@@ -231,7 +231,10 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=32)
     p.add_argument("--prior-epsilon", type=float, default=0.05)
     p.add_argument("--transfer-steps", type=int, default=40_000)
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=3, help="transfer seeds (0: skip transfer)")
+    p.add_argument("--methods", nargs="+", default=["ngu", "rnd", "random"],
+                   choices=["ngu", "rnd", "random"],
+                   help="pretraining methods (ngu_family is added when --family > 1)")
     p.add_argument("--final-episodes", type=int, default=20)
     p.add_argument("--out", default="runs/ngu_exploration")
     p.add_argument("--quick", action="store_true", help="tiny budgets (smoke test)")
@@ -242,7 +245,7 @@ def main() -> None:
     torch.set_num_threads(1)
     out = Path(args.out)
     t0 = time.perf_counter()
-    methods = ["ngu", "rnd", "random"] + (["ngu_family"] if args.family > 1 else [])
+    methods = list(args.methods) + (["ngu_family"] if args.family > 1 else [])
     rows: dict[str, dict[str, Any]] = {}
     for method in methods:
         t = time.perf_counter()
@@ -273,7 +276,13 @@ def main() -> None:
               f"{ev['grid_per_episode']:>12.1f} {ev['grid_total']:>9d} {r['seconds']:>6.0f}")
 
     scores: dict[str, list[float]] = {}
-    for strategy in ("bt_ngu", "bt_rnd", "scratch"):
+    if args.seeds < 1:
+        (out / "summary.json").write_text(json.dumps(
+            {"args": vars(args), "exploration": rows, "seconds": time.perf_counter() - t0},
+            indent=2))
+        return
+    strategies = [f"bt_{m}" for m in args.methods if m != "random"] + ["scratch"]
+    for strategy in strategies:
         for seed in range(args.seeds):
             t = time.perf_counter()
             result = train(transfer_config(strategy, seed, args, out))

@@ -15,8 +15,9 @@ def step(memory: EpisodicMemory, *points: tuple[float, ...]) -> np.ndarray:
 
 
 def test_hand_computed_sequence() -> None:
-    """k = 2, D = 2; distances, running mean d_m^2, cluster cut, kernel and 1/s by hand."""
-    memory = EpisodicMemory(1, 2, capacity=10, num_neighbors=2)
+    """k = 2, D = 2; distances, running mean d_m^2 (cumulative: decay 1), cluster cut, kernel
+    and 1/s by hand."""
+    memory = EpisodicMemory(1, 2, capacity=10, num_neighbors=2, distance_decay=1.0)
     # Empty memory: no neighbour, reward defined as 0; running mean untouched.
     assert step(memory, (0.0, 0.0)).tolist() == [0.0]
     assert memory.distance_mean == 0.0 and float(memory.distance_count) == 0.0
@@ -49,7 +50,8 @@ def test_hand_computed_sequence() -> None:
     (0.0, 2.440970314),
 ])
 def test_cluster_distance_cut(xi: float, expected: float) -> None:
-    memory = EpisodicMemory(1, 2, capacity=10, num_neighbors=1, cluster_distance=xi)
+    memory = EpisodicMemory(1, 2, capacity=10, num_neighbors=1, cluster_distance=xi,
+                            distance_decay=1.0)
     step(memory, (0.0, 0.0))
     step(memory, (10.0, 0.0))  # d = [100]
     r = step(memory, (0.5, 0.0))  # nearest (0,0), d = 0.25
@@ -60,7 +62,8 @@ def test_cluster_distance_cut(xi: float, expected: float) -> None:
 @pytest.mark.parametrize(("s_max", "expected"), [(1.0, 0.0), (1.01, 0.997887889)])
 def test_max_similarity_cut_off(s_max: float, expected: float) -> None:
     """The revisit of test_hand_computed_sequence has s = 1.0021166: above s_max 1 -> 0."""
-    memory = EpisodicMemory(1, 2, capacity=10, num_neighbors=2, max_similarity=s_max)
+    memory = EpisodicMemory(1, 2, capacity=10, num_neighbors=2, max_similarity=s_max,
+                            distance_decay=1.0)
     for point in ((0.0, 0.0), (1.0, 0.0), (0.0, 2.0)):
         step(memory, point)
     assert step(memory, (0.0, 0.0))[0] == pytest.approx(expected, rel=1e-6)
@@ -68,14 +71,14 @@ def test_max_similarity_cut_off(s_max: float, expected: float) -> None:
 
 def test_kernel_epsilon_option() -> None:
     """eps = 1e-4 (the appendix value): (1,0) vs {(0,0)}: K = 1e-4 / (0.992 + 1e-4)."""
-    memory = EpisodicMemory(1, 2, capacity=10, kernel_epsilon=1e-4)
+    memory = EpisodicMemory(1, 2, capacity=10, kernel_epsilon=1e-4, distance_decay=1.0)
     step(memory, (0.0, 0.0))
     expected = 1.0 / (math.sqrt(1e-4 / 0.9921) + 1e-3)
     assert step(memory, (1.0, 0.0))[0] == pytest.approx(expected, rel=1e-6)
 
 
 def test_full_memory_overwrites_oldest() -> None:
-    memory = EpisodicMemory(1, 2, capacity=2, num_neighbors=10)
+    memory = EpisodicMemory(1, 2, capacity=2, num_neighbors=10, distance_decay=1.0)
     step(memory, (0.0, 0.0))
     step(memory, (1.0, 0.0))  # d = [1]
     step(memory, (5.0, 0.0))  # d = [25, 16]; (0,0) is then overwritten
@@ -105,18 +108,20 @@ def test_reset_clears_only_masked_envs() -> None:
 class ReferenceMemory:
     """Per-env NGU episodic reward with Python loops (sorting), for comparison."""
 
-    def __init__(self, num_envs: int, capacity: int, k: int) -> None:
+    def __init__(self, num_envs: int, capacity: int, k: int, decay: float) -> None:
         self.memories: list[deque[np.ndarray]] = [deque(maxlen=capacity) for _ in range(num_envs)]
         self.k = k
-        self.total, self.count = 0.0, 0
+        self.decay = decay
+        self.total, self.count = 0.0, 0.0
 
     def step(self, q: np.ndarray) -> np.ndarray:
         dists = []
         for b, memory in enumerate(self.memories):
             d = sorted(float(((m - q[b]) ** 2).sum()) for m in memory)[: self.k]
             dists.append(d)
-            self.total += sum(d)
-            self.count += len(d)
+        if any(dists):  # one exponentially weighted mean over all envs, once per step
+            self.total = self.decay * self.total + sum(sum(d) for d in dists)
+            self.count = self.decay * self.count + sum(len(d) for d in dists)
         out = np.zeros(len(self.memories))
         for b, d in enumerate(dists):
             if d:
@@ -132,11 +137,13 @@ class ReferenceMemory:
             self.memories[b].clear()
 
 
-def test_batched_equals_per_env_reference() -> None:
+@pytest.mark.parametrize("decay", [1.0, 0.9])
+def test_batched_equals_per_env_reference(decay: float) -> None:
     rng = np.random.default_rng(0)
     num_envs, dim, capacity, k = 5, 3, 6, 3
-    memory = EpisodicMemory(num_envs, dim, capacity=capacity, num_neighbors=k)
-    reference = ReferenceMemory(num_envs, capacity, k)
+    memory = EpisodicMemory(num_envs, dim, capacity=capacity, num_neighbors=k,
+                            distance_decay=decay)
+    reference = ReferenceMemory(num_envs, capacity, k, decay)
     for t in range(40):
         # Coarse grid points: exact duplicates (revisits) happen often.
         q = rng.integers(-2, 3, size=(num_envs, dim)).astype(np.float32) * 0.5
@@ -149,6 +156,43 @@ def test_batched_equals_per_env_reference() -> None:
             reference.reset(mask)
         assert memory.fill_counts.tolist() == [len(m) for m in reference.memories]
     assert memory.distance_mean == pytest.approx(reference.total / reference.count, rel=1e-9)
+
+
+def test_exponential_running_mean_by_hand() -> None:
+    """decay 0.5: sum <- 0.5 sum + sum_i d_i, count <- 0.5 count + n, d_m^2 = sum / count."""
+    memory = EpisodicMemory(1, 2, capacity=10, num_neighbors=2, distance_decay=0.5)
+    step(memory, (0.0, 0.0))  # empty memory: nothing to average, no decay either
+    step(memory, (1.0, 0.0))  # d = [1]: sum 1, count 1
+    assert memory.distance_mean == 1.0
+    # (0,2): d = [4, 5]: sum = 0.5 + 9 = 9.5, count = 0.5 + 2 = 2.5, d_m^2 = 3.8
+    # (cumulative: 10/3); d_n = [4/3.8, 5/3.8] - 0.008 = [1.0446316, 1.3077895];
+    # K = 0.001 / (d_n + 0.001) = [0.00095636, 0.00076406]; s = sqrt(0.00172042) + 0.001
+    # = 0.0424783; r = 23.54143.
+    r = step(memory, (0.0, 2.0))
+    assert memory.distance_mean == pytest.approx(3.8, rel=1e-12)
+    assert r[0] == pytest.approx(23.54143, rel=1e-5)
+
+
+def test_running_mean_follows_a_shrinking_embedding() -> None:
+    """The failure of a cumulative d_m^2 while f trains: after the embedding's scale shrinks
+    100x, a new state looks like a revisit (K ~ 1 for its neighbour, reward ~ 1); the
+    decayed mean forgets the old scale and tells new from revisited again."""
+    rewards: dict[float, tuple[float, float]] = {}
+    for decay in (1.0, 0.9):
+        memory = EpisodicMemory(1, 1, capacity=400, num_neighbors=1, distance_decay=decay)
+        for t in range(200):  # early embedding: visited points 1 apart
+            step(memory, (float(t),))
+        memory.reset(np.ones(1, dtype=bool))
+        for t in range(200):  # the scale has shrunk 100x: points 0.01 apart
+            step(memory, (0.01 * t,))
+        new = float(step(memory, (2.0,))[0])  # next point on the new grid: d = 1e-4
+        revisit = float(step(memory, (1.0,))[0])  # visited this episode: d = 0
+        rewards[decay] = (new, revisit)
+    # cumulative: d_m^2 ~ (199 + 199e-4) / 398 ~ 0.5, d_n = 2e-4 < xi -> K = 1, r = 1/1.001.
+    assert rewards[1.0][0] == pytest.approx(1 / 1.001, rel=1e-5)
+    # decay 0.9: d_m^2 = 1e-4 (the new scale), d_n = 1 - 0.008 -> K ~ 1e-3, r ~ 30.
+    assert rewards[0.9][0] > 20.0
+    assert rewards[1.0][1] == rewards[0.9][1] == pytest.approx(1 / 1.001, rel=1e-5)
 
 
 def test_insert_many_matches_sequential_insertion() -> None:

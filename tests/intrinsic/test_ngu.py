@@ -135,6 +135,50 @@ def test_revisit_gives_lower_episodic_reward_than_new_state() -> None:
     assert ngu.memory.fill_counts.tolist() == [0]
 
 
+def test_training_f_mid_episode_does_not_change_the_episode_embedding() -> None:
+    """Each episode embeds with the snapshot of f taken at its start: a revisit stays an
+    exact match (d = 0) however much f trains in between."""
+    ngu = NGUReward((1, 5, 5), 4, 1, config=small_config(learning_rate=1e-2), obs_scale=1.0)
+    obs, actions, next_obs = toy_transitions(np.random.default_rng(7), 32)
+    x = next_obs[:1]
+    ngu.compute(x, actions[:1], x)
+    before = ngu.embed_acting(x).clone()
+    for _ in range(20):
+        ngu.update(next_obs, prev_obs_batch=obs, actions=actions)
+    assert not torch.allclose(ngu.embed(x), before)  # the learner's f has moved
+    torch.testing.assert_close(ngu.embed_acting(x), before)
+    ngu.compute(x, actions[:1], x)  # one stored neighbour at d = 0: K = 1, r = 1 / 1.001
+    assert float(ngu.last_episodic[0]) == pytest.approx(1 / 1.001, rel=1e-6)
+    ngu.compute(x, actions[:1], x)  # two at d = 0: r = 1 / (sqrt(2) + 0.001)
+    assert float(ngu.last_episodic[0]) == pytest.approx(1 / (math.sqrt(2) + 1e-3), rel=1e-6)
+
+
+def test_new_episodes_take_a_fresh_snapshot_after_the_refresh_period() -> None:
+    ngu = NGUReward((1, 5, 5), 4, 2, config=small_config(learning_rate=1e-2,
+                                                         embedding_refresh_env_steps=3),
+                    obs_scale=1.0)
+    obs, actions, next_obs = toy_transitions(np.random.default_rng(8), 32)
+    x = next_obs[:2]
+    initial = ngu.embed_acting(x).clone()
+    for _ in range(5):
+        ngu.update(next_obs, prev_obs_batch=obs, actions=actions)
+    ngu.compute(x, actions[:2], x)
+    ngu.reset(np.array([True, False]))  # 1 step since the snapshot < 3: same snapshot
+    torch.testing.assert_close(ngu.embed_acting(x), initial)
+    ngu.compute(x, actions[:2], x)
+    ngu.compute(x, actions[:2], x)
+    ngu.reset(np.array([True, False]))  # 3 steps: env 0 gets the trained f, env 1 keeps its
+    got = ngu.embed_acting(x)
+    torch.testing.assert_close(got[0], ngu.embed(x)[0])
+    torch.testing.assert_close(got[1], initial[1])
+    assert len(ngu._snapshots) == 2
+    ngu.reset(np.array([False, True]))  # env 1 joins the newest; the old one is dropped
+    assert len(ngu._snapshots) == 1
+    torch.testing.assert_close(ngu.embed_acting(x), ngu.embed(x))
+    with pytest.raises(ValueError, match="embedding_refresh_env_steps"):
+        NGUConfig(embedding_refresh_env_steps=0)
+
+
 def toy_transitions(rng: np.random.Generator, num: int) -> tuple[np.ndarray, ...]:
     """Action a lights pixel (0, 0, a) of the next frame: inverse dynamics is learnable."""
     obs = rng.integers(0, 2, size=(num, 1, 5, 5)).astype(np.uint8)
@@ -187,7 +231,9 @@ def test_config_validation() -> None:
 
 
 def test_checkpoint_roundtrip(tmp_path: Path) -> None:
-    ngu = NGUReward((1, 5, 5), 4, 2, config=small_config(), obs_scale=1.0, seed=0)
+    # refresh 1: the reset below snapshots the trained f, as the restored copy does on load.
+    cfg = small_config(embedding_refresh_env_steps=1)
+    ngu = NGUReward((1, 5, 5), 4, 2, config=cfg, obs_scale=1.0, seed=0)
     rng = np.random.default_rng(6)
     obs, actions, next_obs = toy_transitions(rng, 16)
     for _ in range(3):
@@ -197,7 +243,7 @@ def test_checkpoint_roundtrip(tmp_path: Path) -> None:
     tensors_out: dict[str, torch.Tensor | np.ndarray] = dict(ngu.state_tensors())
     path = save_checkpoint(tmp_path / "step_1", tensors_out, {})
     tensors, _ = load_checkpoint(path)
-    restored = NGUReward((1, 5, 5), 4, 2, config=small_config(), obs_scale=1.0, seed=9)
+    restored = NGUReward((1, 5, 5), 4, 2, config=cfg, obs_scale=1.0, seed=9)
     restored.load_state_tensors(tensors)
     assert restored.memory.distance_mean == pytest.approx(ngu.memory.distance_mean)
     ngu.reset(np.ones(2, bool))  # memories are per-episode and not checkpointed

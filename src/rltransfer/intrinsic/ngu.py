@@ -17,11 +17,25 @@ Which observation is scored: the transition ``(x_t, a_t, x_{t+1})`` is rewarded 
 novelty of ``x_{t+1}`` (the state it reaches), as :class:`RND` does; ``x_{t+1}`` then enters
 the episodic memory.
 
+**One ``f`` per episode.** The memory compares ``f(x_{t+1})`` with embeddings stored earlier
+in the episode, so they must come from the same ``f``. If ``f`` trains between steps, the
+distances measure the drift of ``f`` rather than the change of state: on MiniGrid FourRooms,
+the squared distances between different poses under one ``f`` were ~1e-4 while the drift
+during an episode made the running mean ``d_m^2`` ~0.1. A new and a revisited pose then got
+the same reward, and the trained agent stood still, 6 distinct poses per 100-step episode
+vs 23 for uniform random actions. NGU's actors copy the learner's parameters periodically
+(R2D2: every 400 steps), and its paper does not say how the memory deals with that. Here each
+episode embeds with a frozen snapshot of ``f``, taken when the episode starts. A new snapshot
+is taken when the latest one is ``embedding_refresh_env_steps`` or more acting steps old.
+Envs in different episodes may use different snapshots. Each step costs one forward pass per
+distinct snapshot in use (MiniGrid's 100-step episodes at the default period: 1 or 2).
+
 The policy family (Sec. 3, App. A): :func:`ngu_betas` and :func:`ngu_gammas`.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -65,6 +79,14 @@ class NGUConfig:
     """``c``."""
     max_similarity: float = 8.0
     """``s_max``."""
+    embedding_refresh_env_steps: int = 400
+    """Acting steps (calls of :meth:`NGUReward.compute`) between snapshots of ``f`` for new
+    episodes (module docstring); each episode embeds with the snapshot current at its
+    start. 400 = R2D2's actor parameter-refresh period."""
+    distance_mean_decay: float = 0.99
+    """Per-step decay of the running mean ``d_m^2`` of k-NN distances (1.0: cumulative
+    average). It must track ``f`` while ``f`` trains; see
+    :mod:`rltransfer.intrinsic.episodic_memory` for the measurement behind the default."""
     max_multiplier: float = 5.0
     """``L``: the life-long multiplier is clipped to ``[1, L]``."""
     rnd_torso: str = "auto"
@@ -83,13 +105,18 @@ class NGUConfig:
     def __post_init__(self) -> None:
         problems = []
         for name in ("embedding_dim", "inverse_dynamics_hidden", "num_neighbors",
-                     "memory_capacity", "rnd_feature_dim", "rnd_hidden"):
+                     "memory_capacity", "rnd_feature_dim", "rnd_hidden",
+                     "embedding_refresh_env_steps"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
         for name in ("learning_rate", "kernel_epsilon", "pseudo_count_constant",
                      "max_similarity", "rnd_learning_rate", "rnd_obs_clip"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0 (got {getattr(self, name)})")
+        if not 0 < self.distance_mean_decay <= 1:
+            problems.append(
+                f"distance_mean_decay must be in (0, 1] (got {self.distance_mean_decay})"
+            )
         if not self.cluster_distance >= 0:
             problems.append(f"cluster_distance must be >= 0 (got {self.cluster_distance})")
         if not self.max_multiplier >= 1:
@@ -277,9 +304,17 @@ class NGUReward:
             self.num_envs, cfg.embedding_dim, capacity=cfg.memory_capacity,
             num_neighbors=cfg.num_neighbors, cluster_distance=cfg.cluster_distance,
             kernel_epsilon=cfg.kernel_epsilon, pseudo_count_constant=cfg.pseudo_count_constant,
-            max_similarity=cfg.max_similarity, device=self.device,
+            max_similarity=cfg.max_similarity, distance_decay=cfg.distance_mean_decay,
+            device=self.device,
         )
         self.error_rms = RunningMeanStd(())
+        # Frozen snapshots of f, one per episode (module docstring): id -> module.
+        self._snapshots: dict[int, nn.Module] = {}
+        self._env_snapshot = np.zeros(self.num_envs, dtype=np.int64)
+        self._next_snapshot_id = 0
+        self._latest_snapshot_step = 0
+        self._acting_steps = 0
+        self._assign_snapshots(np.ones(self.num_envs, dtype=bool), force_new=True)
         self.last_episodic = np.zeros(self.num_envs, dtype=np.float32)
         self.last_multiplier = np.ones(self.num_envs, dtype=np.float32)
 
@@ -295,17 +330,60 @@ class NGUReward:
         with torch.no_grad():
             return self.embedding(torch.as_tensor(frames, device=self.device))
 
+    def _assign_snapshots(self, mask: np.ndarray, *, force_new: bool = False) -> None:
+        """Give the envs in ``mask`` (starting an episode) the current snapshot of ``f``,
+        taking a new one if the latest is ``embedding_refresh_env_steps`` old (or
+        ``force_new``); snapshots no env uses any more are dropped."""
+        if not mask.any():
+            return
+        age = self._acting_steps - self._latest_snapshot_step
+        if force_new or not self._snapshots or age >= self.config.embedding_refresh_env_steps:
+            snapshot = copy.deepcopy(self.embedding).eval().requires_grad_(False)
+            self._snapshots[self._next_snapshot_id] = snapshot
+            self._latest_snapshot_step = self._acting_steps
+            self._next_snapshot_id += 1
+        self._env_snapshot[mask] = self._next_snapshot_id - 1
+        in_use = set(self._env_snapshot.tolist())
+        for key in [k for k in self._snapshots if k not in in_use]:
+            del self._snapshots[key]
+
+    def embed_acting(self, frames: np.ndarray) -> torch.Tensor:
+        """``f(x)`` of each env's newest frame under that env's episode snapshot of ``f``:
+        ``uint8[B, C, H, W]`` -> ``float32[B, embedding_dim]`` (module docstring).
+
+        Raises:
+            IntrinsicInputError: wrong frame shape or number of envs.
+        """
+        frames = check_frames(frames, self.frame_shape, "frames")
+        if frames.shape[0] != self.num_envs:
+            raise IntrinsicInputError(
+                f"frames has {frames.shape[0]} envs, NGUReward was built for {self.num_envs}"
+            )
+        x = torch.as_tensor(frames, device=self.device)
+        ids = np.unique(self._env_snapshot)
+        with torch.no_grad():
+            if ids.size == 1:
+                return self._snapshots[int(ids[0])](x)
+            out = torch.empty(self.num_envs, self.config.embedding_dim, device=self.device)
+            for key in ids.tolist():
+                rows = torch.as_tensor(np.flatnonzero(self._env_snapshot == key),
+                                       device=self.device)
+                out[rows] = self._snapshots[key](x[rows])
+            return out
+
     def update_obs_stats(self, frames: np.ndarray) -> None:
         """Add frames to RND's observation statistics (warm-up, as for :class:`RND`)."""
         self.rnd.update_obs_stats(frames)
 
     def reset(self, done_mask: np.ndarray) -> None:
-        """Empty the episodic memories of the envs where ``done_mask`` (``bool[B]``).
+        """Empty the episodic memories of the envs where ``done_mask`` (``bool[B]``); their
+        next episodes embed with the current snapshot of ``f`` (module docstring).
 
         Raises:
             IntrinsicInputError: ``done_mask`` does not have ``B`` entries.
         """
         self.memory.reset(done_mask)
+        self._assign_snapshots(np.asarray(done_mask, dtype=bool).reshape(-1))
 
     def compute(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
         """``r^i = r^episodic(f(x_{t+1})) * clip(alpha(x_{t+1}), 1, L)``; then ``f(x_{t+1})``
@@ -327,7 +405,8 @@ class NGUReward:
             raise IntrinsicInputError(
                 f"next_obs has {next_obs.shape[0]} envs, NGUReward was built for {self.num_envs}"
             )
-        episodic = self.memory.compute_and_insert(self.embed(next_obs)).cpu().numpy()
+        episodic = self.memory.compute_and_insert(self.embed_acting(next_obs)).cpu().numpy()
+        self._acting_steps += 1
         error = self.rnd.novelty(next_obs).astype(np.float64)
         self.error_rms.update(error)
         multiplier = lifelong_multiplier(
@@ -459,3 +538,4 @@ class NGUReward:
         self.rnd.load_state_tensors(sub("rnd."))
         self.error_rms.load_state_tensors(tensors, "error_rms.")
         self.memory.load_state_tensors(sub("memory."))
+        self._assign_snapshots(np.ones(self.num_envs, dtype=bool), force_new=True)
