@@ -172,6 +172,14 @@ def rollout_coverage(policy: Any, env_id: str, num_episodes: int, seed: int,
     return coverage(episodes[:num_episodes])
 
 
+def training_episode_return(run_dir: Path) -> float:
+    """Mean task return of the training episodes in ``run_dir/metrics.jsonl`` (the behaviour
+    policy's episodes, BT's flights included): how often exploration found the reward."""
+    returns = [rec["ret"] for rec in map(json.loads, (run_dir / "metrics.jsonl").open())
+               if rec.get("kind") == "episode"]
+    return float(np.mean(returns)) if returns else float("nan")
+
+
 def pretrain_config(method: str, args: argparse.Namespace, out: Path) -> TrainConfig:
     agent = _small_agent(
         core="lstm", feature_dim=64, hidden=64, lstm_hidden=64, sequence_length=20, burn_in=5,
@@ -281,15 +289,18 @@ def main() -> None:
             {"args": vars(args), "exploration": rows, "seconds": time.perf_counter() - t0},
             indent=2))
         return
+    behaviour: dict[str, list[float]] = {}
     strategies = [f"bt_{m}" for m in args.methods if m != "random"] + ["scratch"]
     for strategy in strategies:
         for seed in range(args.seeds):
             t = time.perf_counter()
-            result = train(transfer_config(strategy, seed, args, out))
+            cfg = transfer_config(strategy, seed, args, out)
+            result = train(cfg)
             scores.setdefault(strategy, []).append(result.final_return_mean)
+            behaviour.setdefault(strategy, []).append(training_episode_return(Path(cfg.run_dir)))
             print(f"[transfer {strategy} seed {seed}] final return "
-                  f"{result.final_return_mean:.3f} ({time.perf_counter() - t:.0f} s)",
-                  flush=True)
+                  f"{result.final_return_mean:.3f}, mean training-episode return "
+                  f"{behaviour[strategy][-1]:.3f} ({time.perf_counter() - t:.0f} s)", flush=True)
     agg = aggregate_scores({k: np.asarray(v) for k, v in scores.items()}, reps=2000,
                            metrics=("iqm", "mean"))
     print(f"\nTransfer to task {args.task!r}, {args.transfer_steps} env steps, {args.seeds} "
@@ -299,9 +310,14 @@ def main() -> None:
         e = agg[k]["iqm"]
         print(f"{k:<10} {e.point:>7.3f} [{e.low:>6.3f}, {e.high:>6.3f}] "
               f"{agg[k]['mean'].point:>7.3f}  {' '.join(f'{x:.3f}' for x in v)}")
+    print("mean return of the training episodes (behaviour policy, exploration included), "
+          "per seed:")
+    for k, v in behaviour.items():
+        print(f"{k:<10} {' '.join(f'{x:.3f}' for x in v)}")
     total = time.perf_counter() - t0
     print(f"\ntotal {total:.0f} s")
     summary = {"args": vars(args), "exploration": rows, "transfer": scores,
+               "transfer_training_episode_return": behaviour,
                "transfer_iqm": {k: dataclasses.asdict(agg[k]["iqm"]) for k in agg},
                "seconds": total}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
