@@ -41,8 +41,15 @@ from typing import Any
 
 import numpy as np
 
+from rltransfer.replay.slots import (
+    check_indices,
+    importance_weights,
+    set_eligible,
+    set_priorities,
+    stack_zero_mask,
+    validated_state,
+)
 from rltransfer.replay.sum_tree import SumTree
-from rltransfer.replay.transition import _stack_zero_mask
 
 NOT_ENDED = np.iinfo(np.int64).max // 4
 """``Segment.episode_end`` of positions whose episode does not end inside the window."""
@@ -330,9 +337,9 @@ class GameSegmentReplay:
             )
         total = self.tree.total
         flat = self.tree.find(rng.random(batch_size) * total)
-        probs = self.tree.get(flat) / total
-        w = (self.num_eligible * probs) ** (-float(importance_exponent))
-        return flat.astype(np.int64), (w / w.max()).astype(np.float32)
+        weights = importance_weights(self.tree, flat, total, self.num_eligible,
+                                     importance_exponent)
+        return flat.astype(np.int64), weights
 
     def eligible_indices(self) -> np.ndarray:
         """Flat ids (``env * capacity_per_env + slot``) of all sampleable positions."""
@@ -353,7 +360,7 @@ class GameSegmentReplay:
         Raises:
             ValueError: an id is out of range or not sampleable now.
         """
-        flat = self._check_indices(indices)
+        flat = check_indices(indices, self.eligible, "positions")
         c, k, w = self.capacity_per_env, self.unroll_steps, self.window
         envs, steps = flat // c, self.step_of_index(flat)
         end, terminal = self._episode_end(envs, steps)
@@ -406,7 +413,7 @@ class GameSegmentReplay:
         e = envs[:, None]
         frames = self.frames[e, (steps[:, None] + np.arange(1 - s, 1)[None, :]) % c]
         first_back = self.first[e, (steps[:, None] - np.arange(s - 1)[None, :]) % c]
-        frames[_stack_zero_mask(first_back)] = 0
+        frames[stack_zero_mask(first_back)] = 0
         return frames.reshape(steps.shape[0], *self.stacked_shape)
 
     def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
@@ -422,20 +429,10 @@ class GameSegmentReplay:
         Raises:
             ValueError: mismatched shapes, out-of-range ids, negative or non-finite priorities.
         """
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        prio = np.asarray(priorities, dtype=np.float64).reshape(-1)
-        if idx.shape != prio.shape:
-            raise ValueError(f"{idx.shape[0]} indices but {prio.shape[0]} priorities")
-        if idx.size and (idx.min() < 0 or idx.max() >= self.eligible.size):
-            raise ValueError(f"indices must be in [0, {self.eligible.size})")
-        if not np.all(np.isfinite(prio)) or (prio.size and prio.min() < 0):
-            raise ValueError("priorities must be finite and >= 0 (got NaN/inf or negative)")
-        if idx.size == 0:
-            return
-        prio = np.maximum(prio, self.min_priority)
-        self.max_priority = max(self.max_priority, float(prio.max()))
-        keep = self.eligible.reshape(-1)[idx]
-        self.tree.set(idx[keep], prio[keep] ** self.priority_exponent)
+        self.max_priority = set_priorities(
+            self.tree, self.eligible, indices, priorities, min_priority=self.min_priority,
+            exponent=self.priority_exponent, max_priority=self.max_priority,
+        )
 
     # ------------------------------------------------------------------ checkpoints
     def state_tensors(self) -> dict[str, np.ndarray]:
@@ -465,35 +462,12 @@ class GameSegmentReplay:
             ValueError: missing/unexpected keys, or a replay of another configuration or
                 shape (the message names the difference). Nothing is changed in that case.
         """
-        arrays = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v)
-                  for k, v in tensors.items()}
-        expected = self.state_tensors()
-        missing = sorted(set(expected) - set(arrays))
-        unexpected = sorted(set(arrays) - set(expected))
-        if missing or unexpected:
-            raise ValueError(
-                f"replay state does not match: missing {missing}, unexpected {unexpected}"
-            )
-        for key in ("config_int", "config_float"):
-            if arrays[key].shape != expected[key].shape or not np.array_equal(
-                arrays[key], expected[key]
-            ):
-                raise ValueError(
-                    f"replay state was saved with {key} {arrays[key].tolist()} but this replay "
-                    f"has {expected[key].tolist()} (num_envs, capacity_per_env, frame_stack, "
-                    "unroll_steps, td_steps, num_actions, frame shape / priority exponent); "
-                    "build the replay with the saved configuration"
-                )
-        for key, ref in expected.items():
-            a = arrays[key]
-            if a.shape != ref.shape or a.dtype != ref.dtype:
-                raise ValueError(
-                    f"replay state {key!r} is {a.dtype}{list(a.shape)}, expected "
-                    f"{ref.dtype}{list(ref.shape)}"
-                )
+        arrays = validated_state(
+            tensors, self.state_tensors(), label="replay",
+            config_fields="(num_envs, capacity_per_env, frame_stack, unroll_steps, td_steps, "
+                          "num_actions, frame shape / priority exponent)",
+        )
         prio = arrays["priorities"]
-        if not np.all(np.isfinite(prio)) or prio.min() < 0:
-            raise ValueError("replay state has negative or non-finite priorities")
         for name in ("frames", "actions", "rewards", "root_values", "policies",
                      *_BOOL_SLOT_ARRAYS):
             getattr(self, name)[...] = arrays[name]
@@ -520,24 +494,10 @@ class GameSegmentReplay:
             )
         return a.astype(dtype, copy=False)
 
-    def _check_indices(self, indices: np.ndarray) -> np.ndarray:
-        flat = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if flat.size and (flat.min() < 0 or flat.max() >= self.eligible.size):
-            raise ValueError(f"indices must be in [0, {self.eligible.size})")
-        if not np.all(self.eligible.reshape(-1)[flat]):
-            raise ValueError("some indices are not sampleable positions (see eligible_indices)")
-        return flat
-
     def _set_eligible(self, flat: np.ndarray, flags: np.ndarray) -> None:
         """Set eligibility of unique flat ids, keeping the tree and the counter in sync."""
-        elig = self.eligible.reshape(-1)
-        changed = elig[flat] != flags
-        if not changed.any():
-            return
-        ids, new = flat[changed], flags[changed]
-        elig[ids] = new
-        self.num_eligible += int(new.sum()) - int((~new).sum())
-        self.tree.set(ids, np.where(new, self.max_priority**self.priority_exponent, 0.0))
+        self.num_eligible += set_eligible(self.eligible, self.tree, flat, flags,
+                                          self.max_priority**self.priority_exponent)
 
     def _episode_end(self, envs: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Offset of the episode's last step within ``0 .. W-1`` (or NOT_ENDED), terminal."""

@@ -10,7 +10,7 @@ computed by the agent), sampled proportionally (Schaul et al. 2016) from a
 
 Storage is the slot stream of :class:`~rltransfer.replay.transition.TransitionReplay` (one
 frame per env step, ``NEXT_STEP`` autoreset semantics, same stacking rule via
-:func:`~rltransfer.replay.transition._stack_zero_mask`): sequences, stacked observations and
+:func:`~rltransfer.replay.slots.stack_zero_mask`): sequences, stacked observations and
 n-step targets are index arithmetic over that stream at sample time, so no frame is stored
 twice. Recurrent states are stored only at the slots where a sequence's window begins.
 
@@ -46,8 +46,15 @@ from typing import Any
 
 import numpy as np
 
+from rltransfer.replay.slots import (
+    check_indices,
+    importance_weights,
+    set_eligible,
+    set_priorities,
+    stack_zero_mask,
+    validated_state,
+)
 from rltransfer.replay.sum_tree import SumTree
-from rltransfer.replay.transition import _stack_zero_mask
 
 _BOOL = ("extra", "terminated", "truncated", "valid", "first", "eligible")
 _SLOT = ("frames", "actions", "agent_actions", "rewards", "prev_rewards_in",
@@ -386,12 +393,11 @@ class SequenceReplay:
         total = self.tree.total
         flat = self.tree.find(rng.random(batch_size) * total)
         batch = self._gather(flat)
-        if self.prioritized:
-            probs = self.tree.get(flat) / total
-            w = (self.num_eligible * probs) ** (-self.importance_exponent)
-            batch["weights"] = (w / w.max()).astype(np.float32)
-        else:
-            batch["weights"] = np.ones(batch_size, dtype=np.float32)
+        batch["weights"] = (
+            importance_weights(self.tree, flat, total, self.num_eligible,
+                               self.importance_exponent)
+            if self.prioritized else np.ones(batch_size, dtype=np.float32)
+        )
         return batch
 
     def gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
@@ -400,11 +406,7 @@ class SequenceReplay:
         Raises:
             ValueError: an index is out of range or not sampleable now.
         """
-        flat = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if flat.size and (flat.min() < 0 or flat.max() >= self.eligible.size):
-            raise ValueError(f"indices must be in [0, {self.eligible.size})")
-        if not np.all(self.eligible.reshape(-1)[flat]):
-            raise ValueError("some indices are not sampleable sequences (see eligible_indices)")
+        flat = check_indices(indices, self.eligible, "sequences")
         batch = self._gather(flat)
         batch["weights"] = np.ones(flat.shape[0], dtype=np.float32)
         return batch
@@ -423,20 +425,11 @@ class SequenceReplay:
     def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
         """Set sequence priorities ``p_i`` (stored as ``p_i^alpha``); see
         :meth:`TransitionReplay.update_priorities` (same rules and errors)."""
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        prio = np.asarray(priorities, dtype=np.float64).reshape(-1)
-        if idx.shape != prio.shape:
-            raise ValueError(f"{idx.shape[0]} indices but {prio.shape[0]} priorities")
-        if idx.size and (idx.min() < 0 or idx.max() >= self.eligible.size):
-            raise ValueError(f"indices must be in [0, {self.eligible.size})")
-        if not np.all(np.isfinite(prio)) or (prio.size and prio.min() < 0):
-            raise ValueError("priorities must be finite and >= 0 (got NaN/inf or negative)")
-        if not self.prioritized or idx.size == 0:
-            return
-        prio = np.maximum(prio, self.min_priority)
-        self.max_priority = max(self.max_priority, float(prio.max()))
-        keep = self.eligible.reshape(-1)[idx]
-        self.tree.set(idx[keep], prio[keep] ** self.priority_exponent)
+        self.max_priority = set_priorities(
+            self.tree, self.eligible, indices, priorities, min_priority=self.min_priority,
+            exponent=self.priority_exponent, max_priority=self.max_priority,
+            prioritized=self.prioritized,
+        )
 
     # ------------------------------------------------------------------ checkpoints
     def state_tensors(self) -> dict[str, np.ndarray]:
@@ -473,30 +466,8 @@ class SequenceReplay:
         if "policy_index" not in arrays and self.num_policies == 1 and "frames" in arrays:
             # Saved before the policy family existed: every step was policy 0.
             arrays["policy_index"] = np.zeros_like(expected["policy_index"])
-        missing = sorted(set(expected) - set(arrays))
-        unexpected = sorted(set(arrays) - set(expected))
-        if missing or unexpected:
-            raise ValueError(
-                f"sequence replay state does not match: missing {missing}, unexpected "
-                f"{unexpected}"
-            )
-        for key in ("config_int", "config_float"):
-            if arrays[key].shape != expected[key].shape or not np.array_equal(
-                arrays[key], expected[key]
-            ):
-                raise ValueError(
-                    f"sequence replay state was saved with {key} {arrays[key].tolist()} but this "
-                    f"replay has {expected[key].tolist()}; build it with the saved configuration"
-                )
-        for key, ref in expected.items():
-            if arrays[key].shape != ref.shape or arrays[key].dtype != ref.dtype:
-                raise ValueError(
-                    f"sequence replay state {key!r} is {arrays[key].dtype}"
-                    f"{list(arrays[key].shape)}, expected {ref.dtype}{list(ref.shape)}"
-                )
+        arrays = validated_state(arrays, expected, label="sequence replay", config_fields="")
         prio = arrays["priorities"]
-        if not np.all(np.isfinite(prio)) or prio.min() < 0:
-            raise ValueError("sequence replay state has negative or non-finite priorities")
         for name in (*_SLOT, "states", "state_step", "next_state_row"):
             getattr(self, name)[...] = arrays[name]
         self.tree.set_all(np.where(self.eligible.reshape(-1), prio, 0.0))
@@ -529,15 +500,8 @@ class SequenceReplay:
 
     def _set_eligible(self, flat: np.ndarray, flags: np.ndarray) -> None:
         """Set eligibility of unique flat ids, keeping the tree and the counter in sync."""
-        elig = self.eligible.reshape(-1)
-        changed = elig[flat] != flags
-        if not changed.any():
-            return
-        ids, new = flat[changed], flags[changed]
-        elig[ids] = new
-        self.num_eligible += int(new.sum()) - int((~new).sum())
         fresh = self.max_priority**self.priority_exponent if self.prioritized else 1.0
-        self.tree.set(ids, np.where(new, fresh, 0.0))
+        self.num_eligible += set_eligible(self.eligible, self.tree, flat, flags, fresh)
 
     def _refresh(self, last: int) -> None:
         """Recompute eligibility of the training starts among steps ``(last - L, last]``."""
@@ -579,7 +543,7 @@ class SequenceReplay:
             ee = np.repeat(envs, t_len)[:, None]
             frames = self.frames[ee, (ww[:, None] + np.arange(1 - s, 1)[None, :]) % c]
             first_back = self.first[ee, (ww[:, None] - np.arange(s - 1)[None, :]) % c]
-            frames[_stack_zero_mask(first_back)] = 0
+            frames[stack_zero_mask(first_back)] = 0
             obs = frames.reshape(n, t_len, *self.stacked_shape)
         obs[~in_ep] = 0
 

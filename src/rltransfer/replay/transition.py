@@ -22,28 +22,17 @@ from typing import Any
 
 import numpy as np
 
+from rltransfer.replay.slots import (
+    check_indices,
+    importance_weights,
+    set_eligible,
+    set_priorities,
+    stack_zero_mask,
+    validated_state,
+)
 from rltransfer.replay.sum_tree import SumTree
 
 _BOOL_SLOT_ARRAYS = ("extra", "terminated", "truncated", "valid", "first", "eligible")
-
-
-def _stack_zero_mask(first_back: np.ndarray) -> np.ndarray:
-    """Which stacked frames (oldest first) precede the episode start.
-
-    Args:
-        first_back: ``bool[B, S-1]``, ``first_back[:, i]`` is the episode-start flag of the
-            frame ``i`` steps before the newest one (``i = 0`` is the newest).
-
-    Returns:
-        ``bool[B, S]``, oldest first; true where the frame must be replaced by zeros: frame
-        ``k`` steps back (``k >= 1``) is zeroed if any of the ``k`` newer frames starts an
-        episode.
-    """
-    b, s1 = first_back.shape
-    zero = np.zeros((b, s1 + 1), dtype=bool)
-    if s1:
-        zero[:, :s1] = np.logical_or.accumulate(first_back, axis=1)[:, ::-1]
-    return zero
 
 
 class FrameStacker:
@@ -415,12 +404,11 @@ class TransitionReplay:
         total = self.tree.total
         flat = self.tree.find(rng.random(batch_size) * total)
         batch = self._gather(flat)
-        if self.prioritized:
-            probs = self.tree.get(flat) / total
-            w = (self.num_eligible * probs) ** (-self.importance_exponent)
-            batch["weights"] = (w / w.max()).astype(np.float32)
-        else:
-            batch["weights"] = np.ones(batch_size, dtype=np.float32)
+        batch["weights"] = (
+            importance_weights(self.tree, flat, total, self.num_eligible,
+                               self.importance_exponent)
+            if self.prioritized else np.ones(batch_size, dtype=np.float32)
+        )
         return batch
 
     def gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
@@ -429,11 +417,7 @@ class TransitionReplay:
         Raises:
             ValueError: an index is out of range or not sampleable now.
         """
-        flat = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if flat.size and (flat.min() < 0 or flat.max() >= self.eligible.size):
-            raise ValueError(f"indices must be in [0, {self.eligible.size})")
-        if not np.all(self.eligible.reshape(-1)[flat]):
-            raise ValueError("some indices are not sampleable transitions (see eligible_indices)")
+        flat = check_indices(indices, self.eligible, "transitions")
         batch = self._gather(flat)
         batch["weights"] = np.ones(flat.shape[0], dtype=np.float32)
         return batch
@@ -462,20 +446,11 @@ class TransitionReplay:
         Raises:
             ValueError: mismatched shapes, out-of-range ids, negative or non-finite priorities.
         """
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        prio = np.asarray(priorities, dtype=np.float64).reshape(-1)
-        if idx.shape != prio.shape:
-            raise ValueError(f"{idx.shape[0]} indices but {prio.shape[0]} priorities")
-        if idx.size and (idx.min() < 0 or idx.max() >= self.eligible.size):
-            raise ValueError(f"indices must be in [0, {self.eligible.size})")
-        if not np.all(np.isfinite(prio)) or (prio.size and prio.min() < 0):
-            raise ValueError("priorities must be finite and >= 0 (got NaN/inf or negative)")
-        if not self.prioritized or idx.size == 0:
-            return
-        prio = np.maximum(prio, self.min_priority)
-        self.max_priority = max(self.max_priority, float(prio.max()))
-        keep = self.eligible.reshape(-1)[idx]
-        self.tree.set(idx[keep], prio[keep] ** self.priority_exponent)
+        self.max_priority = set_priorities(
+            self.tree, self.eligible, indices, priorities, min_priority=self.min_priority,
+            exponent=self.priority_exponent, max_priority=self.max_priority,
+            prioritized=self.prioritized,
+        )
 
     # ------------------------------------------------------------------ checkpoints
     def state_tensors(self) -> dict[str, np.ndarray]:
@@ -505,35 +480,12 @@ class TransitionReplay:
             ValueError: missing/unexpected keys, or a replay of another configuration or
                 shape (the message names the difference). Nothing is changed in that case.
         """
-        arrays = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in
-                  tensors.items()}
-        expected = self.state_tensors()
-        missing = sorted(set(expected) - set(arrays))
-        unexpected = sorted(set(arrays) - set(expected))
-        if missing or unexpected:
-            raise ValueError(
-                f"replay state does not match: missing {missing}, unexpected {unexpected}"
-            )
-        for key in ("config_int", "config_float"):
-            if arrays[key].shape != expected[key].shape or not np.array_equal(
-                arrays[key], expected[key]
-            ):
-                raise ValueError(
-                    f"replay state was saved with {key} {arrays[key].tolist()} but this replay "
-                    f"has {expected[key].tolist()} (num_envs, capacity_per_env, frame_stack, "
-                    "n_step, frame shape / gamma, exponents, prioritized); build the replay "
-                    "with the saved configuration"
-                )
-        for key, ref in expected.items():
-            a = arrays[key]
-            if a.shape != ref.shape or a.dtype != ref.dtype:
-                raise ValueError(
-                    f"replay state {key!r} is {a.dtype}{list(a.shape)}, expected "
-                    f"{ref.dtype}{list(ref.shape)}"
-                )
+        arrays = validated_state(
+            tensors, self.state_tensors(), label="replay",
+            config_fields="(num_envs, capacity_per_env, frame_stack, n_step, frame shape / "
+                          "gamma, exponents, prioritized)",
+        )
         prio = arrays["priorities"]
-        if not np.all(np.isfinite(prio)) or prio.min() < 0:
-            raise ValueError("replay state has negative or non-finite priorities")
         for name in ("frames", "actions", "agent_actions", "rewards", *_BOOL_SLOT_ARRAYS):
             if name in arrays:
                 getattr(self, name)[...] = arrays[name]
@@ -585,15 +537,8 @@ class TransitionReplay:
 
     def _set_eligible(self, flat: np.ndarray, flags: np.ndarray) -> None:
         """Set eligibility of unique flat ids, keeping the tree and the counter in sync."""
-        elig = self.eligible.reshape(-1)
-        changed = elig[flat] != flags
-        if not changed.any():
-            return
-        ids, new = flat[changed], flags[changed]
-        elig[ids] = new
-        self.num_eligible += int(new.sum()) - int((~new).sum())
         fresh = self.max_priority**self.priority_exponent if self.prioritized else 1.0
-        self.tree.set(ids, np.where(new, fresh, 0.0))
+        self.num_eligible += set_eligible(self.eligible, self.tree, flat, flags, fresh)
 
     def _refresh(self, steps: np.ndarray) -> None:
         """Recompute eligibility of the given recent steps in every env."""
@@ -639,7 +584,7 @@ class TransitionReplay:
         e = envs[:, None]
         frames = self.frames[e, (steps[:, None] + np.arange(1 - s, 1)[None, :]) % c]
         first_back = self.first[e, (steps[:, None] - np.arange(s - 1)[None, :]) % c]
-        frames[_stack_zero_mask(first_back)] = 0
+        frames[stack_zero_mask(first_back)] = 0
         return frames.reshape(steps.shape[0], *self.stacked_shape)
 
     def _gather(self, flat: np.ndarray) -> dict[str, np.ndarray]:
