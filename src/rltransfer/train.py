@@ -19,11 +19,7 @@ resumes are not bit-exact: the actors' RNG streams are not checkpointed).
 
 from __future__ import annotations
 
-import json
-import logging
 import math
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +51,7 @@ from rltransfer.runtime.checkpoint import (
     step_dirname,
 )
 from rltransfer.runtime.config import ConfigError, to_dict
+from rltransfer.runtime.loop import RunResult, run_to_completion
 from rltransfer.runtime.metrics import MetricsLogger
 from rltransfer.runtime.progress import RunProgress
 from rltransfer.runtime.run_dir import RunConflictError, prepare_run_dir
@@ -71,20 +68,8 @@ from rltransfer.transfer.weights import initialise_from
 if TYPE_CHECKING:
     from rltransfer.distributed import Round
 
-log = logging.getLogger(__name__)
 
 __all__ = ["RunConflictError", "RunResult", "Trainer", "epsilon_at", "train"]
-
-
-@dataclass
-class RunResult:
-    """What a finished run reports: its directory, counters and final evaluation."""
-
-    run_dir: Path
-    env_steps: int
-    num_updates: int
-    final_return_mean: float
-    wall_seconds: float
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -322,28 +307,8 @@ class Trainer:
     # ------------------------------------------------------------------ main loop
     def run(self) -> RunResult:
         """Train to ``total_env_steps`` (resuming if a checkpoint exists) and evaluate."""
-        cfg = self.cfg
-        start = time.perf_counter()
-        if (self.run_dir / "final" / "meta.json").is_file():
-            meta = json.loads((self.run_dir / "final" / "meta.json").read_text())
-            return RunResult(self.run_dir, meta["env_steps"], meta["num_updates"],
-                             float(meta.get("final_return_mean", math.nan)), 0.0)
-        self.learning_resumes_at = cfg.learning_starts_env_steps
-        resumed = self.try_resume()
-        logger = MetricsLogger(self.run_dir, tensorboard=cfg.tensorboard)
-        if resumed:
-            logger.truncate_after(self.env_steps)
-            log.warning("resumed %s at %d env steps", self.run_dir, self.env_steps)
-        try:
-            self._loop(logger)
-            self.evaluate(logger)
-            self.save()
-            self.save(final=True)
-        finally:
-            logger.close()
-            self.envs.close()
-        return RunResult(self.run_dir, self.env_steps, self.num_updates, self.last_eval_return,
-                         time.perf_counter() - start)
+        self.learning_resumes_at = self.cfg.learning_starts_env_steps
+        return run_to_completion(self, tensorboard=self.cfg.tensorboard)
 
     def _loop(self, logger: MetricsLogger) -> None:
         cfg = self.cfg

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -52,6 +50,7 @@ from rltransfer.runtime.checkpoint import (
     step_dirname,
 )
 from rltransfer.runtime.config import ConfigError, to_dict
+from rltransfer.runtime.loop import RunResult, run_to_completion
 from rltransfer.runtime.metrics import MetricsLogger
 from rltransfer.runtime.progress import RunProgress
 from rltransfer.runtime.run_dir import RunConflictError as RunConflictError  # re-export
@@ -63,8 +62,6 @@ from rltransfer.runtime.seeding import (
     seed_everything,
     torch_rng_tensors,
 )
-
-log = logging.getLogger(__name__)
 
 MODEL_COMPONENTS = ("representation/", "dynamics/", "prediction/", "projection/")
 """Checkpoint tensor prefixes of the world model's components (h, g, f, SimSiam projection)."""
@@ -153,15 +150,8 @@ class EZTrainConfig:
     tensorboard: bool = True
 
 
-@dataclass
-class EZRunResult:
-    """What a finished run reports: its directory, counters and final evaluation."""
-
-    run_dir: Path
-    env_steps: int
-    num_updates: int
-    final_return_mean: float
-    wall_seconds: float
+EZRunResult = RunResult
+"""Kept for callers of earlier versions: :class:`rltransfer.runtime.loop.RunResult`."""
 
 
 def temperature_at(cfg: EZTrainConfig, env_steps: int) -> float:
@@ -471,28 +461,7 @@ class EZTrainer:
     # ------------------------------------------------------------------ main loop
     def run(self) -> EZRunResult:
         """Train to ``total_env_steps`` (resuming if a checkpoint exists) and evaluate."""
-        start = time.perf_counter()
-        final_meta = self.run_dir / "final" / "meta.json"
-        if final_meta.is_file():
-            meta = json.loads(final_meta.read_text())
-            self.envs.close()
-            return EZRunResult(self.run_dir, meta["env_steps"], meta["num_updates"],
-                               float(meta.get("final_return_mean", math.nan)), 0.0)
-        resumed = self.try_resume()
-        logger = MetricsLogger(self.run_dir, tensorboard=self.cfg.tensorboard)
-        if resumed:
-            logger.truncate_after(self.env_steps)
-            log.warning("resumed %s at %d env steps", self.run_dir, self.env_steps)
-        try:
-            self._loop(logger)
-            self.evaluate(logger)
-            self.save()
-            self.save(final=True)
-        finally:
-            logger.close()
-            self.envs.close()
-        return EZRunResult(self.run_dir, self.env_steps, self.num_updates,
-                           self.last_eval_return, time.perf_counter() - start)
+        return run_to_completion(self, tensorboard=self.cfg.tensorboard)
 
     def _loop(self, logger: MetricsLogger) -> None:
         cfg = self.cfg

@@ -26,10 +26,7 @@ rule lives here.
 
 from __future__ import annotations
 
-import json
-import logging
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +49,7 @@ from rltransfer.runtime.checkpoint import (
     step_dirname,
 )
 from rltransfer.runtime.config import ConfigError, from_dict, to_dict
+from rltransfer.runtime.loop import RunResult, run_to_completion
 from rltransfer.runtime.metrics import MetricsLogger
 from rltransfer.runtime.progress import RunProgress
 from rltransfer.runtime.run_dir import RunConflictError, prepare_run_dir
@@ -62,8 +60,6 @@ from rltransfer.runtime.seeding import (
     seed_everything,
     torch_rng_tensors,
 )
-
-log = logging.getLogger(__name__)
 
 EnvFactory = Callable[[int, int], VectorEnv]
 """``(num_envs, seed) -> VectorEnv`` following the DMC contract (uint8 ``[B, C, H, W]`` frames,
@@ -118,15 +114,8 @@ class SACTrainConfig:
     tensorboard: bool = True
 
 
-@dataclass
-class SACRunResult:
-    """What a finished run reports."""
-
-    run_dir: Path
-    env_steps: int
-    num_updates: int
-    final_return_mean: float
-    wall_seconds: float
+SACRunResult = RunResult
+"""Kept for callers of earlier versions: :class:`rltransfer.runtime.loop.RunResult`."""
 
 
 def _validate(cfg: SACTrainConfig) -> None:
@@ -412,29 +401,7 @@ class SACTrainer:
     def run(self) -> SACRunResult:
         """Train to ``total_env_steps`` (resuming if a checkpoint exists), evaluate, write
         ``final/``. A run whose ``final/`` exists returns its recorded result."""
-        cfg = self.cfg
-        start = time.perf_counter()
-        final_meta = self.run_dir / "final" / "meta.json"
-        if final_meta.is_file():
-            self.envs.close()
-            meta = json.loads(final_meta.read_text())
-            return SACRunResult(self.run_dir, meta["env_steps"], meta["num_updates"],
-                                float(meta.get("final_return_mean", math.nan)), 0.0)
-        resumed = self.try_resume()
-        logger = MetricsLogger(self.run_dir, tensorboard=cfg.tensorboard)
-        if resumed:
-            logger.truncate_after(self.env_steps)
-            log.warning("resumed %s at %d env steps", self.run_dir, self.env_steps)
-        try:
-            self._loop(logger)
-            self.evaluate(logger)
-            self.save()
-            self.save(final=True)
-        finally:
-            logger.close()
-            self.envs.close()
-        return SACRunResult(self.run_dir, self.env_steps, self.num_updates,
-                            self.last_eval_return, time.perf_counter() - start)
+        return run_to_completion(self, tensorboard=self.cfg.tensorboard)
 
     def _loop(self, logger: MetricsLogger) -> None:
         cfg = self.cfg

@@ -1,0 +1,108 @@
+"""The run skeleton shared by the training loops (R2D2 / Behavior Transfer in ``train.py``,
+pixel SAC in ``train_sac.py``, EfficientZero in ``train_efficientzero.py``).
+
+Every loop runs the same way: a run directory whose ``final/`` exists is finished, so its
+recorded result comes back without training. Otherwise the loop resumes from the latest
+checkpoint if there is one; ``metrics.jsonl`` is cut back to the checkpoint's env step so
+that no record is duplicated. It then trains to its budget, evaluates, and writes a last
+checkpoint and ``final/``. What training, evaluation and saving mean is each loop's own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from rltransfer.runtime.metrics import MetricsLogger
+
+__all__ = ["RunResult", "Trainer", "run_to_completion"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports: its directory, counters and final evaluation.
+
+    ``final_return_mean`` is the mean return of the final evaluation (NaN if none was
+    recorded); ``wall_seconds`` is 0 for a run that was already finished.
+    """
+
+    run_dir: Path
+    env_steps: int
+    num_updates: int
+    final_return_mean: float
+    wall_seconds: float
+
+
+class Trainer(Protocol):
+    """What :func:`run_to_completion` needs from a training loop."""
+
+    run_dir: Path
+    env_steps: int
+    num_updates: int
+    last_eval_return: float
+    envs: Any  # a gymnasium VectorEnv (closed at the end)
+
+    def try_resume(self) -> bool:
+        """Load the latest checkpoint of ``run_dir`` if there is one; True if it did."""
+        ...
+
+    def _loop(self, logger: MetricsLogger) -> None:
+        """Act and learn until the env-step budget is spent."""
+        ...
+
+    def evaluate(self, logger: MetricsLogger) -> float:
+        """Evaluate, log an ``eval`` record, return the mean return."""
+        ...
+
+    def save(self, final: bool = False) -> Path:
+        """Write a checkpoint (``final=True``: the ``final/`` directory)."""
+        ...
+
+
+def finished_result(run_dir: Path) -> RunResult | None:
+    """The recorded result of a run whose ``final/meta.json`` exists, else None."""
+    final_meta = run_dir / "final" / "meta.json"
+    if not final_meta.is_file():
+        return None
+    meta = json.loads(final_meta.read_text())
+    return RunResult(run_dir, int(meta["env_steps"]), int(meta["num_updates"]),
+                     float(meta.get("final_return_mean", math.nan)), 0.0)
+
+
+def run_to_completion(trainer: Trainer, *, tensorboard: bool) -> RunResult:
+    """Run ``trainer`` to its budget: return a finished run's recorded result at once, else
+    resume if possible, train, evaluate, save the last checkpoint and ``final/``. The logger
+    and the envs are closed however the run ends.
+
+    Raises:
+        CheckpointError: from ``trainer.try_resume`` (a corrupt or foreign checkpoint);
+            nothing on disk is changed. Whatever the loop raises (e.g. a NaN loss), after
+            closing the logger and the envs.
+    """
+    start = time.perf_counter()
+    done = finished_result(trainer.run_dir)
+    if done is not None:
+        trainer.envs.close()
+        return done
+    resumed = trainer.try_resume()
+    logger = MetricsLogger(trainer.run_dir, tensorboard=tensorboard)
+    if resumed:
+        logger.truncate_after(trainer.env_steps)
+        log.warning("resumed %s at %d env steps", trainer.run_dir, trainer.env_steps)
+    try:
+        trainer._loop(logger)
+        trainer.evaluate(logger)
+        trainer.save()
+        trainer.save(final=True)
+    finally:
+        logger.close()
+        trainer.envs.close()
+    return RunResult(trainer.run_dir, trainer.env_steps, trainer.num_updates,
+                     trainer.last_eval_return, time.perf_counter() - start)
