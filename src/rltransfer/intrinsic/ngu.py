@@ -347,6 +347,15 @@ class NGUReward:
         for key in [k for k in self._snapshots if k not in in_use]:
             del self._snapshots[key]
 
+    def _env_frames(self, frames: np.ndarray, name: str) -> np.ndarray:
+        """``frames`` checked as ``uint8[B, C, H, W]``, one per env (IntrinsicInputError)."""
+        frames = check_frames(frames, self.frame_shape, name)
+        if frames.shape[0] != self.num_envs:
+            raise IntrinsicInputError(
+                f"{name} has {frames.shape[0]} envs, NGUReward was built for {self.num_envs}"
+            )
+        return frames
+
     def embed_acting(self, frames: np.ndarray) -> torch.Tensor:
         """``f(x)`` of each env's newest frame under that env's episode snapshot of ``f``:
         ``uint8[B, C, H, W]`` -> ``float32[B, embedding_dim]`` (module docstring).
@@ -354,11 +363,7 @@ class NGUReward:
         Raises:
             IntrinsicInputError: wrong frame shape or number of envs.
         """
-        frames = check_frames(frames, self.frame_shape, "frames")
-        if frames.shape[0] != self.num_envs:
-            raise IntrinsicInputError(
-                f"frames has {frames.shape[0]} envs, NGUReward was built for {self.num_envs}"
-            )
+        frames = self._env_frames(frames, "frames")
         x = torch.as_tensor(frames, device=self.device)
         ids = np.unique(self._env_snapshot)
         with torch.no_grad():
@@ -400,11 +405,7 @@ class NGUReward:
         Raises:
             IntrinsicInputError: wrong frame shape or number of envs.
         """
-        next_obs = check_frames(next_obs, self.frame_shape, "next_obs")
-        if next_obs.shape[0] != self.num_envs:
-            raise IntrinsicInputError(
-                f"next_obs has {next_obs.shape[0]} envs, NGUReward was built for {self.num_envs}"
-            )
+        next_obs = self._env_frames(next_obs, "next_obs")
         episodic = self.memory.compute_and_insert(self.embed_acting(next_obs)).cpu().numpy()
         self._acting_steps += 1
         error = self.rnd.novelty(next_obs).astype(np.float64)
