@@ -24,11 +24,10 @@ Choices this implementation makes (the paper leaves them open):
   ``sum <- decay * sum + sum_i d_i`` and ``count <- decay * count + n_i``, ``d_m^2 = sum /
   count`` (``distance_decay``, default 0.99 per step, i.e. a window of about 100 steps; 1.0
   gives the cumulative average over the whole run). NGU's Algorithm 1 says "moving average"
-  without a window. A cumulative average goes stale while ``f`` trains: measured on MiniGrid
-  FourRooms, the embedding's squared distances shrank ~250x during 20k env steps of
-  inverse-dynamics training while a cumulative ``d_m^2`` kept its early value, so every
-  neighbour fell inside the kernel and new and revisited states got the same reward (0.34 vs
-  0.32). NGU keeps one mean per actor; here the B envs of one process share it.
+  without a window. The embedding ``f`` trains during the run, so its scale changes, and a
+  cumulative average would keep normalising by the scale of long-gone embeddings
+  (``test_running_mean_follows_a_shrinking_embedding``). NGU keeps one mean per actor;
+  here the B envs of one process share it.
 * **Full memory**: FIFO overwrite, the oldest embedding of that env is replaced
   (NGU fixes the capacity at 30,000 but does not say what happens beyond it).
 * **Empty memory** (the first scored step of an episode): no neighbour exists, the reward is

@@ -18,12 +18,13 @@ novelty of ``x_{t+1}`` (the state it reaches), as :class:`RND` does; ``x_{t+1}``
 the episodic memory.
 
 **One ``f`` per episode.** The memory compares ``f(x_{t+1})`` with embeddings stored earlier
-in the episode, so they must come from the same ``f``. If ``f`` trains between steps, the
-distances measure the drift of ``f`` rather than the change of state: on MiniGrid FourRooms,
-the squared distances between different poses under one ``f`` were ~1e-4 while the drift
-during an episode made the running mean ``d_m^2`` ~0.1. A new and a revisited pose then got
-the same reward, and the trained agent stood still, 6 distinct poses per 100-step episode
-vs 23 for uniform random actions. NGU's actors copy the learner's parameters periodically
+in the episode, so they must come from the same ``f``. If ``f`` trains between steps, even a
+repeated state lands away from its stored copies. Measured on MiniGrid FourRooms (20k env
+steps, about 200 Adam steps of ``f`` per 100-step episode), the trained agent mostly stood
+still: 6 distinct poses per episode, against 23 for uniform random actions. Yet it
+collected ~9 intrinsic reward per step. With its final ``f`` held fixed, the same behaviour
+earns 0.3-1 per repeated step and 9-17 per new pose. So the reward had paid for the drift
+of ``f``, not for moving. NGU's actors copy the learner's parameters periodically
 (R2D2: every 400 steps), and its paper does not say how the memory deals with that. Here each
 episode embeds with a frozen snapshot of ``f``, taken when the episode starts. A new snapshot
 is taken when the latest one is ``embedding_refresh_env_steps`` or more acting steps old.
