@@ -14,18 +14,7 @@ from rltransfer.config import TrainConfig, policy_family
 from rltransfer.nets.cores import LSTMCore
 from rltransfer.replay import SequenceReplay
 from rltransfer.runtime.config import ConfigError
-
-CFG = dict(core="lstm", torso="mlp", feature_dim=8, hidden=8, lstm_hidden=6, n_step=2,
-           sequence_length=5, burn_in=2, sequence_overlap=2, gamma=0.9, batch_size=4)
-OBS = (2, 2, 2)
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from tests.agents.test_r2d2_recurrent import CFG, OBS
 
 
 def _agent(seed: int = 0, **kw) -> R2D2Agent:

@@ -21,14 +21,6 @@ from rltransfer.replay import FrameStacker, TransitionReplay
 SMALL = dict(feature_dim=16, hidden=16)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny nets: one thread avoids oversubscription when other processes share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _agent(obs_shape=(2, 5, 5), num_actions=3, seed=0, **overrides) -> R2D2Agent:
     torch.manual_seed(seed)

@@ -21,13 +21,6 @@ CFG = dict(core="lstm", torso="mlp", feature_dim=8, hidden=8, lstm_hidden=6, n_s
 OBS = (2, 2, 2)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _agent(num_actions: int = 3, num_env_actions: int | None = None, seed: int = 0,
            **kw) -> R2D2Agent:
