@@ -260,7 +260,8 @@ class Collector:
     Q-values (recurrent: ``agent.act_q`` with the LSTM state and the previous action,
     extrinsic and intrinsic rewards, R2D2), ask pi_p for its actions (Behavior Transfer),
     select actions (:class:`Explorer`), step the env, compute ``r_i`` (zero on autoreset
-    steps), and track episode returns of the task reward.
+    steps), tell pi_p the executed actions and the step's env reward and ``r_i``
+    (:meth:`PriorPolicyDriver.observe`), and track episode returns of the task reward.
 
     Args:
         envs: a gymnasium ``VectorEnv`` (NEXT_STEP autoreset, ``info["task_reward"]``), as
@@ -355,6 +356,10 @@ class Collector:
         self.explorer.reset(b)
         if self.intrinsic is not None:
             self.intrinsic.reset(np.ones(b, dtype=bool))
+            # x_0 enters the intrinsic reward's state (NGU's episodic memory, RND's
+            # statistics) as a later episode's x_0 does on its autoreset step: scored, with
+            # the reward discarded (issue 10 item 10).
+            self.intrinsic.compute(self.obs, np.zeros(b, dtype=np.int64), self.obs)
         self.core_state = self.agent.initial_state(b)
         self.prev_action = np.full(b, -1, dtype=np.int64)
         self.prev_reward = np.zeros(b, dtype=np.float32)
@@ -400,6 +405,9 @@ class Collector:
             r_int = np.where(autoreset, 0.0, r_int).astype(np.float32)
             learner_reward = learner_reward + self.intrinsic_scale * r_int
             self.episode_intrinsic += r_int
+        if self.prior_driver is not None:
+            # A recurrent pi_p's previous action is the executed one (not its proposal).
+            self.prior_driver.observe(selection.env_actions, reward, r_int)
         record = StepBatch(
             obs=obs, env_actions=selection.env_actions, agent_actions=selection.agent_actions,
             extra=selection.extra, reward=learner_reward, terminated=terminated,

@@ -4,7 +4,16 @@ Behavior Transfer (Campos et al. 2021, Sec. 3) treats the pretrained policy as a
 "agnostic to how the pre-trained behavior is encoded". Everything that can act is a
 :class:`Policy`: a trained agent, a checkpoint on disk
 (:func:`rltransfer.agents.policy.load_policy`), a plain Python function
-(:class:`CallablePolicy`), or a Stable-Baselines3 model.
+(:class:`CallablePolicy`), or a Stable-Baselines3 model the user loaded
+(:class:`rltransfer.sb3.SB3Policy`).
+
+A recurrent policy (R2D2's LSTM takes the previous action and rewards, Kapturowski et al.
+2019) must also learn what was *executed*, which is not always what it proposed: as BT's
+pi_p it proposes an action on every step, but the learner's action is executed on most of
+them. The optional :meth:`ObservingPolicy.observe` receives, after each env step, the
+executed actions and the step's rewards; callers go through :func:`observe_step`, which
+leaves a policy without ``observe`` (a stateless one, or a custom one written before
+``observe`` existed) untouched.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ class Policy(Protocol):
 
     Attributes:
         num_actions: size of the discrete action set the policy acts in.
+
+    A policy may also define ``observe`` (see :class:`ObservingPolicy`); it is optional.
     """
 
     num_actions: int
@@ -45,6 +56,67 @@ class Policy(Protocol):
             ``(actions, state)`` with ``actions`` ``int64[B]`` in ``[0, num_actions)``.
         """
         ...
+
+
+@runtime_checkable
+class ObservingPolicy(Policy, Protocol):
+    """A :class:`Policy` that is told what happened after each step it acted on."""
+
+    def observe(
+        self,
+        actions: np.ndarray,
+        rewards_extrinsic: np.ndarray,
+        rewards_intrinsic: np.ndarray,
+        state: Any,
+    ) -> Any:
+        """Record the step just taken; called after every env step, after :meth:`act`.
+
+        Args:
+            actions: ``int64[B]`` the actions the envs executed this step (the policy's own
+                where it was followed, another's elsewhere).
+            rewards_extrinsic: ``float[B]`` the env's reward of this step (0 in a reward-free
+                env).
+            rewards_intrinsic: ``float[B]`` the intrinsic reward of this step (0 without one).
+            state: the state :meth:`act` returned for this step.
+
+        Returns:
+            The state to pass to the next :meth:`act` (where the next step is an episode's
+            first, :meth:`act` resets it anyway).
+        """
+        ...
+
+
+def observe_step(
+    policy: Any,
+    state: Any,
+    actions: np.ndarray,
+    rewards_extrinsic: np.ndarray | None = None,
+    rewards_intrinsic: np.ndarray | None = None,
+) -> Any:
+    """Tell ``policy`` the executed ``actions`` and the step's rewards, if it listens.
+
+    Args:
+        policy: any :class:`Policy`; one without ``observe`` gets nothing.
+        state: the state its :meth:`Policy.act` returned for this step.
+        actions: ``int[B]`` executed actions.
+        rewards_extrinsic, rewards_intrinsic: ``float[B]`` rewards of this step (``None``: 0).
+
+    Returns:
+        The policy's next state (``state`` unchanged for a policy without ``observe``).
+    """
+    observe = getattr(policy, "observe", None)
+    if observe is None:
+        return state
+    acts = np.asarray(actions, dtype=np.int64).reshape(-1)
+    b = acts.shape[0]
+
+    def rewards(r: np.ndarray | None) -> np.ndarray:
+        out = np.zeros(b, np.float32) if r is None else np.asarray(r, np.float32).reshape(-1)
+        if out.shape != (b,):
+            raise ValueError(f"rewards must be float[{b}] like the actions, got {out.shape}")
+        return out
+
+    return observe(acts, rewards(rewards_extrinsic), rewards(rewards_intrinsic), state)
 
 
 class CallablePolicy:
@@ -74,6 +146,11 @@ class CallablePolicy:
             )
         return actions, None
 
+    def observe(self, actions: np.ndarray, rewards_extrinsic: np.ndarray,
+                rewards_intrinsic: np.ndarray, state: Any) -> Any:
+        """Stateless: nothing to record; returns ``state``."""
+        return state
+
 
 class RandomPolicy:
     """Uniformly random actions; the usual zero-knowledge baseline."""
@@ -88,3 +165,8 @@ class RandomPolicy:
     def act(self, obs: np.ndarray, state: Any, first: np.ndarray) -> tuple[np.ndarray, Any]:
         actions = self.rng.integers(0, self.num_actions, size=obs.shape[0], dtype=np.int64)
         return np.asarray(actions), None
+
+    def observe(self, actions: np.ndarray, rewards_extrinsic: np.ndarray,
+                rewards_intrinsic: np.ndarray, state: Any) -> Any:
+        """Stateless: nothing to record; returns ``state``."""
+        return state

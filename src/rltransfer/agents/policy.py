@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from rltransfer.agents.r2d2 import R2D2Agent, R2D2Config
+from rltransfer.policy import observe_step
 from rltransfer.runtime.checkpoint import (
     CheckpointError,
     latest_checkpoint,
@@ -33,13 +34,19 @@ class RecurrentPolicyState:
 
     Attributes:
         core: ``float32[B, D]`` LSTM state (h then c).
-        prev_action: ``int64[B]`` the action returned at the previous step (-1: none).
+        prev_action: ``int64[B]`` the previous step's action (-1: none): the executed one
+            once :meth:`AgentPolicy.observe` ran, else the one this policy returned.
         prior: the prior policy's own state (``None`` without a prior).
+        prev_reward: ``float32[B]`` the previous step's extrinsic reward (0 until observed).
+        prev_intrinsic: ``float32[B]`` the previous step's intrinsic reward (0 until
+            observed).
     """
 
     core: np.ndarray
     prev_action: np.ndarray
     prior: Any = None
+    prev_reward: np.ndarray | None = None
+    prev_intrinsic: np.ndarray | None = None
 
 
 class AgentPolicy:
@@ -49,12 +56,24 @@ class AgentPolicy:
     ``prior`` policy is given, choosing a+ executes the prior's action (Campos et al. 2021,
     Sec. 3.2: the extra action "allows the agent to use the pre-trained policy at test time").
 
+    A recurrent agent's LSTM takes the previous action and rewards (R2D2 / Agent57 inputs).
+    Whoever steps the env should call :meth:`observe` after each step (through
+    :func:`rltransfer.policy.observe_step`) with the executed actions and the step's rewards:
+    as Behavior Transfer's pi_p this policy proposes an action on every step, but the
+    learner's is executed on most of them, and the LSTM must see what really happened. A
+    caller that never calls :meth:`observe` gets the old behaviour: the previous action is
+    the one this policy returned and the previous rewards are 0.
+
     Args:
         agent: the Q-learner; its ``q_values`` take stacked ``uint8[B, C*S, H, W]``.
         num_env_actions: |A|; ``agent.num_actions`` is |A| or |A| + 1 (with a+).
         epsilon: probability of a uniformly random env action.
         prior: the pretrained policy pi_p that resolves a+ (required if the agent has a+).
         seed: seed of the epsilon draws.
+        extrinsic_reward_input: feed observed extrinsic rewards to the LSTM. ``False`` feeds
+            0, what an agent trained reward-free always saw (:func:`load_policy` sets it
+            from the checkpoint's ``reward_free``), so a reward-free pi_p is not shown task
+            rewards it never met.
 
     Raises:
         ValueError: if the agent has an extra action but no prior is given.
@@ -67,8 +86,10 @@ class AgentPolicy:
         epsilon: float = 0.0,
         prior: Any = None,
         seed: int = 0,
+        extrinsic_reward_input: bool = True,
     ) -> None:
         self.agent = agent
+        self.extrinsic_reward_input = bool(extrinsic_reward_input)
         self.num_actions = int(num_env_actions)
         self.has_extra = agent.num_actions == num_env_actions + 1
         if self.has_extra and prior is None:
@@ -90,22 +111,24 @@ class AgentPolicy:
             core=self.agent.initial_state(num_envs),
             prev_action=np.full(num_envs, -1, dtype=np.int64),
             prior=prior_state,
+            prev_reward=np.zeros(num_envs, dtype=np.float32),
+            prev_intrinsic=np.zeros(num_envs, dtype=np.float32),
         )
 
     def act(self, obs: np.ndarray, state: Any, first: np.ndarray) -> tuple[np.ndarray, Any]:
         """Greedy (or epsilon-greedy) env actions ``int64[B]`` and the next state.
 
-        A recurrent agent's core is reset where ``first`` and fed the previous action this
-        policy returned (the Policy seam carries neither rewards nor the executed action, so
-        the previous rewards enter as 0; train with ``core_reward_inputs=False`` to avoid that
-        mismatch when the policy is reused as a prior).
+        A recurrent agent's core is reset where ``first`` and otherwise fed the previous
+        action and rewards held in the state (see :meth:`observe`). The prior, if any, acts
+        on every step so that its own state stays current.
         """
         rec: RecurrentPolicyState | None = None
         if self.agent.recurrent:
             if not isinstance(state, RecurrentPolicyState):
                 state = self.reset(obs.shape[0])
             rec = state
-            q, core = self.agent.act_q(obs, rec.core, first, rec.prev_action)
+            q, core = self.agent.act_q(obs, rec.core, first, rec.prev_action,
+                                       rec.prev_reward, rec.prev_intrinsic)
             state = rec.prior
         else:
             q = self.agent.q_values(obs)
@@ -121,8 +144,34 @@ class AgentPolicy:
             actions = np.where(explore, random_actions, actions)
         actions = actions.astype(np.int64)
         if rec is not None:
-            return actions, RecurrentPolicyState(core=core, prev_action=actions, prior=state)
+            zeros = np.zeros(obs.shape[0], dtype=np.float32)
+            return actions, RecurrentPolicyState(core=core, prev_action=actions, prior=state,
+                                                 prev_reward=zeros, prev_intrinsic=zeros)
         return actions, state
+
+    def observe(
+        self,
+        actions: np.ndarray,
+        rewards_extrinsic: np.ndarray,
+        rewards_intrinsic: np.ndarray,
+        state: Any,
+    ) -> Any:
+        """Record the executed actions ``int64[B]`` and the step's rewards ``float[B]`` as
+        the next step's previous action / rewards (recurrent agent), and pass them to the
+        prior (:meth:`rltransfer.policy.ObservingPolicy.observe`). Returns the next state.
+        """
+        acts = np.asarray(actions, dtype=np.int64).reshape(-1)
+        r_e = np.asarray(rewards_extrinsic, dtype=np.float32).reshape(-1)
+        r_i = np.asarray(rewards_intrinsic, dtype=np.float32).reshape(-1)
+        if not self.agent.recurrent:  # the state is the prior's (or None)
+            return observe_step(self.prior, state, acts, r_e, r_i)
+        if not isinstance(state, RecurrentPolicyState):
+            raise ValueError("observe() needs the state act() returned for this step")
+        prior_state = observe_step(self.prior, state.prior, acts, r_e, r_i)
+        if not self.extrinsic_reward_input:
+            r_e = np.zeros_like(r_e)
+        return RecurrentPolicyState(core=state.core, prev_action=acts.copy(), prior=prior_state,
+                                    prev_reward=r_e, prev_intrinsic=r_i)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -239,6 +288,9 @@ def load_policy(
         path: a checkpoint directory or a run directory (see :func:`resolve_checkpoint`).
         epsilon: probability of a random action when it acts.
 
+    A recurrent policy trained reward-free (``config.reward_free`` in the checkpoint) is
+    fed extrinsic rewards of 0, as in its training (``extrinsic_reward_input=False``).
+
     Raises:
         CheckpointError: see :func:`agent_from_checkpoint`; also if the pretrained agent
             itself needs a prior (it was trained with a+): such chains are not supported.
@@ -251,7 +303,9 @@ def load_policy(
         raise CheckpointError(
             f"{path} was trained with the extra action a+; load its own prior instead"
         )
-    policy = AgentPolicy(agent, num_env_actions, epsilon=epsilon, seed=seed)
+    trained_reward_free = bool((meta.get("config") or {}).get("reward_free", False))
+    policy = AgentPolicy(agent, num_env_actions, epsilon=epsilon, seed=seed,
+                         extrinsic_reward_input=not trained_reward_free)
     policy.obs_shape = tuple(meta["architecture"]["obs_shape"])  # type: ignore[attr-defined]
     policy.env_id = meta["architecture"].get("env_id")  # type: ignore[attr-defined]
     return policy

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from rltransfer.envs import env_spec, make_env
-from rltransfer.policy import Policy
+from rltransfer.policy import Policy, observe_step
 from rltransfer.replay import FrameStacker
 
 
@@ -82,7 +82,9 @@ def evaluate_policy(
         while (counted < quota).any():
             stacked = stacker.push(obs, first)
             actions, state = policy.act(stacked, state, first)
-            obs, _, terminated, truncated, info = envs.step(actions)
+            obs, reward, terminated, truncated, info = envs.step(actions)
+            # A recurrent policy's next previous-action / reward inputs (no intrinsic reward).
+            state = observe_step(policy, state, actions, reward)
             active = ~autoreset & (counted < quota)
             running += np.where(active, np.asarray(info["task_reward"], dtype=np.float64), 0.0)
             done = terminated | truncated

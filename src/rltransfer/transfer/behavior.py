@@ -6,11 +6,13 @@ explorer (:class:`rltransfer.explore.BehaviorTransferExplorer`) decides *when* p
 
 * :func:`validate_prior` checks that pi_p acts in the task's action set before training;
 * :class:`PriorPolicyDriver` evaluates pi_p on every step for all B envs, carrying its
-  recurrent state, and hands ``prior_actions`` to the explorer.
+  recurrent state, hands ``prior_actions`` to the explorer, and after the env step tells
+  pi_p the executed actions and the step's rewards (:meth:`PriorPolicyDriver.observe`), so
+  a recurrent pi_p's previous-action input is the action that was really taken.
 
-Loading pi_p from a checkpoint directory (``load_policy``) belongs to the checkpoint code
-(owned by the lead) and is not defined here; anything satisfying
-:class:`rltransfer.policy.Policy` can be passed to the driver.
+pi_p is any :class:`rltransfer.policy.Policy`: a checkpoint loaded with
+:func:`rltransfer.agents.policy.load_policy`, a :class:`rltransfer.policy.CallablePolicy`, a
+Stable-Baselines3 model wrapped in :class:`rltransfer.sb3.SB3Policy`, or a custom object.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from rltransfer.policy import Policy, SpaceMismatchError
+from rltransfer.policy import Policy, SpaceMismatchError, observe_step
 
 __all__ = ["PriorPolicyDriver", "SpaceMismatchError", "validate_prior"]
 
@@ -67,7 +69,8 @@ class PriorPolicyDriver:
     """Runs the pretrained policy pi_p on every step for B envs and returns its actions.
 
     pi_p must see every step, whether or not its action is executed, so that a recurrent
-    pi_p keeps a consistent state; ``first`` resets its state where an episode began.
+    pi_p keeps a consistent state; ``first`` resets its state where an episode began. Call
+    :meth:`act` before the env step and :meth:`observe` after it.
 
     Args:
         policy: pi_p, a :class:`~rltransfer.policy.Policy` (frozen; never trained here).
@@ -138,3 +141,30 @@ class PriorPolicyDriver:
                 f"{actions.min()}..{actions.max()}"
             )
         return actions.astype(np.int64, copy=False)
+
+    def observe(
+        self,
+        actions: np.ndarray,
+        rewards_extrinsic: np.ndarray | None = None,
+        rewards_intrinsic: np.ndarray | None = None,
+    ) -> None:
+        """Tell pi_p what was executed on the step just taken (a no-op for a policy without
+        ``observe``, see :func:`rltransfer.policy.observe_step`).
+
+        Args:
+            actions: ``int[B]`` the env actions executed (the learner's, a+'s resolution, or
+                pi_p's own in a flight).
+            rewards_extrinsic: ``float[B]`` the env's reward of the step (``None``: 0).
+            rewards_intrinsic: ``float[B]`` the run's intrinsic reward of the step
+                (``None``: 0).
+
+        Raises:
+            ValueError: if B differs from :meth:`reset`'s.
+        """
+        acts = np.asarray(actions)
+        if acts.shape != (self.num_envs,):
+            raise ValueError(
+                f"observe got actions of shape {acts.shape}; expected int[{self.num_envs}]"
+            )
+        self.state = observe_step(self.policy, self.state, acts, rewards_extrinsic,
+                                  rewards_intrinsic)
