@@ -289,7 +289,9 @@ class Trainer:
     def eval_policy(self) -> AgentPolicy:
         """The greedy policy being learned (a+ resolved by pi_p), for evaluation."""
         return AgentPolicy(self.agent, self.num_env_actions, epsilon=self.cfg.eval_epsilon,
-                           prior=self.prior, seed=self.cfg.seed + 104_729)
+                           prior=self.prior, seed=self.cfg.seed + 104_729,
+                           # a reward-free learner's LSTM only ever saw r_e = 0
+                           extrinsic_reward_input=not self.cfg.reward_free)
 
     def evaluate(self, logger: MetricsLogger) -> float:
         returns = evaluate_policy(
