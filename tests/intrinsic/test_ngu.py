@@ -82,35 +82,104 @@ def test_lifelong_multiplier_clipping() -> None:
     assert lifelong_multiplier(np.array([4.0]), 2.0, 0.5, 2.5).tolist() == [2.5]
 
 
+def population_std(values: list[float]) -> float:
+    return float(np.std(np.asarray(values, dtype=np.float64)))
+
+
 def test_compute_combines_episodic_and_multiplier(monkeypatch: pytest.MonkeyPatch) -> None:
-    ngu = NGUReward(FRAME, 4, 4, config=small_config(max_multiplier=2.0), obs_scale=10.0)
+    """Hand-set embeddings and RND errors; r^i = r^episodic * clip(alpha, 1, L), all by hand."""
+    ngu = NGUReward(FRAME, 4, 4, config=small_config(max_multiplier=2.0, embedding_dim=2),
+                    obs_scale=10.0)
     errors = iter([np.array([1.0, 2.0, 3.0, 10.0], np.float32),
-                   np.array([4.0, 4.0, 4.0, 4.0], np.float32)])
+                   np.array([4.0, 6.5, 9.0, 20.0], np.float32),
+                   np.array([6.0, 6.0, 6.0, 6.0], np.float32)])
+    embeddings = iter([
+        [[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [5.0, 5.0]],
+        [[1.0, 0.0], [0.0, 3.0], [1.0, 1.0], [5.0, 6.0]],
+        [[0.0, 0.0], [0.0, 3.0], [1.0, 1.0], [5.0, 6.0]],
+    ])
     monkeypatch.setattr(ngu.rnd, "novelty", lambda x: next(errors))
-    rng = np.random.default_rng(0)
-    ngu.compute(frames(rng, 4), np.zeros(4, np.int64), frames(rng, 4))
-    # Running stats of [1, 2, 3, 10] (tiny prior count 1e-4): mean 4, var 12.5, std 3.5355;
-    # alpha = 1 + (err - 4) / 3.5355 = [0.15, 0.43, 0.72, 2.70] -> clip [1, 2].
+    monkeypatch.setattr(ngu, "embed_acting",
+                        lambda x: torch.tensor(next(embeddings), dtype=torch.float32))
+    x = frames(np.random.default_rng(0), 4)
+    act = np.zeros(4, np.int64)
+    reward = ngu.compute(x, act, x)
+    # Errors [1, 2, 3, 10]: mean 4, var 12.5, std 3.5355 (the prior's count 1e-4 is
+    # negligible); alpha = 1 + (err - 4) / 3.5355 = [0.15, 0.43, 0.72, 2.70] -> clip [1, 2].
     np.testing.assert_allclose(ngu.last_multiplier, [1.0, 1.0, 1.0, 2.0], rtol=1e-6)
-    assert float(ngu.error_rms.mean) == pytest.approx(4.0, rel=1e-4)
-    assert float(ngu.error_rms.var) == pytest.approx(12.5, rel=1e-4)
-    assert np.all(ngu.last_episodic == 0.0)  # empty memories on the first step
-    reward = ngu.compute(frames(rng, 4), np.zeros(4, np.int64), frames(rng, 4))
+    assert reward.tolist() == [0.0, 0.0, 0.0, 0.0]  # empty memories on the first step
+    reward = ngu.compute(x, act, x)
+    # One neighbour per env at d = 1, 9, 0, 1. Each env's own mean equals its d, so envs
+    # 0, 1, 3 get d_n = 1 - 0.008 and r = 1 / (sqrt(0.001 / 0.993) + 0.001) = 30.5492;
+    # env 2 (d = 0, mean 0) gets d_n = 0, K = 1, r = 1 / 1.001.
+    fresh = 1.0 / (math.sqrt(1e-3 / 0.993) + 1e-3)
+    assert fresh == pytest.approx(30.5492, rel=1e-5)
+    episodic = np.array([fresh, fresh, 1 / 1.001, fresh])
+    np.testing.assert_allclose(ngu.last_episodic, episodic, rtol=1e-6)
+    # All 8 errors: mean 6.9375, std 5.79028; alpha = [0.49, 0.92, 1.356, 3.26] -> [1, 2].
+    seen = [1.0, 2.0, 3.0, 10.0, 4.0, 6.5, 9.0, 20.0]
+    mean, std = float(np.mean(seen)), population_std(seen)
+    assert std == pytest.approx(5.790280, rel=1e-6)  # sqrt(268.21875 / 8)
+    multiplier = np.array([1.0, 1.0, 1.0 + (9.0 - mean) / std, 2.0])
+    np.testing.assert_allclose(ngu.last_multiplier, multiplier, rtol=1e-4)
+    np.testing.assert_allclose(reward, episodic * multiplier, rtol=1e-4)
     assert reward.dtype == np.float32 and reward.shape == (4,)
-    assert np.all(ngu.last_episodic > 0)
-    np.testing.assert_allclose(reward, ngu.last_episodic * ngu.last_multiplier, rtol=1e-6)
+    ngu.compute(x, act, x)
+    # env 0 revisits (0, 0): d = [0, 1], its mean (1 + 0 + 1) / 3 = 2/3, d_n = [0, 1.492],
+    # K = [1, 0.001 / 1.493], r = 1 / (sqrt(1.00066979) + 0.001) = 0.998667.
+    assert ngu.last_episodic[0] == pytest.approx(1 / (math.sqrt(1 + 1e-3 / 1.493) + 1e-3),
+                                                 rel=1e-6)
+    assert ngu.last_episodic[0] == pytest.approx(0.998667, rel=1e-5)
+    seen += [6.0] * 4  # mean 6.625, std 4.8566: alpha = 1 + (6 - 6.625) / 4.86 < 1 -> 1
+    assert float(ngu.error_rms.mean) == pytest.approx(np.mean(seen), rel=1e-4)
+    assert float(ngu.error_rms.std) == pytest.approx(population_std(seen), rel=1e-4)
+    np.testing.assert_allclose(ngu.last_multiplier, [1.0] * 4)
 
 
-def test_multiplier_uses_rnd_error_statistics() -> None:
-    ngu = NGUReward(FRAME, 4, 2, config=small_config(), obs_scale=10.0)
-    rng = np.random.default_rng(1)
-    for _ in range(5):
-        x = frames(rng, 2)
-        err = ngu.rnd.novelty(x).astype(np.float64)
-        ngu.compute(x, np.zeros(2, np.int64), x)
-        expected = np.clip(1 + (err - ngu.error_rms.mean) / ngu.error_rms.std, 1, 5)
-        np.testing.assert_allclose(ngu.last_multiplier, expected, rtol=1e-5)
-        assert np.all((ngu.last_multiplier >= 1) & (ngu.last_multiplier <= 5))
+def test_first_episode_x0_enters_the_memory_like_later_ones() -> None:
+    """The collector's first reset puts f(x_0) in each env's episodic memory, as the autoreset
+    step does for every later episode (so x_1 is scored against {f(x_0)}, not an empty
+    memory that pays 0)."""
+    from rltransfer.agents.r2d2 import R2D2Agent, R2D2Config
+    from rltransfer.collector import Collector, make_explorer, make_intrinsic
+    from rltransfer.config import TrainConfig
+    from rltransfer.envs import make_env
+
+    cfg = TrainConfig(env_id="MiniGrid-Empty-5x5-v0", num_envs=2, intrinsic="ngu",
+                      agent=R2D2Config(feature_dim=16, hidden=16),
+                      ngu=small_config(memory_capacity=256))
+    envs = make_env(cfg.env_id, 2, 0)
+    shape = envs.single_observation_space.shape
+    frame = (int(shape[0]), int(shape[1]), int(shape[2]))
+    n = int(envs.single_action_space.n)
+    torch.manual_seed(0)
+    agent = R2D2Agent(cfg.agent, obs_shape=frame, obs_scale=10.0, num_actions=n)
+    rng = np.random.default_rng(0)
+    ngu = make_intrinsic(cfg, frame, 10.0, n, 2)
+    assert isinstance(ngu, NGUReward)
+    col = Collector(envs, agent, make_explorer(cfg, n, rng, slice(0, 2)), frame_shape=frame,
+                    frame_stack=1, rng=rng, intrinsic=ngu)
+    try:
+        col.begin(seed=3)
+        x0 = col.obs.copy()
+        assert ngu.memory.fill_counts.tolist() == [1, 1]
+        torch.testing.assert_close(ngu.memory.memory[:, 0], ngu.embed_acting(x0))
+        col.step()
+        assert ngu.memory.fill_counts.tolist() == [2, 2]
+        assert np.all(ngu.last_episodic > 0)  # x_1 scored against {f(x_0)}
+        for _ in range(200):  # Empty-5x5 episodes last at most 100 steps
+            if col.autoreset.any():
+                break
+            col.step()
+        ended = np.flatnonzero(col.autoreset)
+        assert ended.size > 0
+        assert np.all(ngu.memory.fill_counts[ended] == 0)  # emptied at the episode end
+        col.step()  # the autoreset step: its next_obs is the new episode's x_0
+        assert np.all(ngu.memory.fill_counts[ended] == 1)
+        torch.testing.assert_close(ngu.memory.memory[ended, 0],
+                                   ngu.embed_acting(col.obs)[ended])
+    finally:
+        col.close()
 
 
 # ---------------------------------------------------------------------- behaviour
@@ -245,7 +314,8 @@ def test_checkpoint_roundtrip(tmp_path: Path) -> None:
     tensors, _ = load_checkpoint(path)
     restored = NGUReward((1, 5, 5), 4, 2, config=cfg, obs_scale=1.0, seed=9)
     restored.load_state_tensors(tensors)
-    assert restored.memory.distance_mean == pytest.approx(ngu.memory.distance_mean)
+    np.testing.assert_allclose(restored.memory.distance_mean, ngu.memory.distance_mean)
+    assert restored.memory.distance_mean.shape == (2,)
     ngu.reset(np.ones(2, bool))  # memories are per-episode and not checkpointed
     for t in range(3):
         x = next_obs[2 * t + 8 : 2 * t + 10]

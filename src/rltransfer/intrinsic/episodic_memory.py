@@ -20,14 +20,19 @@ embeddings; for a new embedding ``q``:
 
 Choices this implementation makes (the paper leaves them open):
 
-* **One running mean** ``d_m^2`` over all B envs, **exponentially weighted**: each step
-  ``sum <- decay * sum + sum_i d_i`` and ``count <- decay * count + n_i``, ``d_m^2 = sum /
-  count`` (``distance_decay``, default 0.99 per step, i.e. a window of about 100 steps; 1.0
-  gives the cumulative average over the whole run). NGU's Algorithm 1 says "moving average"
-  without a window. The embedding ``f`` trains during the run, so its scale changes, and a
-  cumulative average would keep normalising by the scale of long-gone embeddings
-  (``test_running_mean_follows_a_shrinking_embedding``). NGU keeps one mean per actor;
-  here the B envs of one process share it.
+* **One running mean per env** (NGU's per-actor running average; here each env of the
+  vector env is an actor), **cumulative by default**: for env ``b``, on each step where its
+  memory is non-empty, ``sum_b <- decay * sum_b + sum_i d_i`` and ``count_b <- decay *
+  count_b + n_b``, ``d_m^2 = sum_b / count_b``, with ``distance_decay = 1`` (the paper's
+  running average over the whole run). NGU's Algorithm 1 says "moving average" without a
+  window. An exponential window (``distance_decay < 1``, e.g. 0.99: about 100 steps) is an
+  option for an ``f`` whose scale changes *within* the memory's lifetime
+  (``test_running_mean_follows_a_shrinking_embedding``). With one frozen snapshot of ``f``
+  per episode (:mod:`rltransfer.intrinsic.ngu`) the scale is fixed within an episode, and a
+  short window is harmful: after ``N`` idle steps (all distances 0) the window's mean
+  collapses, so the next move is normalised by a tiny ``d_m^2`` and pays ~20 instead of ~2
+  (``test_idle_then_move_bonus``). An env's mean is not touched (not even decayed) on steps
+  where its memory is empty.
 * **Full memory**: FIFO overwrite, the oldest embedding of that env is replaced
   (NGU fixes the capacity at 30,000 but does not say what happens beyond it).
 * **Empty memory** (the first scored step of an episode): no neighbour exists, the reward is
@@ -75,8 +80,8 @@ class EpisodicMemory:
         kernel_epsilon: ``eps`` of the kernel (main text 1e-3; appendix / some code 1e-4).
         pseudo_count_constant: ``c`` (NGU: 0.001).
         max_similarity: ``s_max`` (NGU: 8).
-        distance_decay: per-step decay of the running mean ``d_m^2`` in ``(0, 1]`` (module
-            docstring; 1.0: cumulative average).
+        distance_decay: per-step decay of each env's running mean ``d_m^2``, in ``(0, 1]``
+            (module docstring; 1.0, the default: NGU's cumulative average).
         device: torch device of the storage.
 
     Raises:
@@ -95,7 +100,7 @@ class EpisodicMemory:
         kernel_epsilon: float = 1e-3,
         pseudo_count_constant: float = 1e-3,
         max_similarity: float = 8.0,
-        distance_decay: float = 0.99,
+        distance_decay: float = 1.0,
         device: str | torch.device = "cpu",
     ) -> None:
         for name, value in (("num_envs", num_envs), ("embedding_dim", embedding_dim),
@@ -127,8 +132,10 @@ class EpisodicMemory:
         self.sq_norms = torch.zeros(b, cap, dtype=torch.float32, device=self.device)
         self.num_inserted = np.zeros(b, dtype=np.int64)
         """Embeddings inserted per env since its last reset (host-side; fill = min(., cap))."""
-        self.distance_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        self.distance_count = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.distance_sum = torch.zeros(b, dtype=torch.float64, device=self.device)
+        """``float64[B]``: each env's (decayed) sum of squared k-NN distances."""
+        self.distance_count = torch.zeros(b, dtype=torch.float64, device=self.device)
+        """``float64[B]``: each env's (decayed) number of those distances."""
         self._env_index = torch.arange(b, device=self.device)
         self._slot_index = torch.arange(cap, device=self.device)
 
@@ -140,16 +147,18 @@ class EpisodicMemory:
         return np.minimum(self.num_inserted, self.capacity)
 
     @property
-    def distance_mean(self) -> float:
-        """The running mean ``d_m^2`` of squared k-NN distances, exponentially weighted with
-        ``distance_decay`` per step (0 before any distance)."""
-        count = float(self.distance_count)
-        return float(self.distance_sum) / count if count > 0 else 0.0
+    def distance_mean(self) -> np.ndarray:
+        """``float64[B]``: each env's running mean ``d_m^2`` of squared k-NN distances
+        (cumulative, or exponentially weighted with ``distance_decay`` per step; 0 before
+        the env's first distance)."""
+        count = self.distance_count.cpu().numpy()
+        total = self.distance_sum.cpu().numpy()
+        return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
 
     def reset(self, done_mask: np.ndarray) -> None:
         """Empty the memories of the envs where ``done_mask`` (``bool[B]``) is true.
 
-        The running mean ``d_m^2`` is kept (it spans episodes, as in NGU).
+        The running means ``d_m^2`` are kept (they span episodes, as in NGU).
 
         Raises:
             IntrinsicInputError: ``done_mask`` does not have ``B`` entries.
@@ -242,11 +251,13 @@ class EpisodicMemory:
             )  # [B, k, D]
             sq_dist = (neighbours - q[:, None, :]).pow(2).sum(dim=2).double()  # exact d_i
             sq_dist = torch.where(valid, sq_dist, torch.zeros_like(sq_dist))
-            # Running mean d_m^2 over all envs, exponentially weighted over steps, updated
-            # before normalising.
-            self.distance_sum = self.distance_decay * self.distance_sum + sq_dist.sum()
-            self.distance_count = self.distance_decay * self.distance_count + valid.sum()
-            mean = self.distance_sum / self.distance_count.clamp(min=1.0)
+            # Each env's running mean d_m^2, updated with this step's distances before
+            # normalising; envs with an empty memory keep theirs untouched.
+            decay = torch.full_like(self.distance_sum, self.distance_decay)
+            decay = decay.masked_fill(fills_t == 0, 1.0)
+            self.distance_sum = decay * self.distance_sum + sq_dist.sum(dim=1)
+            self.distance_count = decay * self.distance_count + valid.sum(dim=1).double()
+            mean = (self.distance_sum / self.distance_count.clamp(min=1e-300))[:, None]
             normalised = torch.where(mean > 0, sq_dist / mean.clamp(min=1e-300),
                                      torch.zeros_like(sq_dist))
             normalised = (normalised - self.cluster_distance).clamp(min=0.0)
@@ -263,7 +274,8 @@ class EpisodicMemory:
     # ------------------------------------------------------------------ checkpoints
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        """The running mean's ``distance_sum`` and ``distance_count`` (float64 scalars, CPU).
+        """Each env's running mean: ``distance_sum`` and ``distance_count`` (``float64[B]``,
+        CPU).
 
         The memory contents are per-episode and are **not** saved: a resumed run starts new
         episodes (the training loop resets every env), so they would be discarded anyway,
@@ -277,9 +289,26 @@ class EpisodicMemory:
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         """Restore :meth:`state_tensors` and empty all memories.
 
+        Checkpoints written before the per-env means (one shared scalar ``distance_sum`` /
+        ``distance_count`` over all envs) are converted: every env starts from the shared
+        mean, with the shared count split evenly (``sum / B``, ``count / B`` each), so the
+        means are unchanged and the total weight of the history is kept.
+
         Raises:
             KeyError: a key is missing.
+            ValueError: per-env tensors for a different number of envs.
         """
-        self.distance_sum = tensors["distance_sum"].to(self.device, torch.float64).reshape(())
-        self.distance_count = tensors["distance_count"].to(self.device, torch.float64).reshape(())
+        total = tensors["distance_sum"].detach().to(self.device, torch.float64)
+        count = tensors["distance_count"].detach().to(self.device, torch.float64)
+        if total.dim() == 0 and count.dim() == 0:  # the old shared scalar form
+            total = total.expand(self.num_envs) / self.num_envs
+            count = count.expand(self.num_envs) / self.num_envs
+        if total.shape != (self.num_envs,) or count.shape != (self.num_envs,):
+            raise ValueError(
+                f"episodic memory state holds running means of shape {list(total.shape)} / "
+                f"{list(count.shape)}, this memory has {self.num_envs} envs; resume with the "
+                "num_envs the checkpoint was written with"
+            )
+        self.distance_sum = total.clone()
+        self.distance_count = count.clone()
         self.num_inserted[:] = 0

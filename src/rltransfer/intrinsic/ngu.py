@@ -84,10 +84,11 @@ class NGUConfig:
     """Acting steps (calls of :meth:`NGUReward.compute`) between snapshots of ``f`` for new
     episodes (module docstring); each episode embeds with the snapshot current at its
     start. 400 = R2D2's actor parameter-refresh period."""
-    distance_mean_decay: float = 0.99
-    """Per-step decay of the running mean ``d_m^2`` of k-NN distances (1.0: cumulative
-    average). It must track ``f`` while ``f`` trains; see
-    :mod:`rltransfer.intrinsic.episodic_memory` for the measurement behind the default."""
+    distance_mean_decay: float = 1.0
+    """Per-step decay of each env's running mean ``d_m^2`` of k-NN distances. 1.0 (default):
+    NGU's cumulative running average per actor (env). ``< 1`` (e.g. 0.99, the default
+    before issue 10) gives an exponential window that follows a changing scale of ``f``,
+    but pays an idle-then-move bonus (:mod:`rltransfer.intrinsic.episodic_memory`)."""
     max_multiplier: float = 5.0
     """``L``: the life-long multiplier is clipped to ``[1, L]``."""
     rnd_torso: str = "auto"
@@ -502,9 +503,10 @@ class NGUReward:
         """Networks, Adam states, running statistics as named CPU tensors.
 
         Keys: ``embedding.*``, ``inverse_head.*``, ``optimizer.*`` (Adam of ``f`` + head),
-        ``rnd.*`` (:meth:`RND.state_tensors`), ``error_rms.*``, ``memory.*`` (the running
-        mean ``d_m^2`` only; the per-episode memory contents are not saved, see
-        :meth:`EpisodicMemory.state_tensors`).
+        ``rnd.*`` (:meth:`RND.state_tensors`), ``error_rms.*``, ``memory.*`` (the per-env
+        running means ``d_m^2`` only; the per-episode memory contents are not saved, see
+        :meth:`EpisodicMemory.state_tensors`, which also converts the older shared-scalar
+        form).
         """
         out: dict[str, torch.Tensor] = {}
         for name, tensor in self.embedding.state_dict().items():
