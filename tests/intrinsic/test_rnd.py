@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from typing import Any, cast
 
 import numpy as np
@@ -69,30 +70,43 @@ def test_update_returns_loss_that_decreases() -> None:
     assert losses[-1] < 0.5 * first
 
 
-def test_reward_is_novelty_over_running_return_std() -> None:
+def test_intrinsic_return_filter_is_not_reset_at_episode_ends(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Burda et al.'s forward filter R <- gamma_int R + e is non-episodic: env 0's episode
+    ends after step 2 and R carries on; r = e / std(all R so far). Errors set by hand."""
     rnd = RND((1, 7, 7), obs_scale=10.0, gamma_int=0.5, feature_dim=16, seed=2)
-    rng = np.random.default_rng(2)
-    returns = np.zeros(2)
-    seen_returns: list[float] = []
-    for step in range(4):
-        frames = rng.integers(0, 11, size=(2, 1, 7, 7)).astype(np.uint8)
-        expected_error = rnd.novelty(frames).astype(np.float64)
-        reward = rnd.compute(frames, np.zeros(2, dtype=np.int64), frames)
-        if step == 2:
-            rnd.reset(np.array([True, False]))
-        returns = returns * 0.5 + expected_error
-        seen_returns.extend(returns.tolist())
-        if step == 2:
-            returns[0] = 0.0
-        # running stats with the prior (mean 0, var 1, pseudo-count 1e-4)
-        c = 1e-4
-        data = np.array(seen_returns)
-        mean = data.sum() / (data.size + c)
-        m2 = c * (1.0 + mean**2) + ((data - mean) ** 2).sum()
-        std = np.sqrt(m2 / (data.size + c))
-        assert reward.dtype == np.float32
-        np.testing.assert_allclose(reward, expected_error / std, rtol=1e-5)
-    np.testing.assert_allclose(rnd.intrinsic_returns, returns, rtol=1e-6)
+    errors = iter([np.array([2.0, 1.0]), np.array([4.0, 2.0]), np.array([1.0, 3.0])])
+    monkeypatch.setattr(rnd, "novelty", lambda x: next(errors).astype(np.float32))
+    frames = np.zeros((2, 1, 7, 7), np.uint8)
+    act = np.zeros(2, dtype=np.int64)
+
+    def std_with_prior(data: list[float]) -> float:
+        # running stats start from mean 0, var 1 with pseudo-count c = 1e-4
+        c, x = 1e-4, np.asarray(data)
+        mean = x.sum() / (x.size + c)
+        return math.sqrt((c * (1.0 + mean**2) + ((x - mean) ** 2).sum()) / (x.size + c))
+
+    rnd.reset(np.ones(2, dtype=bool))
+    # step 1: R = [2, 1]; std of {2, 1} = 0.5 -> r = [4, 2]
+    r1 = rnd.compute(frames, act, frames)
+    np.testing.assert_allclose(r1, np.array([2.0, 1.0]) / std_with_prior([2, 1]), rtol=1e-6)
+    np.testing.assert_allclose(r1, [4.0, 2.0], rtol=1e-3)
+    # step 2: R = [1 + 4, 0.5 + 2] = [5, 2.5]; std of {2, 1, 5, 2.5} = sqrt(2.171875) = 1.47373
+    r2 = rnd.compute(frames, act, frames)
+    np.testing.assert_allclose(r2, np.array([4.0, 2.0]) / std_with_prior([2, 1, 5, 2.5]),
+                               rtol=1e-6)
+    np.testing.assert_allclose(r2, [2.71420, 1.35710], rtol=1e-3)
+    rnd.reset(np.array([True, False]))  # env 0's episode ends: R is kept
+    np.testing.assert_array_equal(rnd.intrinsic_returns, [5.0, 2.5])
+    # step 3: R = [2.5 + 1, 1.25 + 3] = [3.5, 4.25] (an episodic filter would give [1, 4.25]);
+    # std of {2, 1, 5, 2.5, 3.5, 4.25} = sqrt(11.0520833 / 6) = 1.357209
+    r3 = rnd.compute(frames, act, frames)
+    np.testing.assert_array_equal(rnd.intrinsic_returns, [3.5, 4.25])
+    np.testing.assert_allclose(
+        r3, np.array([1.0, 3.0]) / std_with_prior([2, 1, 5, 2.5, 3.5, 4.25]), rtol=1e-6)
+    np.testing.assert_allclose(r3, [0.736806, 2.210419], rtol=1e-3)
+    with pytest.raises(IntrinsicInputError, match="done_mask"):
+        rnd.reset(np.ones(3, dtype=bool))
 
 
 def test_compute_updates_observation_statistics() -> None:

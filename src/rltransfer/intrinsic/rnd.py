@@ -15,8 +15,12 @@ Details following the paper (Sec. 2.2-2.4, Appendix A):
   the small CNN (two 3x3 convs, 16 and 32 channels, padding 1) on small grids (MinAtar 10x10,
   MiniGrid 7x7), where the Nature convs do not fit; ``"mlp"`` uses the flattened frame;
 * intrinsic reward ``r_t = e_t / std(R)`` where ``R`` are discounted intrinsic returns per
-  env (``R <- gamma_int R + e_t``, reset at episode end through :meth:`RND.reset`) and
-  ``std`` is a running std over all envs and steps (no mean subtraction);
+  env (``R <- gamma_int R + e_t``) and ``std`` is a running std over all envs and steps (no
+  mean subtraction from ``e_t``). The intrinsic return is **non-episodic**: Burda et al.
+  treat the intrinsic reward stream as one infinite episode (Sec. 2.3, "non-episodic
+  intrinsic returns"), and their reference code's forward filter of intrinsic returns
+  (``RewardForwardFilter``) is never reset at episode ends. :meth:`RND.reset` therefore
+  leaves ``R`` alone;
 * the predictor is trained with Adam on the mean squared error.
 
 Statistics: the observation statistics are updated from the acting stream (``next_obs`` in
@@ -190,7 +194,10 @@ class RND:
             return self._error(frames).cpu().numpy().astype(np.float32)
 
     def reset(self, done_mask: np.ndarray) -> None:
-        """Zero the running intrinsic returns of the envs in ``done_mask`` (``bool[B]``).
+        """Episode ends in the envs where ``done_mask`` (``bool[B]``): RND keeps no
+        per-episode state, so nothing is forgotten. The running intrinsic returns ``R`` are
+        non-episodic (module docstring; Burda et al. 2019, Sec. 2.3) and carry on across
+        the boundary. The first call fixes the number of envs.
 
         Raises:
             IntrinsicInputError: if ``done_mask``'s length differs from the number of envs.
@@ -202,7 +209,6 @@ class RND:
             raise IntrinsicInputError(
                 f"done_mask has {mask.shape[0]} entries for {self.intrinsic_returns.shape[0]} envs"
             )
-        self.intrinsic_returns[mask] = 0.0
 
     def compute(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
         """Normalised intrinsic reward of ``next_obs`` (``obs`` and ``action`` are unused).
