@@ -41,3 +41,50 @@ def test_bt_on_ms_pacman(tmp_path: Path) -> None:
     # |A| = 9 for Ms. Pac-Man's minimal action set, plus the extra action a+.
     assert meta["architecture"]["num_actions"] == meta["architecture"]["num_env_actions"] + 1 == 10
     assert meta["architecture"]["obs_shape"] == [4, 84, 84]
+
+
+def test_bt_atari_recipe_is_the_papers_recurrent_agent() -> None:
+    from rltransfer.recipes import get_recipe
+
+    exp = get_recipe("bt-atari")
+    for cfg in (exp.pretrain, exp.train):
+        a = cfg.agent
+        # Campos et al. 2021 Sec. 5: conv torso + LSTM + dueling head, trained as R2D2
+        # (Kapturowski et al. 2019: LSTM(512), length 80, burn-in 40, overlap 40).
+        assert (a.core, a.dueling, a.lstm_hidden) == ("lstm", True, 512)
+        assert (a.sequence_length, a.burn_in, a.sequence_overlap) == (80, 40, 40)
+    for name in ("bt-minigrid", "bt-minigrid-benchmark"):  # documented as feedforward
+        exp = get_recipe(name)
+        assert exp.pretrain.agent.core == exp.train.agent.core == "feedforward"
+
+
+def test_bt_atari_partial_init_loads_conv_torso_and_lstm(tmp_path: Path) -> None:
+    import torch
+
+    from rltransfer.agents.policy import policy_tensors
+    from rltransfer.agents.r2d2 import R2D2Agent
+    from rltransfer.recipes import get_recipe
+    from rltransfer.runtime.checkpoint import save_checkpoint
+    from rltransfer.runtime.config import to_dict
+    from rltransfer.transfer.weights import initialise_from
+
+    cfg = get_recipe("bt-atari").train.agent
+    obs, num_env_actions = (4, 84, 84), 9  # Ms. Pac-Man: 4 stacked 84x84 frames, |A| = 9
+    torch.manual_seed(0)
+    pre = R2D2Agent(cfg, obs, 255.0, num_env_actions)
+    arch = {"kind": "r2d2", "env_id": "ALE/MsPacman-v5", "task": None, "obs_shape": list(obs),
+            "frame_shape": [1, 84, 84], "frame_stack": 4, "obs_scale": 255.0,
+            "num_actions": num_env_actions, "num_env_actions": num_env_actions,
+            "agent_config": to_dict(cfg)}
+    path = save_checkpoint(tmp_path / "final", dict(policy_tensors(pre)), {"architecture": arch})
+    torch.manual_seed(1)
+    new = R2D2Agent(cfg, obs, 255.0, num_env_actions + 1, num_env_actions=num_env_actions)
+    head_before = {k: v.clone() for k, v in new.head.state_dict().items()}
+    initialise_from(new, path, "partial", num_env_actions)
+    assert any(isinstance(m, torch.nn.Conv2d) for m in new.torso.modules())
+    assert any(isinstance(m, torch.nn.LSTM) for m in new.core.modules())
+    for name in ("torso", "core"):
+        for k, v in pre.online[name].state_dict().items():
+            assert torch.equal(new.online[name].state_dict()[k], v), f"{name}.{k}"
+    for k, v in new.head.state_dict().items():
+        assert torch.equal(v, head_before[k]), k

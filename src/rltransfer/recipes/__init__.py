@@ -4,13 +4,17 @@ A recipe is a :class:`BTExperiment`: reward-free pretraining on one environment,
 transfer strategy trained on the task reward with several seeds, then a report. The presets:
 
 * ``bt-minigrid`` — the demo (``rltransfer demo``): small, about 10 minutes on 2 CPU cores.
-  Pretrains with RND (kept: its timing is the demo's contract).
+  Pretrains with RND (kept: its timing is the demo's contract). **Feedforward** agent (MLP
+  torso, Linear core, dueling head; transition replay), not the paper's LSTM: it is the
+  CPU-budget version, so partial init loads the torso and the Linear core.
 * ``bt-minigrid-benchmark`` — a sparse-reward MiniGrid task with a longer budget (about an
   hour on 2 cores), the benchmark recorded in ``docs/benchmarks.md``. Pretrains with NGU's
   intrinsic reward, as Behavior Transfer does (one policy: the feedforward agent has no
-  policy-family input).
+  policy-family input). **Feedforward**, like ``bt-minigrid``.
 * ``bt-atari`` — paper-scale settings on Atari (Campos et al. 2021 use R2D2 with 256 actors
   and billions of frames); here it runs on short budgets, meaningful ones need a GPU/cluster.
+  The paper's agent: conv torso + LSTM + dueling head (``core="lstm"``, R2D2's sequences of
+  80 steps with a 40-step burn-in, overlapping by 40), so partial init loads torso + LSTM.
   Pretrains with NGU (one policy, NGU's ``beta = 0.3``).
 
 Why NGU where it fits: ``benchmarks/ngu_exploration.py`` (DoorKey-8x8, 40k reward-free env
@@ -52,6 +56,7 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("partial_init", init="partial"),
         Strategy("bt", explore="bt"),
         Strategy("bt_partial_init", explore="bt", init="partial"),
+        Strategy("bt_full_init", explore="bt", init="full"),
         Strategy("bt_flights_only", explore="bt", extra_action=False),
         Strategy("bt_extra_action_only", explore="bt", flights=False),
     )
@@ -104,7 +109,11 @@ def _small_agent(**overrides: object) -> R2D2Config:
 
 
 def bt_minigrid() -> BTExperiment:
-    """The demo: DoorKey 5x5, RND pretraining (no reward), transfer to reaching the goal."""
+    """The demo: DoorKey 5x5, RND pretraining (no reward), transfer to reaching the goal.
+
+    The agent is feedforward (MLP torso, ``core="feedforward"``, dueling head; transition
+    replay), a CPU-budget stand-in for the paper's conv + LSTM agent (see ``bt-atari``).
+    """
     env = "MiniGrid-DoorKey-5x5-v0"
     common = dict(env_id=env, num_envs=8, replay_capacity_env_steps=50_000,
                   learning_starts_env_steps=1_000, env_steps_per_update=4.0,
@@ -122,7 +131,10 @@ def bt_minigrid() -> BTExperiment:
 
 
 def bt_minigrid_benchmark() -> BTExperiment:
-    """The benchmark: a sparse-reward MiniGrid task, longer budgets, 5 seeds."""
+    """The benchmark: a sparse-reward MiniGrid task, longer budgets, 5 seeds.
+
+    Feedforward agent, as in :func:`bt_minigrid`.
+    """
     exp = bt_minigrid()
     env = "MiniGrid-DoorKey-8x8-v0"
     pretrain = dataclasses.replace(
@@ -143,9 +155,17 @@ def bt_minigrid_benchmark() -> BTExperiment:
 
 
 def bt_atari() -> BTExperiment:
-    """Paper-scale settings on Atari (Ms. Pac-Man); set budgets with --total-env-steps."""
+    """Paper-scale settings on Atari (Ms. Pac-Man); set budgets with --total-env-steps.
+
+    The agent is the paper's (Campos et al. 2021, Sec. 5: "a convolutional torso, an LSTM,
+    and a dueling head"), trained as R2D2 (Kapturowski et al. 2019, Table 2): Nature CNN,
+    LSTM(512), sequences of 80 steps after a 40-step burn-in, consecutive sequences
+    overlapping by 40.
+    """
     env = "ALE/MsPacman-v5"
-    agent = R2D2Config()  # R2D2 defaults: gamma 0.997, n 5, lr 1e-4, target 2500 updates
+    # R2D2 defaults: gamma 0.997, n 5, lr 1e-4, target 2500 updates; recurrent core.
+    agent = R2D2Config(core="lstm", lstm_hidden=512, sequence_length=80, burn_in=40,
+                       sequence_overlap=40)
     common = dict(env_id=env, num_envs=8, replay_capacity_env_steps=1_000_000,
                   learning_starts_env_steps=20_000, env_steps_per_update=4.0,
                   eval_every_env_steps=250_000, eval_episodes=10,
