@@ -37,6 +37,22 @@ def test_importance_weights_by_hand() -> None:
     np.testing.assert_allclose(importance_weights(tree, flat, tree.total, 4, 0.5), [1.0, 0.5])
 
 
+def test_importance_weights_are_normalised_over_the_batch_not_the_buffer() -> None:
+    """SEED RL's R2D2 replay normalisation (docstring): a batch without the buffer's lowest
+    priority still has a weight of exactly 1."""
+    tree = SumTree(5)
+    tree.set(np.arange(5), np.array([1.0, 2.0, 3.0, 4.0, 0.0]))  # leaf 4 not eligible
+    flat = np.array([1, 2, 2])
+    # total 10, N = 4, beta = 1: P = [0.2, 0.3, 0.3]; (N P)^-1 = [1.25, 0.8333, 0.8333];
+    # over the batch max 1.25: [1, 2/3, 2/3]. (Over the whole buffer the max would be the
+    # smallest priority's (4 * 0.1)^-1 = 2.5, giving [0.5, 1/3, 1/3].)
+    w = importance_weights(tree, flat, tree.total, 4, 1.0)
+    np.testing.assert_allclose(w, [1.0, 2 / 3, 2 / 3], rtol=1e-6)
+    # beta = 0.4: ((N P) / (N P_max_weight))^-0.4 = (0.3 / 0.2)^-0.4 = 0.850283
+    w = importance_weights(tree, flat, tree.total, 4, 0.4)
+    np.testing.assert_allclose(w, [1.0, 0.850283, 0.850283], rtol=1e-5)
+
+
 def test_set_eligible_and_priorities_keep_the_tree_in_sync() -> None:
     eligible = np.zeros((2, 3), dtype=bool)
     tree = SumTree(6)

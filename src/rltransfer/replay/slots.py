@@ -64,10 +64,28 @@ def check_indices(indices: np.ndarray, eligible: np.ndarray, what: str) -> np.nd
 
 def importance_weights(tree: SumTree, flat: np.ndarray, total: float, num_eligible: int,
                        exponent: float) -> np.ndarray:
-    """Prioritized-replay importance weights ``(N P(i))^-beta / max_j (N P(j))^-beta``
-    (Schaul et al. 2016, Sec. 3.4) of the sampled flat ids, ``float32[len(flat)]``, max 1.
+    """Prioritized-replay importance weights of the sampled flat ids, normalised by the
+    largest weight **in the sampled batch**.
 
-    ``P(i) = tree[i] / total`` and ``N = num_eligible``.
+    ``w_i = (N P(i))^-beta / max_{j in batch} (N P(j))^-beta`` with ``P(i) = tree[i] /
+    total`` and ``N = num_eligible``. Schaul et al. (2016, Sec. 3.4 and Algorithm 1) divide
+    by ``max_i w_i`` "so that they only scale the update downwards" without saying over
+    what; some implementations (OpenAI baselines) take the max over the whole buffer, i.e.
+    the weight of its smallest priority. This one follows the R2D2 line of public code,
+    SEED RL's ``PrioritizedReplay.sample`` (google-research/seed_rl, common/utils.py:
+    ``weights /= tf.reduce_max(weights)``), which normalises over the batch: the largest
+    weight of every batch is exactly 1, so the loss scale does not depend on one stale
+    low-priority item elsewhere in the buffer (docs/decisions.md).
+
+    Args:
+        tree: the replay's sum tree of ``p^alpha``.
+        flat: ``int64[n]`` sampled flat ids (leaves > 0).
+        total: ``tree.total`` at sampling time.
+        num_eligible: ``N``, the number of sampleable items.
+        exponent: ``beta``.
+
+    Returns:
+        ``float32[n]`` in ``(0, 1]``, with maximum 1.
     """
     probs = tree.get(flat) / total
     w = (num_eligible * probs) ** (-float(exponent))
