@@ -203,6 +203,41 @@ def test_torso_kind_validated_and_mlp_torso_used() -> None:
     assert agent.q_values(np.zeros((3, 2, 5, 5), np.uint8)).shape == (3, 3)
 
 
+def test_sequence_overlap_must_cover_n_step() -> None:
+    """R2D2Config refuses an LSTM config whose overlap is below n_step, and the sequence
+    replay shows why: steps whose bootstrap falls past a sequence's end are masked out, so
+    with overlap < n_step some steps are in no sequence's loss."""
+    from rltransfer.replay import SequenceReplay
+    from rltransfer.runtime.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"sequence_overlap \(1\) must be >= n_step \(2\)"):
+        R2D2Config(core="lstm", sequence_length=4, burn_in=0, sequence_overlap=1, n_step=2)
+    assert R2D2Config(core="lstm", sequence_length=4, burn_in=0, sequence_overlap=2,
+                      n_step=2).sequence_overlap == 2
+    # The feedforward agent replays transitions: the sequence fields are unused there.
+    assert R2D2Config(core="feedforward", sequence_overlap=1, n_step=2).n_step == 2
+
+    def trained_steps(overlap: int) -> set[int]:
+        replay = SequenceReplay(num_envs=1, capacity_per_env=64, frame_shape=(1, 1, 1),
+                                state_dim=0, sequence_length=4, burn_in=0,
+                                sequence_overlap=overlap, n_step=2, gamma=0.5)
+        for _ in range(20):  # one episode, never ends
+            replay.add(np.zeros((1, 1, 1, 1), np.uint8), np.zeros(1, int), None, None,
+                       np.ones(1), np.zeros(1, bool), np.zeros(1, bool))
+        ids = replay.eligible_indices()
+        batch = replay.gather(ids)
+        steps: set[int] = set()
+        for start, mask in zip(replay.step_of_index(ids), batch["loss_mask"], strict=True):
+            steps.update(int(start) + i for i in np.flatnonzero(mask))
+        return steps
+
+    # Window of 4 steps, n = 2: only window steps 0 and 1 bootstrap inside it.
+    # overlap 1: sequences start at 0, 3, 6, ...: steps 2, 5, 8, ... are never trained.
+    assert trained_steps(1) == {0, 1, 3, 4, 6, 7, 9, 10, 12, 13, 15, 16}
+    # overlap 2 = n: starts 0, 2, ..., 16 (the last complete window, 16..19): steps 0..17.
+    assert trained_steps(2) == set(range(18))
+
+
 def test_set_frozen_excludes_modules_from_training() -> None:
     agent = _agent(lr=1e-2)
     rng = np.random.default_rng(4)

@@ -118,8 +118,8 @@ class R2D2Config:
     sequence_overlap: int = 40
     """LSTM core: training parts of consecutive sequences of an episode overlap by this many
     steps (R2D2: 40), i.e. a sequence starts every ``sequence_length - sequence_overlap``
-    steps. Keep it >= ``n_step`` so the last ``n_step`` steps of a sequence (no bootstrap
-    inside it) are trained by the next one."""
+    steps. Must be >= ``n_step`` with the LSTM core (checked): the last ``n_step`` steps of
+    a sequence (no bootstrap inside it) are trained by the next one."""
     priority_exponent: float = 0.9
     """alpha of proportional prioritized replay."""
     importance_exponent: float = 0.6
@@ -165,6 +165,16 @@ class R2D2Config:
             problems.append(
                 f"sequence_overlap must be in [0, sequence_length) (got {self.sequence_overlap}"
                 f" with sequence_length {self.sequence_length})"
+            )
+        if self.core == "lstm" and 0 <= self.sequence_overlap < self.n_step:
+            problems.append(
+                f"sequence_overlap ({self.sequence_overlap}) must be >= n_step ({self.n_step}) "
+                "with core='lstm': a training step whose n-step bootstrap lies past the end "
+                "of its sequence is masked out of the loss, so the last n_step steps of each "
+                "sequence are trained only by the next sequence, which covers them only if "
+                "the two overlap by at least n_step steps; with less, n_step - "
+                "sequence_overlap steps per sequence are never trained (R2D2: overlap 40, "
+                "n_step 5)"
             )
         if self.core == "lstm" and self.sequence_length <= self.n_step:
             problems.append(
