@@ -6,6 +6,7 @@ the same config, with ``reward_free=True`` and ``intrinsic="rnd"`` (or ``"consta
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -89,9 +90,14 @@ class TrainConfig:
 
     # Behavior Transfer and weight transfer.
     prior: str | None = None
-    """Pretrained policy pi_p for BT: a checkpoint or run directory."""
+    """Pretrained policy pi_p for BT: a checkpoint or run directory. From Python, any
+    :class:`~rltransfer.policy.Policy` object may be passed instead, as
+    ``train(cfg, prior=obj)`` / ``Trainer(cfg, prior=obj)``; the run's ``config.json`` then
+    records ``"<python object: module.Class>"`` here (:func:`prior_object_marker`), and a
+    resume must pass an object of the same class (another class is a different run)."""
     prior_epsilon: float = 0.0
-    """Epsilon of pi_p when it acts (its own argmax otherwise)."""
+    """Epsilon of pi_p when it acts (its own argmax otherwise); a Policy object is wrapped
+    so that it takes a uniform random action with this probability."""
     flights: bool = True
     """BT: temporally-extended flights of pi_p with Zeta(mu) lengths."""
     extra_action: bool = True
@@ -131,6 +137,58 @@ class TrainConfig:
     actors every 400 env steps; 100 updates at 4 env steps per update)."""
     actor_chunk_steps: int = 16
     """Vector steps each actor sends per round (``actor_chunk_steps * num_envs`` env steps)."""
+
+
+PRIOR_OBJECT_PREFIX = "<python object: "
+"""Start of the ``prior`` value a run records when pi_p was given as a Python object."""
+
+
+def prior_object_marker(prior: object) -> str:
+    """What ``config.json`` records as ``prior`` for a Policy object: its class, e.g.
+    ``"<python object: rltransfer.sb3.SB3Policy>"`` (the object itself is not saved)."""
+    kind = type(prior)
+    return f"{PRIOR_OBJECT_PREFIX}{kind.__module__}.{kind.__qualname__}>"
+
+
+def is_prior_object_marker(value: str | None) -> bool:
+    """Whether a config's ``prior`` stands for a Python object (not a path)."""
+    return value is not None and value.startswith(PRIOR_OBJECT_PREFIX)
+
+
+def with_prior_object(cfg: TrainConfig, prior: object | None) -> TrainConfig:
+    """The config a run with pi_p given as the Python object ``prior`` records.
+
+    Args:
+        cfg: the run's config; ``cfg.prior`` must be ``None`` or this object's marker (a
+            config read back from a run's ``config.json``).
+        prior: the pi_p object, or ``None`` (pi_p, if any, is the path ``cfg.prior``).
+
+    Returns:
+        ``cfg`` with ``prior`` set to :func:`prior_object_marker` (``cfg`` itself when
+        ``prior`` is ``None``).
+
+    Raises:
+        ConfigError: both a path and an object are given; the config records an object of
+            another class; or it records an object but none is given (a Python-object pi_p
+            cannot be rebuilt from ``config.json``: resume from Python with the object).
+    """
+    if prior is None:
+        if is_prior_object_marker(cfg.prior):
+            raise ConfigError(
+                f"this run's pi_p was a Python object ({cfg.prior[len(PRIOR_OBJECT_PREFIX):-1]}"
+                "), which config.json cannot rebuild; resume it from Python with "
+                "train(cfg, prior=<an object of that class>)"
+            )
+        return cfg
+    marker = prior_object_marker(prior)
+    if cfg.prior is not None and cfg.prior != marker:
+        what = "a pi_p object of another class" if is_prior_object_marker(cfg.prior) else (
+            f"a pi_p path ({cfg.prior!r})")
+        raise ConfigError(
+            f"the config names {what} and prior= passes a {type(prior).__name__}; give pi_p "
+            "once: a path in cfg.prior or an object as prior="
+        )
+    return dataclasses.replace(cfg, prior=marker)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,12 @@ from rltransfer.collector import (
     make_explorer,
     make_intrinsic,
 )
-from rltransfer.config import TrainConfig, policy_family
+from rltransfer.config import (
+    TrainConfig,
+    is_prior_object_marker,
+    policy_family,
+    with_prior_object,
+)
 from rltransfer.envs import env_spec, make_env
 from rltransfer.evaluate.protocol import evaluate_policy
 from rltransfer.intrinsic.ngu import NGUReward
@@ -62,7 +67,7 @@ from rltransfer.runtime.seeding import (
     seed_everything,
     torch_rng_tensors,
 )
-from rltransfer.transfer.behavior import PriorPolicyDriver, validate_prior
+from rltransfer.transfer.behavior import PriorPolicyDriver, validate_prior, with_epsilon
 from rltransfer.transfer.weights import initialise_from
 
 if TYPE_CHECKING:
@@ -79,7 +84,17 @@ def _validate(cfg: TrainConfig) -> None:
     if cfg.total_env_steps < 1:
         problems.append("total_env_steps must be >= 1")
     if cfg.explore == "bt" and cfg.prior is None:
-        problems.append("explore=bt needs --prior PATH (the pretrained policy)")
+        problems.append("explore=bt needs --prior PATH (the pretrained policy; from Python, "
+                        "or prior=<a Policy object>)")
+    prior_object = is_prior_object_marker(cfg.prior)
+    if prior_object and cfg.explore != "bt":
+        problems.append("a pi_p object (prior=) is only used by explore=bt")
+    if prior_object and cfg.init_from is None and (cfg.init != "none" or cfg.freeze):
+        problems.append(f"init={cfg.init} / freeze need --init-from PATH: pi_p is a Python "
+                        "object, which has no weights to load")
+    if prior_object and cfg.backend == "ray":
+        problems.append("backend=ray loads pi_p in each actor from a path; a pi_p object "
+                        "(prior=) needs backend=local")
     if cfg.explore == "bt" and not (cfg.flights or cfg.extra_action):
         problems.append("explore=bt with flights and extra_action both off is plain eps-greedy")
     if cfg.init != "none" and (cfg.init_from or cfg.prior) is None:
@@ -103,13 +118,22 @@ class Trainer:
 
     Args:
         cfg: the run's config (see :class:`TrainConfig`).
+        prior: pi_p for Behavior Transfer as any :class:`~rltransfer.policy.Policy` object
+            (a :class:`~rltransfer.policy.CallablePolicy`, an
+            :class:`~rltransfer.sb3.SB3Policy`, an agent's policy...) instead of the path
+            ``cfg.prior``; the run records its class in ``config.json``
+            (:func:`~rltransfer.config.with_prior_object`) and acts with it as given, plus
+            ``cfg.prior_epsilon``. ``self.cfg`` is the recorded config.
 
     Raises:
-        ConfigError: inconsistent config. SpaceMismatchError / CheckpointError: a prior or
-        init checkpoint that does not fit. RunConflictError: the run dir holds another run.
+        ConfigError: inconsistent config (also: a path and an object both given, or a run
+        recorded with a pi_p object resumed without one). SpaceMismatchError /
+        CheckpointError: a prior or init checkpoint that does not fit. RunConflictError: the
+        run dir holds another run (e.g. one whose pi_p object was of another class).
     """
 
-    def __init__(self, cfg: TrainConfig) -> None:
+    def __init__(self, cfg: TrainConfig, prior: Policy | None = None) -> None:
+        cfg = with_prior_object(cfg, prior)
         _validate(cfg)
         self.cfg = cfg
         torch.set_num_threads(cfg.torch_threads)
@@ -134,9 +158,13 @@ class Trainer:
         self.num_env_actions = int(self.envs.single_action_space.n)  # type: ignore[attr-defined]
         self.prior: Policy | None = None
         if cfg.explore == "bt" and cfg.prior is not None:
-            prior = load_policy(cfg.prior, epsilon=cfg.prior_epsilon, seed=cfg.seed + 7_919)
-            validate_prior(prior, self.num_env_actions, self.obs_shape)
-            self.prior = prior
+            pi_p: Policy = (
+                with_epsilon(prior, cfg.prior_epsilon, seed=cfg.seed + 7_919)
+                if prior is not None
+                else load_policy(cfg.prior, epsilon=cfg.prior_epsilon, seed=cfg.seed + 7_919)
+            )
+            validate_prior(pi_p, self.num_env_actions, self.obs_shape)
+            self.prior = pi_p
         use_extra = cfg.explore == "bt" and cfg.extra_action
         self.num_agent_actions = self.num_env_actions + (1 if use_extra else 0)
         self.agent = R2D2Agent(
@@ -465,6 +493,7 @@ class Trainer:
         return self.intrinsic.update(batch["next_obs"][:, -c:])
 
 
-def train(cfg: TrainConfig) -> RunResult:
-    """Build a :class:`Trainer` for ``cfg`` and run it to completion (resuming if possible)."""
-    return Trainer(cfg).run()
+def train(cfg: TrainConfig, prior: Policy | None = None) -> RunResult:
+    """Build a :class:`Trainer` for ``cfg`` (and, optionally, a pi_p object ``prior``, see
+    :class:`Trainer`) and run it to completion (resuming if possible)."""
+    return Trainer(cfg, prior=prior).run()

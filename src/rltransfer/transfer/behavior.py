@@ -23,7 +23,8 @@ import numpy as np
 
 from rltransfer.policy import Policy, SpaceMismatchError, observe_step
 
-__all__ = ["PriorPolicyDriver", "SpaceMismatchError", "validate_prior"]
+__all__ = ["EpsilonPolicy", "PriorPolicyDriver", "SpaceMismatchError", "validate_prior",
+           "with_epsilon"]
 
 
 def validate_prior(
@@ -63,6 +64,58 @@ def validate_prior(
                 f"pretrained policy expects observations of shape {tuple(policy_obs_shape)} "
                 f"but the task gives {tuple(obs_shape)}; use the same env suite and frame stack"
             )
+
+
+class EpsilonPolicy:
+    """A policy that takes a uniformly random action with probability ``epsilon`` per env and
+    step, else the wrapped policy's (``TrainConfig.prior_epsilon`` for a pi_p object).
+
+    The wrapped policy acts on every step (its state stays current) and is told the executed
+    actions through :meth:`observe`. ``num_actions`` and ``obs_shape`` are the wrapped
+    policy's.
+
+    Args:
+        policy: any :class:`~rltransfer.policy.Policy`.
+        epsilon: probability in ``[0, 1]``.
+        seed: seed of the random draws.
+
+    Raises:
+        ValueError: ``epsilon`` outside ``[0, 1]``.
+    """
+
+    def __init__(self, policy: Policy, epsilon: float, seed: int = 0) -> None:
+        if not 0.0 <= float(epsilon) <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        self.policy = policy
+        self.epsilon = float(epsilon)
+        self.num_actions = int(policy.num_actions)
+        self.rng = np.random.default_rng(seed)
+        obs_shape = getattr(policy, "obs_shape", None)
+        if obs_shape is not None:
+            self.obs_shape = tuple(obs_shape)
+
+    def reset(self, num_envs: int) -> Any:
+        """The wrapped policy's initial state."""
+        return self.policy.reset(num_envs)
+
+    def act(self, obs: np.ndarray, state: Any, first: np.ndarray) -> tuple[np.ndarray, Any]:
+        """The wrapped policy's actions ``int64[B]``, each replaced by a uniform one with
+        probability ``epsilon``."""
+        actions, state = self.policy.act(obs, state, first)
+        b = np.asarray(obs).shape[0]
+        explore = self.rng.random(b) < self.epsilon
+        random_actions = self.rng.integers(0, self.num_actions, size=b)
+        return np.where(explore, random_actions, np.asarray(actions)).astype(np.int64), state
+
+    def observe(self, actions: np.ndarray, rewards_extrinsic: np.ndarray,
+                rewards_intrinsic: np.ndarray, state: Any) -> Any:
+        """Passed on to the wrapped policy (:func:`rltransfer.policy.observe_step`)."""
+        return observe_step(self.policy, state, actions, rewards_extrinsic, rewards_intrinsic)
+
+
+def with_epsilon(policy: Policy, epsilon: float, seed: int = 0) -> Policy:
+    """``policy`` itself for ``epsilon == 0``, else an :class:`EpsilonPolicy` around it."""
+    return policy if float(epsilon) == 0.0 else EpsilonPolicy(policy, epsilon, seed)
 
 
 class PriorPolicyDriver:
