@@ -118,8 +118,9 @@ def test_tiny_pixel_run_writes_metrics_checkpoints_final(tmp_path: Path) -> None
     result = train_sac(cfg, dot_factory())
     run = Path(cfg.run_dir)
     assert result.env_steps == 120
-    # Updates start after 40 warm-up steps: one per agent step -> 80 updates.
-    assert result.num_updates == 80
+    # Warm-up of 40 steps; the first step after it bursts 40 updates in place of its one
+    # (PAD), then one per agent step: 40 + 79 = 119 = env_steps - 1.
+    assert result.num_updates == 119
     evals = _records(run, "eval")
     assert [r["env_steps"] for r in evals] == [60, 120]
     assert all(len(r["returns"]) == 2 for r in evals)
@@ -130,12 +131,42 @@ def test_tiny_pixel_run_writes_metrics_checkpoints_final(tmp_path: Path) -> None
     assert latest_checkpoint(run / "checkpoints") is not None
     agent, arch = load_sac_agent(run / "final")
     assert arch["obs_shape"] == [6, 24, 24] and arch["action_high"] == [2.0, 2.0]
-    assert agent.num_updates == 80
+    assert agent.num_updates == 119
     returns = evaluate_sac(agent, dot_factory(), 3, seed=1, frame_stack=2)
     assert returns.shape == (3,) and np.all(returns < 0)
     # A finished run is not run again.
     again = train_sac(cfg, dot_factory())
-    assert again.num_updates == 80 and again.wall_seconds == 0.0
+    assert again.num_updates == 119 and again.wall_seconds == 0.0
+
+
+def test_warmup_end_bursts_warmup_updates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    """PAD's update schedule: no update during the warm-up, ``warmup_env_steps`` updates at
+    the step it ends, then one per agent step. Counted per env step with one env."""
+    from rltransfer.agents.sac import SACAgent
+    from rltransfer.train_sac import SACTrainer
+
+    cfg = dataclasses.replace(TINY, run_dir=str(tmp_path / "run"), num_envs=1,
+                              total_env_steps=30, warmup_env_steps=20,
+                              eval_every_env_steps=1000, checkpoint_every_env_steps=1000)
+    calls: list[int] = []
+    trainer = SACTrainer(cfg, dot_factory())
+    monkeypatch.setattr(SACAgent, "update",
+                        lambda self, batch: calls.append(trainer.env_steps) or {})
+    trainer.run()
+    per_step = {t: calls.count(t) for t in sorted(set(calls))}
+    # env_steps is counted after the step is taken: steps 1..20 are the warm-up (no
+    # update); the step taken at agent step 20 (env_steps 21) bursts 20 updates; steps
+    # 22..30 do 1 each. Total 29 = 30 - 1 (PAD: update count = step index).
+    assert per_step == {21: 20, **{t: 1 for t in range(22, 31)}}
+    assert len(calls) == 29 == trainer.num_updates
+    # With updates_per_env_step 2 both the burst and the regular updates double.
+    calls.clear()
+    cfg2 = dataclasses.replace(cfg, run_dir=str(tmp_path / "run2"), updates_per_env_step=2.0)
+    trainer = SACTrainer(cfg2, dot_factory())
+    trainer.run()
+    assert {t: calls.count(t) for t in sorted(set(calls))} == {
+        21: 40, **{t: 2 for t in range(22, 31)}}
 
 
 def test_crash_and_resume(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -146,13 +177,14 @@ def test_crash_and_resume(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
     ckpt = latest_checkpoint(run / "checkpoints")
     assert ckpt is not None and ckpt.name.endswith("80")
     saved = json.loads((ckpt / "meta.json").read_text())
-    assert saved["num_updates"] == 40
+    assert saved["num_updates"] == 79  # burst 40 at step 40, then 39 more up to step 80
     with caplog.at_level(logging.WARNING):
         result = train_sac(cfg, dot_factory())
     assert f"resumed {run} at 80 env steps" in caplog.text
     assert result.env_steps == 160
-    # 40 updates before the checkpoint + 80 after (the replay was restored: no new warm-up).
-    assert result.num_updates == 120
+    # 79 updates before the checkpoint + 80 after (the replay was restored: no new warm-up
+    # and no second burst).
+    assert result.num_updates == 159
     steps = [r["env_steps"] for r in _records(run, "eval")]
     assert steps == sorted(steps) and len(steps) == len(set(steps))
 
@@ -187,20 +219,42 @@ def test_pretrained_frozen_encoder_is_loaded_and_kept(tmp_path: Path) -> None:
         np.testing.assert_array_equal(v.numpy(), v2.numpy())
 
 
-def _dmc_available() -> bool:
-    try:
-        from rltransfer.envs import env_spec
+def mujoco_gl_unavailable() -> str | None:
+    """Why the DMC smoke test cannot run here, or ``None``. Only two causes skip it: the
+    optional ``dmc`` extra (dm_control, mujoco) is not installed, or MuJoCo's headless GL
+    backend (``MUJOCO_GL``, egl by default) cannot make a context on this machine
+    (``ImportError`` / ``OSError`` / ``RuntimeError`` from ``mujoco.egl`` / ``mujoco.osmesa``,
+    e.g. no libEGL or no EGL device). Any other failure to build the env fails the test."""
+    import importlib.util
 
-        return env_spec("DMC/reacher-easy").frame_stack == 3
-    except Exception:
-        return False
+    missing = [m for m in ("dm_control", "mujoco") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"optional extra 'dmc' not installed (missing {', '.join(missing)})"
+    from rltransfer.envs.dmc import ensure_headless_gl
+
+    backend = ensure_headless_gl()
+    try:
+        if backend == "egl":
+            from mujoco.egl import GLContext
+        elif backend == "osmesa":
+            from mujoco.osmesa import GLContext
+        else:
+            from mujoco import GLContext
+        context = GLContext(16, 16)
+        context.make_current()
+        context.free()
+    except (ImportError, OSError, RuntimeError) as error:
+        return f"MuJoCo GL backend {backend!r} unavailable: {error}"
+    return None
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _dmc_available(), reason="envs/dmc.py not wired into make_env yet")
 def test_dmc_reacher_smoke_with_kill_and_resume(tmp_path: Path) -> None:
     """A few hundred agent steps of pixel SAC on DMC reacher-easy, SIGKILLed after its first
     checkpoint and resumed."""
+    reason = mujoco_gl_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
     run_dir = tmp_path / "run"
     code = (
         "import logging, sys; logging.basicConfig(level=logging.WARNING)\n"
@@ -235,6 +289,7 @@ def test_dmc_reacher_smoke_with_kill_and_resume(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"resumed {run_dir} at 100 env steps" in done.stderr
     final = json.loads((run_dir / "final" / "meta.json").read_text())
-    assert final["env_steps"] == 200 and final["num_updates"] == 150
+    # one env: warm-up 50, a burst of 50 at step 50, one update per step after: 199.
+    assert final["env_steps"] == 200 and final["num_updates"] == 199
     evals = _records(run_dir, "eval")
     assert evals[-1]["env_steps"] == 200 and np.isfinite(evals[-1]["return_mean"])

@@ -1,7 +1,8 @@
 """Pixel SAC training loop on DeepMind Control: collect, learn, evaluate, checkpoint, resume.
 
 The loop of Kadavath et al. 2021 (code built on PAD, Hansen et al. 2021), see REFERENCE.md:
-``warmup_env_steps`` (1000) uniformly random actions, then one SAC update per agent step
+``warmup_env_steps`` (1000) uniformly random actions, then, at the step the warm-up ends, a
+burst of ``warmup_env_steps`` updates at once, then one SAC update per agent step
 (``updates_per_env_step``), deterministic evaluation every ``eval_every_env_steps`` (10k) agent
 steps over ``eval_episodes`` (10) episodes. "Env steps" here are **agent steps** (one action,
 repeated ``action_repeat`` times by the env: frames = env steps x action repeat).
@@ -93,7 +94,10 @@ class SACTrainConfig:
     replay_capacity_env_steps: int = 100_000
     """Replay slots in all (split evenly over envs)."""
     warmup_env_steps: int = 1000
-    """Uniformly random actions before the policy acts and updates start."""
+    """Uniformly random actions before the policy acts and updates start. The step the
+    warm-up ends does ``warmup_env_steps * updates_per_env_step`` updates at once (PAD's
+    ``num_updates = init_steps if step == init_steps else 1``), so from then on the number
+    of updates keeps pace with the collected steps."""
     updates_per_env_step: float = 1.0
     """SAC updates per agent step after the warm-up."""
     init_encoder_from: str | None = None
@@ -448,9 +452,15 @@ class SACTrainer:
                 self.env_steps += b
 
                 # Steps taken at agent-step counts >= learning_starts are followed by updates
-                # (PAD: ``if step >= init_steps: agent.update``).
+                # (PAD: ``if step >= init_steps: agent.update``). The first such step does a
+                # burst of warmup_env_steps updates in place of one agent step's update (PAD:
+                # ``num_updates = init_steps if step == init_steps else 1``): with one env,
+                # num_updates = env_steps - 1 from then on, as in PAD.
                 if steps_before >= self.learning_starts and self.replay.can_sample():
                     self.update_debt += b * cfg.updates_per_env_step
+                    if steps_before < self.learning_starts + b:
+                        self.update_debt += (max(cfg.warmup_env_steps - 1, 0)
+                                             * cfg.updates_per_env_step)
                     while self.update_debt >= 1.0:
                         self.update_debt -= 1.0
                         batch = self.replay.sample(cfg.agent.batch_size, self.rng)
