@@ -173,11 +173,12 @@ def with_prior_object(cfg: TrainConfig, prior: object | None) -> TrainConfig:
             cannot be rebuilt from ``config.json``: resume from Python with the object).
     """
     if prior is None:
-        if is_prior_object_marker(cfg.prior):
+        if cfg.prior is not None and is_prior_object_marker(cfg.prior):
+            kind = cfg.prior[len(PRIOR_OBJECT_PREFIX):-1]
             raise ConfigError(
-                f"this run's pi_p was a Python object ({cfg.prior[len(PRIOR_OBJECT_PREFIX):-1]}"
-                "), which config.json cannot rebuild; resume it from Python with "
-                "train(cfg, prior=<an object of that class>)"
+                f"this run's pi_p was a Python object ({kind}), which config.json cannot "
+                "rebuild; resume it from Python with train(cfg, prior=<an object of that "
+                "class>)"
             )
         return cfg
     marker = prior_object_marker(prior)
