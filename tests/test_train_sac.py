@@ -150,9 +150,13 @@ def test_warmup_end_bursts_warmup_updates(tmp_path: Path, monkeypatch: pytest.Mo
                               total_env_steps=30, warmup_env_steps=20,
                               eval_every_env_steps=1000, checkpoint_every_env_steps=1000)
     calls: list[int] = []
+
+    def counting_update(self: SACAgent, batch: dict[str, Any]) -> dict[str, float]:
+        calls.append(trainer.env_steps)
+        return {}
+
     trainer = SACTrainer(cfg, dot_factory())
-    monkeypatch.setattr(SACAgent, "update",
-                        lambda self, batch: calls.append(trainer.env_steps) or {})
+    monkeypatch.setattr(SACAgent, "update", counting_update)
     trainer.run()
     per_step = {t: calls.count(t) for t in sorted(set(calls))}
     # env_steps is counted after the step is taken: steps 1..20 are the warm-up (no

@@ -228,7 +228,7 @@ def test_sequence_overlap_must_cover_n_step() -> None:
         batch = replay.gather(ids)
         steps: set[int] = set()
         for start, mask in zip(replay.step_of_index(ids), batch["loss_mask"], strict=True):
-            steps.update(int(start) + i for i in np.flatnonzero(mask))
+            steps.update(int(start) + int(i) for i in np.flatnonzero(mask))
         return steps
 
     # Window of 4 steps, n = 2: only window steps 0 and 1 bootstrap inside it.
