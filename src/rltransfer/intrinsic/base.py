@@ -28,7 +28,8 @@ class IntrinsicReward(Protocol):
     """A per-step intrinsic reward for B environments."""
 
     def reset(self, done_mask: np.ndarray) -> None:
-        """Forget per-episode state (e.g. running intrinsic returns) where ``done_mask[B]``."""
+        """Forget per-episode state (e.g. NGU's episodic memory) where ``done_mask[B]``.
+        RND's intrinsic returns are non-episodic and are kept."""
         ...
 
     def compute(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
