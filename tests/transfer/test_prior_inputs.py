@@ -206,3 +206,30 @@ def test_evaluation_tells_the_policy_the_executed_actions_and_rewards() -> None:
     # observe receives float32 rewards
     assert policy.seen == [(2, 0.0), (2, 0.0), (1, 0.0), (2, 0.0),
                            (2, float(np.float32(expected)))]
+
+
+def test_epsilon_wrapper_replaces_actions_with_the_seeded_uniform_draws() -> None:
+    from rltransfer.transfer.behavior import EpsilonPolicy, with_epsilon
+
+    base = CallablePolicy(lambda o: np.full(o.shape[0], 6), 7)
+    assert with_epsilon(base, 0.0) is base
+    wrapped = with_epsilon(base, 0.5, seed=3)
+    assert isinstance(wrapped, EpsilonPolicy) and wrapped.num_actions == 7
+    obs = np.zeros((1000, *FRAME), np.uint8)
+    actions, _ = wrapped.act(obs, wrapped.reset(1000), np.ones(1000, bool))
+    # Same draws by hand: u < 0.5 picks rng.integers(0, 7), else pi_p's 6.
+    rng = np.random.default_rng(3)
+    explore = rng.random(1000) < 0.5
+    expected = np.where(explore, rng.integers(0, 7, size=1000), 6)
+    np.testing.assert_array_equal(actions, expected)
+    assert 400 < explore.sum() < 600
+    with np.testing.assert_raises(ValueError):
+        EpsilonPolicy(base, 1.5)
+    # observe is passed on to the wrapped policy.
+    prior, _ = _prior()
+    eps_prior = EpsilonPolicy(prior, 0.0)
+    state = eps_prior.reset(2)
+    _, state = eps_prior.act(np.zeros((2, *FRAME), np.uint8), state, np.ones(2, bool))
+    state = observe_step(eps_prior, state, np.array([2, 1]), np.array([1.0, 0.0]))
+    assert isinstance(state, RecurrentPolicyState)
+    np.testing.assert_array_equal(state.prev_action, [2, 1])

@@ -98,6 +98,8 @@ def test_pi_p_object_kind_is_part_of_the_run(tmp_path: Path, ppo_model: Any) -> 
                 prior=SB3Policy(ppo_model))
     with pytest.raises(ConfigError, match="init-from"):
         Trainer(_bt_config(tmp_path / "init", init="partial"), prior=SB3Policy(ppo_model))
+    with pytest.raises(ConfigError, match="backend=local"):  # Ray actors load pi_p by path
+        Trainer(_bt_config(tmp_path / "ray", backend="ray"), prior=SB3Policy(ppo_model))
 
 
 def test_space_mismatch_is_a_clear_error(tmp_path: Path, ppo_model: Any) -> None:
