@@ -23,8 +23,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from rltransfer.errors import UserError
 
-class SpaceMismatchError(ValueError):
+
+class SpaceMismatchError(UserError):
     """A pretrained policy or network was made for other observation or action spaces."""
 
 

@@ -5,6 +5,6 @@ are imported lazily, so importing this package needs none of them."""
 from __future__ import annotations
 
 from rltransfer.envs.make import make_env
-from rltransfer.envs.spec import SUITES, EnvSpec, UnknownEnvError, env_spec
+from rltransfer.envs.spec import SUITES, EnvOptionError, EnvSpec, UnknownEnvError, env_spec
 
-__all__ = ["SUITES", "EnvSpec", "UnknownEnvError", "env_spec", "make_env"]
+__all__ = ["SUITES", "EnvOptionError", "EnvSpec", "UnknownEnvError", "env_spec", "make_env"]

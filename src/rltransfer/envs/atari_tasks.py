@@ -47,6 +47,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rltransfer.errors import UserError
+
 RAM_SIZE = 128
 """Bytes of Atari 2600 RAM (``ALEInterface.getRAM()`` length)."""
 
@@ -76,7 +78,7 @@ MINERS_HARD_WALL_REWARD = -300.0
 """H.E.R.O. ``miners-hard``: reward per wall destroyed with dynamite."""
 
 
-class UnknownTaskError(ValueError):
+class UnknownTaskError(UserError):
     """Raised for a task name that the game does not have."""
 
 

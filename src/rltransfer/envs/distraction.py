@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from rltransfer.errors import UserError
+
 BUILTIN = "builtin"
 """The ``distraction=`` value selecting the procedural moving textures."""
 
@@ -52,7 +54,7 @@ DEFAULT_GROUND_ALPHA = 0.3
 """Opacity of textured floor planes under distraction (0 = invisible, 1 = opaque)."""
 
 
-class DistractionError(ValueError):
+class DistractionError(UserError):
     """Bad ``distraction=`` source: missing folder, no frames, unreadable video, or a model
     without a skybox texture."""
 

@@ -33,6 +33,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from rltransfer.envs.spec import UnknownEnvError
+from rltransfer.errors import MissingDependencyError
 
 DMC_PREFIX = "DMC/"
 _DMC_ID = re.compile(r"^DMC/(?P<domain>[A-Za-z0-9_]+)-(?P<task>[A-Za-z0-9_]+)$")
@@ -65,7 +66,8 @@ def dmc_tasks() -> tuple[tuple[str, str], ...]:
     """All ``(domain, task)`` pairs of the dm_control suite.
 
     Raises:
-        ImportError: dm_control is not installed (names the pip extra).
+        MissingDependencyError (an ``ImportError``): dm_control is not installed (names the
+            pip extra).
     """
     ensure_headless_gl()
     try:
@@ -73,7 +75,7 @@ def dmc_tasks() -> tuple[tuple[str, str], ...]:
     except ModuleNotFoundError as err:
         if err.name is None or err.name.split(".")[0] not in ("dm_control", "mujoco"):
             raise
-        raise ImportError(
+        raise MissingDependencyError(
             "The dmc suite needs the 'dm_control' package. "
             "Install it with: pip install 'rltransfer[dmc]'"
         ) from err

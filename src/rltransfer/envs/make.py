@@ -7,7 +7,7 @@ from pathlib import Path
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from rltransfer.envs.spec import env_spec, suite_of
+from rltransfer.envs.spec import EnvOptionError, env_spec, suite_of
 from rltransfer.envs.wrappers import SeedOnFirstReset, TaskRewardInfo
 
 
@@ -74,40 +74,43 @@ def make_env(
 
     Raises:
         UnknownEnvError: unknown id (the message names the suites with examples).
-        ValueError: unknown task (lists valid tasks), task needing an object the env lacks,
-            options that do not apply to the suite, non-positive ``num_envs`` /
-            ``max_episode_frames``, or ``sticky_action_prob`` outside [0, 1].
-        ImportError: the suite's optional dependency is missing (names the pip extra).
+        EnvOptionError (a ``ValueError``): unknown task (lists valid tasks), task needing an
+            object the env lacks, options that do not apply to the suite, non-positive
+            ``num_envs`` / ``max_episode_frames``, or ``sticky_action_prob`` outside [0, 1].
+        MissingDependencyError (an ``ImportError``): the suite's optional dependency is
+            missing (names the pip extra).
     """
     suite = suite_of(env_id)
     if int(num_envs) < 1:
-        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        raise EnvOptionError(f"num_envs must be >= 1, got {num_envs}")
     if int(max_episode_frames) < 1:
-        raise ValueError(f"max_episode_frames must be >= 1, got {max_episode_frames}")
+        raise EnvOptionError(f"max_episode_frames must be >= 1, got {max_episode_frames}")
     spec = env_spec(env_id)
     sticky = spec.default_sticky_action_prob if sticky_action_prob is None else sticky_action_prob
     if not 0.0 <= float(sticky) <= 1.0:
-        raise ValueError(f"sticky_action_prob must be in [0, 1], got {sticky_action_prob}")
+        raise EnvOptionError(f"sticky_action_prob must be in [0, 1], got {sticky_action_prob}")
     if suite != "minigrid" and not full_obs:
-        raise ValueError(f"full_obs=False only applies to MiniGrid envs, not {env_id!r}")
+        raise EnvOptionError(f"full_obs=False only applies to MiniGrid envs, not {env_id!r}")
     if suite != "atari" and terminal_on_life_loss:
-        raise ValueError(
+        raise EnvOptionError(
             f"terminal_on_life_loss=True only applies to Atari (games with lives), not {env_id!r}"
         )
     dmc_options = {"action_repeat": action_repeat, "render_size": render_size,
                    "distraction": distraction}
     if suite != "dmc" and any(v is not None for v in dmc_options.values()):
         given = sorted(k for k, v in dmc_options.items() if v is not None)
-        raise ValueError(f"{given} only apply to DeepMind Control ('DMC/...') envs, not {env_id!r}")
+        raise EnvOptionError(
+            f"{given} only apply to DeepMind Control ('DMC/...') envs, not {env_id!r}"
+        )
     if suite != "atari" and (int(frame_size) != 84 or not grayscale):
-        raise ValueError(
+        raise EnvOptionError(
             f"frame_size / grayscale only apply to Atari ('ALE/...') envs, not {env_id!r}"
             + ("; use render_size for DMC" if suite == "dmc" else "")
         )
     if suite == "dmc" and float(sticky) != 0.0:
-        raise ValueError("sticky actions are not supported for DMC; pass None or 0.0")
+        raise EnvOptionError("sticky actions are not supported for DMC; pass None or 0.0")
     if suite == "minigrid" and float(sticky) != 0.0:
-        raise ValueError("sticky actions are not supported for MiniGrid; pass None or 0.0")
+        raise EnvOptionError("sticky actions are not supported for MiniGrid; pass None or 0.0")
 
     env: VectorEnv
     if suite == "minigrid":
@@ -122,7 +125,7 @@ def make_env(
         )
     else:
         if task is not None and task not in spec.tasks:
-            raise ValueError(
+            raise EnvOptionError(
                 f"Unknown task {task!r} for {env_id!r}; valid tasks are {spec.tasks}"
             )
         if suite == "minatar":

@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from rltransfer.envs.spec import MINIGRID_TASKS, _unknown, require
+from rltransfer.envs.spec import MINIGRID_TASKS, EnvOptionError, _unknown, require
 from rltransfer.envs.wrappers import ChannelsFirstUint8
 
 _TASK_OBJECT = {"key": "Key", "door": "Door"}
@@ -196,16 +196,16 @@ def check_minigrid_task(env_id: str, task: str | None) -> str:
     """Validate ``task`` for ``env_id`` and return its canonical name (None -> ``"goal"``).
 
     Raises:
-        ValueError: unknown task name, or the env has no key / door for that task.
+        EnvOptionError: unknown task name, or the env has no key / door for that task.
     """
     name = "goal" if task is None else task
     if name not in MINIGRID_TASKS:
-        raise ValueError(
+        raise EnvOptionError(
             f"Unknown task {task!r} for {env_id!r}; valid MiniGrid tasks are {MINIGRID_TASKS}"
         )
     available = minigrid_available_tasks(env_id)
     if name not in available:
-        raise ValueError(
+        raise EnvOptionError(
             f"Task {name!r} needs a {_TASK_OBJECT[name].lower()} in the grid but {env_id!r} has "
             f"none; tasks available for this env: {available} (try 'MiniGrid-DoorKey-5x5-v0')"
         )

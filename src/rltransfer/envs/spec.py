@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from types import ModuleType
 
+from rltransfer.errors import MissingDependencyError, UserError
+
 SUITES: tuple[str, ...] = ("atari", "minatar", "minigrid", "dmc")
 """Names of the supported environment suites."""
 
@@ -38,8 +40,13 @@ MINIGRID_TASKS: tuple[str, ...] = ("goal", "key", "door")
 """MiniGrid task variants (reward functions) in the order they are listed by `env_spec`."""
 
 
-class UnknownEnvError(ValueError):
+class UnknownEnvError(UserError):
     """Raised for an environment id that belongs to no supported suite or is not registered."""
+
+
+class EnvOptionError(UserError):
+    """An environment option that is out of range or does not apply to the env's suite, or a
+    task the env does not have."""
 
 
 def _unknown(env_id: str, detail: str = "") -> UnknownEnvError:
@@ -57,14 +64,14 @@ def require(suite: str) -> ModuleType:
     """Import the optional dependency of ``suite`` and return it.
 
     Raises:
-        ImportError: the package is missing; the message names the
-            ``pip install 'rltransfer[<extra>]'`` command that installs it.
+        MissingDependencyError: the package is missing (an ``ImportError``); the message
+            names the ``pip install 'rltransfer[<extra>]'`` command that installs it.
     """
     module = _SUITE_MODULE[suite]
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise ImportError(
+        raise MissingDependencyError(
             f"The {suite} suite needs the {module!r} package. "
             f"Install it with: pip install 'rltransfer[{_SUITE_EXTRA[suite]}]'"
         ) from err

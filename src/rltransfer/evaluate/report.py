@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from rltransfer.errors import UserError
 from rltransfer.evaluate.aggregate import (
     METRICS,
     AggregateInputError,
@@ -40,7 +41,7 @@ CONFIG_FILE = "config.json"
 _METRIC_HEADERS = {"iqm": "IQM", "mean": "mean", "median": "median"}
 
 
-class MetricsFileError(ValueError):
+class MetricsFileError(UserError):
     """Raised for a metrics file that cannot be read as JSON lines (other than a cut last line)."""
 
 

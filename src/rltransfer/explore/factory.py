@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rltransfer.errors import UserError
 from rltransfer.explore.base import Explorer
 from rltransfer.explore.behavior_transfer import BehaviorTransferExplorer
 from rltransfer.explore.greedy import EpsilonGreedy, EZGreedy
@@ -14,7 +15,7 @@ __all__ = ["EXPLORER_KINDS", "UnknownExplorerError", "make_explorer"]
 EXPLORER_KINDS = ("epsilon_greedy", "ez_greedy", "behavior_transfer")
 
 
-class UnknownExplorerError(ValueError):
+class UnknownExplorerError(UserError):
     """The explorer kind is not one of :data:`EXPLORER_KINDS`."""
 
 

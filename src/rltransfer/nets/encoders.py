@@ -28,6 +28,8 @@ from typing import Literal, cast, get_args
 import torch
 from torch import nn
 
+from rltransfer.errors import UserError
+
 NATURE_MIN_SIZE = 36
 """Smallest height/width the Nature CNN accepts (8x8/4 -> 4x4/2 -> 3x3/1 leaves 1x1 at 36)."""
 
@@ -38,7 +40,7 @@ ENCODER_KINDS: tuple[str, ...] = get_args(EncoderKind)
 """The names in :data:`EncoderKind`, for validation and CLI choices."""
 
 
-class UnknownEncoderKindError(ValueError):
+class UnknownEncoderKindError(UserError):
     """An encoder kind that is not one of :data:`ENCODER_KINDS`."""
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rltransfer.errors import UserError
+
 PIXEL_ENCODER_KINDS: tuple[str, ...] = ("drq4", "pad11")
 """Encoder kinds accepted by :class:`PixelEncoderConfig`."""
 
@@ -35,7 +37,7 @@ _NUM_LAYERS = {"drq4": 4, "pad11": 11}
 _BATCH_NORM = {"drq4": False, "pad11": True}
 
 
-class PixelEncoderConfigError(ValueError):
+class PixelEncoderConfigError(UserError):
     """A :class:`PixelEncoderConfig` that cannot be built for the given observation shape."""
 
 

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rltransfer.errors import UserError
 from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
 from rltransfer.pretrain.supervised import (
     EpochProgress,
@@ -44,7 +45,7 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".
 """File name endings read as images (case-insensitive)."""
 
 
-class ImageFolderError(ValueError):
+class ImageFolderError(UserError):
     """The image folder is missing, has fewer than two classes, an empty class, or an image
     PIL cannot read."""
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from rltransfer.agents.r2d2 import R2D2Config
 from rltransfer.config import TrainConfig
+from rltransfer.errors import UnknownRecipeError
 from rltransfer.intrinsic.ngu import NGUConfig
 
 
@@ -191,10 +192,12 @@ def get_recipe(name: str) -> BTExperiment:
     """Look up a recipe by name.
 
     Raises:
-        KeyError: unknown name (the message lists the recipes).
+        UnknownRecipeError (a ``KeyError``): unknown name (the message lists the recipes).
     """
     if name not in RECIPES:
-        raise KeyError(f"unknown recipe {name!r}; available: {', '.join(sorted(RECIPES))}")
+        raise UnknownRecipeError(
+            f"unknown recipe {name!r}; available: {', '.join(sorted(RECIPES))}"
+        )
     return RECIPES[name]()
 
 

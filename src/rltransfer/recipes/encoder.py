@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from rltransfer.agents.sac import SACConfig
 from rltransfer.nets.pixel_encoders import PixelEncoderConfig
 from rltransfer.pretrain.inverse_dynamics import InverseDynamicsConfig
+from rltransfer.runtime.config import ConfigError
 from rltransfer.train_sac import SACTrainConfig
 
 ENCODER_STRATEGIES: tuple[str, ...] = ("scratch", "ik", "ik_frozen")
@@ -90,7 +91,7 @@ class EncoderExperiment:
         if self.num_seeds < 1 or self.workers < 1:
             problems.append("num_seeds and workers must be >= 1")
         if problems:
-            raise ValueError(f"invalid EncoderExperiment {self.name!r}: " + "; ".join(problems))
+            raise ConfigError(f"invalid EncoderExperiment {self.name!r}: " + "; ".join(problems))
 
 
 def _cpu_encoder() -> PixelEncoderConfig:

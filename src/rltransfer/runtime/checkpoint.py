@@ -28,13 +28,15 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file as np_load_file
 from safetensors.torch import save_file
 
+from rltransfer.errors import UserError
+
 FORMAT = "rltransfer-checkpoint"
 VERSION = 1
 TENSORS = "tensors.safetensors"
 META = "meta.json"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint is missing, truncated, corrupt, foreign, or does not fit the task."""
 
 

@@ -14,10 +14,12 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from rltransfer.errors import UserError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config has an unknown key, a wrong type, or an invalid value."""
 
 

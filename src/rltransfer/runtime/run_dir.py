@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from rltransfer.errors import UserError
 from rltransfer.runtime.config import ConfigError, load_config, save_config, to_dict
 
 RUNTIME_KEYS: frozenset[str] = frozenset({"progress", "tensorboard", "torch_threads", "device"})
@@ -18,7 +19,7 @@ RUNTIME_KEYS: frozenset[str] = frozenset({"progress", "tensorboard", "torch_thre
 when a run is resumed."""
 
 
-class RunConflictError(ValueError):
+class RunConflictError(UserError):
     """The run directory holds a different run (its saved config differs)."""
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rltransfer.errors import UserError
 from rltransfer.nets.pixel_encoders import PixelEncoder
 from rltransfer.runtime.checkpoint import META, load_checkpoint, read_meta, save_checkpoint
 from rltransfer.runtime.config import to_dict
@@ -37,7 +38,7 @@ CONVS_PREFIX = "encoder/convs/"
 HEAD_PREFIX = "encoder/head/"
 
 
-class EncoderMismatchError(ValueError):
+class EncoderMismatchError(UserError):
     """A pretrained encoder checkpoint does not fit the encoder it is loaded into (kind,
     filters, groups, observation shape or tensor names/shapes differ, or a head is asked for
     that the checkpoint lacks). The message names both sides and the fix."""

@@ -1,0 +1,39 @@
+"""The base classes of the errors a user can fix.
+
+The command line (:mod:`rltransfer.cli`) prints a :class:`UserError` as one line
+(``rltransfer: error: <message>``) and exits with status 2; every other exception, a
+``KeyError`` or ``ValueError`` from a programming error included, keeps its traceback.
+
+Subclasses (each also a ``ValueError``, so older ``except ValueError`` code still catches
+them): ``ConfigError`` (runtime/config.py), ``CheckpointError`` (runtime/checkpoint.py),
+``RunConflictError`` (runtime/run_dir.py), ``UnknownEnvError`` and ``EnvOptionError``
+(envs/spec.py), ``UnknownTaskError`` (envs/atari_tasks.py), ``DistractionError``
+(envs/distraction.py), ``SpaceMismatchError`` (policy.py), ``EncoderMismatchError``
+(transfer/encoder.py), ``ImageFolderError`` (pretrain/image_classification.py),
+``MetricsFileError`` (evaluate/report.py), ``UnknownExplorerError`` (explore/factory.py),
+``UnknownEncoderKindError`` (nets/encoders.py), ``PixelEncoderConfigError``
+(nets/pixel_encoders.py), and the two below.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MissingDependencyError", "UnknownRecipeError", "UserError"]
+
+
+class UserError(ValueError):
+    """A mistake the user can fix (a flag, path, config, checkpoint or run directory); the
+    message says what is wrong and how to fix it."""
+
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional dependency is not installed; the message names the ``pip install``
+    command (also an ``ImportError``)."""
+
+
+class UnknownRecipeError(UserError, KeyError):
+    """An unknown recipe or strategy name; the message lists the known ones (also a
+    ``KeyError``, what the lookups raised before)."""
+
+    def __str__(self) -> str:
+        # KeyError's str() is the repr of its argument; show the message as written.
+        return str(self.args[0]) if self.args else ""
