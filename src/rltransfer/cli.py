@@ -2,8 +2,11 @@
 train-sac | train-ez | evaluate | report | run | demo``.
 
 Every flag maps to a typed config field (tyro); ``rltransfer <verb> --help`` lists them.
-Errors the user can fix (unknown env, mismatched checkpoint, conflicting run directory) end
-with one message and exit status 2, never a traceback.
+Errors the user can fix (:class:`rltransfer.errors.UserError`: unknown env, recipe or task,
+bad flag values, mismatched checkpoint, conflicting run directory, missing optional
+dependency; and a missing file) end with one message and exit status 2, never a traceback.
+Any other exception (a programming error, even a ``KeyError`` or ``ValueError``) keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import tyro
 
 from rltransfer.config import TrainConfig
+from rltransfer.errors import UnknownRecipeError, UserError
 from rltransfer.pretrain.image_classification import ImageClassificationConfig
 from rltransfer.pretrain.inverse_dynamics import InverseDynamicsConfig
 from rltransfer.pretrain.reward_free import PRETRAIN_DEFAULTS, pretrain_reward_free
@@ -95,14 +99,62 @@ class EvaluateArgs:
     """Write the returns as JSON here."""
 
 
-def evaluate(args: Annotated[EvaluateArgs, Flat]) -> None:
-    """Zero-shot or final evaluation of a saved policy."""
-    from rltransfer.agents.policy import load_policy
-    from rltransfer.evaluate.protocol import evaluate_policy
+def trained_env_settings(
+    policy_path: str | Path, env_id: str | None, task: str | None
+) -> tuple[str, dict[str, Any], int | None]:
+    """The env to evaluate a saved R2D2 policy on: ``(env_id, make_env settings, frame_stack)``.
 
+    On the env the policy was trained on (``env_id`` None or equal to it) the settings are the
+    run's training env settings (:func:`rltransfer.train.train_env_kwargs` of the config in the
+    checkpoint: sticky actions, episode cap, ...), to be passed through
+    :func:`rltransfer.evaluate.protocol.eval_env_kwargs`; on another env only ``task``.
+    ``task`` (if given) replaces the run's task. ``frame_stack`` is the checkpoint's.
+
+    Raises:
+        CheckpointError: no readable checkpoint there, or its config is unusable.
+        ConfigError: the checkpoint does not name its env and ``env_id`` is None.
+    """
+    from rltransfer.agents.policy import resolve_checkpoint
+    from rltransfer.runtime.checkpoint import CheckpointError, read_meta
+    from rltransfer.runtime.config import ConfigError, from_dict
+    from rltransfer.train import train_env_kwargs
+
+    ckpt = resolve_checkpoint(policy_path)
+    meta = read_meta(ckpt)
+    arch = meta.get("architecture") or {}
+    trained_on = arch.get("env_id")
+    target = env_id or trained_on
+    if target is None:
+        raise ConfigError(f"{ckpt} does not say which env it was trained on; pass --env-id")
+    settings: dict[str, Any] = {}
+    config = meta.get("config")
+    if target == trained_on and isinstance(config, dict):
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        try:
+            cfg = from_dict(TrainConfig, {k: v for k, v in config.items() if k in known},
+                            where=f"{ckpt}/meta.json config")
+        except ConfigError as e:
+            raise CheckpointError(f"{ckpt}: the run config in meta.json is unusable: {e}") from e
+        settings = train_env_kwargs(cfg)
+    if task is not None:
+        settings["task"] = task
+    stack = arch.get("frame_stack")
+    return str(target), settings, None if stack is None else int(stack)
+
+
+def evaluate(args: Annotated[EvaluateArgs, Flat]) -> None:
+    """Zero-shot or final evaluation of a saved policy, on its training env's settings (except
+    the evaluation protocol's documented differences) unless ``--env-id`` names another env."""
+    from rltransfer.agents.policy import load_policy
+    from rltransfer.evaluate.protocol import eval_env_kwargs, evaluate_policy
+    from rltransfer.runtime.config import ConfigError
+
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     policy = load_policy(args.policy, epsilon=args.epsilon, seed=args.seed)
-    env_id = args.env_id or policy.env_id  # type: ignore[attr-defined]
-    returns = evaluate_policy(policy, env_id, args.episodes, seed=args.seed, task=args.task)
+    env_id, settings, frame_stack = trained_env_settings(args.policy, args.env_id, args.task)
+    returns = evaluate_policy(policy, env_id, args.episodes, seed=args.seed,
+                              frame_stack=frame_stack, env_kwargs=eval_env_kwargs(settings))
     summary = {"policy": args.policy, "env_id": env_id, "task": args.task,
                "returns": [float(r) for r in returns], "mean": float(np.mean(returns)),
                "std": float(np.std(returns))}
@@ -169,7 +221,7 @@ def run(args: Annotated[RunArgs, Flat]) -> None:
         return
     if args.recipe not in RECIPES:
         known = sorted([*RECIPES, *ENCODER_RECIPES, *EZ_RECIPES])
-        raise KeyError(f"unknown recipe {args.recipe!r}; available: {', '.join(known)}")
+        raise UnknownRecipeError(f"unknown recipe {args.recipe!r}; available: {', '.join(known)}")
     exp = get_recipe(args.recipe)
     if args.num_seeds is not None:
         exp.num_seeds = args.num_seeds
@@ -207,10 +259,11 @@ def _run_ez_recipe(args: RunArgs, out_dir: str) -> None:
     """EfficientZero recipes are single runs: ``num_seeds`` runs, then a report."""
     from rltransfer.evaluate.report import collect_runs, write_report
     from rltransfer.recipes.efficientzero import EZ_RECIPES
+    from rltransfer.runtime.config import ConfigError
     from rltransfer.train_efficientzero import train_efficientzero
 
     if args.strategies is not None or args.pretrain_env_steps is not None:
-        raise ValueError(f"{args.recipe} has no strategies or pretraining; drop those flags")
+        raise ConfigError(f"{args.recipe} has no strategies or pretraining; drop those flags")
     run_dirs = []
     for seed in range(args.num_seeds or 1):
         cfg = EZ_RECIPES[args.recipe](run_dir=f"{out_dir}/runs/seed_{seed}", seed=seed)
@@ -241,10 +294,13 @@ def demo(args: Annotated[DemoArgs, Flat]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``rltransfer`` command."""
-    from rltransfer.runtime.checkpoint import CheckpointError
-    from rltransfer.runtime.config import ConfigError
+    """Entry point of the ``rltransfer`` command.
 
+    Raises:
+        SystemExit: status 2 after one ``rltransfer: error: ...`` line on stderr for a
+            :class:`~rltransfer.errors.UserError` or a missing file (``FileNotFoundError``);
+            tyro's own exits for bad flags. Any other exception propagates with its traceback.
+    """
     logging.basicConfig(level=os.environ.get("RLTRANSFER_LOG", "WARNING"))
     try:
         tyro.extras.subcommand_cli_from_dict(
@@ -264,10 +320,8 @@ def main(argv: list[str] | None = None) -> None:
             prog="rltransfer",
             description="rltransfer: pretrain RL agents and transfer what they learned.",
         )
-    except (ConfigError, CheckpointError, KeyError, ValueError, FileNotFoundError,
-            ImportError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"rltransfer: error: {message}", file=sys.stderr)
+    except (UserError, FileNotFoundError) as e:
+        print(f"rltransfer: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

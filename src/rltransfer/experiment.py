@@ -24,11 +24,12 @@ from rich.console import Console
 
 from rltransfer.agents.policy import load_policy
 from rltransfer.config import TrainConfig
-from rltransfer.evaluate.protocol import evaluate_policy
+from rltransfer.errors import UnknownRecipeError, UserError
+from rltransfer.evaluate.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.evaluate.report import collect_runs, write_report
 from rltransfer.recipes import STRATEGIES, BTExperiment
 from rltransfer.runtime.pool import run_jobs
-from rltransfer.train import train
+from rltransfer.train import train, train_env_kwargs
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
@@ -38,10 +39,12 @@ def strategy_config(exp: BTExperiment, strategy: str, seed: int, out: Path) -> T
     """The training config of one (strategy, seed) run of ``exp``.
 
     Raises:
-        KeyError: unknown strategy name.
+        UnknownRecipeError (a ``KeyError``): unknown strategy name.
     """
     if strategy not in STRATEGIES:
-        raise KeyError(f"unknown strategy {strategy!r}; available: {', '.join(STRATEGIES)}")
+        raise UnknownRecipeError(
+            f"unknown strategy {strategy!r}; available: {', '.join(STRATEGIES)}"
+        )
     s = STRATEGIES[strategy]
     prior = str(out / "pretrain") if s.uses_pretraining else None
     return dataclasses.replace(
@@ -64,14 +67,16 @@ def _train_quiet(cfg: TrainConfig) -> tuple[str, float, float]:
 
 
 def zero_shot(exp: BTExperiment, out: Path) -> list[float]:
-    """Score the pretrained policy on the task reward (cached in ``zero_shot.json``)."""
+    """Score the pretrained policy on the task reward (cached in ``zero_shot.json``), on the
+    transfer runs' evaluation env (``eval_env_kwargs(train_env_kwargs(exp.train))``: the same
+    sticky actions, episode cap and task as the runs it is compared with)."""
     path = out / "zero_shot.json"
     if path.exists():
         return [float(r) for r in json.loads(path.read_text())["returns"]]
     policy = load_policy(out / "pretrain", epsilon=exp.train.eval_epsilon)
     returns = evaluate_policy(
         policy, exp.train.env_id, exp.zero_shot_episodes, seed=exp.train.seed + 2_000_003,
-        task=exp.train.task, frame_stack=exp.train.frame_stack,
+        frame_stack=exp.train.frame_stack, env_kwargs=eval_env_kwargs(train_env_kwargs(exp.train)),
     )
     data = {"env_id": exp.train.env_id, "task": exp.train.task,
             "returns": [float(r) for r in returns], "mean": float(np.mean(returns))}
@@ -133,7 +138,8 @@ def write_experiment_report(
     stratified-bootstrap 95% CIs (rliable), with learning curves.
 
     Raises:
-        ValueError: a run without evaluations (not finished), or no runs at all.
+        UserError (a ``ValueError``): no finished runs at all. MetricsFileError: a run's
+            metrics file is unreadable.
     """
     run_dirs = {
         s: [out / "runs" / s / f"seed_{k}" for k in range(num_seeds)
@@ -142,7 +148,7 @@ def write_experiment_report(
     }
     run_dirs = {s: dirs for s, dirs in run_dirs.items() if dirs}
     if not run_dirs:
-        raise ValueError(f"{out} has no finished runs under runs/<strategy>/seed_<k>")
+        raise UserError(f"{out} has no finished runs under runs/<strategy>/seed_<k>")
     finals, learning = collect_runs(run_dirs)
     zero = {"pretrained policy": zero_shot_returns} if zero_shot_returns else None
     first = run_dirs[next(iter(run_dirs))][0]

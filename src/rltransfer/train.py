@@ -42,7 +42,7 @@ from rltransfer.config import (
     with_prior_object,
 )
 from rltransfer.envs import env_spec, make_env
-from rltransfer.evaluate.protocol import evaluate_policy
+from rltransfer.evaluate.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.intrinsic.ngu import NGUReward
 from rltransfer.intrinsic.rnd import RND
 from rltransfer.policy import Policy
@@ -56,10 +56,10 @@ from rltransfer.runtime.checkpoint import (
     step_dirname,
 )
 from rltransfer.runtime.config import ConfigError, to_dict
-from rltransfer.runtime.loop import RunResult, run_to_completion
+from rltransfer.runtime.loop import RunResult, closes_envs_on_failure, run_to_completion
 from rltransfer.runtime.metrics import MetricsLogger
 from rltransfer.runtime.progress import RunProgress
-from rltransfer.runtime.run_dir import RunConflictError, prepare_run_dir
+from rltransfer.runtime.run_dir import RunConflictError, check_run_dir, prepare_run_dir
 from rltransfer.runtime.seeding import (
     generator_state,
     restore_generator,
@@ -74,7 +74,26 @@ if TYPE_CHECKING:
     from rltransfer.distributed import Round
 
 
-__all__ = ["RunConflictError", "RunResult", "Trainer", "epsilon_at", "train"]
+__all__ = ["RunConflictError", "RunResult", "Trainer", "epsilon_at", "train", "train_env_kwargs"]
+
+
+RESUMABLE_ON_ANOTHER_BACKEND: frozenset[str] = frozenset(
+    {"backend", "num_actors", "actor_sync_period_updates", "actor_chunk_steps"})
+"""Config fields a resumed run may change (a run may resume on another backend)."""
+
+
+def train_env_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    """The :func:`~rltransfer.envs.make_env` settings of ``cfg``'s training env (after
+    ``env_id, num_envs, seed``): task, reward-free, life-loss terminals, sticky actions and
+    the episode cap. Evaluation uses :func:`~rltransfer.evaluate.protocol.eval_env_kwargs` of
+    these (the training env except the protocol's documented differences)."""
+    return {
+        "task": cfg.task,
+        "reward_free": cfg.reward_free,
+        "terminal_on_life_loss": cfg.terminal_on_life_loss,
+        "sticky_action_prob": cfg.sticky_action_prob,
+        "max_episode_frames": cfg.max_episode_frames,
+    }
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -132,23 +151,17 @@ class Trainer:
         run dir holds another run (e.g. one whose pi_p object was of another class).
     """
 
+    @closes_envs_on_failure
     def __init__(self, cfg: TrainConfig, prior: Policy | None = None) -> None:
         cfg = with_prior_object(cfg, prior)
         _validate(cfg)
         self.cfg = cfg
         torch.set_num_threads(cfg.torch_threads)
-        self.run_dir = prepare_run_dir(
-            cfg, cfg.run_dir,
-            # a run may resume on another backend
-            ignore={"backend", "num_actors", "actor_sync_period_updates", "actor_chunk_steps"},
-        )
+        # Nothing is written to the run dir before the env, prior and init are validated.
+        self.run_dir = check_run_dir(cfg, cfg.run_dir, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
         self.rng = seed_everything(cfg.seed)
         self.spec = env_spec(cfg.env_id)
-        self.envs = make_env(
-            cfg.env_id, cfg.num_envs, cfg.seed, task=cfg.task, reward_free=cfg.reward_free,
-            terminal_on_life_loss=cfg.terminal_on_life_loss,
-            sticky_action_prob=cfg.sticky_action_prob, max_episode_frames=cfg.max_episode_frames,
-        )
+        self.envs = make_env(cfg.env_id, cfg.num_envs, cfg.seed, **self.env_kwargs())
         shape = self.envs.single_observation_space.shape
         assert shape is not None and len(shape) == 3, shape
         self.frame_shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
@@ -228,6 +241,7 @@ class Trainer:
         self.next_eval = cfg.eval_every_env_steps
         self.next_checkpoint = cfg.checkpoint_every_env_steps
         self.last_eval_return = math.nan
+        prepare_run_dir(cfg, cfg.run_dir, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
 
     # ------------------------------------------------------------------ checkpoints
     def architecture(self) -> dict[str, Any]:
@@ -314,6 +328,10 @@ class Trainer:
         return True
 
     # ------------------------------------------------------------------ evaluation
+    def env_kwargs(self) -> dict[str, Any]:
+        """The training env's ``make_env`` settings (:func:`train_env_kwargs`)."""
+        return train_env_kwargs(self.cfg)
+
     def eval_policy(self) -> AgentPolicy:
         """The greedy policy being learned (a+ resolved by pi_p), for evaluation."""
         return AgentPolicy(self.agent, self.num_env_actions, epsilon=self.cfg.eval_epsilon,
@@ -324,9 +342,9 @@ class Trainer:
     def evaluate(self, logger: MetricsLogger) -> float:
         returns = evaluate_policy(
             self.eval_policy(), self.cfg.env_id, num_episodes=self.cfg.eval_episodes,
-            seed=self.cfg.seed + 1_000_003 + self.env_steps, task=self.cfg.task,
-            frame_stack=self.frame_stack, num_envs=min(self.cfg.eval_episodes, 8),
-            max_episode_frames=self.cfg.max_episode_frames,
+            seed=self.cfg.seed + 1_000_003 + self.env_steps, frame_stack=self.frame_stack,
+            num_envs=min(self.cfg.eval_episodes, 8),
+            env_kwargs=eval_env_kwargs(self.env_kwargs()),
         )
         self.last_eval_return = float(np.mean(returns))
         logger.log("eval", self.env_steps, return_mean=self.last_eval_return,

@@ -37,7 +37,7 @@ from rltransfer.agents.efficientzero import EfficientZeroConfig, EfficientZeroLe
 from rltransfer.agents.mcts import BatchedMCTS, MCTSConfig, select_action
 from rltransfer.agents.reanalyse import ReanalyseConfig, Reanalyser
 from rltransfer.envs import env_spec, make_env
-from rltransfer.evaluate.protocol import evaluate_policy
+from rltransfer.evaluate.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.nets.world_model import EfficientZeroNet, WorldModelConfig, world_model_preset
 from rltransfer.replay import FrameStacker
 from rltransfer.replay.game_segment import GameSegmentReplay
@@ -50,11 +50,11 @@ from rltransfer.runtime.checkpoint import (
     step_dirname,
 )
 from rltransfer.runtime.config import ConfigError, to_dict
-from rltransfer.runtime.loop import RunResult, run_to_completion
+from rltransfer.runtime.loop import RunResult, closes_envs_on_failure, run_to_completion
 from rltransfer.runtime.metrics import MetricsLogger
 from rltransfer.runtime.progress import RunProgress
 from rltransfer.runtime.run_dir import RunConflictError as RunConflictError  # re-export
-from rltransfer.runtime.run_dir import prepare_run_dir
+from rltransfer.runtime.run_dir import check_run_dir, prepare_run_dir
 from rltransfer.runtime.seeding import (
     generator_state,
     restore_generator,
@@ -152,6 +152,22 @@ class EZTrainConfig:
 
 EZRunResult = RunResult
 """Kept for callers of earlier versions: :class:`rltransfer.runtime.loop.RunResult`."""
+
+
+def ez_env_kwargs(cfg: EZTrainConfig) -> dict[str, Any]:
+    """The :func:`~rltransfer.envs.make_env` settings of ``cfg``'s training env (after
+    ``env_id, num_envs, seed``): episode cap, life-loss terminals, and the sticky actions,
+    frame size and grayscale ``cfg`` sets (unset ones: the suite default). Evaluation uses
+    :func:`~rltransfer.evaluate.protocol.eval_env_kwargs` of these."""
+    kwargs: dict[str, Any] = {"max_episode_frames": cfg.max_episode_frames,
+                              "terminal_on_life_loss": cfg.terminal_on_life_loss}
+    if cfg.sticky_action_prob is not None:
+        kwargs["sticky_action_prob"] = cfg.sticky_action_prob
+    if cfg.frame_size is not None:
+        kwargs["frame_size"] = cfg.frame_size
+    if cfg.grayscale is not None:
+        kwargs["grayscale"] = cfg.grayscale
+    return kwargs
 
 
 def temperature_at(cfg: EZTrainConfig, env_steps: int) -> float:
@@ -280,14 +296,16 @@ class EZTrainer:
         ConfigError: inconsistent config. RunConflictError: the run dir holds another run.
     """
 
+    @closes_envs_on_failure
     def __init__(self, cfg: EZTrainConfig) -> None:
         validate(cfg)
         self.cfg = cfg
         torch.set_num_threads(cfg.torch_threads)
-        self.run_dir = prepare_run_dir(cfg, cfg.run_dir)
+        # Nothing is written to the run dir before the env is validated.
+        self.run_dir = check_run_dir(cfg, cfg.run_dir)
         self.rng = seed_everything(cfg.seed)
         self.spec = env_spec(cfg.env_id)
-        self.envs = make_env(cfg.env_id, cfg.num_envs, cfg.seed, **self._env_kwargs(train=True))
+        self.envs = make_env(cfg.env_id, cfg.num_envs, cfg.seed, **self.env_kwargs())
         shape = self.envs.single_observation_space.shape
         assert shape is not None and len(shape) == 3, shape
         self.frame_shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
@@ -325,20 +343,12 @@ class EZTrainer:
         self.next_checkpoint = cfg.checkpoint_every_env_steps
         self.last_eval_return = math.nan
         self.learning_starts_at = cfg.warmup_env_steps
+        prepare_run_dir(cfg, cfg.run_dir)
 
     # ------------------------------------------------------------------ setup helpers
-    def _env_kwargs(self, train: bool) -> dict[str, Any]:
-        cfg = self.cfg
-        kwargs: dict[str, Any] = {"max_episode_frames": cfg.max_episode_frames}
-        if cfg.sticky_action_prob is not None:
-            kwargs["sticky_action_prob"] = cfg.sticky_action_prob
-        if cfg.frame_size is not None:
-            kwargs["frame_size"] = cfg.frame_size
-        if cfg.grayscale is not None:
-            kwargs["grayscale"] = cfg.grayscale
-        if train and cfg.terminal_on_life_loss:
-            kwargs["terminal_on_life_loss"] = True
-        return kwargs
+    def env_kwargs(self) -> dict[str, Any]:
+        """The training env's ``make_env`` settings (:func:`ez_env_kwargs`)."""
+        return ez_env_kwargs(self.cfg)
 
     def _net_config(self) -> WorldModelConfig:
         """The preset's sizes with this suite's observation scale (255 pixels, 1 MinAtar)."""
@@ -440,17 +450,15 @@ class EZTrainer:
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, logger: MetricsLogger) -> float:
         """Greedy search with the learner's current network (eval mode) on the unclipped game
-        reward (no life-loss terminals); logs and returns the mean return."""
+        reward, on the training env except the protocol's differences (no life-loss terminals;
+        :func:`~rltransfer.evaluate.protocol.eval_env_kwargs`); logs and returns the mean."""
         policy = SearchPolicy(self.learner.network, self.cfg.mcts, self.num_actions,
                               device=self.cfg.device, deterministic=True)
-        extra = self._env_kwargs(train=False)
-        max_frames = extra.pop("max_episode_frames")
-        extra.pop("sticky_action_prob", None)
-        kwargs: dict[str, Any] = {"env_kwargs": extra} if extra else {}
         returns = evaluate_policy(
             policy, self.cfg.env_id, num_episodes=self.cfg.eval_episodes,
             seed=self.cfg.seed + 1_000_003 + self.env_steps, frame_stack=self.frame_stack,
-            num_envs=min(self.cfg.eval_episodes, 8), max_episode_frames=max_frames, **kwargs,
+            num_envs=min(self.cfg.eval_episodes, 8),
+            env_kwargs=eval_env_kwargs(self.env_kwargs()),
         )
         self.last_eval_return = float(np.mean(returns))
         logger.log("eval", self.env_steps, return_mean=self.last_eval_return,

@@ -38,6 +38,7 @@ import torch
 from gymnasium.vector import VectorEnv
 
 from rltransfer.agents.sac import SACAgent, SACConfig
+from rltransfer.evaluate.protocol import eval_env_kwargs
 from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
 from rltransfer.replay import FrameStacker, TransitionReplay
 from rltransfer.runtime.checkpoint import (
@@ -50,10 +51,10 @@ from rltransfer.runtime.checkpoint import (
     step_dirname,
 )
 from rltransfer.runtime.config import ConfigError, from_dict, to_dict
-from rltransfer.runtime.loop import RunResult, run_to_completion
+from rltransfer.runtime.loop import RunResult, closes_envs_on_failure, run_to_completion
 from rltransfer.runtime.metrics import MetricsLogger
 from rltransfer.runtime.progress import RunProgress
-from rltransfer.runtime.run_dir import RunConflictError, prepare_run_dir
+from rltransfer.runtime.run_dir import RunConflictError, check_run_dir, prepare_run_dir
 from rltransfer.runtime.seeding import (
     generator_state,
     restore_generator,
@@ -147,16 +148,28 @@ def resolved_render_size(cfg: SACTrainConfig) -> int:
     return 100 if cfg.agent.augmentation == "crop" else 84
 
 
-def default_env_factory(cfg: SACTrainConfig) -> EnvFactory:
-    """``make_env(cfg.env_id, n, seed, action_repeat=..., render_size=..., distraction=...)``."""
+def sac_env_kwargs(cfg: SACTrainConfig) -> dict[str, Any]:
+    """The :func:`~rltransfer.envs.make_env` settings of ``cfg``'s training env (after
+    ``env_id, num_envs, seed``): render size, and the action repeat and distraction ``cfg``
+    sets. Evaluation uses :func:`~rltransfer.evaluate.protocol.eval_env_kwargs` of these."""
+    kwargs: dict[str, Any] = {"render_size": resolved_render_size(cfg)}
+    if cfg.action_repeat is not None:
+        kwargs["action_repeat"] = cfg.action_repeat
+    if cfg.distraction is not None:
+        kwargs["distraction"] = cfg.distraction
+    return kwargs
+
+
+def default_env_factory(cfg: SACTrainConfig,
+                        env_kwargs: dict[str, Any] | None = None) -> EnvFactory:
+    """``make_env(cfg.env_id, n, seed, **env_kwargs)``; ``env_kwargs`` defaults to
+    :func:`sac_env_kwargs` (the training env; pass ``eval_env_kwargs(sac_env_kwargs(cfg))``
+    for the evaluation env)."""
     from rltransfer.envs import make_env
 
+    kwargs = sac_env_kwargs(cfg) if env_kwargs is None else dict(env_kwargs)
+
     def build(num_envs: int, seed: int) -> VectorEnv:
-        kwargs: dict[str, Any] = {"render_size": resolved_render_size(cfg)}
-        if cfg.action_repeat is not None:
-            kwargs["action_repeat"] = cfg.action_repeat
-        if cfg.distraction is not None:
-            kwargs["distraction"] = cfg.distraction
         return make_env(cfg.env_id, num_envs, seed, **kwargs)
 
     return build
@@ -233,21 +246,27 @@ class SACTrainer:
     Raises:
         ConfigError: inconsistent config. RunConflictError: the run dir holds another run.
         EncoderMismatchError / CheckpointError: ``init_encoder_from`` does not fit.
-        ValueError: the env is not a pixel env with Box actions.
+        ConfigError: the env is not a pixel env with Box actions.
     """
 
+    @closes_envs_on_failure
     def __init__(self, cfg: SACTrainConfig, env_factory: EnvFactory | None = None) -> None:
         _validate(cfg)
         self.cfg = cfg
         torch.set_num_threads(cfg.torch_threads)
-        self.run_dir = prepare_run_dir(cfg, cfg.run_dir)
+        # Nothing is written to the run dir before the env and init encoder are validated.
+        self.run_dir = check_run_dir(cfg, cfg.run_dir)
         self.rng = seed_everything(cfg.seed)
         self.make_envs = env_factory or default_env_factory(cfg)
+        # Evaluation: the training env except the protocol's differences (a factory given by
+        # the caller builds both).
+        self.make_eval_envs = env_factory or default_env_factory(
+            cfg, eval_env_kwargs(sac_env_kwargs(cfg)))
         self.envs = self.make_envs(cfg.num_envs, cfg.seed)
         shape = self.envs.single_observation_space.shape
         space = self.envs.single_action_space
         if shape is None or len(shape) != 3 or not hasattr(space, "low"):
-            raise ValueError(
+            raise ConfigError(
                 f"{cfg.env_id}: pixel SAC needs uint8 [C, H, W] frames and Box actions, got "
                 f"observations {shape} and actions {space}"
             )
@@ -296,6 +315,7 @@ class SACTrainer:
         self.next_checkpoint = cfg.checkpoint_every_env_steps
         self.last_eval_return = math.nan
         self.learning_starts = cfg.warmup_env_steps
+        prepare_run_dir(cfg, cfg.run_dir)
 
     # ------------------------------------------------------------------ checkpoints
     def architecture(self) -> dict[str, Any]:
@@ -390,9 +410,10 @@ class SACTrainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, logger: MetricsLogger) -> float:
-        """Deterministic evaluation (``eval_episodes`` episodes); logs an ``eval`` record."""
+        """Deterministic evaluation (``eval_episodes`` episodes) on the training env's settings
+        (:func:`~rltransfer.evaluate.protocol.eval_env_kwargs`); logs an ``eval`` record."""
         returns = evaluate_sac(
-            self.agent, self.make_envs, self.cfg.eval_episodes,
+            self.agent, self.make_eval_envs, self.cfg.eval_episodes,
             seed=self.cfg.seed + 1_000_003 + self.env_steps, frame_stack=self.frame_stack,
         )
         self.last_eval_return = float(np.mean(returns))
@@ -527,6 +548,7 @@ __all__ = [
     "evaluate_sac",
     "load_sac_agent",
     "resolved_render_size",
+    "sac_env_kwargs",
     "to_env_action",
     "train_sac",
 ]

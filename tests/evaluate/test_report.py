@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rltransfer.evaluate.aggregate import Estimate, aggregate_scores, curves
+from rltransfer.evaluate.aggregate import Estimate
 from rltransfer.evaluate.plots import plot_interval_estimates, plot_learning_curves
 from rltransfer.evaluate.report import (
     MetricsFileError,
@@ -85,45 +85,73 @@ def test_plots_write_png(tmp_path: Path) -> None:
         plot_interval_estimates(est, tmp_path / "j.png", metrics=["iqm", "max"])
 
 
+def _row(text: str, prefix: str) -> str:
+    rows = [line for line in text.splitlines() if line.startswith(prefix)]
+    assert len(rows) == 1, (prefix, rows)
+    return rows[0]
+
+
+def _cells(row: str) -> list[str]:
+    return [c.strip() for c in row.strip().strip("|").split("|")]
+
+
+def _interval(cell: str) -> tuple[float, float, float]:
+    point, rest = cell.split(" [")
+    low, high = rest.rstrip("]").split(", ")
+    return float(point), float(low), float(high)
+
+
 def test_write_report(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    finals = {"scratch": rng.uniform(0, 1, size=3), "behavior transfer": rng.uniform(0, 1, 4)}
-    steps = np.arange(0, 1001, 100)
+    # 8 seeds [0, 0, 1, 2, 3, 4, 10, 100]: IQM drops the lowest and highest 2 (25% each side)
+    # -> (1 + 2 + 3 + 4) / 4 = 2.5; mean = 120 / 8 = 15; with one task rliable's median (the
+    # median over tasks of the per-task mean) is the mean, 15.
+    skewed = np.array([0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 10.0, 100.0])
+    # every seed equal: each bootstrap resample is the same, so every CI is [0.75, 0.75].
+    flat = np.array([0.75, 0.75, 0.75])
+    finals = {"scratch": skewed, "behavior transfer": flat}
+    steps = np.array([0, 500, 1000])
     learning = {
-        name: [(steps, rng.uniform(0, 1, steps.size)) for _ in range(len(v))]
-        for name, v in finals.items()
+        "scratch": [(steps, np.array([0.0, 1.0, 2.0]))] * 8,
+        "behavior transfer": [(steps, np.array([0.0, 0.5, 0.75]))] * 3,
     }
-    zero_shot = {"pretrained": np.array([0.1, 0.3, 0.2])}
+    zero_shot = {"pretrained": np.array([0.2, 0.2, 0.2, 0.2])}
     path = write_report(
         tmp_path / "out" / "report.md",
         "MinAtar Breakout",
         finals,
         learning_curves=learning,
         zero_shot=zero_shot,
-        seed_labels={"scratch": ["s0", "s1", "s2"]},
+        seed_labels={"scratch": [f"s{i}" for i in range(8)]},
         extra_sections={"Config": "`lr = 1e-4`"},
         reps=200,
     )
     text = path.read_text()
-    assert text.startswith("# MinAtar Breakout")
-    est = aggregate_scores(finals, reps=200)
-    for name, n in (("scratch", 3), ("behavior transfer", 4)):
-        row = next(line for line in text.splitlines() if line.startswith(f"| {name} | {n} |"))
-        e = est[name]["iqm"]
-        assert f"{e.point:.3g} [{e.low:.3g}, {e.high:.3g}]" in row
-        m = est[name]["median"]
-        assert f"{m.point:.3g} [{m.low:.3g}, {m.high:.3g}]" in row
-    assert "| pretrained | 3 |" in text
-    assert "IQM [95% CI]" in text and "do not overlap" in text
-    assert f"s1: {finals['scratch'][1]:.3g}" in text  # per-seed raw numbers
-    assert "## Config" in text and "`lr = 1e-4`" in text
-    assert "![learning curves](report_curves.png)" in text
-    assert "![interval estimates](report_intervals.png)" in text
+    lines = text.splitlines()
+    assert lines[0] == "# MinAtar Breakout"
+    assert "| strategy | seeds | IQM [95% CI] | mean [95% CI] | median [95% CI] |" in lines
+    assert ("| behavior transfer | 3 | 0.75 [0.75, 0.75] | 0.75 [0.75, 0.75] "
+            "| 0.75 [0.75, 0.75] |") in lines
+    cells = _cells(_row(text, "| scratch | 8 |"))
+    assert len(cells) == 5
+    iqm, mean, median = (_interval(c) for c in cells[2:])
+    assert iqm[0] == 2.5 and mean[0] == 15.0 and median[0] == 15.0
+    for point, low, high in (iqm, mean, median):
+        # a bootstrap statistic of resampled seeds stays within the data's range
+        assert 0.0 <= low <= point <= high <= 100.0
+    # zero-shot table: 4 equal values
+    assert "| pretrained | 4 | 0.2 [0.2, 0.2] | 0.2 [0.2, 0.2] | 0.2 [0.2, 0.2] |" in lines
+    assert "Per-value data: pretrained: 0.2, 0.2, 0.2, 0.2" in lines
+    # per-seed raw table, with and without labels (values >= 100 get one decimal)
+    assert "| scratch | 0 | s0: 0, s1: 0, s2: 1, s3: 2, s4: 3, s5: 4, s6: 10, s7: 100.0 |" in lines
+    assert "| behavior transfer | 0 | 0.75, 0.75, 0.75 |" in lines
+    assert "equals the mean" in text  # one task: the note on rliable's median
+    assert "## Config" in lines and "`lr = 1e-4`" in lines
+    assert lines.index("## Config") > lines.index("## Per-seed raw numbers")
+    assert "![learning curves](report_curves.png)" in lines
+    assert "![interval estimates](report_intervals.png)" in lines
     for png in ("report_curves.png", "report_intervals.png"):
         data = (tmp_path / "out" / png).read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 1000
-    # the curves in the figure are the aggregate curves of the same data
-    assert curves(learning, reps=20)["scratch"].x[-1] == 1000
 
 
 def test_write_report_without_curves_and_bad_input(tmp_path: Path) -> None:

@@ -77,11 +77,9 @@ class CollectorWorker:
         envs_slice = actor_env_slice(cfg.num_envs, num_actors, actor_index)
         b = envs_slice.stop - envs_slice.start
         spec = env_spec(cfg.env_id)
-        envs = make_env(
-            cfg.env_id, b, env_seed, task=cfg.task, reward_free=cfg.reward_free,
-            terminal_on_life_loss=cfg.terminal_on_life_loss,
-            sticky_action_prob=cfg.sticky_action_prob, max_episode_frames=cfg.max_episode_frames,
-        )
+        from rltransfer.train import train_env_kwargs  # the learner's env settings
+
+        envs = make_env(cfg.env_id, b, env_seed, **train_env_kwargs(cfg))
         shape = envs.single_observation_space.shape
         assert shape is not None and len(shape) == 3, shape
         frame_shape = (int(shape[0]), int(shape[1]), int(shape[2]))

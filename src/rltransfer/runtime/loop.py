@@ -6,23 +6,57 @@ recorded result comes back without training. Otherwise the loop resumes from the
 checkpoint if there is one; ``metrics.jsonl`` is cut back to the checkpoint's env step so
 that no record is duplicated. It then trains to its budget, evaluates, and writes a last
 checkpoint and ``final/``. What training, evaluation and saving mean is each loop's own.
+
+Before that, a loop's constructor validates everything the run needs (config, env, prior,
+init checkpoint) before it writes anything to the run directory
+(:func:`rltransfer.runtime.run_dir.check_run_dir` first,
+:func:`~rltransfer.runtime.run_dir.prepare_run_dir` last), and closes the envs it built if it
+fails (:func:`closes_envs_on_failure`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from rltransfer.runtime.metrics import MetricsLogger
 
-__all__ = ["RunResult", "Trainer", "run_to_completion"]
+__all__ = ["RunResult", "Trainer", "closes_envs_on_failure", "run_to_completion"]
 
 log = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_S = TypeVar("_S")
+
+
+def closes_envs_on_failure(
+    init: Callable[Concatenate[_S, _P], None],
+) -> Callable[Concatenate[_S, _P], None]:
+    """Decorate a trainer's ``__init__`` so that, if it raises, the envs it already built
+    (``self.envs``, if set) are closed before the exception propagates (no renderer or
+    emulator is left open behind the error message)."""
+
+    @functools.wraps(init)
+    def wrapper(self: _S, *args: _P.args, **kwargs: _P.kwargs) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except BaseException:
+            envs = getattr(self, "envs", None)
+            if envs is not None:
+                try:
+                    envs.close()
+                except Exception:  # the original error is the one to report
+                    log.exception("closing the envs after a failed start also failed")
+            raise
+
+    return wrapper
 
 
 @dataclass

@@ -2,7 +2,10 @@
 
 A run directory holds the resolved ``config.json`` (plus metrics and checkpoints, written by
 the training loops). Re-running the same config resumes; a different config in the same
-directory is refused, so a resumed run never silently trains on other settings.
+directory is refused, so a resumed run never silently trains on other settings. Nothing is
+written before a run has validated its config, env, prior and init checkpoint
+(:func:`check_run_dir` first, :func:`prepare_run_dir` last), so a command that fails before
+it starts can be corrected and re-run in the same directory.
 """
 
 from __future__ import annotations
@@ -23,26 +26,32 @@ class RunConflictError(UserError):
     """The run directory holds a different run (its saved config differs)."""
 
 
-def prepare_run_dir(cfg: Any, run_dir: str | Path, ignore: Iterable[str] = ()) -> Path:
-    """Create ``run_dir`` and save ``cfg`` there, or check it matches the saved config.
+def check_run_dir(cfg: Any, run_dir: str | Path, ignore: Iterable[str] = ()) -> Path:
+    """Check that ``run_dir`` is free for ``cfg`` or holds this run, writing nothing.
+
+    A training loop calls this before it builds anything, and :func:`prepare_run_dir` once
+    the config, env, prior and init checkpoint have all been validated, so a run that fails
+    before it starts leaves no ``config.json`` behind (the corrected command can then use the
+    same directory).
 
     Args:
         cfg: a dataclass config (the run's resolved settings).
-        run_dir: the run's directory.
+        run_dir: the run's directory (need not exist).
         ignore: more fields (besides :data:`RUNTIME_KEYS`) allowed to differ on resume.
 
     Returns:
         The directory as a ``Path``.
 
     Raises:
-        RunConflictError: the directory's ``config.json`` is unreadable or differs from
-            ``cfg`` in a field that changes what is learned (the message lists them).
+        RunConflictError: ``run_dir`` is a file, or its ``config.json`` is unreadable or
+            differs from ``cfg`` in a field that changes what is learned (the message lists
+            them).
     """
     path = Path(run_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise RunConflictError(f"{path} is a file, not a run directory")
     saved = path / "config.json"
     if not saved.exists():
-        save_config(cfg, saved)
         return path
     try:
         previous = load_config(type(cfg), saved)
@@ -57,4 +66,29 @@ def prepare_run_dir(cfg: Any, run_dir: str | Path, ignore: Iterable[str] = ()) -
             f"{path} already holds a run with another config ({details}). Use a new run "
             "directory, or delete the old one to start over."
         )
+    return path
+
+
+def prepare_run_dir(cfg: Any, run_dir: str | Path, ignore: Iterable[str] = ()) -> Path:
+    """Create ``run_dir`` and save ``cfg`` there, or check it matches the saved config.
+
+    Call it only once everything the run needs has been validated (see
+    :func:`check_run_dir`): it is the first write to the run directory.
+
+    Args:
+        cfg: a dataclass config (the run's resolved settings).
+        run_dir: the run's directory.
+        ignore: more fields (besides :data:`RUNTIME_KEYS`) allowed to differ on resume.
+
+    Returns:
+        The directory as a ``Path``.
+
+    Raises:
+        RunConflictError: as :func:`check_run_dir`.
+    """
+    path = check_run_dir(cfg, run_dir, ignore)
+    path.mkdir(parents=True, exist_ok=True)
+    saved = path / "config.json"
+    if not saved.exists():
+        save_config(cfg, saved)
     return path
