@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -104,6 +106,34 @@ def test_latent_is_min_max_normalised_per_sample() -> None:
     flat = latent.flatten(1)
     torch.testing.assert_close(flat.min(1).values, torch.zeros(4))
     torch.testing.assert_close(flat.max(1).values, torch.ones(4))
+
+
+def test_latent_min_max_is_a_flag_off_in_the_public_atari_config() -> None:
+    # public EfficientZero / XTRA Atari configs: state_norm=False; MinAtar preset keeps it on
+    assert WorldModelConfig().latent_min_max is False
+    assert world_model_preset("atari").latent_min_max is False
+    assert world_model_preset("atari-l").latent_min_max is False
+    assert world_model_preset("small").latent_min_max is True
+    obs = torch.randint(0, 2, (3, 4, 10, 10), dtype=torch.uint8)
+    actions = torch.tensor([0, 1, 2])
+    on = _small_net()
+    torch.manual_seed(0)
+    off = EfficientZeroNet(dataclasses.replace(world_model_preset("small"),
+                                               latent_min_max=False), (4, 10, 10), 3).eval()
+    off.load_state_dict(on.state_dict())
+    raw = off.represent(obs).detach()
+    torch.testing.assert_close(raw, off.representation(obs.float()))  # h's output as is
+    assert not torch.allclose(raw, normalize_latent(raw))  # i.e. not already in [0, 1]
+    torch.testing.assert_close(on.represent(obs), normalize_latent(raw))
+    hidden = on.initial_reward_hidden(3)
+    raw_next, prefix_off, _ = off.dynamics_step(raw, hidden, actions)
+    torch.testing.assert_close(raw_next, off.dynamics(raw, actions, hidden)[0])
+    norm_next, prefix_on, _ = on.dynamics_step(raw, hidden, actions)
+    torch.testing.assert_close(norm_next, normalize_latent(raw_next))
+    torch.testing.assert_close(prefix_on, prefix_off)
+    hand = torch.tensor([[[[-2.0, 0.0], [2.0, 6.0]]]])  # min -2, range 8
+    torch.testing.assert_close(normalize_latent(hand),
+                               torch.tensor([[[[0.0, 0.25], [0.5, 1.0]]]]))
 
 
 def test_uint8_scaled_once_by_obs_scale() -> None:

@@ -29,8 +29,13 @@ Decisions (documented deviations):
   non-negative residual-block outputs and the public EZ code applies no BN there: none here.
 * Final layers of the value, value-prefix and policy heads start at zero (uniform outputs,
   value 0), as in the public EZ code.
-* The latent is min-max normalised per sample over all of its (C, H, W) entries after h and
-  after g: ``(s - min) / max(max - min, 1e-5)`` (MuZero Appendix G; EZ).
+* Latent min-max normalisation (``WorldModelConfig.latent_min_max``): when on, the latent is
+  scaled per sample over all of its (C, H, W) entries after h and after g:
+  ``(s - min) / max(max - min, 1e-5)`` (MuZero Appendix G; EZ's ``renormalize``, which has no
+  floor). The public EfficientZero and XTRA Atari configs leave it off (``state_norm=False``),
+  so the dataclass default and the ``atari`` / ``atari-l`` presets have it off; the ``small``
+  MinAtar preset keeps it on (the setting its benchmarks were measured with;
+  ``docs/decisions.md``).
 * Observations: ``uint8`` inputs are divided by ``obs_scale`` (the one place where scaling
   happens); floating-point inputs are taken as already scaled.
 """
@@ -71,6 +76,9 @@ class WorldModelConfig:
         obs_scale: ``uint8`` observations are divided by this (255 for Atari pixels, 1 for
             MinAtar's 0/1 planes; ``env_spec(env_id).obs_scale``).
         bn_momentum: BatchNorm momentum (PyTorch convention, 0.1).
+        latent_min_max: scale the outputs of h and g to [0, 1] per sample
+            (:func:`normalize_latent`; MuZero App. G). Off by default, as EfficientZero's
+            public Atari config (``state_norm=False``); on in the ``small`` preset.
     """
 
     downsample: bool = True
@@ -93,6 +101,7 @@ class WorldModelConfig:
     predictor_hidden: int = 512
     obs_scale: float = 255.0
     bn_momentum: float = 0.1
+    latent_min_max: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -128,6 +137,7 @@ WORLD_MODEL_PRESETS: dict[str, WorldModelConfig] = {
         policy_channels=8, value_prefix_hidden=(32,), value_hidden=(32,), policy_hidden=(32,),
         lstm_hidden_size=64, value_support_size=20, value_prefix_support_size=10,
         projection_hidden=256, projection_out=256, predictor_hidden=64, obs_scale=1.0,
+        latent_min_max=True,
     ),
 }
 
@@ -202,7 +212,8 @@ def normalize_latent(latent: torch.Tensor, min_range: float = 1e-5) -> torch.Ten
 
 class RepresentationNet(nn.Module):
     """h: scaled observation ``[B, C*S, H, W]`` float -> latent ``[B, C_latent, H', W']``
-    (unnormalised; :class:`EfficientZeroNet` normalises it)."""
+    (unnormalised; :class:`EfficientZeroNet` min-max normalises it when
+    ``latent_min_max``)."""
 
     def __init__(self, in_channels: int, config: WorldModelConfig) -> None:
         super().__init__()
@@ -391,10 +402,14 @@ class EfficientZeroNet(nn.Module):
             return obs.float() / self.config.obs_scale
         return obs.float()
 
+    def _normalise(self, latent: torch.Tensor) -> torch.Tensor:
+        return normalize_latent(latent) if self.config.latent_min_max else latent
+
     def represent(self, obs: torch.Tensor) -> torch.Tensor:
-        """h with scaling and min-max normalisation: obs ``[B, *obs_shape]`` -> latent
-        ``[B, *latent_shape]`` in [0, 1]."""
-        return normalize_latent(self.representation(self.scale_obs(obs)))
+        """h with scaling (and min-max normalisation when ``config.latent_min_max``): obs
+        ``[B, *obs_shape]`` (``uint8``, or float already divided by ``obs_scale``) -> latent
+        ``[B, *latent_shape]`` (in [0, 1] per sample when normalised)."""
+        return self._normalise(self.representation(self.scale_obs(obs)))
 
     def predict(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """f: latent -> (policy logits ``[B, A]``, value logits ``[B, 2S+1]``)."""
@@ -406,7 +421,8 @@ class EfficientZeroNet(nn.Module):
         reward_hidden: tuple[torch.Tensor, torch.Tensor],
         actions: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """g: -> (normalised next latent, value-prefix logits ``[B, 2S+1]``, new (h, c)).
+        """g: -> (next latent (min-max normalised when ``config.latent_min_max``),
+        value-prefix logits ``[B, 2S+1]``, new (h, c)).
 
         Raises:
             WorldModelInputError: actions not ``[B]`` integers in ``[0, A)``, or a reward
@@ -428,7 +444,7 @@ class EfficientZeroNet(nn.Module):
         if b and (int(actions.min()) < 0 or int(actions.max()) >= self.num_actions):
             raise WorldModelInputError(f"actions must be in [0, {self.num_actions})")
         next_latent, prefix_logits, hidden = self.dynamics(latent, actions, reward_hidden)
-        return normalize_latent(next_latent), prefix_logits, hidden
+        return self._normalise(next_latent), prefix_logits, hidden
 
     def initial_reward_hidden(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Zeroed value-prefix LSTM state (h, c), each ``[1, B, lstm_hidden_size]``."""
@@ -449,7 +465,7 @@ class EfficientZeroNet(nn.Module):
     @torch.no_grad()
     def initial_inference(self, obs: torch.Tensor) -> ModelOutput:
         """Root of a search: obs ``uint8/float [B, C*S, H, W]`` -> :class:`ModelOutput` with
-        the normalised latent, zero reward hidden, zero value prefix, scalar value and policy
+        the latent, zero reward hidden, zero value prefix, scalar value and policy
         logits (numpy float32). Runs without gradients in the module's current mode."""
         latent = self.represent(obs)
         policy_logits, value_logits = self.predict(latent)
