@@ -16,9 +16,12 @@ from rltransfer.agents.efficientzero import (
     EfficientZeroLearner,
     EZBatch,
     NonFiniteLossError,
+    augment_observations,
     learning_rate_at,
     negative_cosine,
     scale_gradient,
+    scale_intensity,
+    shift_and_crop,
 )
 from rltransfer.nets.world_model import world_model_preset
 from rltransfer.runtime.checkpoint import load_checkpoint, save_checkpoint
@@ -45,9 +48,11 @@ def make_batch(b: int = 8, k: int = 5, seed: int = 0) -> EZBatch:
 
 
 def make_learner(seed: int = 0, **overrides: Any) -> EfficientZeroLearner:
+    """A small learner; no augmentation unless ``augmentation=...`` is given."""
     torch.manual_seed(seed)
+    overrides.setdefault("augmentation", "none")
     cfg = dataclasses.replace(EfficientZeroConfig(), lr_warmup_updates=0, lr=0.05, **overrides)
-    return EfficientZeroLearner(cfg, world_model_preset("small"), OBS, A)
+    return EfficientZeroLearner(cfg, world_model_preset("small"), OBS, A, seed=seed)
 
 
 def params_of(learner: EfficientZeroLearner, comp: str) -> dict[str, torch.Tensor]:
@@ -62,6 +67,10 @@ def test_config_defaults_are_the_paper_values() -> None:
     assert (cfg.lr, cfg.momentum, cfg.weight_decay, cfg.max_grad_norm) == (0.2, 0.9, 1e-4, 5.0)
     assert cfg.target_update_interval_updates == 200
     assert math.isclose(cfg.discount, 0.997**4)
+    # public EfficientZero: --augmentation shift intensity, pad 4, scale 0.05
+    assert (cfg.augmentation, cfg.augmentation_shift_pad,
+            cfg.augmentation_intensity_scale) == ("shift_intensity", 4, 0.05)
+    assert cfg.augments and not dataclasses.replace(cfg, consistency_loss_coef=0.0).augments
     assert from_dict(EfficientZeroConfig, to_dict(cfg)) == cfg
 
 
@@ -77,6 +86,11 @@ def test_config_validation_names_every_bad_field() -> None:
         EfficientZeroConfig(consistency_loss_coef=float("nan"))
     with pytest.raises(ConfigError, match="unknown"):
         from_dict(EfficientZeroConfig, {"unroll_step": 5})
+    bad_aug: Any = "crop"
+    with pytest.raises(ConfigError, match="augmentation must be one of"):
+        EfficientZeroConfig(augmentation=bad_aug)
+    with pytest.raises(ConfigError, match="augmentation_shift_pad"):
+        EfficientZeroConfig(augmentation_shift_pad=-1)
 
 
 def test_learning_rate_schedule_hand_values() -> None:
@@ -115,7 +129,6 @@ def test_first_update_losses_and_priorities_hand_computed() -> None:
     assert math.isclose(metrics["value_prefix_loss"], 5 * math.log(21), rel_tol=1e-5)
     mean_steps = float(batch.mask.sum(1).mean())
     assert math.isclose(metrics["policy_loss"], mean_steps * math.log(3), rel_tol=1e-5)
-    assert -5.0 <= metrics["consistency_loss"] <= 5.0
     assert prio.shape == (8,) and prio.dtype == np.float64
     expected = batch.target_values[:, 0].abs().double().numpy() + 1e-6
     np.testing.assert_allclose(prio, expected, atol=1e-4)
@@ -163,14 +176,63 @@ def test_zero_weight_samples_do_not_affect_the_update() -> None:
     assert m1["loss"] == pytest.approx(m2["loss"], rel=1e-6)
 
 
-def test_consistency_is_masked_by_the_transition_mask() -> None:
+def _fix_projections(learner: EfficientZeroLearner, monkeypatch: pytest.MonkeyPatch,
+                     online: list[float], target: list[float]) -> None:
+    """Make the online branch P(proj(s_k)) output ``online`` and the target branch
+    proj(h(o_{t+k})) output ``target`` for every sample (the online output keeps a zero-valued
+    dependence on the latent so that the update's backward pass is unchanged in form)."""
+    proj = learner.network.projection
+    on, tg = torch.tensor(online), torch.tensor(target)
+
+    def forward(latent: torch.Tensor) -> torch.Tensor:
+        return on.expand(latent.shape[0], -1) + 0.0 * latent.flatten(1).sum(1, keepdim=True)
+
+    def project(latent: torch.Tensor) -> torch.Tensor:
+        return tg.expand(latent.shape[0], -1).clone()
+
+    monkeypatch.setattr(proj, "forward", forward)
+    monkeypatch.setattr(proj, "project", project)
+
+
+def test_consistency_loss_hand_computed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # identical directions (target 3x the online vector): -cos = -1 per unroll step, 5 steps
+    batch = make_batch()
+    learner = make_learner()
+    _fix_projections(learner, monkeypatch, [1.0, 2.0, 0.0], [3.0, 6.0, 0.0])
+    metrics, _ = learner.update(batch)
+    assert metrics["consistency_loss"] == pytest.approx(-5.0, abs=1e-6)
+    # the total loss holds 2.0 * (-5) per sample: compare with the hand-computed other terms
+    per_sample = (0.25 * 6 * math.log(41) + 5 * math.log(21) + 6 * math.log(3) + 2.0 * -5.0)
+    expected = float((batch.weights.double() * per_sample).mean())
+    assert metrics["loss"] == pytest.approx(expected, rel=1e-5)
+    # orthogonal: 0; at 45 degrees: -1/sqrt(2) per step
+    learner = make_learner()
+    _fix_projections(learner, monkeypatch, [1.0, 0.0, 0.0], [0.0, 0.0, 2.0])
+    assert learner.update(batch)[0]["consistency_loss"] == pytest.approx(0.0, abs=1e-6)
+    learner = make_learner()
+    _fix_projections(learner, monkeypatch, [1.0, 0.0, 0.0], [1.0, 1.0, 0.0])
+    assert learner.update(batch)[0]["consistency_loss"] == pytest.approx(-5 / math.sqrt(2))
+    # opposite: +1 per step
+    learner = make_learner()
+    _fix_projections(learner, monkeypatch, [1.0, 0.0, 0.0], [-2.0, 0.0, 0.0])
+    assert learner.update(batch)[0]["consistency_loss"] == pytest.approx(5.0)
+
+
+def test_consistency_is_masked_by_the_transition_mask(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The term of step k counts when mask[:, k-1] = 1 (the transition into t+k happened).
+    # With agreeing projections every counted step contributes exactly -1.
+    def consistency(batch: EZBatch) -> dict[str, float]:
+        learner = make_learner()
+        _fix_projections(learner, monkeypatch, [0.0, 1.0, 0.0], [0.0, 4.0, 0.0])
+        return learner.update(batch)[0]
+
     batch = make_batch()
     batch.mask[:, 1:] = 0.0  # only step 0 inside: the transition t -> t+1 still counts
-    metrics, _ = make_learner().update(batch)
-    assert metrics["consistency_loss"] != 0.0  # only k = 1 contributes, |.| <= 1
-    assert abs(metrics["consistency_loss"]) <= 1.0
+    assert consistency(batch)["consistency_loss"] == pytest.approx(-1.0)
+    batch.mask[:3, :4] = 1.0  # three samples with steps 0..3 inside: k = 1..4 count
+    assert consistency(batch)["consistency_loss"] == pytest.approx(-(3 * 4 + 5 * 1) / 8)
     batch.mask[:] = 0.0
-    metrics, _ = make_learner().update(batch)
+    metrics = consistency(batch)
     assert metrics["consistency_loss"] == 0.0 and metrics["policy_loss"] == 0.0
 
 
@@ -303,3 +365,125 @@ def test_muzero_gradient_scale_mode_differs_only_in_scale() -> None:
     m_mz, _ = mz.update(batch)
     assert m_ez["loss"] == pytest.approx(m_mz["loss"], rel=1e-6)  # reported loss unscaled
     assert m_mz["grad_norm"] > m_ez["grad_norm"]
+
+
+# ---------------------------------------------------------------------------- augmentation
+def test_shift_and_crop_hand_values() -> None:
+    x = torch.arange(36, dtype=torch.float32).reshape(1, 1, 6, 6)
+    # pad 4 (replicate), crop at row 3, column 6 of the 14x14 padded image: source rows
+    # clip(3..8 - 4) = 0,0,1,2,3,4 and columns clip(6..11 - 4) = 2,3,4,5,5,5
+    out = shift_and_crop(x, torch.tensor([[3, 6]]), pad=4)
+    expected = torch.tensor([
+        [2, 3, 4, 5, 5, 5],
+        [2, 3, 4, 5, 5, 5],
+        [8, 9, 10, 11, 11, 11],
+        [14, 15, 16, 17, 17, 17],
+        [20, 21, 22, 23, 23, 23],
+        [26, 27, 28, 29, 29, 29],
+    ], dtype=torch.float32)
+    torch.testing.assert_close(out[0, 0], expected)
+    # offset (pad, pad) is the identity; (0, 0) moves the image down-right by 4
+    two = torch.cat([x, 100 + x])
+    out = shift_and_crop(two, torch.tensor([[4, 4], [0, 0]]), pad=4)
+    torch.testing.assert_close(out[0], x[0])
+    corner = torch.tensor([[0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 1]], dtype=torch.float32)
+    torch.testing.assert_close(out[1, 0, 3:5], 100 + corner)  # rows 3-4 repeat row 0
+    assert float(out[1, 0, 5, 5]) == 100 + 7  # source (1, 1)
+    with pytest.raises(ValueError, match="offsets must lie in"):
+        shift_and_crop(x, torch.tensor([[9, 0]]), pad=4)
+
+
+def test_intensity_noise_hand_values() -> None:
+    x = torch.full((3, 2, 2, 2), 0.5)
+    out = scale_intensity(x, torch.tensor([0.3, 3.0, -5.0]), scale=0.05)
+    # factors 1 + 0.05 * clip(n, -2, 2): 1.015, 1.1, 0.9 (one per sample)
+    for i, factor in enumerate((1.015, 1.1, 0.9)):
+        torch.testing.assert_close(out[i], torch.full((2, 2, 2), 0.5 * factor))
+
+
+def test_augment_observations_one_draw_per_sample() -> None:
+    g = torch.Generator().manual_seed(3)
+    frame = torch.rand(16, 1, 12, 12, generator=g)
+    x = torch.cat([frame, frame, frame], dim=1)  # three identical channels per sample
+    gen = torch.Generator().manual_seed(0)
+    out = augment_observations(x, 4, 0.05, gen)
+    assert out.shape == x.shape
+    torch.testing.assert_close(out[:, 1], out[:, 0])  # every channel moved/brightened alike
+    torch.testing.assert_close(out[:, 2], out[:, 0])
+    # the draws are the generator's: 2N offsets in [0, 8], then N normals
+    gen = torch.Generator().manual_seed(0)
+    offsets = torch.randint(0, 9, (16, 2), generator=gen)
+    noise = torch.randn(16, generator=gen)
+    by_hand = shift_and_crop(x, offsets, 4) * (1 + 0.05 * noise.clamp(-2, 2)).view(16, 1, 1, 1)
+    torch.testing.assert_close(out, by_hand)
+    assert len({tuple(o) for o in offsets.tolist()}) > 1  # samples get their own shifts
+
+
+def _frame_sequence_batch(b: int = 4, k: int = 5, seed: int = 0) -> EZBatch:
+    """A batch whose stacks come from one frame sequence per sample (OBS = 4 frames of 1
+    channel): obs = frames 0..3, future_obs[:, j] = frames j+1..j+4."""
+    batch = make_batch(b=b, k=k, seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    frames = (torch.rand(b, k + 4, 10, 10, generator=g) < 0.4).to(torch.uint8)
+    batch.obs = frames[:, 0:4].clone()
+    batch.future_obs = torch.stack([frames[:, j + 1:j + 5] for j in range(k)], dim=1)
+    return batch
+
+
+def test_consistency_targets_share_one_draw_obs_gets_its_own() -> None:
+    learner = make_learner(augmentation="shift_intensity")
+    batch = _frame_sequence_batch()
+    obs, future = learner.augment(batch.obs, batch.future_obs)
+    assert obs.dtype == torch.float32 and future.shape == (4, 5, *OBS)
+    # a frame that two target stacks share is augmented identically (one draw per sample
+    # for the whole target sequence, as EZ augments o_{t+1..t+K} as one image)
+    for j in range(4):
+        torch.testing.assert_close(future[:, j, 1:], future[:, j + 1, :3])
+    # the frame sequence of the targets is one shift + one intensity of the raw frames
+    gen = torch.Generator().manual_seed(0)
+    augment_observations(batch.obs.float(), 4, 0.05, gen)  # the obs draw comes first
+    seq = torch.cat([batch.future_obs[:, 0], batch.future_obs[:, 1:, 3]], dim=1).float()
+    by_hand = augment_observations(seq, 4, 0.05, gen)
+    for j in range(5):
+        torch.testing.assert_close(future[:, j], by_hand[:, j:j + 4])
+    # obs gets an independent draw (public EZ: two transform calls), so frames 1..3, which
+    # obs and the first target share, differ after augmentation
+    assert not torch.allclose(obs[:, 1:], future[:, 0, :3])
+
+
+def test_no_augmentation_when_switched_off_or_without_consistency(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import rltransfer.agents.efficientzero as ez
+
+    calls: list[tuple[int, ...]] = []
+
+    def spy(x: torch.Tensor, pad: int, scale: float, gen: torch.Generator) -> torch.Tensor:
+        calls.append(tuple(x.shape))
+        return augment_observations(x, pad, scale, gen)
+
+    monkeypatch.setattr(ez, "augment_observations", spy)
+    batch = make_batch()
+    make_learner(augmentation="shift_intensity").update(batch)
+    assert calls == [(8, *OBS), (8, 5 * OBS[0], *OBS[1:])]
+    calls.clear()
+    make_learner(augmentation="none").update(batch)
+    make_learner(augmentation="shift_intensity", consistency_loss_coef=0.0).update(batch)
+    assert calls == []
+    learner = make_learner(augmentation="shift_intensity", consistency_loss_coef=0.0)
+    obs, future = learner.augment(batch.obs, batch.future_obs)
+    assert obs is batch.obs and future is batch.future_obs
+
+
+def test_augmented_update_resumes_exactly() -> None:
+    a = make_learner(augmentation="shift_intensity")
+    batch = make_batch()
+    a.update(batch)
+    b = make_learner(seed=5, augmentation="shift_intensity")
+    b.load_state_tensors(a.state_tensors(), a.state_meta())
+    ma, pa = a.update(batch)
+    mb, pb = b.update(batch)
+    assert ma == mb
+    np.testing.assert_array_equal(pa, pb)
+    fresh = make_learner(augmentation="shift_intensity")
+    fresh.load_state_tensors(a.state_tensors())
+    assert fresh.update(batch)[0] == a.update(batch)[0]

@@ -35,6 +35,16 @@ Decisions (documented):
   0.2 for the paper's 100k updates, then 0.02.
 * Frozen components get no gradient step and keep their BatchNorm statistics (eval mode
   during updates).
+* Data augmentation (``augmentation="shift_intensity"``, the public EfficientZero default, used
+  only while ``consistency_loss_coef > 0`` as there): observations are scaled to floats, then
+  each sample is shifted (replicate-pad by ``augmentation_shift_pad`` = 4 pixels, crop back
+  at a uniformly random integer offset in ``[0, 2 * pad]`` per axis) and multiplied by
+  ``1 + 0.05 * clip(N(0, 1), -2, 2)`` (one scalar per sample). As in the public code, the
+  stacked observation ``o_t`` gets one draw and the ``K`` consistency targets of a sample
+  get another draw shared by all ``K`` of them (EZ augments the frame sequence
+  ``o_{t+1..t+K}`` as one image), so a frame shared by two target stacks is augmented
+  identically, while ``o_t`` and the targets are augmented independently. The draws come
+  from the learner's own generator (saved in checkpoints, so resuming is exact).
 """
 
 from __future__ import annotations
@@ -106,6 +116,12 @@ class EfficientZeroConfig:
         latent_grad_scale: gradient scale of the latent between unroll steps (0.5, MuZero).
         gradient_scale_mode: ``"efficientzero"`` or ``"muzero"`` (see the module docstring).
         priority_eps: added to ``|v_0 - z_0|`` for the new priorities (1e-6).
+        augmentation: ``"shift_intensity"`` (public EfficientZero default: random shift +
+            intensity noise on the observations and the consistency targets, see the module
+            docstring) or ``"none"``. Applied only when ``consistency_loss_coef > 0``, as in
+            EZ. ``ez-small`` turns it off (MinAtar's 10x10 frames; ``docs/decisions.md``).
+        augmentation_shift_pad: replicate padding of the shift, pixels per side (4).
+        augmentation_intensity_scale: std of the multiplicative intensity noise (0.05).
     """
 
     unroll_steps: int = 5
@@ -127,6 +143,14 @@ class EfficientZeroConfig:
     latent_grad_scale: float = 0.5
     gradient_scale_mode: Literal["efficientzero", "muzero"] = "efficientzero"
     priority_eps: float = 1e-6
+    augmentation: Literal["none", "shift_intensity"] = "shift_intensity"
+    augmentation_shift_pad: int = 4
+    augmentation_intensity_scale: float = 0.05
+
+    @property
+    def augments(self) -> bool:
+        """Whether updates augment observations (switch on and consistency loss on)."""
+        return self.augmentation != "none" and self.consistency_loss_coef > 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -158,6 +182,16 @@ class EfficientZeroConfig:
                 f"gradient_scale_mode must be 'efficientzero' or 'muzero' "
                 f"(got {self.gradient_scale_mode!r})"
             )
+        if self.augmentation not in AUGMENTATIONS:
+            problems.append(f"augmentation must be one of {list(AUGMENTATIONS)} "
+                            f"(got {self.augmentation!r})")
+        if int(self.augmentation_shift_pad) < 0:
+            problems.append(
+                f"augmentation_shift_pad must be >= 0 (got {self.augmentation_shift_pad})")
+        if not (math.isfinite(self.augmentation_intensity_scale)
+                and 0.0 <= self.augmentation_intensity_scale < 0.5):
+            problems.append("augmentation_intensity_scale must be in [0, 0.5) (got "
+                            f"{self.augmentation_intensity_scale})")
         if problems:
             raise ConfigError("EfficientZeroConfig: " + "; ".join(problems))
 
@@ -183,6 +217,81 @@ def _cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Te
     return -(target_probs * F.log_softmax(logits, dim=-1)).sum(-1)
 
 
+AUGMENTATIONS: tuple[str, ...] = ("none", "shift_intensity")
+"""Values of :attr:`EfficientZeroConfig.augmentation`."""
+
+
+def shift_and_crop(x: torch.Tensor, offsets: torch.Tensor, pad: int) -> torch.Tensor:
+    """Random-shift augmentation with given offsets (EfficientZero's ``shift``: replicate pad,
+    then crop back to the input size; Kostrikov et al. 2021 / Schwarzer et al. 2021).
+
+    Args:
+        x: float ``[N, C, H, W]``.
+        offsets: integer ``[N, 2]``, (row, column) of each crop's top-left corner in the
+            padded image, each in ``[0, 2 * pad]``; ``(pad, pad)`` returns ``x`` unchanged.
+        pad: pixels of replicate padding on each side (>= 0).
+
+    Returns:
+        float ``[N, C, H, W]``: ``out[n, c, i, j] = x[n, c, clip(i + dy - pad, 0, H - 1),
+        clip(j + dx - pad, 0, W - 1)]`` with ``(dy, dx) = offsets[n]``.
+
+    Raises:
+        ValueError: wrong shapes, ``pad < 0`` or offsets outside ``[0, 2 * pad]``.
+    """
+    if x.ndim != 4 or offsets.shape != (x.shape[0], 2) or offsets.dtype.is_floating_point:
+        raise ValueError(f"need x [N, C, H, W] and integer offsets [N, 2], got "
+                         f"{list(x.shape)} and {offsets.dtype} {list(offsets.shape)}")
+    if pad < 0:
+        raise ValueError(f"pad must be >= 0, got {pad}")
+    if offsets.numel() and (int(offsets.min()) < 0 or int(offsets.max()) > 2 * pad):
+        raise ValueError(f"offsets must lie in [0, {2 * pad}]")
+    if pad == 0:
+        return x
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    offsets = offsets.to(x.device, torch.int64)
+    rows = offsets[:, 0:1] + torch.arange(h, device=x.device)  # [N, H]
+    cols = offsets[:, 1:2] + torch.arange(w, device=x.device)  # [N, W]
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # [N,H,W,C]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def scale_intensity(x: torch.Tensor, noise: torch.Tensor, scale: float) -> torch.Tensor:
+    """Intensity augmentation (EfficientZero's ``Intensity``): ``x * (1 + scale *
+    clip(noise, -2, 2))`` with one noise value per sample.
+
+    Args:
+        x: float ``[N, ...]``. noise: ``[N]`` (standard normal draws). scale: 0.05 in EZ.
+
+    Returns:
+        float ``[N, ...]``.
+    """
+    factor = 1.0 + scale * noise.to(x.device, x.dtype).clamp(-2.0, 2.0)
+    return x * factor.view(-1, *([1] * (x.ndim - 1)))
+
+
+def augment_observations(x: torch.Tensor, pad: int, intensity_scale: float,
+                         generator: torch.Generator) -> torch.Tensor:
+    """EfficientZero's ``["shift", "intensity"]`` augmentation of a batch of stacked
+    observations: :func:`shift_and_crop` at offsets uniform in ``[0, 2 * pad]``, then
+    :func:`scale_intensity` with ``N(0, 1)`` noise; one draw per sample, shared by all of its
+    channels (every frame of a stack moves and brightens alike).
+
+    Args:
+        x: float ``[N, C, H, W]`` (already scaled; pixels in [0, 1]).
+        pad / intensity_scale: 4 / 0.05 in the public EfficientZero code.
+        generator: CPU generator of the draws (``2N`` integers, then ``N`` normals).
+
+    Returns:
+        float ``[N, C, H, W]`` on ``x``'s device.
+    """
+    n = int(x.shape[0])
+    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)
+    noise = torch.randn(n, generator=generator)
+    return scale_intensity(shift_and_crop(x, offsets, pad), noise, intensity_scale)
+
+
 def negative_cosine(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``-cos(online, target)`` per row: ``[B, D] -> [B]`` (SimSiam; target not detached here)."""
     return -(F.normalize(online, dim=-1) * F.normalize(target, dim=-1)).sum(-1)
@@ -198,6 +307,7 @@ class EfficientZeroLearner:
         obs_shape: stacked observation ``(C*S, H, W)``.
         num_actions: ``|A|``.
         device: torch device string.
+        seed: seed of the augmentation draws (the learner's own CPU generator).
 
     Attributes:
         network: the online :class:`EfficientZeroNet` (train mode during updates).
@@ -208,7 +318,8 @@ class EfficientZeroLearner:
     """
 
     def __init__(self, config: EfficientZeroConfig, net_config: WorldModelConfig,
-                 obs_shape: tuple[int, int, int], num_actions: int, device: str = "cpu") -> None:
+                 obs_shape: tuple[int, int, int], num_actions: int, device: str = "cpu",
+                 seed: int = 0) -> None:
         self.config = config
         self.net_config = net_config
         self.device = torch.device(device)
@@ -222,6 +333,7 @@ class EfficientZeroLearner:
         self.num_updates = 0
         self.frozen: set[str] = set()
         self.optimizer = self._make_optimizer()
+        self.augmentation_rng = torch.Generator().manual_seed(int(seed))
 
     # ------------------------------------------------------------------ optimizer / freezing
     def _trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
@@ -343,6 +455,32 @@ class EfficientZeroLearner:
             if not bool(torch.isfinite(getattr(batch, name)).all()):
                 raise BatchError(f"EZBatch.{name} contains NaN/inf; fix the target computation")
 
+    def augment(self, obs: torch.Tensor,
+                future_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The learner's inputs for one batch (module docstring, "Data augmentation").
+
+        Args:
+            obs: ``[B, C*S, H, W]`` stacked observations at ``t`` (``uint8`` or scaled float).
+            future_obs: ``[B, K, C*S, H, W]`` consistency-target observations.
+
+        Returns:
+            ``(obs, future_obs)`` unchanged when :attr:`EfficientZeroConfig.augments` is
+            false; otherwise both scaled to float (``/ obs_scale``) and augmented by
+            :func:`augment_observations`: one draw for ``obs`` and one more per sample shared
+            by its ``K`` targets (the ``K`` stacks are augmented as one image).
+        """
+        cfg = self.config
+        if not cfg.augments:
+            return obs, future_obs
+        net = self.network
+        b, k = int(future_obs.shape[0]), int(future_obs.shape[1])
+        pad, scale = int(cfg.augmentation_shift_pad), float(cfg.augmentation_intensity_scale)
+        obs_aug = augment_observations(net.scale_obs(obs), pad, scale, self.augmentation_rng)
+        flat = net.scale_obs(future_obs.reshape(b * k, *self.obs_shape))
+        seq = flat.reshape(b, k * self.obs_shape[0], *self.obs_shape[1:])
+        seq = augment_observations(seq, pad, scale, self.augmentation_rng)
+        return obs_aug, seq.reshape(b, k, *self.obs_shape)
+
     def _train_modes(self) -> None:
         self.network.train()
         for comp in self.frozen:
@@ -389,12 +527,13 @@ class EfficientZeroLearner:
                                           ncfg.value_rescale_eps)
         prefix_support = scalar_to_support(target_prefix, ncfg.value_prefix_support_size,
                                            ncfg.value_rescale_eps)
+        obs_in, future_in = self.augment(obs, future)
         with torch.no_grad():
-            flat_future = future.reshape(bsz * k_un, *self.obs_shape)
+            flat_future = future_in.reshape(bsz * k_un, *self.obs_shape)
             target_proj = net.projection.project(net.represent(flat_future))
             target_proj = target_proj.reshape(bsz, k_un, -1)
 
-        latent = net.represent(obs)
+        latent = net.represent(obs_in)
         policy_logits, value_logits = net.predict(latent)
         value_terms = [_cross_entropy(value_logits, value_support[:, 0])]
         policy_terms = [_cross_entropy(policy_logits, target_policy[:, 0]) * mask[:, 0]]
@@ -483,7 +622,8 @@ class EfficientZeroLearner:
         Keys: ``<component>/<name>`` (online network, incl. BatchNorm buffers),
         ``target/<component>/<name>``, ``optimizer/<component>/<param>/momentum_buffer`` (SGD
         momentum of trainable parameters updated so far), ``learner/num_updates`` int64[1],
-        ``learner/frozen`` uint8[4] (in :data:`COMPONENTS` order).
+        ``learner/frozen`` uint8[4] (in :data:`COMPONENTS` order),
+        ``learner/augmentation_rng`` uint8 (state of the augmentation generator).
         """
         out: dict[str, torch.Tensor] = {}
         for head, net in (("", self.network), ("target/", self.target_network)):
@@ -500,6 +640,7 @@ class EfficientZeroLearner:
         out["learner/num_updates"] = torch.tensor([self.num_updates], dtype=torch.int64)
         out["learner/frozen"] = torch.tensor([c in self.frozen for c in COMPONENTS],
                                              dtype=torch.uint8)
+        out["learner/augmentation_rng"] = self.augmentation_rng.get_state().clone()
         return out
 
     def state_meta(self) -> dict[str, Any]:
@@ -548,6 +689,11 @@ class EfficientZeroLearner:
             if key not in tensors:
                 problems.append(f"missing {key}")
             known.add(key)
+        known.add("learner/augmentation_rng")  # optional: absent in older checkpoints
+        rng_state = tensors.get("learner/augmentation_rng")
+        if rng_state is not None and (
+                rng_state.numel() != self.augmentation_rng.get_state().numel()):
+            problems.append("learner/augmentation_rng is not a torch CPU generator state")
         if "learner/frozen" in tensors and tensors["learner/frozen"].numel() != len(COMPONENTS):
             problems.append(f"learner/frozen must have {len(COMPONENTS)} entries")
         all_params = {f"{comp}/{name}": p for comp in COMPONENTS
@@ -579,6 +725,9 @@ class EfficientZeroLearner:
         self.num_updates = int(tensors["learner/num_updates"].reshape(-1)[0])
         flags = tensors["learner/frozen"].reshape(-1).tolist()
         self.frozen = {c for c, f in zip(COMPONENTS, flags, strict=True) if f}
+        if "learner/augmentation_rng" in tensors:
+            self.augmentation_rng.set_state(
+                tensors["learner/augmentation_rng"].to("cpu", torch.uint8).contiguous())
         self.optimizer = self._make_optimizer()
         for pname, p in self._trainable():
             if pname in momentum:
