@@ -23,6 +23,7 @@ from rltransfer.runtime.config import ConfigError, save_config
 from rltransfer.train_efficientzero import (
     MODEL_COMPONENTS,
     EZTrainConfig,
+    EZTrainer,
     RunConflictError,
     importance_exponent_at,
     temperature_at,
@@ -116,3 +117,52 @@ def test_smoke_checkpoint_sigkill_resume_and_final(tmp_path: Path) -> None:
     assert again.num_updates == result.num_updates and again.wall_seconds == 0.0
     with pytest.raises(RunConflictError, match="batch_size"):
         train_efficientzero(dataclasses.replace(cfg, batch_size=4))
+
+
+def test_warmup_actions_are_uniform_and_need_no_search(tmp_path: Path) -> None:
+    # No learning in this run: every action is a warm-up action.
+    cfg = dataclasses.replace(
+        _tiny(tmp_path / "run", total=2_400), num_envs=8, warmup_env_steps=2_400,
+        replay_capacity_env_steps=4_000, checkpoint_every_env_steps=10_000,
+        eval_every_env_steps=10_000,
+    )
+    trainer = EZTrainer(cfg)
+
+    def no_search(*args: object, **kwargs: object) -> None:
+        raise AssertionError("searched before learning started")
+
+    trainer.actor.search = no_search  # type: ignore[method-assign]
+    result = trainer.run()
+    assert result.env_steps == 2_400 and result.num_updates == 0
+    replay = trainer.replay
+    assert replay.num_added == 300
+    actions = replay.actions[:, :300].reshape(-1)
+    counts = np.bincount(actions, minlength=3)
+    expected = actions.size / 3  # 800 per action
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 13.82, counts  # chi-square, 2 dof, p = 0.001
+    np.testing.assert_array_equal(replay.policies[:, :300], np.full((8, 300, 3), 1 / 3,
+                                                                    dtype=np.float32))
+    assert not replay.root_values[:, :300].any()
+
+
+def test_search_starts_with_learning(tmp_path: Path) -> None:
+    base = _tiny(tmp_path / "run")
+    cfg = dataclasses.replace(base, mcts=dataclasses.replace(base.mcts, num_simulations=8))
+    trainer = EZTrainer(cfg)
+    search = trainer.actor.search
+    at: list[tuple[int, int]] = []
+
+    def spy(obs: np.ndarray, *args: object, **kwargs: object) -> object:
+        at.append((trainer.env_steps, trainer.num_updates))
+        return search(obs, *args, **kwargs)  # type: ignore[arg-type]
+
+    trainer.actor.search = spy  # type: ignore[method-assign]
+    trainer.run()
+    assert at and all(updates > 0 for _, updates in at)
+    first_step = at[0][0] // cfg.num_envs  # replay position of the first searched step
+    assert first_step >= cfg.warmup_env_steps // cfg.num_envs
+    assert len(at) == trainer.replay.num_added - first_step  # every later step searched
+    np.testing.assert_array_equal(trainer.replay.policies[:, :first_step], np.float32(1 / 3))
+    searched = trainer.replay.policies[:, first_step:trainer.replay.num_added]
+    assert not np.allclose(searched, 1 / 3)  # visit distributions of 8 simulations

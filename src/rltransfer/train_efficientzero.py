@@ -4,7 +4,9 @@ One vector env of ``B`` games is stepped together: per env step the self-play ne
 one ``initial_inference`` for all ``B`` stacked observations and one
 :class:`~rltransfer.agents.mcts.BatchedMCTS` search (with root Dirichlet noise) covers all
 ``B`` roots; actions are sampled from the visit counts with the temperature schedule of
-EfficientZero (1 -> 0.5 -> 0.25 at 50% / 75% of training, Ye et al. 2021 / XTRA Table 4). Each
+EfficientZero (1 -> 0.5 -> 0.25 at 50% / 75% of training, Ye et al. 2021 / XTRA Table 4).
+Until the first learner update, actions are uniformly random instead, without a search, as
+the public EfficientZero self-play acts there (``random_warmup_actions``). Each
 step's frame, action, reward, end flags and search statistics go into a
 :class:`~rltransfer.replay.game_segment.GameSegmentReplay`. After ``warmup_env_steps`` the
 learner makes ``updates_per_env_step`` updates per env step from batches built by
@@ -93,12 +95,20 @@ class EZTrainConfig:
         mcts: search settings (``num_simulations`` etc.); ``discount`` and
             ``value_prefix_horizon`` must match the learner's (default: EZ's search with the
             learner's default discount 0.997^4 per agent step).
-        learner: learner hyperparameters (unroll steps, TD steps, discount, losses, SGD).
+        learner: learner hyperparameters (unroll steps, TD steps, discount, losses, SGD;
+            the default has ``augmentation="none"``, as these defaults are a MinAtar run;
+            ``ez-atari100k`` turns EZ's shift + intensity augmentation on).
         reanalyse: target reanalysis settings.
         replay_capacity_env_steps: replay size in env steps (all envs together).
         batch_size: positions per learner update (EZ: 256).
         updates_per_env_step: learner updates per env step (EZ Atari100k: 1).
         warmup_env_steps: env steps collected before the first update (EZ: 2000).
+        random_warmup_actions: until the first learner update, act uniformly at random
+            without a search and store a uniform policy target and root value 0 (the public
+            EfficientZero self-play worker: uniform ``distributions`` before its start
+            signal; its stored root value is that of the untrained network, 0 with the
+            zero-initialised heads). Turn off when the network starts pretrained (the
+            public XTRA code searches from the start when it loads a model).
         priority_exponent: alpha (EZ: 0.6).
         importance_exponent_start: beta at the start, annealed linearly to 1 (EZ: 0.4).
         temperatures: action-sampling temperatures of the three training phases.
@@ -128,12 +138,14 @@ class EZTrainConfig:
     clip_rewards: bool = False
     net_preset: Literal["small", "atari", "atari-l"] = "small"
     mcts: MCTSConfig = field(default_factory=lambda: MCTSConfig(discount=0.997**4))
-    learner: EfficientZeroConfig = field(default_factory=EfficientZeroConfig)
+    learner: EfficientZeroConfig = field(
+        default_factory=lambda: EfficientZeroConfig(augmentation="none"))
     reanalyse: ReanalyseConfig = field(default_factory=ReanalyseConfig)
     replay_capacity_env_steps: int = 100_000
     batch_size: int = 256
     updates_per_env_step: float = 1.0
     warmup_env_steps: int = 2_000
+    random_warmup_actions: bool = True
     priority_exponent: float = 0.6
     importance_exponent_start: float = 0.4
     temperatures: tuple[float, float, float] = (1.0, 0.5, 0.25)
@@ -315,7 +327,8 @@ class EZTrainer:
         self.num_actions = int(self.envs.single_action_space.n)  # type: ignore[attr-defined]
         self.net_config = self._net_config()
         self.learner = EfficientZeroLearner(cfg.learner, self.net_config, self.obs_shape,
-                                            self.num_actions, device=cfg.device)
+                                            self.num_actions, device=cfg.device,
+                                            seed=cfg.seed + 104_729)
         self.selfplay_network = copy.deepcopy(self.learner.network).eval()
         for p in self.selfplay_network.parameters():
             p.requires_grad_(False)
@@ -489,16 +502,20 @@ class EZTrainer:
             while self.env_steps < cfg.total_env_steps:
                 tick = time.perf_counter()
                 stacked = self.stacker.push(obs, first)
-                result = self.actor.search(stacked)
-                actions = select_action(result.visit_counts, temperature_at(cfg, self.env_steps),
-                                        self.actor.rng)
+                if cfg.random_warmup_actions and self.num_updates == 0:
+                    actions, root_values, policy = self._random_actions()
+                else:
+                    result = self.actor.search(stacked)
+                    actions = select_action(result.visit_counts,
+                                            temperature_at(cfg, self.env_steps), self.actor.rng)
+                    root_values, policy = result.root_values, result.policy
                 next_obs, reward, terminated, truncated, info = self.envs.step(actions)
                 game_reward = np.asarray(info["task_reward"], dtype=np.float64)
                 learner_reward = np.asarray(reward, dtype=np.float64)
                 if cfg.clip_rewards:
                     learner_reward = np.sign(learner_reward)
                 self.replay.add(obs, actions, learner_reward, terminated, truncated,
-                                result.root_values, result.policy)
+                                root_values, policy)
                 valid = ~autoreset
                 episode_return += np.where(valid, game_reward, 0.0)
                 episode_length += valid
@@ -541,6 +558,15 @@ class EZTrainer:
                     f"eval {self.last_eval_return:.3g} | ep {self.episodes} | "
                     f"upd {self.num_updates}",
                 )
+
+    def _random_actions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Warm-up acting before learning starts (see ``random_warmup_actions``): actions
+        ``int64[B]`` uniform over ``A`` (from the actor's generator), root values
+        ``float32[B]`` = 0 and policy targets ``float32[B, A]`` = ``1 / A``."""
+        b, a = self.cfg.num_envs, self.num_actions
+        actions = self.actor.rng.integers(0, a, size=b).astype(np.int64)
+        return (actions, np.zeros(b, dtype=np.float32),
+                np.full((b, a), 1.0 / a, dtype=np.float32))
 
     def _update(self) -> dict[str, float]:
         """One learner update from a reanalysed batch; priorities and networks refreshed."""

@@ -2,14 +2,18 @@
 
 * :func:`ez_small` — MinAtar Breakout on a CPU: small network, 8 simulations, batch 64,
   targets from the target network's value (no search at bootstrap positions) to keep
-  reanalysis cheap. A smoke-sized run that learns on a laptop.
+  reanalysis cheap, no data augmentation (a 4-pixel shift is 40% of a 10x10 MinAtar frame,
+  where one pixel is one game cell) and the ``small`` preset's latent min-max normalisation.
+  A smoke-sized run that learns on a laptop.
 * :func:`ez_atari100k` — the paper's Atari100k settings (Ye et al. 2021; XTRA Table 4):
   96x96 RGB, 4 stacked frames, frame skip 4 (the ALE v5 default), no sticky actions,
   terminal on life loss, reward clipping, discount 0.997^4 per agent step, 50 simulations,
   batch 256, 100k env steps with one update per env step, 2000 warm-up env steps, priority
   alpha 0.6 / beta 0.4 -> 1, self-play network refreshed every 100 updates, root-value
-  targets and full policy reanalysis. A GPU job (REFERENCE.md: ~20 s per training step at
-  batch 256 on a 2-core CPU).
+  targets and full policy reanalysis, random-shift (pad 4) + intensity augmentation of the
+  observations and consistency targets, no latent min-max normalisation and uniformly random
+  actions before the first update (all as the public EfficientZero code). A GPU job
+  (REFERENCE.md: ~20 s per training step at batch 256 on a 2-core CPU).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ def ez_small(run_dir: str = "runs/ez-small", seed: int = 0, device: str = "cpu",
              env_id: str = "MinAtar/Breakout-v1", total_env_steps: int = 20_000) -> EZTrainConfig:
     """A CPU-sized EfficientZero run on MinAtar (see the module docstring)."""
     discount = 0.99
-    learner = dataclasses.replace(EfficientZeroConfig(), discount=discount, lr_warmup_updates=200)
+    learner = dataclasses.replace(EfficientZeroConfig(), discount=discount, lr_warmup_updates=200,
+                                  augmentation="none")
     return EZTrainConfig(
         env_id=env_id,
         num_envs=8,
@@ -57,7 +62,9 @@ def ez_atari100k(game: str = "MsPacman", run_dir: str | None = None, seed: int =
                  device: str = "cuda", num_envs: int = 8) -> EZTrainConfig:
     """EfficientZero's Atari100k settings on ``ALE/<game>-v5`` (see the module docstring)."""
     discount = 0.997**4
-    learner = dataclasses.replace(EfficientZeroConfig(), discount=discount)
+    learner = dataclasses.replace(EfficientZeroConfig(), discount=discount,
+                                  augmentation="shift_intensity", augmentation_shift_pad=4,
+                                  augmentation_intensity_scale=0.05)
     return EZTrainConfig(
         env_id=f"ALE/{game}-v5",
         num_envs=num_envs,
