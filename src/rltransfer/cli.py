@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import numpy as np
 import tyro
 
-from rltransfer.config import TrainConfig
+from rltransfer.config import TrainConfig, apply_suite_defaults
 from rltransfer.errors import UnknownRecipeError, UserError
 from rltransfer.pretrain.image_classification import ImageClassificationConfig
 from rltransfer.pretrain.inverse_dynamics import InverseDynamicsConfig
@@ -293,6 +293,42 @@ def demo(args: Annotated[DemoArgs, Flat]) -> None:
     run(RunArgs(recipe="bt-minigrid", **dataclasses.asdict(args)))
 
 
+def env_id_flag(argv: list[str]) -> str | None:
+    """The value of ``--env-id`` (or ``--env_id``, ``--env-id=ID``) in ``argv``; ``None``
+    if absent."""
+    for i, arg in enumerate(argv):
+        for flag in ("--env-id", "--env_id"):
+            if arg == flag and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(flag + "="):
+                return arg[len(flag) + 1:]
+    return None
+
+
+def with_suite_defaults(verb: Any, base: TrainConfig, argv: list[str]) -> Any:
+    """``verb`` (a function of one :class:`TrainConfig`) with its flags defaulting to
+    ``base`` plus the R2D2 defaults of the suite of the env ``argv`` names
+    (:func:`rltransfer.config.apply_suite_defaults`; ``base.env_id`` without ``--env-id``).
+
+    Flags the user passes override these defaults, so an explicit value always wins; the run
+    records the resolved values in its ``config.json``. An env id of no suite (or DMC) keeps
+    ``base``: the run then stops with its usual message.
+    """
+    from rltransfer.errors import UserError
+
+    try:
+        default = apply_suite_defaults(base, env_id_flag(argv) or base.env_id)
+    except UserError:
+        default = base
+
+    def command(cfg: Annotated[TrainConfig, Flat] = default) -> None:
+        verb(cfg)
+
+    command.__doc__ = verb.__doc__
+    command.__name__ = verb.__name__
+    return command
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``rltransfer`` command.
 
@@ -302,13 +338,14 @@ def main(argv: list[str] | None = None) -> None:
             tyro's own exits for bad flags. Any other exception propagates with its traceback.
     """
     logging.basicConfig(level=os.environ.get("RLTRANSFER_LOG", "WARNING"))
+    cli_args = sys.argv[1:] if argv is None else list(argv)
     try:
         tyro.extras.subcommand_cli_from_dict(
             {
-                "pretrain": pretrain,
+                "pretrain": with_suite_defaults(pretrain, PRETRAIN_DEFAULTS, cli_args),
                 "pretrain-encoder": pretrain_encoder,
                 "pretrain-images": pretrain_images,
-                "train": train_cmd,
+                "train": with_suite_defaults(train_cmd, TrainConfig(), cli_args),
                 "train-sac": train_sac_cmd,
                 "train-ez": train_ez_cmd,
                 "evaluate": evaluate,

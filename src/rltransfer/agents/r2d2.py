@@ -63,6 +63,12 @@ class NonFiniteLossError(RuntimeError):
 class R2D2Config:
     """Learner hyperparameters; defaults from R2D2 (Kapturowski et al. 2019, Table 2).
 
+    These field defaults are the Atari suite's. ``rltransfer train`` / ``pretrain`` and
+    :func:`rltransfer.config.suite_config` start ``gamma``, ``n_step``, ``lr``, ``adam_eps``
+    and ``target_update_period_updates`` from the env's suite defaults instead
+    (:data:`rltransfer.config.SUITE_DEFAULTS`; MiniGrid: lr 1e-3, Adam eps 1e-6, gamma 0.9,
+    target copy every 250 updates); values the user sets win.
+
     ``gamma``, ``n_step``, ``priority_exponent`` and ``importance_exponent`` configure the
     replay (:class:`rltransfer.replay.TransitionReplay`), which computes the n-step returns and
     discounts the agent consumes; ``batch_size`` is the learner batch the loop samples.
