@@ -89,7 +89,11 @@ class SACTrainConfig:
     """Rendered frame size; ``None``: 100 with ``agent.augmentation="crop"`` (cropped to 84),
     else 84."""
     distraction: str | None = None
-    """Distracting-background source (folder of frames or a video file), or ``None``."""
+    """Distracting-background source (``"builtin"``, a folder of frames or a video file), or
+    ``None``."""
+    distraction_seed: int = 0
+    """Which builtin distraction clip (independent of ``seed``): pass the IK pretraining's
+    value so that pretraining, training and evaluation show the same clip."""
     agent: SACConfig = field(default_factory=SACConfig)
     encoder: PixelEncoderConfig = field(default_factory=PixelEncoderConfig)
     replay_capacity_env_steps: int = 100_000
@@ -157,6 +161,7 @@ def sac_env_kwargs(cfg: SACTrainConfig) -> dict[str, Any]:
         kwargs["action_repeat"] = cfg.action_repeat
     if cfg.distraction is not None:
         kwargs["distraction"] = cfg.distraction
+        kwargs["distraction_seed"] = cfg.distraction_seed
     return kwargs
 
 

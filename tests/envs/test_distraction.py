@@ -89,6 +89,8 @@ def test_ping_pong_playback_and_seeded_offsets() -> None:
         indices.append(bg.frame_index(0))
         bg.advance(0)
     assert indices == [0, 1, 2, 3, 2, 1, 0, 1]  # forwards then backwards, no jump
+    bg.reset_env(0)  # an episode starts the clip at its first frame
+    assert bg.frame_index(0) == 0 and bg.steps[0] == 0
     bg.reset_env(1, np.random.default_rng(5))
     expected = int(np.random.default_rng(5).integers(6))
     assert bg.offsets[1] == expected and bg.steps[1] == 0
@@ -166,23 +168,94 @@ def test_distraction_deterministic_given_seed_and_moving() -> None:
     pytest.importorskip("dm_control")
     from rltransfer.envs import make_env
 
-    def rollout(seed: int) -> np.ndarray:
-        env = make_env("DMC/reacher-easy", 2, seed=seed, distraction="builtin")
+    def rollout(seed: int, distraction_seed: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        env = make_env("DMC/reacher-easy", 2, seed=seed, distraction="builtin",
+                       distraction_seed=distraction_seed)
         try:
+            background = env.unwrapped._background  # type: ignore[attr-defined]
             obs, _ = env.reset()
-            frames = [obs]
+            frames, index = [obs], [background.frame_index(0)]
             for _ in range(3):
                 obs, *_ = env.step(np.zeros((2, 2), np.float32))
                 frames.append(obs)
-            return np.stack(frames)
+                index.append(background.frame_index(0))
+            return np.stack(frames), background.frames, index
         finally:
             env.close()
 
-    a, b, c = rollout(4), rollout(4), rollout(5)
+    a, clip_a, index_a = rollout(4, 1)
+    b, _, _ = rollout(4, 1)
     np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
     assert not np.array_equal(a[1], a[2])  # the background moves every agent step
-    assert not np.array_equal(a[0, 0], a[0, 1])  # per-env start offsets differ
+    assert index_a == [0, 1, 2, 3]  # every episode plays the clip from its first frame
+    # the clip depends on the distraction seed only, not on the env seed
+    _, clip_c, index_c = rollout(5, 1)
+    np.testing.assert_array_equal(clip_c, clip_a)
+    assert index_c == index_a
+    _, clip_d, _ = rollout(4, 2)
+    assert not np.array_equal(clip_d, clip_a)
+    np.testing.assert_array_equal(clip_a, builtin_frames(168, 128, seed=1))  # 2 x 84 faces
+
+
+def _equal_fraction(x: np.ndarray, y: np.ndarray) -> float:
+    """Share of pixels with all channels equal, of uint8 [C, H, W] frames."""
+    return float((x == y).all(axis=0).mean())
+
+
+def test_ik_rl_and_eval_envs_show_the_same_background() -> None:
+    """The three stages of one run, each built the way its own code builds it, with different
+    env seeds and one distraction seed: same clip, same background at the same step (only
+    the reacher arm and target, placed by the env seed, differ); another distraction seed
+    shows another clip."""
+    pytest.importorskip("dm_control")
+    from rltransfer.evaluate.protocol import eval_env_kwargs
+    from rltransfer.pretrain.inverse_dynamics import (
+        InverseDynamicsConfig,
+        _make_env_for,
+        collect_random_transitions,
+    )
+    from rltransfer.train_sac import SACTrainConfig, default_env_factory, sac_env_kwargs
+
+    env_id, steps = "DMC/reacher-easy", 3
+    ik_cfg = InverseDynamicsConfig(env_id=env_id, seed=0, render_size=100, crop_size=None,
+                                   distraction="builtin", distraction_seed=7)
+    sac_cfg = SACTrainConfig(env_id=env_id, seed=3, render_size=100, distraction="builtin",
+                             distraction_seed=7)
+    ik_env = _make_env_for(ik_cfg)
+    try:
+        ik_clip = ik_env.unwrapped._background.frames  # type: ignore[attr-defined]
+        data = collect_random_transitions(ik_env, steps, frame_stack=1)
+        ik_frames = data.frames[: steps + 1]  # the reset frame, then one per step (1 env)
+    finally:
+        ik_env.close()
+
+    def run(make: object, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        env = make(1, seed)  # type: ignore[operator]
+        try:
+            clip = env.unwrapped._background.frames
+            obs, _ = env.reset()
+            frames = [obs[0]]
+            for _ in range(steps):
+                obs, *_ = env.step(np.zeros((1, 2), np.float32))
+                frames.append(obs[0])
+            return np.stack(frames), clip
+        finally:
+            env.close()
+
+    rl_frames, rl_clip = run(default_env_factory(sac_cfg), 3)
+    eval_factory = default_env_factory(sac_cfg, eval_env_kwargs(sac_env_kwargs(sac_cfg)))
+    eval_frames, eval_clip = run(eval_factory, 1_000_003)
+    other = SACTrainConfig(env_id=env_id, seed=3, render_size=100, distraction="builtin",
+                           distraction_seed=8)
+    other_frames, other_clip = run(default_env_factory(other), 3)
+    np.testing.assert_array_equal(rl_clip, ik_clip)
+    np.testing.assert_array_equal(eval_clip, ik_clip)
+    assert not np.array_equal(other_clip, ik_clip)
+    for t in range(steps + 1):
+        # measured: 0.94 of the pixels agree with one clip, 0.11 with two clips
+        assert _equal_fraction(ik_frames[t], rl_frames[t]) > 0.8
+        assert _equal_fraction(ik_frames[t], eval_frames[t]) > 0.8
+        assert _equal_fraction(rl_frames[t], other_frames[t]) < 0.3
 
 
 def test_folder_distraction_in_env(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
 from rltransfer.pretrain.inverse_dynamics import (
     InverseDynamicsConfig,
     InverseDynamicsModel,
+    center_crop_frames,
     collect_random_transitions,
     evaluate_inverse_dynamics,
     pretrain_inverse_dynamics,
@@ -21,8 +22,17 @@ from rltransfer.pretrain.supervised import train_validation_split
 from rltransfer.replay.transition import FrameStacker
 from rltransfer.runtime.checkpoint import load_checkpoint
 from rltransfer.runtime.config import ConfigError, from_dict
-from rltransfer.transfer.encoder import load_pretrained_encoder
-from tests.pretrain.toy_envs import counter_envs, counter_vector_env, square_vector_env
+from rltransfer.transfer.encoder import (
+    EncoderMismatchError,
+    load_pretrained_encoder,
+    read_pretrained_architecture,
+)
+from tests.pretrain.toy_envs import (
+    counter_envs,
+    counter_vector_env,
+    square_vector_env,
+    vector_env,
+)
 
 torch.set_num_threads(1)
 
@@ -110,31 +120,120 @@ def test_rejects_non_pixel_observations() -> None:
 
 
 def _small_encoder() -> PixelEncoderConfig:
-    # feature_dim 100 as in the paper: dropout 0.5 on a much smaller concatenation stalls
     return PixelEncoderConfig(kind="drq4", num_filters=16, feature_dim=100)
+
+
+def test_model_maps_flattened_conv_features_of_both_frames() -> None:
+    """The MLP reads the two flattened conv feature maps (not the encoder head), with dropout
+    on its input and after each hidden layer (Kadavath et al.'s public IK network)."""
+    torch.manual_seed(0)
+    cfg = PixelEncoderConfig(kind="drq4", num_filters=4, feature_dim=7)
+    model = InverseDynamicsModel(cfg, (2, 20, 20), 3, False, (16, 8), 0.5)
+    # drq4 on 20x20: 20 -> 9 (stride 2) -> 7 -> 5 -> 3, so 4 x 3 x 3 = 36 per observation
+    assert model.conv_feature_size == 36
+    kinds = [type(m).__name__ for m in model.mlp]
+    assert kinds == ["Dropout", "Linear", "LayerNorm", "ReLU", "Dropout",
+                     "Linear", "LayerNorm", "ReLU", "Dropout", "Linear"]
+    assert model.mlp[1].in_features == 72 and model.mlp[-1].out_features == 3
+    assert all(m.p == 0.5 for m in model.mlp if isinstance(m, torch.nn.Dropout))
+    obs = torch.randint(0, 256, (5, 2, 20, 20), dtype=torch.uint8)
+    nxt = torch.randint(0, 256, (5, 2, 20, 20), dtype=torch.uint8)
+    model.eval()
+    with torch.no_grad():
+        x = torch.cat([model.encoder.conv_features(obs).reshape(5, 36),
+                       model.encoder.conv_features(nxt).reshape(5, 36)], dim=1)
+        expected = model.mlp(x)
+        torch.testing.assert_close(model(obs, nxt), expected)
+        # swapping the frames changes the prediction: the order of o_t, o_{t+1} matters
+        assert not torch.allclose(model(nxt, obs), expected)
+    model.train()
+    loss = model.loss(model(obs, nxt), torch.rand(5, 3))
+    loss.backward()
+    assert all(p.grad is None for p in model.encoder.head.parameters())  # the head is unused
+    assert all(p.grad is not None for p in model.encoder.convs.parameters())
+
+
+def test_loss_is_the_summed_squared_error_averaged_over_the_batch() -> None:
+    model = InverseDynamicsModel(_small_encoder(), (1, 20, 20), 2, False, (8,), 0.0)
+    pred = torch.tensor([[0.5, -1.0], [0.0, 0.25]])
+    target = torch.tensor([[0.0, 0.0], [1.0, 0.25]])
+    # (0.25 + 1) and (1 + 0): mean 1.125
+    assert float(model.loss(pred, target)) == pytest.approx(1.125)
+
+
+class _PatternEnv:
+    """Frames of 100x100 whose pixel (r, c) of channel k holds (r + 2c + 50k + t) mod 256, t
+    the step count: any window is recognisable."""
+
+    def __init__(self, size: int = 100) -> None:
+        import gymnasium as gym
+
+        self.size, self.t = size, 0
+        self.observation_space = gym.spaces.Box(0, 255, (3, size, size), np.uint8)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def frame(self, t: int) -> np.ndarray:
+        r, c = np.mgrid[0 : self.size, 0 : self.size]
+        return np.stack([(r + 2 * c + 50 * k + t) % 256 for k in range(3)]).astype(np.uint8)
+
+
+def _pattern_vector_env() -> object:
+    import gymnasium as gym
+
+    class Env(_PatternEnv, gym.Env):  # type: ignore[misc]
+        def reset(self, *, seed=None, options=None):  # type: ignore[no-untyped-def]
+            self.t = 0
+            return self.frame(0), {}
+
+        def step(self, action):  # type: ignore[no-untyped-def]
+            self.t += 1
+            return self.frame(self.t), 0.0, False, False, {}
+
+    return vector_env([Env])
+
+
+def test_frames_are_centre_crops_of_the_render() -> None:
+    """IK stores the centre 84x84 window of 100x100 renders: rows and columns 8..91 (the
+    public code's x[:, :, 8:-8, 8:-8]), the window SAC's centre crop shows at evaluation."""
+    env = _pattern_vector_env()
+    data = collect_random_transitions(env, 5, frame_stack=3, crop_size=84)  # type: ignore[arg-type]
+    assert data.frames.shape[1:] == (3, 84, 84) and data.obs_shape == (9, 84, 84)
+    assert data.source_frame_size == (100, 100)
+    full = _PatternEnv().frame(2)
+    np.testing.assert_array_equal(data.frames[2], full[:, 8:92, 8:92])
+    assert data.frames[2, 0, 0, 0] == (8 + 2 * 8 + 2) % 256  # pixel (8, 8) of step 2
+    from rltransfer.agents.sac import center_crop
+
+    sac_view = center_crop(torch.from_numpy(full[None]), 84)[0].numpy()
+    np.testing.assert_array_equal(data.frames[2], sac_view)
+    np.testing.assert_array_equal(center_crop_frames(full, 84), full[:, 8:92, 8:92])
+    with pytest.raises(ValueError, match="crop_size 120 exceeds"):
+        collect_random_transitions(_pattern_vector_env(), 5, crop_size=120)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("continuous", [False, True])
 def test_inverse_dynamics_learns_toy_env(continuous: bool) -> None:
+    """The toy IK check (docs/benchmarks.md): seeds 0-2 reach val accuracy >= 0.99 /
+    val MSE per dim <= 0.06 (chance ~0.2 / 1/3); seed 0 is run here."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     env = square_vector_env(8, continuous=continuous)
     data = collect_random_transitions(env, 2400, reset_every_env_steps=100, frame_stack=2)
     train_idx, val_idx = train_validation_split(len(data), 0.1, rng)
     model = InverseDynamicsModel(
-        _small_encoder(), data.obs_shape, data.action_dim, data.discrete, (256, 64), 0.5
+        _small_encoder(), data.obs_shape, data.action_dim, data.discrete, (1024, 256), 0.5
     )
     device = torch.device("cpu")
     before = evaluate_inverse_dynamics(model, data, val_idx, device)
     start = time.perf_counter()
     history = train_inverse_dynamics(
-        model, data, train_idx, val_idx, epochs=8, batch_size=32, lr=1e-3, rng=rng,
+        model, data, train_idx, val_idx, epochs=12, batch_size=32, lr=1e-3, rng=rng,
         device=device,
     )
     elapsed = time.perf_counter() - start
     final = history[-1]
     print(f"continuous={continuous}: {final} in {elapsed:.1f}s (before: {before})")
-    assert len(history) == 8 and history[-1]["train_loss"] < history[0]["train_loss"]
+    assert len(history) == 12 and history[-1]["train_loss"] < history[0]["train_loss"]
     if continuous:  # chance: predicting the mean action, 1/3 per dim for U(-1, 1)
         assert final["val_chance_mse_per_dim"] == pytest.approx(1 / 3, abs=0.06)
         assert final["val_mse_per_dim"] < 0.15 < before["mse_per_dim"]
@@ -155,6 +254,8 @@ def test_pretrain_inverse_dynamics_writes_loadable_encoder(tmp_path: Path) -> No
             "hidden_dims": [32, 16],
             "epochs": 2,
             "validation_fraction": 0.1,
+            "render_size": None,
+            "crop_size": None,
             "out_dir": str(tmp_path / "ik"),
             "progress": False,
         },
@@ -167,6 +268,13 @@ def test_pretrain_inverse_dynamics_writes_loadable_encoder(tmp_path: Path) -> No
     tensors, meta = load_checkpoint(path)
     assert meta["architecture"]["source"] == "inverse_dynamics"
     assert meta["architecture"]["obs_shape"] == [2, 20, 20]
+    # the head took no part in IK: only the conv layers are saved
+    assert tensors and all(name.startswith("encoder/convs/") for name in tensors)
+    arch = read_pretrained_architecture(path)
+    assert (arch.frame_stack, arch.render_size, arch.crop_size) == (2, 20, None)
+    assert not arch.has_head and arch.encoder_config == cfg.encoder
+    with pytest.raises(EncoderMismatchError, match="no encoder head"):
+        load_pretrained_encoder(PixelEncoder(cfg.encoder, (2, 20, 20)), path, include_head=True)
     assert meta["data"]["num_transitions"] == 300 and meta["data"]["num_validation"] == 30
     assert meta["metrics"]["val_loss"] == pytest.approx(records[-1]["val_loss"])
     rl_encoder = PixelEncoder(cfg.encoder, (2, 20, 20))
@@ -185,25 +293,42 @@ def test_config_rejects_unknown_and_invalid() -> None:
     assert (defaults.reset_every_env_steps, defaults.lr, defaults.batch_size) == (100, 1e-3, 128)
     assert (defaults.epochs, defaults.validation_fraction, defaults.dropout) == (30, 0.05, 0.5)
     assert defaults.hidden_dims == (1024, 256) and defaults.encoder.kind == "pad11"
+    # the paper's geometry: 100x100 renders, centre 84 crops
+    assert (defaults.render_size, defaults.crop_size) == (100, 84)
+    with pytest.raises(ConfigError, match="crop_size 120 exceeds render_size 100"):
+        InverseDynamicsConfig(crop_size=120).validate()
 
 
 def test_short_run_on_dmc_reacher(tmp_path: Path) -> None:
-    try:
-        from rltransfer.envs.spec import env_spec
+    """Default geometry on DMC: 100x100 renders centre-cropped to 84 (RL's crop), 3 frames;
+    the metadata says so, and the first stored frame is the crop of a 100x100 render."""
+    pytest.importorskip("dm_control")
+    from rltransfer.envs import make_env
 
-        env_spec("DMC/reacher-easy")
-    except (ValueError, ImportError) as e:
-        pytest.skip(f"DMC envs are not available yet (envs/dmc.py): {e}")
     cfg = InverseDynamicsConfig(
         env_id="DMC/reacher-easy",
         num_transitions=200,
         epochs=1,
         encoder=PixelEncoderConfig(kind="drq4", num_filters=16, feature_dim=32),
+        seed=3,
         out_dir=str(tmp_path / "ik"),
         progress=False,
     )
     path = pretrain_inverse_dynamics(cfg)
     _, meta = load_checkpoint(path)
-    assert meta["architecture"]["obs_shape"][0] == 9  # 3 RGB frames
+    assert meta["architecture"]["obs_shape"] == [9, 84, 84]  # 3 RGB frames of 84x84
+    assert (meta["architecture"]["render_size"], meta["architecture"]["crop_size"]) == (100, 84)
+    assert meta["architecture"]["frame_stack"] == 3
     assert meta["data"]["num_transitions"] == 200 and not meta["data"]["discrete_actions"]
-    assert np.isfinite(meta["metrics"]["val_loss"])
+    assert meta["metrics"]["val_loss"] > 0
+    # the IK frames are centre crops of the 100x100 renders the RL env makes
+    env = make_env("DMC/reacher-easy", 1, seed=3, render_size=100)
+    ik_env = make_env("DMC/reacher-easy", 1, seed=3, render_size=100)
+    try:
+        render = np.asarray(env.reset()[0])[0]
+        data = collect_random_transitions(ik_env, 3, frame_stack=3, crop_size=84)
+    finally:
+        env.close()
+        ik_env.close()
+    assert render.shape == (3, 100, 100)
+    np.testing.assert_array_equal(data.frames[0], render[:, 8:92, 8:92])

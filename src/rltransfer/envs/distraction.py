@@ -25,9 +25,12 @@ Sources (`load_frames`):
 * a video file (``.mp4``, ``.avi``, ``.mov``, ``.mkv``, ``.webm``) when ``imageio`` is installed;
   otherwise a `DistractionError` says to extract the frames to a folder.
 
-Playback is deterministic given the seed: every env starts each episode at a random frame drawn
-from its own generator (seeded with the env's seed) and advances one frame per agent step,
-playing the clip forwards then backwards (ping-pong) so that the background never jumps.
+Playback is deterministic: every episode starts the clip at its first frame (as Kadavath et
+al. 2021's public code does) and advances one frame per agent step, playing the clip forwards
+then backwards (ping-pong) so that the background never jumps. The clip depends only on the
+source and, for ``"builtin"``, on the distraction seed, never on the env seed: pretraining,
+training and evaluation of one run pass the same distraction seed and see the same background
+at the same step of an episode.
 """
 
 from __future__ import annotations
@@ -272,10 +275,11 @@ class VideoBackground:
         num_envs: B.
         ground_alpha: opacity given to textured floor planes (`prepare_model`).
 
-    Playback: env ``i`` shows frame ``index(offset_i + t_i)`` where ``offset_i`` is drawn
-    uniformly in ``[0, 2T - 2)`` at each `reset_env` from the generator passed in, ``t_i`` is the
-    number of agent steps since that reset, and ``index`` plays forwards then backwards
-    (period ``2T - 2``; a one-frame clip is static).
+    Playback: env ``i`` shows frame ``index(offset_i + t_i)`` where ``t_i`` is the number of
+    agent steps since its last `reset_env`, ``offset_i`` is 0 (the clip's first frame, as in
+    Kadavath et al. 2021's public code) unless `reset_env` is given a generator (then uniform
+    in ``[0, 2T - 2)``), and ``index`` plays forwards then backwards (period ``2T - 2``; a
+    one-frame clip is static).
 
     Upload (`upload`): only the cube faces that the camera can sample are rewritten
     (`visible_faces`), as RGBA rows with ``glTexSubImage2D`` on level 0 (``attach`` turns the
@@ -349,9 +353,10 @@ class VideoBackground:
             if mat >= 0 and bool((model.mat_texid[mat] >= 0).any()):
                 model.mat_rgba[mat, 3] = self.ground_alpha
 
-    def reset_env(self, i: int, rng: np.random.Generator) -> None:
-        """Start env ``i``'s clip at a random frame drawn from ``rng``."""
-        self.offsets[i] = int(rng.integers(self.period))
+    def reset_env(self, i: int, rng: np.random.Generator | None = None) -> None:
+        """Start env ``i``'s clip at its first frame, or at a random frame drawn from ``rng``
+        when one is given."""
+        self.offsets[i] = 0 if rng is None else int(rng.integers(self.period))
         self.steps[i] = 0
 
     def advance(self, i: int) -> None:

@@ -215,6 +215,11 @@ class DMCVectorEnv(VectorEnv):
         render_size: ``H = W`` or ``(H, W)`` in pixels (84 as in DrQ; 100 for crop-to-84).
         distraction: None, ``"builtin"``, a folder of frames, a ``.gif`` or a video file
             (`rltransfer.envs.distraction.load_frames`).
+        distraction_seed: selects the builtin clip (ignored for files and folders). It is
+            independent of ``seed``: the stages of one run (pretraining, training, evaluation)
+            pass the same value and see the same clip, and every episode plays it from its
+            first frame (Kadavath et al. 2021's public code), so they show the same background
+            at the same step of an episode.
         ground_alpha: floor opacity under distraction.
         distraction_face_size: skybox face size in pixels for the distraction (None:
             ``2 * max(H, W)``; the camera's 45-degree field of view shows about half a face).
@@ -249,6 +254,7 @@ class DMCVectorEnv(VectorEnv):
         action_repeat: int | None = None,
         render_size: int | tuple[int, int] = DEFAULT_RENDER_SIZE,
         distraction: str | Path | None = None,
+        distraction_seed: int = 0,
         ground_alpha: float | None = None,
         distraction_face_size: int | None = None,
         camera_id: int | None = None,
@@ -282,10 +288,12 @@ class DMCVectorEnv(VectorEnv):
             suite.load(domain, task, task_kwargs={"random": None if seed is None else seed + i})
             for i in range(self.num_envs)
         ]
+        self._renderer: _BatchRenderer | None = None
         self._background: VideoBackground | None = None
+        self.distraction_seed = int(distraction_seed)
         if distraction is not None:
             face = distraction_face_size or 2 * max(height, width)
-            frames = load_frames(distraction, int(face), seed=0 if seed is None else int(seed))
+            frames = load_frames(distraction, int(face), seed=self.distraction_seed)
             alpha = DEFAULT_GROUND_ALPHA if ground_alpha is None else float(ground_alpha)
             self._background = VideoBackground(frames, self.num_envs, ground_alpha=alpha)
             xml, assets = importlib.import_module(
@@ -329,7 +337,7 @@ class DMCVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
 
         self.camera_id = DRQ_CAMERA_ID.get(domain, 0) if camera_id is None else int(camera_id)
-        self._renderer: _BatchRenderer | None = _BatchRenderer(
+        self._renderer = _BatchRenderer(
             physics0.model.ptr,
             height,
             width,
@@ -338,23 +346,24 @@ class DMCVectorEnv(VectorEnv):
             geom_slices=geom_slices,
             geom_stacks=geom_stacks,
         )
-        if self._background is not None:
-            self._background.attach(
-                physics0.model.ptr,
-                self._renderer.context,
-                camera_id=self.camera_id,
-                height=height,
-                width=width,
-            )
+        try:
+            if self._background is not None:
+                self._background.attach(
+                    physics0.model.ptr,
+                    self._renderer.context,
+                    camera_id=self.camera_id,
+                    height=height,
+                    width=width,
+                )
+        except BaseException:
+            # free the GL context now: left to __del__ at interpreter exit it raises EGLError
+            self.close_extras()
+            raise
         self._models = [env.physics.model.ptr for env in self._envs]
         self._datas = [env.physics.data.ptr for env in self._envs]
         self._pixels = np.zeros((self.num_envs, height, width, 3), dtype=np.uint8)
         self._frames = np.zeros(self.num_envs, dtype=np.int64)
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
-        self._bg_rngs = [
-            np.random.default_rng([0 if seed is None else seed + i, 0xB6])
-            for i in range(self.num_envs)
-        ]
 
     # -- helpers ---------------------------------------------------------------------------
     def _observe(self) -> np.ndarray:
@@ -368,14 +377,14 @@ class DMCVectorEnv(VectorEnv):
         self._frames[i] = 0
         self._needs_reset[i] = False
         if self._background is not None:
-            self._background.reset_env(i, self._bg_rngs[i])
+            self._background.reset_env(i)
 
     # -- gymnasium API ---------------------------------------------------------------------
     def reset(
         self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset every env; with ``seed`` env ``i`` is reseeded with ``seed + i`` (or
-        ``seed[i]`` for a list) for both its task and its distraction playback.
+        """Reset every env; with ``seed`` env ``i``'s task is reseeded with ``seed + i`` (or
+        ``seed[i]`` for a list). The distraction clip restarts at its first frame.
 
         Returns:
             obs uint8 ``[B, 3, H, W]``, info ``{"task_reward": zeros float64 [B]}``.
@@ -389,7 +398,6 @@ class DMCVectorEnv(VectorEnv):
             for i, s in enumerate(seeds):
                 # dm_control tasks draw all episode randomness from task.random
                 self._envs[i].task._random = np.random.RandomState(int(s))
-                self._bg_rngs[i] = np.random.default_rng([int(s), 0xB6])
         for i in range(self.num_envs):
             self._reset_env(i)
         return self._observe(), {"task_reward": np.zeros(self.num_envs, dtype=np.float64)}
@@ -448,8 +456,8 @@ class DMCVectorEnv(VectorEnv):
             pass
 
     def close_extras(self, **kwargs: Any) -> None:
-        """Free the rendering contexts."""
-        if self._renderer is not None:
+        """Free the rendering contexts (idempotent)."""
+        if getattr(self, "_renderer", None) is not None:
             self._renderer.close()
             self._renderer = None
 

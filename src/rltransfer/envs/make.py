@@ -25,6 +25,7 @@ def make_env(
     action_repeat: int | None = None,
     render_size: int | tuple[int, int] | None = None,
     distraction: str | Path | None = None,
+    distraction_seed: int | None = None,
     frame_size: int = 84,
     grayscale: bool = True,
 ) -> VectorEnv:
@@ -68,6 +69,8 @@ def make_env(
         render_size: DMC only: ``H = W`` or ``(H, W)`` of the rendered frame (None = 84).
         distraction: DMC only: background video, ``"builtin"`` (seeded moving textures), a
             folder of image frames, a ``.gif`` or a video file (`rltransfer.envs.distraction`).
+        distraction_seed: DMC only: which builtin clip (None = 0); independent of ``seed``, so
+            that every stage of a run (pretraining, training, evaluation) shows the same clip.
         frame_size: Atari only: observation side in pixels, ``[8, 160]`` (84 for DQN/R2D2, 96
             for EfficientZero).
         grayscale: Atari only: 1 gray channel (True) or RGB ``[B, 3, S, S]`` (False).
@@ -96,7 +99,7 @@ def make_env(
             f"terminal_on_life_loss=True only applies to Atari (games with lives), not {env_id!r}"
         )
     dmc_options = {"action_repeat": action_repeat, "render_size": render_size,
-                   "distraction": distraction}
+                   "distraction": distraction, "distraction_seed": distraction_seed}
     if suite != "dmc" and any(v is not None for v in dmc_options.values()):
         given = sorted(k for k, v in dmc_options.items() if v is not None)
         raise EnvOptionError(
@@ -147,6 +150,7 @@ def make_env(
                 action_repeat=action_repeat,
                 render_size=DEFAULT_RENDER_SIZE if render_size is None else render_size,
                 distraction=distraction,
+                distraction_seed=0 if distraction_seed is None else int(distraction_seed),
                 max_episode_frames=int(max_episode_frames),
             )
         else:

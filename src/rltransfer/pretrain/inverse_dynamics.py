@@ -3,12 +3,19 @@
 
 Data (Sec. 3.3.1): ``T`` triples ``(o_t, a_t, o_{t+1})`` from uniformly random actions, the
 environment reset every ``k = 100`` agent steps; ``o_t`` is the agent's frame stack (3 RGB
-frames on DMC). Model (Sec. 3.3.2, Fig. 6): one conv encoder with tied weights applied to
-``o_t`` and ``o_{t+1}``, the two feature vectors concatenated, an MLP
-``Dropout(0.5) -> 1024 -> LayerNorm -> ReLU -> 256 -> LayerNorm -> ReLU -> action``; loss
+frames on DMC). Model (Sec. 3.3.2, Fig. 6, and the public code's ``pretraining/env_trainer.py``):
+the conv layers of one encoder with tied weights applied to ``o_t`` and ``o_{t+1}``, the two
+*flattened conv feature maps* concatenated, an MLP ``Dropout(0.5) -> 1024 -> LayerNorm -> ReLU
+-> Dropout(0.5) -> 256 -> LayerNorm -> ReLU -> Dropout(0.5) -> action``; loss
 ``mean_t ||a_t - f(o_t, o_{t+1})||^2`` for continuous actions (cross-entropy for discrete
 ones, our extension); Adam 1e-3, batch 128, 30 epochs, 95/5 train/validation split. The
-encoder is then saved for :func:`rltransfer.transfer.encoder.load_pretrained_encoder`.
+encoder's ``Linear -> LayerNorm -> tanh`` head takes no part (as in the public code, whose IK
+network has no such head), so only the conv layers are saved, for
+:func:`rltransfer.transfer.encoder.load_pretrained_encoder`.
+
+Image geometry (the public code's ``CenterCrop``): frames are rendered at the RL agent's render
+size (100 on DMC) and centre-cropped to its crop size (84), so that objects have the size the
+RL agent's random 84 crops of 100x100 renders show them at.
 
 Deliberate differences from the public code (REFERENCE.md): ``k`` counts agent steps, not
 frames (the public code reset every 100 *frames*, i.e. every 25 transitions at action
@@ -69,12 +76,21 @@ class InverseDynamicsConfig:
             (3 on DMC).
         num_envs: environments stepped together (all reset together every ``k`` steps).
         action_repeat: DMC only: passed to ``make_env`` when set (None = the suite default).
-        render_size: DMC only: passed to ``make_env`` when set.
+        render_size: DMC only: rendered frame side in pixels, passed to ``make_env`` (100, the
+            RL agent's render size with crop augmentation; None = the env's default, 84).
+            Ignored for other suites.
+        crop_size: every frame is centre-cropped to ``crop_size x crop_size`` pixels before it
+            is stored (84: the RL agent's crop size); None keeps the full frame. Must not
+            exceed the frame size.
         distraction: DMC only: passed to ``make_env`` when set (distracting backgrounds).
+        distraction_seed: DMC only: selects the distraction clip (the builtin clip's seed);
+            pass the RL run's value so that pretraining, training and evaluation show the same
+            clip.
         encoder: the conv encoder; it must match the RL agent's to be transferred (the
-            paper: 11 conv layers with BatchNorm, feature size 100).
+            paper: 11 conv layers with BatchNorm). Its head (``feature_dim``) is not trained
+            here and not saved.
         hidden_dims: MLP hidden sizes (1024, 256).
-        dropout: dropout on the concatenated features (0.5).
+        dropout: dropout on the concatenated conv features and after every hidden layer (0.5).
         lr: Adam learning rate (1e-3).
         batch_size: triples per update (128).
         epochs: passes over the training split (30).
@@ -93,8 +109,10 @@ class InverseDynamicsConfig:
     frame_stack: int | None = None
     num_envs: int = 1
     action_repeat: int | None = None
-    render_size: int | None = None
+    render_size: int | None = 100
+    crop_size: int | None = 84
     distraction: str | None = None
+    distraction_seed: int = 0
     encoder: PixelEncoderConfig = field(default_factory=_paper_encoder)
     hidden_dims: tuple[int, ...] = (1024, 256)
     dropout: float = 0.5
@@ -116,6 +134,14 @@ class InverseDynamicsConfig:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.epochs < 0:
             problems.append(f"epochs must be >= 0, got {self.epochs}")
+        for name in ("render_size", "crop_size"):
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
+                problems.append(f"{name} must be >= 1 (or None), got {getattr(self, name)}")
+        if (self.render_size is not None and self.crop_size is not None
+                and self.crop_size > self.render_size):
+            problems.append(
+                f"crop_size {self.crop_size} exceeds render_size {self.render_size}"
+            )
         if self.frame_stack is not None and self.frame_stack < 1:
             problems.append(f"frame_stack must be >= 1 (or None), got {self.frame_stack}")
         if not 0.0 <= self.dropout < 1.0:
@@ -152,6 +178,8 @@ class TransitionFrames:
         action_dim: ``act_dim`` (Box) or the number of actions ``n`` (Discrete).
         num_env_steps: agent steps taken (``env.step`` calls x ``B``), resets not counted.
         num_resets: forced resets (every ``k`` agent steps), the initial reset included.
+        source_frame_size: ``(H0, W0)`` of the frames the env returned, before the centre
+            crop (equal to ``frames.shape[2:]`` without a crop).
     """
 
     frames: np.ndarray
@@ -164,6 +192,7 @@ class TransitionFrames:
     action_dim: int
     num_env_steps: int = 0
     num_resets: int = 0
+    source_frame_size: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return int(self.obs_index.shape[0])
@@ -247,6 +276,23 @@ def _action_sampler(space: gym.Space[Any]) -> tuple[bool, int, Any]:
     )
 
 
+def center_crop_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """The centre ``size x size`` window of ``[..., H, W]`` frames (top row ``(H - size) // 2``,
+    left column ``(W - size) // 2``: the public code's 8:-8 crop of 100 -> 84, and the same
+    window as :func:`rltransfer.agents.sac.center_crop`).
+
+    Raises:
+        ValueError: ``size`` exceeds ``H`` or ``W``.
+    """
+    h, w = frames.shape[-2:]
+    if size > h or size > w:
+        raise ValueError(
+            f"crop_size {size} exceeds the {h}x{w} frames; render larger frames or lower crop_size"
+        )
+    top, left = (h - size) // 2, (w - size) // 2
+    return frames[..., top : top + size, left : left + size]
+
+
 def collect_random_transitions(
     env: VectorEnv,
     num_transitions: int,
@@ -255,6 +301,7 @@ def collect_random_transitions(
     frame_stack: int = 3,
     seed: int = 0,
     progress: bool = False,
+    crop_size: int | None = None,
 ) -> TransitionFrames:
     """Collect ``T`` triples ``(o_t, a_t, o_{t+1})`` with uniformly random actions
     (Kadavath et al. 2021, Sec. 3.3.1).
@@ -273,13 +320,15 @@ def collect_random_transitions(
         frame_stack: ``S >= 1`` frames per observation.
         seed: seeds the action sampler (the env keeps its own seeding).
         progress: show a progress bar counting triples.
+        crop_size: store the centre ``crop_size x crop_size`` window of every frame
+            (:func:`center_crop_frames`); None stores full frames.
 
     Returns:
         :class:`TransitionFrames` holding exactly ``T`` triples.
 
     Raises:
-        ValueError: non-positive sizes, observations that are not uint8 ``[B, C, H, W]``, or
-            an unsupported action space.
+        ValueError: non-positive sizes, observations that are not uint8 ``[B, C, H, W]``, an
+            unsupported action space, or ``crop_size`` larger than the frames.
     """
     if num_transitions < 1 or reset_every_env_steps < 1 or frame_stack < 1:
         raise ValueError(
@@ -297,9 +346,11 @@ def collect_random_transitions(
                 f"inverse dynamics needs uint8 pixel observations [B={num_envs}, C, H, W], got "
                 f"{obs.dtype}{list(obs.shape)}"
             )
-        return obs
+        return obs if crop_size is None else center_crop_frames(obs, int(crop_size))
 
-    obs = check(env.reset()[0])
+    raw = np.asarray(env.reset()[0])
+    source_size = (int(raw.shape[-2]), int(raw.shape[-1])) if raw.ndim == 4 else None
+    obs = check(raw)
     expected_steps = math.ceil(num_transitions / num_envs)
     capacity = (expected_steps + expected_steps // reset_every_env_steps + 2) * num_envs
     store = _GrowingFrames(obs.shape[1:], capacity)
@@ -346,16 +397,20 @@ def collect_random_transitions(
         action_dim=action_dim,
         num_env_steps=num_env_steps,
         num_resets=num_resets,
+        source_frame_size=source_size,
     )
 
 
 class InverseDynamicsModel(nn.Module):
-    """``f(o_t, o_{t+1}) -> a_t`` with one encoder on both observations (tied weights).
+    """``f(o_t, o_{t+1}) -> a_t`` with one conv encoder on both observations (tied weights).
 
-    ``encoder(o_t)`` and ``encoder(o_{t+1})`` (``[B, feature_dim]`` each) are concatenated and
-    mapped by ``Dropout -> Linear(hidden_dims[0]) -> LayerNorm -> ReLU -> ... ->
-    Linear(out)``; ``out`` is the action dimension (Box: predicted action) or the number of
-    actions (Discrete: logits). Kadavath et al. 2021, Fig. 6.
+    The flattened conv feature maps ``encoder.conv_features(o_t)`` and
+    ``encoder.conv_features(o_{t+1})`` (``[B, C' H' W']`` each) are concatenated
+    (``[B, 2 C' H' W']``) and mapped by ``Dropout -> Linear(hidden_dims[0]) -> LayerNorm ->
+    ReLU -> Dropout -> ... -> Linear(out)`` (dropout on the input and after every hidden
+    layer); ``out`` is the action dimension (Box: predicted action) or the number of actions
+    (Discrete: logits). Kadavath et al. 2021, Fig. 6; layer order as in their public
+    ``pretraining/env_trainer.py``. The encoder's head is not used (and gets no gradient).
 
     Args:
         encoder_config: the :class:`PixelEncoderConfig`.
@@ -363,7 +418,10 @@ class InverseDynamicsModel(nn.Module):
         action_dim: Box action size, or number of discrete actions.
         discrete: Discrete (cross-entropy) or Box (squared error) actions.
         hidden_dims: MLP hidden sizes.
-        dropout: dropout probability on the concatenated features.
+        dropout: dropout probability on the concatenated features and after each hidden layer.
+
+    Raises:
+        PixelEncoderConfigError: the encoder does not fit ``obs_shape``.
     """
 
     def __init__(
@@ -378,17 +436,20 @@ class InverseDynamicsModel(nn.Module):
         super().__init__()
         self.encoder = PixelEncoder(encoder_config, obs_shape)
         self.discrete = bool(discrete)
+        out_c, out_h, out_w = self.encoder.conv_output_shape
+        self.conv_feature_size: int = out_c * out_h * out_w
         layers: list[nn.Module] = [nn.Dropout(dropout)]
-        width = 2 * self.encoder.feature_dim
+        width = 2 * self.conv_feature_size
         for hidden in hidden_dims:
-            layers += [nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.ReLU()]
+            layers += [nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.ReLU(),
+                       nn.Dropout(dropout)]
             width = hidden
         layers.append(nn.Linear(width, action_dim))
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = nn.Sequential(*layers)  # PyTorch's default init, as the public code
 
     def forward(self, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """``[B, C*S, H, W]`` pixels (uint8 or float in [0, 255]) twice -> ``[B, out]``."""
-        features = self.encoder(torch.cat([obs, next_obs], dim=0))
+        features = self.encoder.conv_features(torch.cat([obs, next_obs], dim=0)).flatten(1)
         first, second = features.chunk(2, dim=0)
         return self.mlp(torch.cat([first, second], dim=1))
 
@@ -502,15 +563,26 @@ def train_inverse_dynamics(
     return history
 
 
-def _make_env_for(cfg: InverseDynamicsConfig) -> VectorEnv:
-    from rltransfer.envs.make import make_env
-
+def ik_env_kwargs(cfg: InverseDynamicsConfig) -> dict[str, Any]:
+    """The ``make_env`` keyword arguments of ``cfg``'s data collection: the DMC options
+    (``action_repeat``, ``render_size``, ``distraction`` with its ``distraction_seed``) for
+    ``DMC/`` ids, none for other suites."""
+    if not cfg.env_id.startswith("DMC/"):
+        return {}
     extra: dict[str, Any] = {
         name: getattr(cfg, name)
         for name in ("action_repeat", "render_size", "distraction")
         if getattr(cfg, name) is not None
     }
-    return make_env(cfg.env_id, cfg.num_envs, cfg.seed, **extra)
+    if cfg.distraction is not None:
+        extra["distraction_seed"] = int(cfg.distraction_seed)
+    return extra
+
+
+def _make_env_for(cfg: InverseDynamicsConfig) -> VectorEnv:
+    from rltransfer.envs.make import make_env
+
+    return make_env(cfg.env_id, cfg.num_envs, cfg.seed, **ik_env_kwargs(cfg))
 
 
 def pretrain_inverse_dynamics(cfg: InverseDynamicsConfig, *, env: VectorEnv | None = None) -> Path:
@@ -557,6 +629,7 @@ def pretrain_inverse_dynamics(cfg: InverseDynamicsConfig, *, env: VectorEnv | No
             frame_stack=frame_stack,
             seed=cfg.seed,
             progress=cfg.progress,
+            crop_size=cfg.crop_size,
         )
     finally:
         if own_env:
@@ -583,14 +656,22 @@ def pretrain_inverse_dynamics(cfg: InverseDynamicsConfig, *, env: VectorEnv | No
     finally:
         logger.close()
     model.to("cpu")
+    source_size = data.source_frame_size or data.obs_shape[1:]
     return save_encoder(
         model.encoder,
         out_dir / "encoder",
         data.obs_shape,
         "inverse_dynamics",
+        include_head=False,
+        geometry={
+            "frame_stack": frame_stack,
+            "render_size": int(source_size[0]) if source_size[0] == source_size[1] else None,
+            "crop_size": cfg.crop_size,
+        },
         extra_meta={
             "env_id": cfg.env_id,
             "frame_stack": frame_stack,
+            "env_kwargs": ik_env_kwargs(cfg),
             "metrics": history[-1] if history else {},
             "data": {
                 "num_transitions": len(data),
@@ -611,8 +692,10 @@ __all__ = [
     "InverseDynamicsConfig",
     "InverseDynamicsModel",
     "TransitionFrames",
+    "center_crop_frames",
     "collect_random_transitions",
     "evaluate_inverse_dynamics",
+    "ik_env_kwargs",
     "pretrain_inverse_dynamics",
     "train_inverse_dynamics",
 ]

@@ -114,7 +114,7 @@ def _cpu_sac(env_id: str, total_env_steps: int) -> SACTrainConfig:
 
 def _cpu_ik(num_transitions: int) -> InverseDynamicsConfig:
     return InverseDynamicsConfig(
-        num_transitions=num_transitions, render_size=64, encoder=_cpu_encoder(),
+        num_transitions=num_transitions, render_size=64, crop_size=None, encoder=_cpu_encoder(),
         batch_size=128, epochs=10, progress=False, torch_threads=1,
     )
 

@@ -11,13 +11,18 @@ Checkpoint format (a :mod:`rltransfer.runtime.checkpoint` directory):
   ``encoder/head/<name>`` (the ``Linear -> LayerNorm -> tanh`` head);
 * meta ``{"architecture": {"kind": "pixel_encoder", "encoder_config": {...},
   "obs_shape": [C, H, W], "source": "inverse_dynamics" | "image_classification",
-  "has_head": bool}, ...extra_meta}``.
+  "has_head": bool, "frame_stack": S | null, "render_size": R | null,
+  "crop_size": K | null}, ...extra_meta}``: ``frame_stack`` images of ``C / S`` channels are
+  stacked; frames were rendered at ``R x R`` and centre-cropped to ``K x K`` (null: not
+  cropped / unknown). :func:`read_pretrained_architecture` reads it back, so that an RL agent
+  can be built to fit a checkpoint (``train-sac --init-encoder-from``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +31,7 @@ import torch
 from torch import nn
 
 from rltransfer.errors import UserError
-from rltransfer.nets.pixel_encoders import PixelEncoder
+from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
 from rltransfer.runtime.checkpoint import META, load_checkpoint, read_meta, save_checkpoint
 from rltransfer.runtime.config import to_dict
 
@@ -52,6 +57,7 @@ def save_encoder(
     extra_meta: dict[str, Any] | None = None,
     *,
     include_head: bool = True,
+    geometry: Mapping[str, int | None] | None = None,
 ) -> Path:
     """Write ``encoder``'s conv layers (and head) as a pretrained-encoder checkpoint.
 
@@ -63,14 +69,20 @@ def save_encoder(
         extra_meta: more JSON-serialisable metadata (metrics, data set, config); may not
             contain the key ``"architecture"``.
         include_head: also save ``encoder.head`` (False when the head was not trained, as in
-            image-classification pretraining, whose classifiers read the conv features).
+            image-classification and inverse-dynamics pretraining, whose heads read the conv
+            features).
+        geometry: how the training images were made, recorded in the architecture:
+            ``frame_stack`` (images stacked on channels), ``render_size`` (side of the
+            rendered frames) and ``crop_size`` (side of their centre crop, the encoder's input;
+            None = not cropped). Missing keys are recorded as null.
 
     Returns:
         The checkpoint directory.
 
     Raises:
-        ValueError: ``obs_shape`` differs from the encoder's, unknown ``source``, or
-            ``extra_meta`` has an ``"architecture"`` key.
+        ValueError: ``obs_shape`` differs from the encoder's, unknown ``source``,
+            ``extra_meta`` has an ``"architecture"`` key, unknown ``geometry`` keys, or a
+            ``frame_stack`` that does not divide the channels.
     """
     shape = tuple(int(s) for s in obs_shape)
     if shape != tuple(encoder.obs_shape):
@@ -84,6 +96,18 @@ def save_encoder(
     extra = dict(extra_meta or {})
     if "architecture" in extra:
         raise ValueError("save_encoder: extra_meta may not override 'architecture'")
+    geo = {key: None for key in GEOMETRY_KEYS}
+    unknown = sorted(set(geometry or {}) - set(GEOMETRY_KEYS))
+    if unknown:
+        raise ValueError(f"save_encoder: unknown geometry keys {unknown}; use {GEOMETRY_KEYS}")
+    geo.update({k: None if v is None else int(v) for k, v in (geometry or {}).items()})
+    if geo["frame_stack"] is not None and (
+        geo["frame_stack"] < 1 or shape[0] % geo["frame_stack"]
+    ):
+        raise ValueError(
+            f"save_encoder: frame_stack {geo['frame_stack']} does not divide the {shape[0]} "
+            "channels"
+        )
     tensors: dict[str, torch.Tensor | np.ndarray] = {
         CONVS_PREFIX + name: value for name, value in encoder.convs.state_dict().items()
     }
@@ -98,10 +122,80 @@ def save_encoder(
             "obs_shape": list(shape),
             "source": source,
             "has_head": bool(include_head),
+            **geo,
         },
         **extra,
     }
     return save_checkpoint(path, tensors, meta)
+
+
+GEOMETRY_KEYS: tuple[str, ...] = ("frame_stack", "render_size", "crop_size")
+"""Image-geometry fields of a pretrained encoder's ``architecture`` (see :func:`save_encoder`)."""
+
+
+@dataclass(frozen=True)
+class PretrainedArchitecture:
+    """What a pretrained-encoder checkpoint says about the encoder and its images.
+
+    Attributes:
+        path: the checkpoint directory.
+        encoder_config: the encoder's :class:`PixelEncoderConfig` (kind, filters, feature
+            size, groups).
+        obs_shape: ``(C, H, W)`` of the encoder's input (stacked frames).
+        source: the pretraining method (:data:`ENCODER_SOURCES`).
+        has_head: whether the head was saved.
+        frame_stack: images stacked on channels (None: not recorded).
+        render_size: side of the rendered frames in pixels (None: not recorded).
+        crop_size: side of the centre crop the encoder saw (None: frames were not cropped,
+            or not recorded).
+    """
+
+    path: Path
+    encoder_config: PixelEncoderConfig
+    obs_shape: tuple[int, int, int]
+    source: str
+    has_head: bool
+    frame_stack: int | None
+    render_size: int | None
+    crop_size: int | None
+
+
+def read_pretrained_architecture(path: str | Path) -> PretrainedArchitecture:
+    """Read the architecture of a pretrained-encoder checkpoint (no tensors are loaded).
+
+    Args:
+        path: a checkpoint written by :func:`save_encoder`, or a pretraining output directory
+            holding one under ``encoder/``.
+
+    Raises:
+        EncoderMismatchError: no checkpoint there, or not a pretrained pixel encoder.
+        CheckpointError: unreadable ``meta.json``.
+    """
+    ckpt = resolve_encoder_checkpoint(path)
+    arch = read_meta(ckpt).get("architecture", {})
+    if arch.get("kind") != ARCHITECTURE_KIND:
+        raise EncoderMismatchError(
+            f"{ckpt} is not a pretrained pixel encoder (architecture kind {arch.get('kind')!r},"
+            f" expected {ARCHITECTURE_KIND!r})"
+        )
+    fields = {f.name for f in dataclasses.fields(PixelEncoderConfig)}
+    config = PixelEncoderConfig(
+        **{k: v for k, v in dict(arch.get("encoder_config", {})).items() if k in fields}
+    )
+    shape = tuple(int(s) for s in arch.get("obs_shape", ()))
+    if len(shape) != 3:
+        raise EncoderMismatchError(f"{ckpt}: architecture.obs_shape must be [C, H, W]")
+
+    def optional(key: str) -> int | None:
+        value = arch.get(key)
+        return None if value is None else int(value)
+
+    return PretrainedArchitecture(
+        path=ckpt, encoder_config=config, obs_shape=(shape[0], shape[1], shape[2]),
+        source=str(arch.get("source")), has_head=bool(arch.get("has_head")),
+        frame_stack=optional("frame_stack"), render_size=optional("render_size"),
+        crop_size=optional("crop_size"),
+    )
 
 
 def resolve_encoder_checkpoint(path: str | Path) -> Path:
@@ -260,9 +354,12 @@ def load_pretrained_encoder(
 
 __all__ = [
     "ENCODER_SOURCES",
+    "GEOMETRY_KEYS",
     "EncoderMismatchError",
+    "PretrainedArchitecture",
     "freeze_module",
     "load_pretrained_encoder",
+    "read_pretrained_architecture",
     "resolve_encoder_checkpoint",
     "save_encoder",
 ]
