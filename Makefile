@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test test-fast lint install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+# The fast tier for development: unit tests only (under 2 minutes on 2 cores). Tests marked
+# slow (training runs, CLI verbs, Ray, DMC rendering) run only in `make test`.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV)

@@ -18,6 +18,7 @@ TINY = [
 ]
 
 
+@pytest.mark.slow
 def test_every_verb(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pre = tmp_path / "pre"
     main(["pretrain", "--env-id", ENV, "--run-dir", str(pre), *TINY])

@@ -16,6 +16,7 @@ ENCODER = ["--encoder.kind", "drq4", "--encoder.num-filters", "8", "--encoder.fe
            "16"]
 
 
+@pytest.mark.slow
 def test_encoder_pretraining_then_sac_from_it(tmp_path: Path) -> None:
     pytest.importorskip("dm_control")
     pre = tmp_path / "ik"
@@ -34,6 +35,7 @@ def test_encoder_pretraining_then_sac_from_it(tmp_path: Path) -> None:
     assert cfg["init_encoder_from"] == str(pre / "encoder")
 
 
+@pytest.mark.slow
 def test_image_pretraining_verb(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     data = tmp_path / "images"
@@ -50,6 +52,7 @@ def test_image_pretraining_verb(tmp_path: Path) -> None:
     assert (out / "encoder" / "meta.json").is_file()
 
 
+@pytest.mark.slow
 def test_efficientzero_verb_and_recipe(tmp_path: Path) -> None:
     run = tmp_path / "ez"
     main(["train-ez", "--env-id", "MinAtar/Breakout-v1", "--num-envs", "2",

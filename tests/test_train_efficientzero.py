@@ -70,6 +70,7 @@ def test_config_checks_name_the_fix() -> None:
     assert atari.learner.discount == pytest.approx(0.997**4)
 
 
+@pytest.mark.slow
 def test_smoke_checkpoint_sigkill_resume_and_final(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     cfg = _tiny(run_dir)

@@ -141,6 +141,7 @@ def test_first_update_losses_and_priorities_hand_computed() -> None:
     assert math.isclose(no_cons["loss"], expected_loss, rel_tol=1e-5)
 
 
+@pytest.mark.slow
 def test_loss_decreases_on_a_fixed_batch() -> None:
     learner = make_learner()
     batch = make_batch(b=8)

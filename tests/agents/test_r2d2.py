@@ -322,6 +322,7 @@ class Corridor:
         return self.obs(), term.astype(np.float32), term, trunc
 
 
+@pytest.mark.slow
 def test_agent_learns_sparse_reward_corridor() -> None:
     torch.manual_seed(0)
     length, num_envs = 7, 8

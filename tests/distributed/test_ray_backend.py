@@ -70,6 +70,7 @@ def test_worker_epsilons_and_chunk_without_ray() -> None:
     worker.close()
 
 
+@pytest.mark.slow
 def test_two_actors_train_end_to_end(ray_session: None, tmp_path: Path) -> None:
     cfg = dataclasses.replace(TINY, run_dir=str(tmp_path), intrinsic="rnd", rnd_feature_dim=8,
                               rnd_hidden=8, intrinsic_warmup_env_steps=32)
@@ -111,6 +112,7 @@ def test_killed_actor_is_restarted_and_run_finishes(
     assert (tmp_path / "final" / "meta.json").is_file()
 
 
+@pytest.mark.slow
 def test_recurrent_ngu_family_rounds_fit_the_learner_replay(tmp_path: Path) -> None:
     """Two workers (in this process) over 4 envs with NGU's family of 2 policies: their
     chunks, joined in global env order, are what the learner's sequence replay takes, and

@@ -135,6 +135,7 @@ def _robot_mask(env: object) -> np.ndarray:
     return is_geom & (body != 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env_id", ["DMC/cheetah-run", "DMC/reacher-easy"])
 def test_distraction_changes_background_not_robot(env_id: str) -> None:
     pytest.importorskip("dm_control")
@@ -164,6 +165,7 @@ def test_distraction_changes_background_not_robot(env_id: str) -> None:
         distracted.close()
 
 
+@pytest.mark.slow
 def test_distraction_deterministic_given_seed_and_moving() -> None:
     pytest.importorskip("dm_control")
     from rltransfer.envs import make_env
@@ -295,6 +297,7 @@ def test_frame_appears_upright_and_unmirrored(tmp_path: Path) -> None:
         env.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env_id", ["DMC/cheetah-run", "DMC/walker-walk", "DMC/reacher-easy"])
 def test_visible_face_upload_matches_full_upload(env_id: str) -> None:
     """Rewriting only the faces the camera can see gives the same pixels as rewriting all six,

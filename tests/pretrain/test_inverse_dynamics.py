@@ -211,6 +211,7 @@ def test_frames_are_centre_crops_of_the_render() -> None:
         collect_random_transitions(_pattern_vector_env(), 5, crop_size=120)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("continuous", [False, True])
 def test_inverse_dynamics_learns_toy_env(continuous: bool) -> None:
     """The toy IK check (docs/benchmarks.md): seeds 0-2 reach val accuracy >= 0.99 /
@@ -299,6 +300,7 @@ def test_config_rejects_unknown_and_invalid() -> None:
         InverseDynamicsConfig(crop_size=120).validate()
 
 
+@pytest.mark.slow
 def test_short_run_on_dmc_reacher(tmp_path: Path) -> None:
     """Default geometry on DMC: 100x100 renders centre-cropped to 84 (RL's crop), 3 frames;
     the metadata says so, and the first stored frame is the crop of a 100x100 render."""
