@@ -66,9 +66,13 @@ def pretrain_images(cfg: Annotated[ImageClassificationConfig, Flat]) -> None:
 
 
 def train_sac_cmd(cfg: Annotated[SACTrainConfig, Flat]) -> None:
-    """Train pixel SAC on DeepMind Control, optionally from a pretrained encoder."""
-    from rltransfer.train_sac import train_sac
+    """Train pixel SAC on DeepMind Control, optionally from a pretrained encoder (whose
+    architecture and image geometry are the defaults then)."""
+    from rltransfer.train_sac import config_from_pretrained_encoder, train_sac
 
+    if cfg.init_encoder_from is not None:
+        # the defaults came from the checkpoint: a difference is a flag the user set
+        cfg = config_from_pretrained_encoder(cfg, strict=True)
     result = train_sac(cfg)
     print(f"run {result.run_dir}: {result.env_steps} env steps, {result.num_updates} updates, "
           f"final evaluation return {result.final_return_mean:.3f}")
@@ -194,7 +198,7 @@ class RunArgs:
     recipe: Annotated[str, tyro.conf.Positional]
     """Behavior Transfer: bt-minigrid | bt-minigrid-benchmark | bt-atari; encoder
     pretraining for pixel SAC: ik-reacher | ik-dmc | ik-cross | ik-distracted | ik-budget |
-    ik-budget-small; EfficientZero: ez-small | ez-atari100k."""
+    ik-budget-small | ik-vs-images; EfficientZero: ez-small | ez-atari100k."""
     out_dir: str | None = None
     """Experiment directory (default: runs/<recipe>)."""
     num_seeds: int | None = None
@@ -329,6 +333,44 @@ def with_suite_defaults(verb: Any, base: TrainConfig, argv: list[str]) -> Any:
     return command
 
 
+def flag_value(argv: list[str], name: str) -> str | None:
+    """The value of ``--<name>`` (dashes or underscores, ``--name VALUE`` or ``--name=VALUE``)
+    in ``argv``; ``None`` if absent."""
+    for i, arg in enumerate(argv):
+        for flag in (f"--{name}", f"--{name.replace('-', '_')}"):
+            if arg == flag and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(flag + "="):
+                return arg[len(flag) + 1:]
+    return None
+
+
+def with_encoder_defaults(verb: Any, argv: list[str]) -> Any:
+    """``verb`` (a function of one :class:`SACTrainConfig`) whose defaults, when ``argv`` has
+    ``--init-encoder-from PATH``, are the encoder architecture and image geometry recorded in
+    that checkpoint (:func:`rltransfer.train_sac.config_from_pretrained_encoder`): flags the
+    user passes override them, and ``verb`` reports a passed flag that contradicts the
+    checkpoint as one error. An unreadable checkpoint keeps the plain defaults (the run then
+    stops with its message)."""
+    from rltransfer.errors import UserError
+    from rltransfer.train_sac import config_from_pretrained_encoder
+
+    default = SACTrainConfig()
+    path = flag_value(argv, "init-encoder-from")
+    if path is not None and path != "None":
+        try:
+            default = config_from_pretrained_encoder(SACTrainConfig(init_encoder_from=path))
+        except (UserError, FileNotFoundError):
+            pass
+
+    def command(cfg: Annotated[SACTrainConfig, Flat] = default) -> None:
+        verb(cfg)
+
+    command.__doc__ = verb.__doc__
+    command.__name__ = verb.__name__
+    return command
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``rltransfer`` command.
 
@@ -346,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
                 "pretrain-encoder": pretrain_encoder,
                 "pretrain-images": pretrain_images,
                 "train": with_suite_defaults(train_cmd, TrainConfig(), cli_args),
-                "train-sac": train_sac_cmd,
+                "train-sac": with_encoder_defaults(train_sac_cmd, cli_args),
                 "train-ez": train_ez_cmd,
                 "evaluate": evaluate,
                 "report": report,

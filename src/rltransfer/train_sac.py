@@ -19,6 +19,8 @@ trained agent, loadable with :func:`load_sac_agent`). A finished run is not run 
 Encoder transfer: ``init_encoder_from`` loads a pretrained encoder checkpoint
 (:func:`rltransfer.transfer.encoder.load_pretrained_encoder`) into the critic's encoder (whose
 convs the actor shares), optionally frozen (``freeze_encoder``), then copies it to the target.
+The encoder's architecture and image geometry come from the checkpoint's metadata unless the
+config sets them (:func:`config_from_pretrained_encoder`).
 
 Evaluation is local (:func:`evaluate_sac`): ``evaluate/protocol.py`` assumes discrete actions
 (``Policy.num_actions``), so a small continuous-action version with the same episode-quota
@@ -27,6 +29,7 @@ rule lives here.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -180,6 +183,79 @@ def default_env_factory(cfg: SACTrainConfig,
     return build
 
 
+def config_from_pretrained_encoder(
+    cfg: SACTrainConfig, *, strict: bool = False
+) -> SACTrainConfig:
+    """``cfg`` with the encoder architecture and image geometry of its ``init_encoder_from``
+    checkpoint filled in (``cfg`` itself without one).
+
+    Taken from the checkpoint's metadata (:func:`rltransfer.transfer.encoder.
+    read_pretrained_architecture`) unless ``cfg`` sets them: the encoder config (kind,
+    filters, feature size, groups), ``frame_stack``, ``render_size`` and, for an encoder
+    trained on centre crops of larger renders (inverse dynamics at 100 -> 84), crop
+    augmentation with the checkpoint's crop size. A value counts as set when it differs from
+    :class:`SACTrainConfig`'s default (``None`` for ``frame_stack`` / ``render_size``); with
+    ``strict`` every value that differs from the checkpoint's counts as set (the CLI: its
+    defaults are the checkpoint's, so a difference is a flag the user passed). The feature
+    size only matters with ``init_encoder_head``.
+
+    Raises:
+        EncoderMismatchError: one message listing every setting of ``cfg`` that contradicts
+            the checkpoint (drop them to take the checkpoint's, or pretrain again).
+        CheckpointError: unreadable checkpoint metadata.
+    """
+    if cfg.init_encoder_from is None:
+        return cfg
+    from rltransfer.transfer.encoder import EncoderMismatchError, read_pretrained_architecture
+
+    arch = read_pretrained_architecture(cfg.init_encoder_from)
+    default = SACTrainConfig()
+    conflicts: list[str] = []
+
+    def take(name: str, ours: Any, default_value: Any, theirs: Any, matters: bool = True) -> Any:
+        if theirs is None or ours == theirs:
+            return ours
+        if ours == default_value and not strict:
+            return theirs
+        if matters:
+            conflicts.append(f"{name} {ours!r} (set here) vs {theirs!r} (checkpoint)")
+        return ours
+
+    encoder = dataclasses.replace(cfg.encoder, **{
+        f.name: take(f"encoder.{f.name}", getattr(cfg.encoder, f.name),
+                     getattr(default.encoder, f.name), getattr(arch.encoder_config, f.name),
+                     matters=f.name != "feature_dim" or cfg.init_encoder_head)
+        for f in dataclasses.fields(PixelEncoderConfig)
+    })
+    frame_stack = take("frame_stack", cfg.frame_stack, None, arch.frame_stack)
+    input_size = arch.obs_shape[1]
+    agent, render_size = cfg.agent, cfg.render_size
+    if (arch.crop_size is not None and arch.render_size is not None
+            and arch.crop_size < arch.render_size):
+        # trained on centre crops of larger renders: RL crops the same renders
+        augmentation = take("agent.augmentation", agent.augmentation,
+                            default.agent.augmentation, "crop")
+        crop_size = take("agent.crop_size", agent.crop_size, default.agent.crop_size,
+                         arch.crop_size)
+        agent = dataclasses.replace(agent, augmentation=augmentation, crop_size=crop_size)
+        render_size = take("render_size", render_size, None, arch.render_size)
+    elif agent.augmentation == "crop":
+        crop_size = take("agent.crop_size", agent.crop_size, default.agent.crop_size,
+                         input_size)
+        agent = dataclasses.replace(agent, crop_size=crop_size)
+    else:
+        render_size = take("render_size", render_size, None, input_size)
+    if conflicts:
+        raise EncoderMismatchError(
+            f"init_encoder_from {arch.path} does not fit this run's settings: "
+            + "; ".join(conflicts)
+            + ". Leave these settings out to take them from the checkpoint, or pretrain again "
+            "with them."
+        )
+    return dataclasses.replace(cfg, encoder=encoder, frame_stack=frame_stack,
+                               render_size=render_size, agent=agent)
+
+
 def to_env_action(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     """Map agent actions in ``[-1, 1]`` to the env's Box ``[low, high]`` (float32, same shape)."""
     return (low + (np.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (high - low)).astype(np.float32)
@@ -250,13 +326,15 @@ class SACTrainer:
 
     Raises:
         ConfigError: inconsistent config. RunConflictError: the run dir holds another run.
-        EncoderMismatchError / CheckpointError: ``init_encoder_from`` does not fit.
+        EncoderMismatchError / CheckpointError: ``init_encoder_from`` does not fit (see
+            :func:`config_from_pretrained_encoder`).
         ConfigError: the env is not a pixel env with Box actions.
     """
 
     @closes_envs_on_failure
     def __init__(self, cfg: SACTrainConfig, env_factory: EnvFactory | None = None) -> None:
         _validate(cfg)
+        cfg = config_from_pretrained_encoder(cfg)
         self.cfg = cfg
         torch.set_num_threads(cfg.torch_threads)
         # Nothing is written to the run dir before the env and init encoder are validated.
@@ -549,6 +627,7 @@ __all__ = [
     "SACRunResult",
     "SACTrainConfig",
     "SACTrainer",
+    "config_from_pretrained_encoder",
     "default_env_factory",
     "evaluate_sac",
     "load_sac_agent",
