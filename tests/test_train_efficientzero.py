@@ -147,6 +147,7 @@ def test_warmup_actions_are_uniform_and_need_no_search(tmp_path: Path) -> None:
     assert not replay.root_values[:, :300].any()
 
 
+@pytest.mark.slow
 def test_search_starts_with_learning(tmp_path: Path) -> None:
     base = _tiny(tmp_path / "run")
     cfg = dataclasses.replace(base, mcts=dataclasses.replace(base.mcts, num_simulations=8))
