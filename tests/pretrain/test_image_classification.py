@@ -177,3 +177,63 @@ def test_pretrain_learns_shapes_and_saves_grouped_convs(tmp_path: Path) -> None:
             path,
             include_head=True,
         )
+
+
+def test_generated_shapes_are_a_deterministic_labelled_folder(tmp_path: Path) -> None:
+    from rltransfer.pretrain.image_classification import (
+        COLOUR_FAMILIES,
+        SHAPE_KINDS,
+        draw_shape_image,
+        generate_shape_images,
+        shape_classes,
+    )
+
+    assert shape_classes(3) == [("disc", "red"), ("square", "red"), ("triangle", "red")]
+    assert shape_classes(12)[10] == ("disc", "green")
+    with pytest.raises(ValueError, match="num_classes"):
+        shape_classes(len(SHAPE_KINDS) * len(COLOUR_FAMILIES) + 1)
+    root = generate_shape_images(tmp_path / "a", num_classes=3, images_per_class=4, size=24,
+                                 seed=1)
+    images, labels, classes = load_image_folder(root, 24)
+    assert classes == ["disc_red", "square_red", "triangle_red"]
+    assert images.shape == (12, 3, 24, 24) and labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    again, _, _ = load_image_folder(
+        generate_shape_images(tmp_path / "b", num_classes=3, images_per_class=4, size=24,
+                              seed=1), 24)
+    np.testing.assert_array_equal(images, again)  # a pure function of the arguments
+    other, _, _ = load_image_folder(
+        generate_shape_images(tmp_path / "c", num_classes=3, images_per_class=4, size=24,
+                              seed=2), 24)
+    assert not np.array_equal(images, other)
+    # a complete folder with the same arguments is reused, not redrawn
+    stamp = (root / "disc_red" / "00000.png").stat().st_mtime_ns
+    generate_shape_images(root, num_classes=3, images_per_class=4, size=24, seed=1)
+    assert (root / "disc_red" / "00000.png").stat().st_mtime_ns == stamp
+    # the shape is drawn in its colour family: backgrounds are below 70 + noise, a red shape
+    # has pixels with red >= 190 and green, blue <= 80 (base (220, 50, 50), jitter +-30)
+    img = draw_shape_image("disc", "red", 40, np.random.default_rng(0))
+    red = (img[..., 0] >= 190) & (img[..., 1] <= 80) & (img[..., 2] <= 80)
+    assert red.mean() > 0.1  # a disc of radius >= 0.2 x side covers >= 12% of the image
+
+
+def test_pretrain_learns_the_generated_shapes(tmp_path: Path) -> None:
+    """The project's own image data set is learnable by the grouped classifier: 8 red shapes
+    (colour gives nothing away; chance 1/8). Measured on seeds 0-2: val accuracy 0.60, 0.60,
+    0.57."""
+    from rltransfer.pretrain.image_classification import generate_shape_images
+
+    root = generate_shape_images(tmp_path / "shapes", num_classes=8, images_per_class=150,
+                                 size=32, seed=0)
+    cfg = ImageClassificationConfig(
+        data_dir=str(root), image_size=32,
+        encoder=PixelEncoderConfig(kind="drq4", num_filters=24, feature_dim=16, groups=3),
+        batch_size=16, epochs=40, validation_fraction=0.25, out_dir=str(tmp_path / "run"),
+        progress=False, seed=0,
+    )
+    path = pretrain_image_classification(cfg)
+    final = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    print(final)
+    assert final["val_accuracy"] > 0.4
+    _, meta = load_checkpoint(path)
+    assert meta["architecture"]["frame_stack"] == 3
+    assert meta["architecture"]["render_size"] is None

@@ -2,9 +2,11 @@
 Reinforcement Learning: Sharpening the Axe Before Cutting the Tree").
 
 An :class:`EncoderExperiment` pretrains a conv encoder by inverse dynamics (IK) on
-random-action data of each ``pretrain_tasks`` environment, then trains pixel SAC on each
-``train_tasks`` environment from scratch and from every pretrained encoder, several seeds each,
-and writes a report. Three shapes of the same experiment:
+random-action data of each ``pretrain_tasks`` environment (and, for the
+``image_classification`` strategy, a grouped-conv encoder by image classification, Sec. 3.2),
+then trains pixel SAC on each ``train_tasks`` environment from scratch and from every
+pretrained encoder, several seeds each, and writes a report. Three shapes of the same
+experiment:
 
 * **per task** (``pretrain_tasks == train_tasks``, ``cross_tasks=False``): IK on task X, RL on
   task X, vs scratch (the paper's Fig. 2);
@@ -13,10 +15,13 @@ and writes a report. Three shapes of the same experiment:
   ``T`` of them spent collecting IK data and ``N - T`` on RL, for each ``T`` (``T = 0`` is
   scratch) (the paper's Sec. 4.3).
 
-``distraction`` applies the same distracting backgrounds to pretraining and RL.
+``distraction`` applies the same distracting backgrounds to pretraining, RL and evaluation:
+with ``"builtin"`` every seed ``k`` gets its own clip (``distraction_seed + k``; the paper
+plays one video per run) and its own IK pretraining on that clip.
 
 Presets (:data:`ENCODER_RECIPES`): ``ik-reacher`` (the CPU benchmark), ``ik-dmc``,
-``ik-cross``, ``ik-distracted``, ``ik-budget`` (paper scale: N = 80k), ``ik-budget-small``.
+``ik-cross``, ``ik-distracted``, ``ik-budget`` (paper scale: N = 80k), ``ik-budget-small``,
+``ik-vs-images`` (IK vs image classification vs scratch, the paper's Sec. 4.1).
 """
 
 from __future__ import annotations
@@ -27,13 +32,22 @@ from dataclasses import dataclass, field
 
 from rltransfer.agents.sac import SACConfig
 from rltransfer.nets.pixel_encoders import PixelEncoderConfig
+from rltransfer.pretrain.image_classification import ImageClassificationConfig
 from rltransfer.pretrain.inverse_dynamics import InverseDynamicsConfig
 from rltransfer.runtime.config import ConfigError
 from rltransfer.train_sac import SACTrainConfig
 
-ENCODER_STRATEGIES: tuple[str, ...] = ("scratch", "ik", "ik_frozen")
+ENCODER_STRATEGIES: tuple[str, ...] = (
+    "scratch", "ik", "ik_frozen", "image_classification", "scratch_grouped",
+)
 """``scratch``: random encoder; ``ik``: IK-pretrained encoder, finetuned by the critic;
-``ik_frozen``: IK-pretrained encoder, frozen."""
+``ik_frozen``: IK-pretrained encoder, frozen; ``image_classification``: the grouped-conv
+encoder (``EncoderExperiment.images.encoder``) pretrained by image classification, finetuned;
+``scratch_grouped``: that grouped encoder randomly initialised (its baseline: the paper
+compares each pretraining with a baseline of the same architecture)."""
+
+GROUPED_STRATEGIES: frozenset[str] = frozenset({"image_classification", "scratch_grouped"})
+"""Strategies whose SAC encoder is ``EncoderExperiment.images.encoder``."""
 
 
 @dataclass
@@ -50,11 +64,23 @@ class EncoderExperiment:
             0 = scratch); empty = no budget split (IK data is extra to ``sac.total_env_steps``).
         num_seeds: RL seeds per cell (0 .. num_seeds - 1). One IK pretraining per (task, T),
             seed ``ik.seed``, shared by the RL seeds.
-        distraction: ``None``, ``"builtin"`` or a folder of frames, for pretraining and RL.
+        distraction: ``None``, ``"builtin"`` or a folder of frames, for pretraining, RL and
+            evaluation.
+        distraction_seed: the clip of seed 0; with ``"builtin"`` seed ``k`` plays clip
+            ``distraction_seed + k`` in its IK pretraining, RL and evaluation (one clip per run).
         ik: base IK config (``env_id``, ``num_transitions``, ``out_dir`` set per cell).
         sac: base SAC config (``env_id``, ``seed``, ``run_dir``, encoder init set per cell);
             its ``total_env_steps`` is the RL budget, or the total ``N`` in a budget split.
         workers: RL runs in parallel (processes, one torch thread each).
+        images: base image-classification config (``data_dir``, ``image_size``,
+            ``images_per_datapoint``, ``out_dir`` set by the runner) of the
+            ``image_classification`` strategy; its ``encoder`` (grouped, ``groups`` = frame
+            stack) is also the ``scratch_grouped`` encoder.
+        image_data_dir: image folder (one sub-folder per class) for ``images``; None writes
+            the project's synthetic shapes (:func:`rltransfer.pretrain.image_classification.
+            generate_shape_images`) under ``<out>/data/shapes``.
+        synthetic_classes: classes of the synthetic shapes.
+        synthetic_images_per_class: images per class of the synthetic shapes.
     """
 
     name: str
@@ -65,10 +91,15 @@ class EncoderExperiment:
     budget_split_transitions: tuple[int, ...] = ()
     num_seeds: int = 3
     distraction: str | None = None
+    distraction_seed: int = 0
     ik: InverseDynamicsConfig = field(default_factory=InverseDynamicsConfig)
     sac: SACTrainConfig = field(default_factory=SACTrainConfig)
     workers: int = 2
     description: str = ""
+    images: ImageClassificationConfig = field(default_factory=lambda: _cpu_images())
+    image_data_dir: str | None = None
+    synthetic_classes: int = 20
+    synthetic_images_per_class: int = 100
 
     def __post_init__(self) -> None:
         problems = []
@@ -90,6 +121,13 @@ class EncoderExperiment:
             )
         if self.num_seeds < 1 or self.workers < 1:
             problems.append("num_seeds and workers must be >= 1")
+        if GROUPED_STRATEGIES & set(self.strategies) and (
+            self.cross_tasks or self.budget_split_transitions
+        ):
+            problems.append(
+                "image_classification / scratch_grouped apply to the per-task shape only (not "
+                "to cross_tasks or a budget split)"
+            )
         if problems:
             raise ConfigError(f"invalid EncoderExperiment {self.name!r}: " + "; ".join(problems))
 
@@ -109,6 +147,15 @@ def _cpu_sac(env_id: str, total_env_steps: int) -> SACTrainConfig:
         warmup_env_steps=500, eval_every_env_steps=max(500, total_env_steps // 6),
         eval_episodes=5, checkpoint_every_env_steps=max(1000, total_env_steps // 3),
         progress=False, tensorboard=False,
+    )
+
+
+def _cpu_images() -> ImageClassificationConfig:
+    """Grouped-conv image classification sized for a CPU: the 4-layer encoder with 3 groups
+    and 3x the filters (96, as the paper triples its filters for grouped convs), 10 epochs."""
+    return ImageClassificationConfig(
+        encoder=PixelEncoderConfig(kind="drq4", num_filters=96, feature_dim=50, groups=3),
+        batch_size=64, epochs=10, progress=False, torch_threads=1,
     )
 
 
@@ -156,11 +203,12 @@ def ik_distracted() -> EncoderExperiment:
 
 
 def ik_budget() -> EncoderExperiment:
-    """The paper's budget split: N = 80k agent steps, T in {0, 5k, 10k, 20k} on IK data."""
-    sac = dataclasses.replace(_cpu_sac("DMC/reacher-easy", 80_000), render_size=None,
+    """The paper's budget split: N = 80k agent steps, T in {0, 5k, 10k, 20k} on IK data, with
+    the paper's geometry (100x100 renders; RL random 84 crops, IK centre 84 crops)."""
+    sac = dataclasses.replace(_cpu_sac("DMC/reacher-easy", 80_000), render_size=100,
                               encoder=PixelEncoderConfig(kind="pad11", feature_dim=100),
-                              agent=SACConfig())
-    ik = dataclasses.replace(_cpu_ik(0), render_size=None, epochs=30,
+                              agent=SACConfig(augmentation="crop", crop_size=84))
+    ik = dataclasses.replace(_cpu_ik(0), render_size=100, crop_size=84, epochs=30,
                              encoder=PixelEncoderConfig(kind="pad11", feature_dim=100))
     return EncoderExperiment(
         name="Budget split (paper scale)", train_tasks=("DMC/reacher-easy",),
@@ -177,6 +225,21 @@ def ik_budget_small() -> EncoderExperiment:
     )
 
 
+def ik_vs_images() -> EncoderExperiment:
+    """IK vs image classification vs scratch (the paper's Sec. 4.1) on the three DMC tasks:
+    the DrQ encoder from scratch and IK-pretrained, and the grouped encoder (3 groups, 96
+    filters) from scratch and pretrained on the synthetic shape images (20 classes x 100)."""
+    return EncoderExperiment(
+        name="IK vs image classification vs scratch", train_tasks=_DMC3,
+        strategies=("scratch", "ik", "scratch_grouped", "image_classification"),
+        ik=_cpu_ik(10_000), sac=_cpu_sac(_DMC3[0], 20_000),
+        description="Pixel SAC from a random encoder, an encoder pretrained by inverse "
+                    "dynamics on the same task, and a grouped-conv encoder (random, or "
+                    "pretrained by classifying 3 stacked synthetic shape images, the stand-in "
+                    "for the paper's 100 ImageNet classes).",
+    )
+
+
 ENCODER_RECIPES: dict[str, Callable[[], EncoderExperiment]] = {
     "ik-reacher": ik_reacher,
     "ik-dmc": ik_dmc,
@@ -184,4 +247,5 @@ ENCODER_RECIPES: dict[str, Callable[[], EncoderExperiment]] = {
     "ik-distracted": ik_distracted,
     "ik-budget": ik_budget,
     "ik-budget-small": ik_budget_small,
+    "ik-vs-images": ik_vs_images,
 }
