@@ -40,8 +40,8 @@ def test_cross_matrix_plan_pairs_every_source_with_every_target(tmp_path: Path) 
     assert ("DMC/walker-walk", "ik_from_cheetah-run") in names
     assert len(cells) == 3 * (1 + 3)  # scratch + three sources per task
     # the IK encoder matches the SAC encoder, so it can be transferred
-    assert all(j.encoder == exp.sac.encoder and j.render_size == exp.sac.render_size
-               for j in jobs)
+    assert all(isinstance(j, InverseDynamicsConfig) and j.encoder == exp.sac.encoder
+               and j.render_size == exp.sac.render_size for j in jobs)
 
 
 def test_budget_split_gives_rl_the_rest_of_the_budget(tmp_path: Path) -> None:
@@ -50,7 +50,7 @@ def test_budget_split_gives_rl_the_rest_of_the_budget(tmp_path: Path) -> None:
     n = exp.sac.total_env_steps
     assert [(c.strategy, c.rl_env_steps, bool(c.init_from)) for c in cells] == [
         ("T_0", n, False), ("T_500", n - 500, True), ("T_1000", n - 1000, True)]
-    assert sorted(j.num_transitions for j in jobs  # type: ignore[union-attr]
+    assert sorted(j.num_transitions for j in jobs
                   if isinstance(j, InverseDynamicsConfig)) == [500, 1000]
     cfg = sac_config(exp, cells[1], seed=1, out=tmp_path)
     assert cfg.total_env_steps == n - 500 and cfg.seed == exp.sac.seed + 1

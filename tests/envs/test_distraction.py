@@ -144,7 +144,9 @@ def test_distraction_changes_background_not_robot(env_id: str) -> None:
     plain = DMCVectorEnv(env_id, 1, seed=3)
     distracted = DMCVectorEnv(env_id, 1, seed=3, distraction="builtin")
     try:
-        acts = np.random.default_rng(0).uniform(-1, 1, (3, 1, plain.single_action_space.shape[0]))
+        act_shape = plain.single_action_space.shape
+        assert act_shape is not None
+        acts = np.random.default_rng(0).uniform(-1, 1, (3, 1, act_shape[0]))
         obs_p, _ = plain.reset()
         obs_d, _ = distracted.reset()
         for t in range(len(acts) + 1):
@@ -313,7 +315,9 @@ def test_visible_face_upload_matches_full_upload(env_id: str) -> None:
         physics, cam = env.physics[0], env.camera_id
         visible = background.visible_faces(physics.data.cam_xmat[cam], physics.model.cam_fovy[cam])
         assert 1 <= len(visible) < 6
-        acts = np.random.default_rng(0).uniform(-1, 1, (4, 3, env.single_action_space.shape[0]))
+        act_shape = env.single_action_space.shape
+        assert act_shape is not None
+        acts = np.random.default_rng(0).uniform(-1, 1, (4, 3, act_shape[0]))
         for a in acts:
             culled, *_ = env.step(a)
             background.upload_all_faces = True

@@ -201,3 +201,31 @@ def test_unknown_ids() -> None:
     with pytest.raises(UnknownEnvError, match="expected 'DMC/<domain>-<task>'"):
         env_spec("DMC/cheetahrun")
     assert parse_dmc_id("DMC/ball_in_cup-catch") == ("ball_in_cup", "catch")
+
+
+def test_failed_constructor_frees_its_gl_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error after the renderer exists closes it at once (left to ``__del__`` at exit, the
+    EGL context raised an EGLError traceback after the user's error message)."""
+    from rltransfer.envs import dmc
+    from rltransfer.envs.distraction import VideoBackground
+
+    closed: list[bool] = []
+    original_close = dmc._BatchRenderer.close
+
+    def close(self: dmc._BatchRenderer) -> None:
+        closed.append(True)
+        original_close(self)
+
+    def attach(self: VideoBackground, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("attach failed")
+
+    monkeypatch.setattr(dmc._BatchRenderer, "close", close)
+    monkeypatch.setattr(VideoBackground, "attach", attach)
+    with pytest.raises(RuntimeError, match="attach failed"):
+        DMCVectorEnv("DMC/reacher-easy", 1, seed=0, distraction="builtin")
+    assert closed == [True]
+
+
+def test_distraction_seed_only_applies_to_dmc() -> None:
+    with pytest.raises(ValueError, match="distraction_seed"):
+        make_env("MinAtar/Breakout-v1", 1, seed=0, distraction_seed=3)

@@ -181,11 +181,11 @@ def _pattern_vector_env() -> object:
     import gymnasium as gym
 
     class Env(_PatternEnv, gym.Env):  # type: ignore[misc]
-        def reset(self, *, seed=None, options=None):  # type: ignore[no-untyped-def]
+        def reset(self, *, seed=None, options=None):
             self.t = 0
             return self.frame(0), {}
 
-        def step(self, action):  # type: ignore[no-untyped-def]
+        def step(self, action):
             self.t += 1
             return self.frame(self.t), 0.0, False, False, {}
 

@@ -457,8 +457,9 @@ class DMCVectorEnv(VectorEnv):
 
     def close_extras(self, **kwargs: Any) -> None:
         """Free the rendering contexts (idempotent)."""
-        if getattr(self, "_renderer", None) is not None:
-            self._renderer.close()
+        renderer = getattr(self, "_renderer", None)  # absent if __init__ failed early
+        if renderer is not None:
+            renderer.close()
             self._renderer = None
 
     @property

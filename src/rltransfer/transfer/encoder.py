@@ -96,7 +96,7 @@ def save_encoder(
     extra = dict(extra_meta or {})
     if "architecture" in extra:
         raise ValueError("save_encoder: extra_meta may not override 'architecture'")
-    geo = {key: None for key in GEOMETRY_KEYS}
+    geo: dict[str, int | None] = {key: None for key in GEOMETRY_KEYS}
     unknown = sorted(set(geometry or {}) - set(GEOMETRY_KEYS))
     if unknown:
         raise ValueError(f"save_encoder: unknown geometry keys {unknown}; use {GEOMETRY_KEYS}")
