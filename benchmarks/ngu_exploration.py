@@ -26,7 +26,7 @@ Stage 2 (transfer): BT(pi_NGU), BT(pi_RND) and scratch (epsilon-greedy) on ``--t
 ``--seeds`` seeds each; IQM of the final evaluation returns with 95% stratified-bootstrap CIs
 (:func:`rltransfer.evaluate.aggregate.aggregate_scores`).
 
-Usage (the recorded run; about 30-40 minutes on one core)::
+Usage (the recorded run; 20-35 minutes on one core of a shared 2-core machine)::
 
     OMP_NUM_THREADS=1 python benchmarks/ngu_exploration.py --out runs/ngu_exploration
 
