@@ -255,7 +255,11 @@ class ImageClassificationConfig:
         """Raise :class:`ConfigError` naming every invalid field."""
         problems = []
         if not self.data_dir:
-            problems.append("data_dir is required (a folder with one sub-folder per class)")
+            problems.append(
+                "data_dir is required (a folder with one sub-folder per class; "
+                "rltransfer.pretrain.image_classification.generate_shape_images(DIR) writes the "
+                "project's synthetic shape classes there)"
+            )
         for name in ("image_size", "images_per_datapoint", "batch_size"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
