@@ -206,6 +206,7 @@ def _equal_fraction(x: np.ndarray, y: np.ndarray) -> float:
     return float((x == y).all(axis=0).mean())
 
 
+@pytest.mark.slow
 def test_ik_rl_and_eval_envs_show_the_same_background() -> None:
     """The three stages of one run, each built the way its own code builds it, with different
     env seeds and one distraction seed: same clip, same background at the same step (only
