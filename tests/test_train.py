@@ -14,17 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rltransfer.agents.r2d2 import R2D2Config
-from rltransfer.config import TrainConfig
+from rltransfer.config import suite_config
 from rltransfer.policy import SpaceMismatchError
 from rltransfer.runtime.checkpoint import CheckpointError, latest_checkpoint
 from rltransfer.train import RunConflictError, train
 
-SMALL = TrainConfig(
-    num_envs=4, learning_starts_env_steps=200, env_steps_per_update=4.0,
+# MiniGrid's suite defaults (Adam eps 1e-6, ...; rltransfer.config.SUITE_DEFAULTS) with a
+# small, fast network and learner.
+SMALL = suite_config(
+    "MiniGrid-Empty-5x5-v0", num_envs=4, learning_starts_env_steps=200, env_steps_per_update=4.0,
     eval_episodes=4, tensorboard=False, progress=False,
-    agent=R2D2Config(feature_dim=32, hidden=32, batch_size=32, lr=1e-3, gamma=0.9, n_step=3,
-                     target_update_period_updates=100),
+    agent={"feature_dim": 32, "hidden": 32, "batch_size": 32, "lr": 1e-3, "gamma": 0.9,
+           "n_step": 3, "target_update_period_updates": 100},
 )
 
 
@@ -35,15 +36,21 @@ def _records(run_dir: Path, kind: str) -> list[dict]:
 
 @pytest.mark.slow
 def test_agent_learns_minigrid_empty(tmp_path: Path) -> None:
-    cfg = dataclasses.replace(
-        SMALL, env_id="MiniGrid-Empty-5x5-v0", total_env_steps=8_000, run_dir=str(tmp_path),
-        eval_every_env_steps=4_000, checkpoint_every_env_steps=100_000, eval_episodes=8,
-    )
-    result = train(cfg)
+    # Seeds 0-4 of this config first reach the optimum (0.955) at 8k, 8k, 4k, 10k and 6k env
+    # steps (greedy evaluations every 2k); 12k leaves a margin, and the median over three
+    # seeds tolerates one seed that a CPU's floating point makes slower.
+    finals = []
+    for seed in (0, 1, 2):
+        cfg = dataclasses.replace(
+            SMALL, seed=seed, total_env_steps=12_000, run_dir=str(tmp_path / f"seed_{seed}"),
+            eval_every_env_steps=6_000, checkpoint_every_env_steps=100_000, eval_episodes=8,
+        )
+        finals.append(train(cfg).final_return_mean)
     # A random policy scores about 0.1 here; the optimal return is about 0.95.
-    assert result.final_return_mean > 0.8
+    assert float(np.median(finals)) > 0.8, finals
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     cmd = [
