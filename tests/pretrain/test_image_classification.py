@@ -216,6 +216,7 @@ def test_generated_shapes_are_a_deterministic_labelled_folder(tmp_path: Path) ->
     assert red.mean() > 0.1  # a disc of radius >= 0.2 x side covers >= 12% of the image
 
 
+@pytest.mark.slow
 def test_pretrain_learns_the_generated_shapes(tmp_path: Path) -> None:
     """The project's own image data set is learnable by the grouped classifier: 8 red shapes
     (colour gives nothing away; chance 1/8). Measured on seeds 0-2: val accuracy 0.60, 0.60,
