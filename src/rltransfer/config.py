@@ -305,11 +305,11 @@ MINIGRID_DEFAULTS = SuiteDefaults(
            "'Per-suite defaults'); the values of the bt-minigrid recipes' learner",
 )
 """MiniGrid: returns <= 1 and episodes of tens of steps. R2D2's Adam epsilon 1e-3 is ~10x
-the gradients there and shrinks every step (greedy return 0 on Empty-5x5 after 20k env
-steps with R2D2's values on seeds 0-4); lr 1e-3, epsilon 1e-6, gamma 0.9 (no-op actions'
+the gradients there and shrinks every step: with R2D2's values greedy return is 0 on
+Empty-5x5 after 20k env steps (seeds 0-2). lr 1e-3, epsilon 1e-6, gamma 0.9 (no-op actions'
 Q-values must differ from moves by more than the approximation noise) and a target copy every
-250 updates (R2D2's 2,500 is one copy in 40k env steps) reach the optimum on Empty-5x5 within
-20k env steps."""
+250 updates (R2D2's 2,500 is one copy per 10k env steps) reach the optimum, 0.955, on
+Empty-5x5 by 10k env steps on seeds 0-4."""
 
 SUITE_DEFAULTS: dict[str, SuiteDefaults] = {
     "atari": R2D2_PAPER_DEFAULTS,
