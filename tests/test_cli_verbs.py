@@ -21,8 +21,8 @@ def test_encoder_pretraining_then_sac_from_it(tmp_path: Path) -> None:
     pytest.importorskip("dm_control")
     pre = tmp_path / "ik"
     main(["pretrain-encoder", "--env-id", "DMC/reacher-easy", "--num-transitions", "40",
-          "--render-size", "48", "--epochs", "1", "--batch-size", "8", "--out-dir", str(pre),
-          "--no-progress", *ENCODER])
+          "--render-size", "48", "--crop-size", "None", "--epochs", "1", "--batch-size", "8",
+          "--out-dir", str(pre), "--no-progress", *ENCODER])
     assert (pre / "encoder" / "meta.json").is_file()
     run = tmp_path / "sac"
     main(["train-sac", "--env-id", "DMC/reacher-easy", "--total-env-steps", "60",
