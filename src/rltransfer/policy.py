@@ -121,6 +121,28 @@ def observe_step(
     return observe(acts, rewards(rewards_extrinsic), rewards(rewards_intrinsic), state)
 
 
+def checked_actions(actions: Any, num_envs: int, num_actions: int, source: str) -> np.ndarray:
+    """``actions`` as ``int64[num_envs]``, checked to lie in ``[0, num_actions)``.
+
+    Args:
+        actions: array-like of any shape holding ``num_envs`` actions.
+        num_envs: expected batch size ``B``.
+        num_actions: size of the action set.
+        source: who produced the actions, for the error message.
+
+    Raises:
+        ValueError: not exactly ``num_envs`` actions, or an action out of range.
+    """
+    out = np.asarray(actions).reshape(-1).astype(np.int64)
+    if out.shape[0] != num_envs:
+        raise ValueError(f"{source} returned {out.shape[0]} actions for {num_envs} envs")
+    if out.size and (out.min() < 0 or out.max() >= num_actions):
+        raise ValueError(
+            f"{source} returned actions outside [0, {num_actions}): {out.min()}..{out.max()}"
+        )
+    return out
+
+
 class CallablePolicy:
     """Wrap a function ``fn(obs[B, ...]) -> actions[B]`` as a stateless :class:`Policy`.
 
@@ -136,17 +158,8 @@ class CallablePolicy:
         return None
 
     def act(self, obs: np.ndarray, state: Any, first: np.ndarray) -> tuple[np.ndarray, Any]:
-        actions = np.asarray(self.fn(obs), dtype=np.int64).reshape(-1)
-        if actions.shape[0] != obs.shape[0]:
-            raise ValueError(
-                f"policy function returned {actions.shape[0]} actions for {obs.shape[0]} envs"
-            )
-        if actions.size and (actions.min() < 0 or actions.max() >= self.num_actions):
-            raise ValueError(
-                f"policy function returned actions outside [0, {self.num_actions}): "
-                f"{actions.min()}..{actions.max()}"
-            )
-        return actions, None
+        return checked_actions(self.fn(obs), obs.shape[0], self.num_actions,
+                               "policy function"), None
 
     def observe(self, actions: np.ndarray, rewards_extrinsic: np.ndarray,
                 rewards_intrinsic: np.ndarray, state: Any) -> Any:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from rltransfer.policy import SpaceMismatchError
+from rltransfer.policy import SpaceMismatchError, checked_actions
 
 ObsTransform = Callable[[np.ndarray], np.ndarray]
 """``uint8[B, C*S, H, W] -> the model's observation batch [B, *model.observation_space.shape]``."""
@@ -151,16 +151,8 @@ class SB3Policy:
             x, state=state, episode_start=np.asarray(first, dtype=bool),
             deterministic=self.deterministic,
         )
-        out = np.asarray(actions).reshape(-1).astype(np.int64)
-        b = np.asarray(obs).shape[0]
-        if out.shape != (b,):
-            raise ValueError(f"the SB3 model returned {out.shape[0]} actions for {b} envs")
-        if out.size and (out.min() < 0 or out.max() >= self.num_actions):
-            raise ValueError(
-                f"the SB3 model returned actions outside [0, {self.num_actions}): "
-                f"{out.min()}..{out.max()}"
-            )
-        return out, next_state
+        return checked_actions(actions, np.asarray(obs).shape[0], self.num_actions,
+                               "the SB3 model"), next_state
 
     def observe(self, actions: np.ndarray, rewards_extrinsic: np.ndarray,
                 rewards_intrinsic: np.ndarray, state: Any) -> Any:
