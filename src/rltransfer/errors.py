@@ -12,12 +12,19 @@ them): ``ConfigError`` (runtime/config.py), ``CheckpointError`` (runtime/checkpo
 (transfer/encoder.py), ``ImageFolderError`` (pretrain/image_classification.py),
 ``MetricsFileError`` (evaluate/report.py), ``UnknownExplorerError`` (explore/factory.py),
 ``UnknownEncoderKindError`` (nets/encoders.py), ``PixelEncoderConfigError``
-(nets/pixel_encoders.py), and the two below.
+(nets/pixel_encoders.py), ``ComponentLoadError`` (agents/efficientzero.py), and the four
+below.
 """
 
 from __future__ import annotations
 
-__all__ = ["MissingDependencyError", "UnknownRecipeError", "UserError"]
+__all__ = [
+    "ComponentMismatchError",
+    "MissingDependencyError",
+    "UnknownComponentError",
+    "UnknownRecipeError",
+    "UserError",
+]
 
 
 class UserError(ValueError):
@@ -37,3 +44,13 @@ class UnknownRecipeError(UserError, KeyError):
     def __str__(self) -> str:
         # KeyError's str() is the repr of its argument; show the message as written.
         return str(self.args[0]) if self.args else ""
+
+
+class UnknownComponentError(UserError):
+    """A component name (for weight transfer or freezing) the agent does not have; the
+    message lists the agent's component names (:mod:`rltransfer.methods.weight_transfer`)."""
+
+
+class ComponentMismatchError(UserError):
+    """Component tensors that do not fit an agent: missing, unexpected, or of another shape;
+    the message names each tensor and, for a shape, both shapes."""

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from rltransfer.core.checkpoint_components import (
+    apply_frozen,
+    carry_optimizer_state,
+    check_component_names,
+    component_tensors,
+    load_optimizer_state,
+    optimizer_tensors,
+    summarise_problems,
+    tensor_problems,
+)
 from rltransfer.nets.cores import FeedforwardCore, LSTMCore
 from rltransfer.nets.encoders import ENCODER_KINDS, make_torso
 from rltransfer.nets.heads import DuelingHead, QHead
@@ -377,47 +388,47 @@ class R2D2Agent:
         :meth:`sync_target`)."""
         return {name: self.online[name] for name in MODULE_NAMES}
 
+    def named_components(self) -> dict[str, nn.Module]:
+        """Online ``torso``, ``core``, ``head`` (:class:`rltransfer.core.types.Agent`)."""
+        return {name: self.online[name] for name in MODULE_NAMES}
+
+    def target_components(self) -> dict[str, nn.Module]:
+        """Target ``torso``, ``core``, ``head`` (:class:`rltransfer.core.types.Agent`)."""
+        return {name: self.target[name] for name in MODULE_NAMES}
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """``[Adam]`` over the trainable components (:class:`rltransfer.core.types.Agent`)."""
+        return [self.optimizer]
+
     def sync_target(self) -> None:
         """Copy the online parameters into the target network."""
         self.target.load_state_dict(self.online.state_dict())
 
-    def set_frozen(self, names: set[str]) -> None:
+    def set_frozen(self, names: Iterable[str]) -> None:
         """Freeze exactly ``names`` (requires_grad off, out of the optimizer); unfreeze others.
 
         The optimizer is rebuilt; Adam moments of parameters that stay trainable are kept.
 
         Raises:
-            ValueError: unknown module names, or freezing every module.
+            UnknownComponentError: unknown module names (a ``ValueError``).
+            ValueError: freezing every module.
         """
-        names = set(names)
-        unknown = names - set(MODULE_NAMES)
-        if unknown:
-            raise ValueError(f"cannot freeze {sorted(unknown)}: modules are {list(MODULE_NAMES)}")
-        if names == set(MODULE_NAMES):
+        wanted = set(check_component_names(names, MODULE_NAMES, "freeze"))
+        if wanted == set(MODULE_NAMES):
             raise ValueError("cannot freeze every module: nothing would train; freeze fewer")
-        old_state = dict(self.optimizer.state)
-        self.frozen = names
+        old = self.optimizer
+        self.frozen = wanted
         self.optimizer = self._make_optimizer()
-        for group in self.optimizer.param_groups:
-            for p in group["params"]:
-                if p in old_state:
-                    self.optimizer.state[p] = old_state[p]
+        carry_optimizer_state(old, self.optimizer)
 
-    def freeze(self, module_names: set[str] | tuple[str, ...] | list[str]) -> None:
+    def freeze(self, module_names: Iterable[str]) -> None:
         """Freeze ``module_names`` in addition to the already frozen ones (see set_frozen)."""
         self.set_frozen(self.frozen | set(module_names))
 
     def _make_optimizer(self) -> torch.optim.Adam:
-        params: list[nn.Parameter] = []
-        self._opt_param_names = []
-        for name in MODULE_NAMES:
-            trainable = name not in self.frozen
-            module = self.online[name]
-            module.requires_grad_(trainable)
-            if trainable:
-                for pname, p in module.named_parameters():
-                    params.append(p)
-                    self._opt_param_names.append(f"{name}.{pname}")
+        trainable = apply_frozen(self.named_components(), self.frozen)
+        params = [p for _, p in trainable]
+        self._opt_param_names = [name for name, _ in trainable]
         # Not fused: with fused=True (torch 2.13, CPU) the agent stopped learning
         # MiniGrid-Empty-5x5 (tests/test_train.py), although short runs matched plain Adam.
         return torch.optim.Adam(params, lr=self.config.lr, eps=self.config.adam_eps)
@@ -841,15 +852,9 @@ class R2D2Agent:
         parameters that have been updated), ``num_updates`` ``int64[1]``, ``frozen``
         ``uint8[3]`` (torso, core, head).
         """
-        out: dict[str, torch.Tensor] = {}
-        for prefix, net in (("online", self.online), ("target", self.target)):
-            for k, v in net.state_dict().items():
-                out[f"{prefix}.{k}"] = v.detach().cpu().clone().contiguous()
-        names = dict(zip(self._param_list(), self._opt_param_names, strict=True))
-        for p, st in self.optimizer.state.items():
-            for key, value in st.items():
-                t = value if torch.is_tensor(value) else torch.tensor(float(value))
-                out[f"optimizer.{names[p]}.{key}"] = t.detach().cpu().clone().contiguous()
+        out = component_tensors(self.named_components(), "online.")
+        out.update(component_tensors(self.target_components(), "target."))
+        out.update(optimizer_tensors(self.optimizer, self._opt_names_by_id(), "optimizer."))
         out["num_updates"] = torch.tensor([self.num_updates], dtype=torch.int64)
         out["frozen"] = torch.tensor([n in self.frozen for n in MODULE_NAMES], dtype=torch.uint8)
         return out
@@ -896,15 +901,9 @@ class R2D2Agent:
                         f"{mine[key]}; build the agent with the saved spaces"
                     )
         problems: list[str] = []
-        for prefix, net in (("online", self.online), ("target", self.target)):
-            for k, v in net.state_dict().items():
-                key = f"{prefix}.{k}"
-                if key not in tensors:
-                    problems.append(f"missing {key}")
-                elif tuple(tensors[key].shape) != tuple(v.shape):
-                    problems.append(
-                        f"{key}: saved {tuple(tensors[key].shape)} vs agent {tuple(v.shape)}"
-                    )
+        for prefix, net in (("online.", self.online), ("target.", self.target)):
+            given = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            problems += tensor_problems(given, net.state_dict(), prefix)
         for key in ("num_updates", "frozen"):
             if key not in tensors:
                 problems.append(f"missing {key}")
@@ -912,12 +911,10 @@ class R2D2Agent:
             f"{m}.{n}" for m in MODULE_NAMES for n, _ in self.online[m].named_parameters()
         ]
         opt: dict[str, dict[str, torch.Tensor]] = {}
-        known = set(self.online.state_dict())
         for key, value in tensors.items():
             if key.startswith(("online.", "target.")):
-                if key.split(".", 1)[1] not in known:
-                    problems.append(f"unexpected {key}")
-            elif key.startswith("optimizer."):
+                continue  # checked above
+            if key.startswith("optimizer."):
                 rest = key[len("optimizer."):]
                 pname, _, field = rest.rpartition(".")
                 if pname not in all_names:
@@ -927,7 +924,8 @@ class R2D2Agent:
             elif key not in ("num_updates", "frozen"):
                 problems.append(f"unexpected {key}")
         if problems:
-            raise ValueError("agent state does not fit this agent: " + "; ".join(problems[:8]))
+            raise ValueError("agent state does not fit this agent: "
+                             + summarise_problems(problems, 8))
         frozen = {n for n, f in zip(MODULE_NAMES, tensors["frozen"].tolist(), strict=True) if f}
         if frozen & {p.split(".", 1)[0] for p in opt}:
             raise ValueError("agent state has optimizer moments for a frozen module")
@@ -939,12 +937,12 @@ class R2D2Agent:
                 )
         self.frozen = frozen
         self.optimizer = self._make_optimizer()
-        sd = self.optimizer.state_dict()
-        sd["state"] = {
-            i: dict(opt[name]) for i, name in enumerate(self._opt_param_names) if name in opt
-        }
-        self.optimizer.load_state_dict(sd)
+        load_optimizer_state(self.optimizer, self._opt_names_by_id(), opt, self.device)
         self.num_updates = int(tensors["num_updates"].reshape(-1)[0])
 
     def _param_list(self) -> list[torch.Tensor]:
         return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def _opt_names_by_id(self) -> dict[int, str]:
+        """``id(parameter) -> <module>.<name>`` of the optimized parameters."""
+        return {id(p): n for p, n in zip(self._param_list(), self._opt_param_names, strict=True)}
