@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -58,13 +58,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from rltransfer.agents.r2d2 import NonFiniteLossError
+from rltransfer.core.checkpoint_components import (
+    carry_optimizer_state,
+    check_component_names,
+    component_tensors,
+    load_optimizer_state,
+    optimizer_tensors,
+    summarise_problems,
+    tensor_problems,
+)
 from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig, init_weights
 
 AUGMENTATIONS: tuple[str, ...] = ("shift", "crop", "none")
 """Image augmentations accepted by :class:`SACConfig`."""
 
+COMPONENTS: tuple[str, ...] = ("encoder", "actor", "critic")
+"""The SAC agent's named components (what weight transfer loads or freezes)."""
+
 __all__ = [
     "AUGMENTATIONS",
+    "COMPONENTS",
     "Actor",
     "DoubleQCritic",
     "FlatStateEncoder",
@@ -434,26 +447,35 @@ class SACAgent:
         self.log_alpha = self.log_alpha.detach().to(self.device).requires_grad_(True)
         self.encoder_frozen = False
         self._frozen_head = False
+        self.frozen: set[str] = set()
         self.num_updates = 0
         self._build_optimizers()
 
     # ------------------------------------------------------------------ setup
     def _build_optimizers(self) -> None:
+        """Adam over the trainable parameters: critic + encoder, actor, temperature. An
+        optimizer with nothing to train (frozen components) is ``None`` and its step skipped."""
         cfg = self.config
         enc_params = [p for p in self.encoder.parameters() if p.requires_grad]
-        groups: list[dict[str, Any]] = [{"params": list(self.critic.parameters()),
-                                         "lr": cfg.critic_lr}]
+        groups: list[dict[str, Any]] = []
+        if "critic" not in self.frozen:
+            groups.append({"params": list(self.critic.parameters()), "lr": cfg.critic_lr})
         if enc_params:
             groups.append({"params": enc_params, "lr": cfg.encoder_lr})
-        self.critic_optimizer = torch.optim.Adam(groups, betas=(cfg.beta1, 0.999), foreach=True)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr,
-                                                betas=(cfg.beta1, 0.999), foreach=True)
+        self.critic_optimizer: torch.optim.Adam | None = (
+            torch.optim.Adam(groups, betas=(cfg.beta1, 0.999), foreach=True) if groups else None
+        )
+        self.actor_optimizer: torch.optim.Adam | None = (
+            torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, betas=(cfg.beta1, 0.999),
+                             foreach=True) if "actor" not in self.frozen else None
+        )
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr,
                                                 betas=(cfg.alpha_beta1, 0.999), foreach=True)
 
     def _optimizers(self) -> dict[str, torch.optim.Adam]:
-        return {"critic": self.critic_optimizer, "actor": self.actor_optimizer,
+        opts = {"critic": self.critic_optimizer, "actor": self.actor_optimizer,
                 "alpha": self.alpha_optimizer}
+        return {k: v for k, v in opts.items() if v is not None}
 
     def _param_names(self) -> dict[int, str]:
         names = {id(p): f"online.{n}" for n, p in self.online.named_parameters()}
@@ -467,7 +489,51 @@ class SACAgent:
 
     def named_modules_for_transfer(self) -> dict[str, nn.Module]:
         """``{"encoder", "actor", "critic"}`` (what weight transfer can load or freeze)."""
+        return self.named_components()
+
+    def named_components(self) -> dict[str, nn.Module]:
+        """Online ``encoder``, ``actor``, ``critic`` (:class:`rltransfer.core.types.Agent`).
+        The actor's conv layers are the encoder's (``actor`` holds only its head and trunk)."""
         return {"encoder": self.encoder, "actor": self.actor, "critic": self.critic}
+
+    def target_components(self) -> dict[str, nn.Module]:
+        """Target ``encoder`` and ``critic`` (the actor has none)."""
+        return {"encoder": self.encoder_target, "critic": self.critic_target}
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The critic (+ encoder), actor and temperature optimizers that exist."""
+        return list(self._optimizers().values())
+
+    def set_frozen(self, names: Iterable[str]) -> None:
+        """Freeze exactly the components ``names`` (no gradient steps), unfreeze the others.
+
+        ``"encoder"`` freezes the whole encoder, convs and head, with its BatchNorm layers
+        kept in eval mode (:meth:`set_encoder_frozen` with ``include_head``); without it a
+        convs-only freeze made by :meth:`set_encoder_frozen` stays. Frozen ``actor`` /
+        ``critic``: their losses are computed but not applied. The temperature keeps
+        training. Adam moments of parameters that stay trainable are kept.
+
+        Raises:
+            UnknownComponentError: a name that is not a component.
+        """
+        wanted = set(check_component_names(names, COMPONENTS, "freeze"))
+        if "encoder" in wanted:
+            enc_frozen, head_frozen = True, True
+        elif self._frozen_head:  # the whole encoder was frozen: unfreeze it
+            enc_frozen, head_frozen = False, False
+        else:  # keep a convs-only freeze (Kadavath et al.)
+            enc_frozen, head_frozen = self.encoder_frozen, False
+        old = self._optimizers()
+        self.frozen = wanted
+        self.encoder_frozen, self._frozen_head = enc_frozen, head_frozen
+        self.encoder.convs.requires_grad_(not enc_frozen)
+        self.encoder.head.requires_grad_(not head_frozen)
+        self.actor.requires_grad_("actor" not in wanted)
+        self.critic.requires_grad_("critic" not in wanted)
+        self._build_optimizers()
+        for key, opt in self._optimizers().items():
+            if key in old:
+                carry_optimizer_state(old[key], opt)
 
     def sync_targets(self) -> None:
         """Hard copy online -> target (call after loading pretrained encoder weights)."""
@@ -483,6 +549,10 @@ class SACAgent:
         self.encoder.convs.requires_grad_(not frozen)
         self.encoder.head.requires_grad_(not (frozen and include_head))
         self._frozen_head = bool(frozen and include_head)
+        if self._frozen_head:
+            self.frozen.add("encoder")
+        else:
+            self.frozen.discard("encoder")
         self._build_optimizers()
 
     def _train_mode(self, mode: bool) -> None:
@@ -591,7 +661,10 @@ class SACAgent:
         Eq. 18): alpha grows when the policy's entropy ``-log pi`` is below the target."""
         return (self.log_alpha.exp() * (-log_prob.detach() - self.target_entropy)).mean()
 
-    def _step(self, loss: torch.Tensor, optimizer: torch.optim.Adam, what: str) -> float:
+    def _step(self, loss: torch.Tensor, optimizer: torch.optim.Adam | None, what: str
+              ) -> float:
+        if optimizer is None:  # everything this loss trains is frozen
+            return 0.0
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -677,19 +750,12 @@ class SACAgent:
         ``log_alpha`` ``[1]``, ``optimizer.<critic|actor|alpha>.<param name>.<field>``,
         ``num_updates`` ``int64[1]``.
         """
-        out: dict[str, torch.Tensor] = {}
-        for prefix, net in (("online", self.online), ("target", self.target)):
-            for k, v in net.state_dict().items():
-                out[f"{prefix}.{k}"] = v.detach().cpu().clone().contiguous()
+        out = component_tensors(self.named_components(), "online.")
+        out.update(component_tensors(self.target_components(), "target."))
         out["log_alpha"] = self.log_alpha.detach().cpu().reshape(1).clone()
         names = self._param_names()
         for oname, opt in self._optimizers().items():
-            for p, st in opt.state.items():
-                for field, value in st.items():
-                    v = value if torch.is_tensor(value) else torch.tensor(float(value))
-                    out[f"optimizer.{oname}.{names[id(p)]}.{field}"] = (
-                        v.detach().cpu().clone().contiguous()
-                    )
+            out.update(optimizer_tensors(opt, names, f"optimizer.{oname}."))
         out["num_updates"] = torch.tensor([self.num_updates], dtype=torch.int64)
         return out
 
@@ -701,6 +767,7 @@ class SACAgent:
             "action_dim": self.action_dim,
             "encoder_frozen": self.encoder_frozen,
             "encoder_head_frozen": self._frozen_head,
+            "frozen": sorted(self.frozen),
         }
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor],
@@ -723,20 +790,16 @@ class SACAgent:
                         "build the agent with the saved spaces"
                     )
         problems: list[str] = []
-        expected_nets: dict[str, torch.Tensor] = {}
-        for prefix, net in (("online", self.online), ("target", self.target)):
-            for k, v in net.state_dict().items():
-                expected_nets[f"{prefix}.{k}"] = v
-        for key, v in expected_nets.items():
-            if key not in tensors:
-                problems.append(f"missing {key}")
-            elif tuple(tensors[key].shape) != tuple(v.shape):
-                problems.append(f"{key}: saved {tuple(tensors[key].shape)} vs {tuple(v.shape)}")
+        for prefix, net in (("online.", self.online), ("target.", self.target)):
+            given = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            problems += tensor_problems(given, net.state_dict(), prefix)
         for key in ("log_alpha", "num_updates"):
             if key not in tensors:
                 problems.append(f"missing {key}")
         if meta is not None and meta.get("encoder_frozen"):
             self.set_encoder_frozen(True, bool(meta.get("encoder_head_frozen", False)))
+        if meta is not None and meta.get("frozen"):
+            self.set_frozen(meta["frozen"])
         names = self._param_names()
         by_name: dict[str, dict[str, dict[str, torch.Tensor]]] = {}
         valid = {
@@ -745,9 +808,8 @@ class SACAgent:
         }
         for key, value in tensors.items():
             if key.startswith(("online.", "target.")):
-                if key not in expected_nets:
-                    problems.append(f"unexpected {key}")
-            elif key.startswith("optimizer."):
+                continue  # checked above
+            if key.startswith("optimizer."):
                 _, oname, rest = key.split(".", 2)
                 pname, _, field = rest.rpartition(".")
                 if oname not in valid or pname not in valid[oname]:
@@ -757,7 +819,8 @@ class SACAgent:
             elif key not in ("log_alpha", "num_updates"):
                 problems.append(f"unexpected {key}")
         if problems:
-            raise ValueError("SAC state does not fit this agent: " + "; ".join(problems[:8]))
+            raise ValueError("SAC state does not fit this agent: "
+                             + summarise_problems(problems, 8))
         with torch.no_grad():
             for prefix, net in (("online", self.online), ("target", self.target)):
                 net.load_state_dict(
@@ -765,13 +828,5 @@ class SACAgent:
                 )
             self.log_alpha.copy_(tensors["log_alpha"].reshape(()).to(self.device))
         for oname, opt in self._optimizers().items():
-            plist = [p for g in opt.param_groups for p in g["params"]]
-            sd = opt.state_dict()
-            saved = by_name.get(oname, {})
-            sd["state"] = {
-                i: {f: v.to(self.device) if f != "step" else v for f, v in
-                    saved[names[id(p)]].items()}
-                for i, p in enumerate(plist) if names[id(p)] in saved
-            }
-            opt.load_state_dict(sd)
+            load_optimizer_state(opt, names, by_name.get(oname, {}), self.device)
         self.num_updates = int(tensors["num_updates"].reshape(-1)[0])
