@@ -138,6 +138,16 @@ class TrainConfig:
     actors every 400 env steps; 100 updates at 4 env steps per update)."""
     actor_chunk_steps: int = 16
     """Vector steps each actor sends per round (``actor_chunk_steps * num_envs`` env steps)."""
+    ray_address: str | None = None
+    """Ray cluster to join (``HOST:PORT`` of a ``ray start --head`` node, or ``auto``);
+    ``None``: the ``RAY_ADDRESS`` environment variable if set, else a local Ray instance."""
+    ray_cpus_per_actor: float = 1.0
+    """Logical CPUs each Ray actor asks for."""
+    ray_gpus_per_actor: float = 0.0
+    """GPU fraction each Ray actor asks for (``> 0``: actors act on ``cuda``; 0: on CPU)."""
+    ray_learner_gpus: float = 0.0
+    """GPU share the learner (this process, which Ray does not schedule) reserves on its node
+    so GPU actors leave it that share (0: nothing reserved)."""
 
 
 PRIOR_OBJECT_PREFIX = "<python object: "

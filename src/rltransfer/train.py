@@ -30,6 +30,7 @@ from rltransfer.agents.policy import AgentPolicy, load_policy, policy_tensors
 from rltransfer.agents.r2d2 import R2D2Agent
 from rltransfer.collector import (
     Collector,
+    StepBatch,
     acting_tensors,
     epsilon_at,
     make_explorer,
@@ -78,7 +79,8 @@ __all__ = ["RunConflictError", "RunResult", "Trainer", "epsilon_at", "train", "t
 
 
 RESUMABLE_ON_ANOTHER_BACKEND: frozenset[str] = frozenset(
-    {"backend", "num_actors", "actor_sync_period_updates", "actor_chunk_steps"})
+    {"backend", "num_actors", "actor_sync_period_updates", "actor_chunk_steps", "ray_address",
+     "ray_cpus_per_actor", "ray_gpus_per_actor", "ray_learner_gpus"})
 """Config fields a resumed run may change (a run may resume on another backend)."""
 
 
@@ -388,15 +390,17 @@ class Trainer:
         """Acting in ``num_actors`` Ray actors (:mod:`rltransfer.distributed`): while the
         actors step round ``k+1``, the learner writes round ``k`` into replay step by step,
         learning at the same replay ratio as the local loop."""
-        from rltransfer.distributed import ActorPool
+        from rltransfer.distributed import ActorPool, ActorResources, CollectorWorker
 
         cfg = self.cfg
         if self.env_steps >= cfg.total_env_steps:
             return
         self.replay.begin_stream()
-        pool = ActorPool(to_dict(cfg), cfg.num_actors, cfg.actor_chunk_steps,
+        pool = ActorPool(CollectorWorker, to_dict(cfg), cfg.num_actors, cfg.actor_chunk_steps,
                          acting_tensors(self.agent, self.intrinsic),
-                         seed=cfg.seed + 31 * self.env_steps)
+                         seed=cfg.seed + 31 * self.env_steps, address=cfg.ray_address,
+                         resources=ActorResources(cfg.ray_cpus_per_actor,
+                                                  cfg.ray_gpus_per_actor, cfg.ray_learner_gpus))
         round_env_steps = cfg.actor_chunk_steps * cfg.num_envs
         synced_at = self.num_updates
         try:
@@ -420,17 +424,18 @@ class Trainer:
 
     def _consume_round(self, got: Round, logger: MetricsLogger, progress: RunProgress) -> None:
         cfg = self.cfg
+        steps = StepBatch.from_arrays(got.steps)
         if isinstance(self.intrinsic, (RND, NGUReward)):
             # Actors compute r_i with copies; the learner's observation statistics (sent
             # back with the weights) follow every actor's frames.
-            self.intrinsic.update_obs_stats(got.steps.obs.reshape(-1, *self.frame_shape))
-        for t in range(got.steps.obs.shape[0]):
+            self.intrinsic.update_obs_stats(steps.obs.reshape(-1, *self.frame_shape))
+        for t in range(got.num_steps):
             if self.env_steps >= cfg.total_env_steps:
                 break
-            got.steps.at(t).add_to(self.replay)
-            ended = got.episode_step == t
-            self._log_episodes(logger, got.episode_return[ended], got.episode_length[ended],
-                               got.episode_intrinsic[ended])
+            steps.at(t).add_to(self.replay)
+            ended = got.ended_at(t)
+            self._log_episodes(logger, ended["episode_return"], ended["episode_length"],
+                               ended["episode_intrinsic"])
             self.env_steps += cfg.num_envs
             self._after_env_steps(cfg.num_envs, logger, progress)
 

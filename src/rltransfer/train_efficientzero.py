@@ -122,6 +122,16 @@ class EZTrainConfig:
         device: torch device of the learner and the networks.
         torch_threads: ``torch.set_num_threads``.
         progress: rich progress bar; tensorboard: also write TensorBoard events.
+        backend: ``local`` (self-play in this process) or ``ray``: ``num_actors`` Ray actor
+            processes (:class:`~rltransfer.distributed.selfplay.SelfPlayWorker`) each play
+            ``num_envs / num_actors`` of the games with a copy of the self-play network
+            (refreshed by name as the local one is, every
+            ``selfplay_update_interval_updates``) and send ``actor_chunk_steps`` vector steps
+            per round to this process's replay and learner.
+        num_actors / actor_chunk_steps: Ray actors and vector steps per actor per round.
+        ray_address / ray_cpus_per_actor / ray_gpus_per_actor / ray_learner_gpus: as in
+            :class:`~rltransfer.config.TrainConfig` (cluster to join, else ``RAY_ADDRESS``,
+            else a local Ray; per-actor CPUs and GPU fraction; learner GPU reservation).
     """
 
     env_id: str = "MinAtar/Breakout-v1"
@@ -160,7 +170,19 @@ class EZTrainConfig:
     torch_threads: int = 1
     progress: bool = True
     tensorboard: bool = True
+    backend: Literal["local", "ray"] = "local"
+    num_actors: int = 2
+    actor_chunk_steps: int = 16
+    ray_address: str | None = None
+    ray_cpus_per_actor: float = 1.0
+    ray_gpus_per_actor: float = 0.0
+    ray_learner_gpus: float = 0.0
 
+
+RESUMABLE_ON_ANOTHER_BACKEND: frozenset[str] = frozenset(
+    {"backend", "num_actors", "actor_chunk_steps", "ray_address", "ray_cpus_per_actor",
+     "ray_gpus_per_actor", "ray_learner_gpus"})
+"""Config fields a resumed run may change (a run may resume on another backend)."""
 
 EZRunResult = RunResult
 """Kept for callers of earlier versions: :class:`rltransfer.runtime.loop.RunResult`."""
@@ -180,6 +202,25 @@ def ez_env_kwargs(cfg: EZTrainConfig) -> dict[str, Any]:
     if cfg.grayscale is not None:
         kwargs["grayscale"] = cfg.grayscale
     return kwargs
+
+
+def random_warmup_actions(rng: np.random.Generator, num_envs: int,
+                          num_actions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Warm-up acting before learning starts (``random_warmup_actions``): actions
+    ``int64[B]`` uniform over ``A`` (drawn from ``rng``), root values ``float32[B]`` = 0 and
+    policy targets ``float32[B, A]`` = ``1 / A`` (the public EfficientZero self-play worker
+    before its start signal)."""
+    b, a = num_envs, num_actions
+    actions = rng.integers(0, a, size=b).astype(np.int64)
+    return (actions, np.zeros(b, dtype=np.float32),
+            np.full((b, a), 1.0 / a, dtype=np.float32))
+
+
+def ez_net_config(cfg: EZTrainConfig) -> WorldModelConfig:
+    """The world model of ``cfg``: the preset's sizes with the suite's observation scale
+    (255 for pixels, 1 for MinAtar)."""
+    return dataclasses.replace(world_model_preset(cfg.net_preset),
+                               obs_scale=float(env_spec(cfg.env_id).obs_scale))
 
 
 def temperature_at(cfg: EZTrainConfig, env_steps: int) -> float:
@@ -241,6 +282,14 @@ def validate(cfg: EZTrainConfig) -> None:
             f"mcts.value_prefix_horizon ({cfg.mcts.value_prefix_horizon}) must equal the "
             f"learner's ({horizon})"
         )
+    if cfg.backend == "ray":
+        if cfg.num_actors < 1 or cfg.num_envs % cfg.num_actors != 0:
+            problems.append(
+                f"backend=ray splits num_envs={cfg.num_envs} over num_actors={cfg.num_actors}: "
+                "num_envs must be a positive multiple of num_actors"
+            )
+        if cfg.actor_chunk_steps < 1:
+            problems.append("actor_chunk_steps must be >= 1")
     if not cfg.env_id.startswith("ALE/"):
         for name in ("frame_size", "grayscale"):
             if getattr(cfg, name) is not None:
@@ -314,7 +363,7 @@ class EZTrainer:
         self.cfg = cfg
         torch.set_num_threads(cfg.torch_threads)
         # Nothing is written to the run dir before the env is validated.
-        self.run_dir = check_run_dir(cfg, cfg.run_dir)
+        self.run_dir = check_run_dir(cfg, cfg.run_dir, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
         self.rng = seed_everything(cfg.seed)
         self.spec = env_spec(cfg.env_id)
         self.envs = make_env(cfg.env_id, cfg.num_envs, cfg.seed, **self.env_kwargs())
@@ -356,7 +405,7 @@ class EZTrainer:
         self.next_checkpoint = cfg.checkpoint_every_env_steps
         self.last_eval_return = math.nan
         self.learning_starts_at = cfg.warmup_env_steps
-        prepare_run_dir(cfg, cfg.run_dir)
+        prepare_run_dir(cfg, cfg.run_dir, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
 
     # ------------------------------------------------------------------ setup helpers
     def env_kwargs(self) -> dict[str, Any]:
@@ -365,8 +414,7 @@ class EZTrainer:
 
     def _net_config(self) -> WorldModelConfig:
         """The preset's sizes with this suite's observation scale (255 pixels, 1 MinAtar)."""
-        return dataclasses.replace(world_model_preset(self.cfg.net_preset),
-                                   obs_scale=float(self.spec.obs_scale))
+        return ez_net_config(self.cfg)
 
     # ------------------------------------------------------------------ checkpoints
     def architecture(self) -> dict[str, Any]:
@@ -486,6 +534,22 @@ class EZTrainer:
 
     def _loop(self, logger: MetricsLogger) -> None:
         cfg = self.cfg
+        self._recent_returns: list[float] = []
+        self._train_metrics: dict[str, float] = {}
+        self._selfplay_seconds = 0.0
+        self._learn_seconds = 0.0
+        with RunProgress(Path(cfg.run_dir).name, cfg.total_env_steps, self.env_steps,
+                         enabled=cfg.progress) as progress:
+            if cfg.backend == "ray":
+                from rltransfer.distributed.selfplay import selfplay_on_ray
+
+                selfplay_on_ray(self, logger, progress)
+            else:
+                self._local_loop(logger, progress)
+
+    def _local_loop(self, logger: MetricsLogger, progress: RunProgress) -> None:
+        """Self-play in this process: one batched search and env step, then learning."""
+        cfg = self.cfg
         b = cfg.num_envs
         obs, _ = self.envs.reset(seed=cfg.seed + 31 * self.env_steps)
         first = np.ones(b, dtype=bool)
@@ -493,80 +557,83 @@ class EZTrainer:
         episode_return = np.zeros(b)
         episode_length = np.zeros(b, dtype=np.int64)
         self.replay.begin_stream()
-        recent_returns: list[float] = []
-        train_metrics: dict[str, float] = {}
-        selfplay_seconds = 0.0
-        learn_seconds = 0.0
-        with RunProgress(Path(cfg.run_dir).name, cfg.total_env_steps, self.env_steps,
-                         enabled=cfg.progress) as progress:
-            while self.env_steps < cfg.total_env_steps:
-                tick = time.perf_counter()
-                stacked = self.stacker.push(obs, first)
-                if cfg.random_warmup_actions and self.num_updates == 0:
-                    actions, root_values, policy = self._random_actions()
-                else:
-                    result = self.actor.search(stacked)
-                    actions = select_action(result.visit_counts,
-                                            temperature_at(cfg, self.env_steps), self.actor.rng)
-                    root_values, policy = result.root_values, result.policy
-                next_obs, reward, terminated, truncated, info = self.envs.step(actions)
-                game_reward = np.asarray(info["task_reward"], dtype=np.float64)
-                learner_reward = np.asarray(reward, dtype=np.float64)
-                if cfg.clip_rewards:
-                    learner_reward = np.sign(learner_reward)
-                self.replay.add(obs, actions, learner_reward, terminated, truncated,
-                                root_values, policy)
-                valid = ~autoreset
-                episode_return += np.where(valid, game_reward, 0.0)
-                episode_length += valid
-                done = (terminated | truncated) & valid
-                for i in np.flatnonzero(done):
-                    self.episodes += 1
-                    recent_returns.append(float(episode_return[i]))
-                    logger.log("episode", self.env_steps, ret=float(episode_return[i]),
-                               length=int(episode_length[i]))
-                episode_return[done] = 0.0
-                episode_length[done] = 0
-                first = autoreset
-                autoreset = terminated | truncated
-                obs = next_obs
-                self.env_steps += b
-                selfplay_seconds += time.perf_counter() - tick
+        while self.env_steps < cfg.total_env_steps:
+            tick = time.perf_counter()
+            stacked = self.stacker.push(obs, first)
+            if cfg.random_warmup_actions and self.num_updates == 0:
+                actions, root_values, policy = self._random_actions()
+            else:
+                result = self.actor.search(stacked)
+                actions = select_action(result.visit_counts,
+                                        temperature_at(cfg, self.env_steps), self.actor.rng)
+                root_values, policy = result.root_values, result.policy
+            next_obs, reward, terminated, truncated, info = self.envs.step(actions)
+            game_reward = np.asarray(info["task_reward"], dtype=np.float64)
+            learner_reward = np.asarray(reward, dtype=np.float64)
+            if cfg.clip_rewards:
+                learner_reward = np.sign(learner_reward)
+            self.replay.add(obs, actions, learner_reward, terminated, truncated,
+                            root_values, policy)
+            valid = ~autoreset
+            episode_return += np.where(valid, game_reward, 0.0)
+            episode_length += valid
+            done = (terminated | truncated) & valid
+            ended = np.flatnonzero(done)
+            self._log_episodes(logger, episode_return[ended], episode_length[ended])
+            episode_return[done] = 0.0
+            episode_length[done] = 0
+            first = autoreset
+            autoreset = terminated | truncated
+            obs = next_obs
+            self.env_steps += b
+            self._selfplay_seconds += time.perf_counter() - tick
+            self._after_env_steps(logger, progress)
 
-                tick = time.perf_counter()
-                if self.env_steps >= self.learning_starts_at and self.replay.can_sample():
-                    self.update_debt += b * cfg.updates_per_env_step
-                    while self.update_debt >= 1.0:
-                        self.update_debt -= 1.0
-                        train_metrics = self._update()
-                learn_seconds += time.perf_counter() - tick
-                if self.env_steps >= self.next_checkpoint:
-                    self.next_checkpoint += cfg.checkpoint_every_env_steps
-                    self.save()
-                if self.env_steps >= self.next_eval and self.env_steps < cfg.total_env_steps:
-                    self.next_eval += cfg.eval_every_env_steps
-                    self.evaluate(logger)
-                    recent = np.mean(recent_returns[-20:]) if recent_returns else math.nan
-                    logger.log("train", self.env_steps, episodes=self.episodes,
-                               num_updates=self.num_updates, recent_return=float(recent),
-                               env_steps_per_second=progress.env_steps_per_second,
-                               selfplay_seconds=selfplay_seconds, learn_seconds=learn_seconds,
-                               temperature=temperature_at(cfg, self.env_steps),
-                               **train_metrics)
-                progress.update(
-                    self.env_steps,
-                    f"eval {self.last_eval_return:.3g} | ep {self.episodes} | "
-                    f"upd {self.num_updates}",
-                )
+    def _log_episodes(self, logger: MetricsLogger, returns: np.ndarray,
+                      lengths: np.ndarray) -> None:
+        """Count and log finished episodes (game-reward returns, lengths in env steps)."""
+        for ret, length in zip(returns, lengths, strict=True):
+            self.episodes += 1
+            self._recent_returns.append(float(ret))
+            logger.log("episode", self.env_steps, ret=float(ret), length=int(length))
+
+    def _after_env_steps(self, logger: MetricsLogger, progress: RunProgress) -> None:
+        """Learning, checkpoints, evaluation and progress after ``num_envs`` new env steps
+        (one vector step, from this process or from a Ray round)."""
+        cfg = self.cfg
+        tick = time.perf_counter()
+        if self.env_steps >= self.learning_starts_at and self.replay.can_sample():
+            self.update_debt += cfg.num_envs * cfg.updates_per_env_step
+            while self.update_debt >= 1.0:
+                self.update_debt -= 1.0
+                self._train_metrics = self._update()
+        self._learn_seconds += time.perf_counter() - tick
+        if self.env_steps >= self.next_checkpoint:
+            self.next_checkpoint += cfg.checkpoint_every_env_steps
+            self.save()
+        if self.env_steps >= self.next_eval and self.env_steps < cfg.total_env_steps:
+            self.next_eval += cfg.eval_every_env_steps
+            self.evaluate(logger)
+            recent = (np.mean(self._recent_returns[-20:]) if self._recent_returns
+                      else math.nan)
+            logger.log("train", self.env_steps, episodes=self.episodes,
+                       num_updates=self.num_updates, recent_return=float(recent),
+                       env_steps_per_second=progress.env_steps_per_second,
+                       selfplay_seconds=self._selfplay_seconds,
+                       learn_seconds=self._learn_seconds,
+                       temperature=temperature_at(cfg, self.env_steps),
+                       **self._train_metrics)
+        progress.update(
+            self.env_steps,
+            f"eval {self.last_eval_return:.3g} | ep {self.episodes} | "
+            f"upd {self.num_updates}",
+        )
 
     def _random_actions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Warm-up acting before learning starts (see ``random_warmup_actions``): actions
         ``int64[B]`` uniform over ``A`` (from the actor's generator), root values
         ``float32[B]`` = 0 and policy targets ``float32[B, A]`` = ``1 / A``."""
-        b, a = self.cfg.num_envs, self.num_actions
-        actions = self.actor.rng.integers(0, a, size=b).astype(np.int64)
-        return (actions, np.zeros(b, dtype=np.float32),
-                np.full((b, a), 1.0 / a, dtype=np.float32))
+        return random_warmup_actions(self.actor.rng, self.cfg.num_envs, self.num_actions)
 
     def _update(self) -> dict[str, float]:
         """One learner update from a reanalysed batch; priorities and networks refreshed."""

@@ -9,6 +9,7 @@ learner's parameters periodically (Horgan et al. 2018; Kapturowski et al. 2019).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -49,6 +50,13 @@ def actor_env_slice(num_envs: int, num_actors: int, actor_index: int) -> slice:
     return slice(actor_index * b, (actor_index + 1) * b)
 
 
+def actor_device(gpus_per_actor: float) -> str:
+    """The torch device an actor acts on: ``cuda`` when Ray gave it a GPU fraction
+    (``gpus_per_actor > 0``; Ray sets ``CUDA_VISIBLE_DEVICES`` for it), else ``cpu`` (the
+    learner's ``device`` may be a GPU the actor process cannot see)."""
+    return "cuda" if gpus_per_actor > 0 else "cpu"
+
+
 class CollectorWorker:
     """One actor: a :class:`Collector` over envs ``actor_env_slice(...)`` of the run.
 
@@ -71,6 +79,7 @@ class CollectorWorker:
                  env_seed: int, weights: dict[str, np.ndarray] | None,
                  incarnation: int = 0) -> None:
         cfg = from_dict(TrainConfig, config)
+        cfg = dataclasses.replace(cfg, device=actor_device(cfg.ray_gpus_per_actor))
         torch.set_num_threads(cfg.torch_threads)
         self.cfg = cfg
         self.actor_index = int(actor_index)

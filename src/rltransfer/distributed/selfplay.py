@@ -1,0 +1,263 @@
+"""EfficientZero self-play on Ray: actors search with a synced copy of the self-play network
+and send game steps to the learner's :class:`~rltransfer.replay.game_segment.GameSegmentReplay`.
+
+The same :class:`~rltransfer.distributed.pool.ActorPool` as R2D2's actors drives them
+(rounds of ``T`` vector steps, weights as named numpy arrays, restart of a dead actor); only
+the worker differs. Each :class:`SelfPlayWorker` plays ``b = num_envs / N`` games with one
+batched search per step (root Dirichlet noise, the temperature schedule of the run's env-step
+counter), as the local loop of :mod:`rltransfer.train_efficientzero` does for all ``B``
+games (Ye et al. 2021; the public EfficientZero runs its self-play workers as Ray actors the
+same way, with the learner's weights pulled periodically).
+
+Weights are the self-play network's ``state_dict`` named by component
+(``representation/<name>``, ``dynamics/<name>``, ``prediction/<name>``, ``projection/<name>``,
+the names of the checkpoints). The learner sends them when its own self-play copy is
+refreshed (every ``selfplay_update_interval_updates`` updates), so actors act with the same
+network as the local loop, one round later at most. Likewise the random warm-up actions
+(``random_warmup_actions``) stop with the first request after the first update.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from rltransfer.agents.efficientzero import COMPONENTS
+from rltransfer.agents.mcts import select_action
+from rltransfer.distributed.worker import actor_device, actor_env_slice
+from rltransfer.envs import env_spec, make_env
+from rltransfer.nets.world_model import EfficientZeroNet
+from rltransfer.replay import FrameStacker
+from rltransfer.runtime.config import from_dict, to_dict
+
+if TYPE_CHECKING:
+    from rltransfer.runtime.metrics import MetricsLogger
+    from rltransfer.runtime.progress import RunProgress
+    from rltransfer.train_efficientzero import EZTrainer
+
+
+def selfplay_tensors(network: EfficientZeroNet) -> dict[str, np.ndarray]:
+    """The self-play network's parameters and BatchNorm buffers as named CPU numpy arrays:
+    ``<component>/<name>`` for each of ``representation``, ``dynamics``, ``prediction``,
+    ``projection``."""
+    return {f"{comp}/{name}": v.detach().cpu().numpy().copy()
+            for comp in COMPONENTS for name, v in getattr(network, comp).state_dict().items()}
+
+
+def load_selfplay_tensors(network: EfficientZeroNet, tensors: dict[str, np.ndarray]) -> None:
+    """Load :func:`selfplay_tensors` output into an actor's network copy (by name).
+
+    Raises:
+        RuntimeError: a missing, unexpected or mis-shaped tensor (another architecture).
+    """
+    for comp in COMPONENTS:
+        prefix = f"{comp}/"
+        getattr(network, comp).load_state_dict(
+            {k[len(prefix):]: torch.from_numpy(np.array(v, copy=True))
+             for k, v in tensors.items() if k.startswith(prefix)})
+
+
+class SelfPlayWorker:
+    """One EfficientZero self-play actor over games ``actor_env_slice(...)`` of the run.
+
+    Args:
+        config: ``to_dict(EZTrainConfig)`` of the run.
+        num_actors: ``N`` actors sharing ``config["num_envs"]`` games.
+        actor_index: ``k`` in ``[0, N)``.
+        env_seed: seed of this actor's envs (env ``i`` of the actor gets ``env_seed + i``).
+        weights: :func:`selfplay_tensors` of the learner's self-play network (``None``: keep
+            this copy's initialisation).
+        incarnation: restarts of this actor slot so far (varies the search's RNG stream).
+
+    Raises:
+        ConfigError: bad config. ValueError: bad actor counts.
+    """
+
+    def __init__(self, config: dict[str, Any], num_actors: int, actor_index: int,
+                 env_seed: int, weights: dict[str, np.ndarray] | None,
+                 incarnation: int = 0) -> None:
+        from rltransfer.train_efficientzero import (
+            EZTrainConfig,
+            SearchPolicy,
+            ez_env_kwargs,
+            ez_net_config,
+        )
+
+        cfg = from_dict(EZTrainConfig, config)
+        torch.set_num_threads(cfg.torch_threads)
+        self.cfg = cfg
+        device = actor_device(cfg.ray_gpus_per_actor)
+        envs_slice = actor_env_slice(cfg.num_envs, num_actors, actor_index)
+        self.num_envs = b = envs_slice.stop - envs_slice.start
+        self.envs = make_env(cfg.env_id, b, env_seed, **ez_env_kwargs(cfg))
+        shape = self.envs.single_observation_space.shape
+        assert shape is not None and len(shape) == 3, shape
+        frame_shape = (int(shape[0]), int(shape[1]), int(shape[2]))
+        frame_stack = cfg.frame_stack or env_spec(cfg.env_id).frame_stack
+        obs_shape = (frame_shape[0] * frame_stack, frame_shape[1], frame_shape[2])
+        self.num_actions = int(self.envs.single_action_space.n)  # type: ignore[attr-defined]
+        torch.manual_seed(cfg.seed + 1_000 * (1 + actor_index) + incarnation)
+        self.network = EfficientZeroNet(ez_net_config(cfg), obs_shape, self.num_actions)
+        self.network.to(device).eval().requires_grad_(False)
+        if weights is not None:
+            load_selfplay_tensors(self.network, weights)
+        self.policy = SearchPolicy(
+            self.network, cfg.mcts, self.num_actions, device=device, deterministic=False,
+            seed=int(np.random.SeedSequence([cfg.seed, 7_919, 1 + actor_index, incarnation])
+                     .generate_state(1)[0]),
+        )
+        self.stacker = FrameStacker(b, frame_shape, frame_stack)
+        self.obs, _ = self.envs.reset(seed=env_seed)
+        self.first = np.ones(b, dtype=bool)
+        self.autoreset = np.zeros(b, dtype=bool)
+        self.episode_return = np.zeros(b)
+        self.episode_length = np.zeros(b, dtype=np.int64)
+
+    def pid(self) -> int:
+        """The process id (tests kill it)."""
+        return os.getpid()
+
+    def collect(self, num_steps: int, env_steps: int,
+                weights: dict[str, np.ndarray] | None = None, *,
+                random_actions: bool = False) -> dict[str, np.ndarray]:
+        """Load ``weights`` if given, then play ``num_steps`` vector steps.
+
+        Args:
+            num_steps: ``T`` vector steps (``T * b`` env steps).
+            env_steps: the run's env-step counter when this chunk starts (temperature).
+            weights: new :func:`selfplay_tensors`, or ``None`` to keep the current network.
+            random_actions: act uniformly without a search (the run's warm-up before the
+                first update; uniform policy targets, root values 0).
+
+        Returns:
+            Time-major ``[T, b, ...]`` arrays, the arguments of ``GameSegmentReplay.add``:
+            ``obs`` (uint8 frames), ``actions`` int64, ``reward`` float64 (the learner's,
+            clipped if ``clip_rewards``), ``terminated`` / ``truncated`` bool,
+            ``root_values`` float32, ``policy`` float32 ``[T, b, A]``; and per finished
+            episode ``episode_return`` float64 (game reward), ``episode_length`` int64,
+            ``episode_step`` int64 (the step ``t`` it ended on).
+
+        Raises:
+            ValueError: ``num_steps < 1``.
+        """
+        from rltransfer.train_efficientzero import random_warmup_actions, temperature_at
+
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        if weights is not None:
+            load_selfplay_tensors(self.network, weights)
+        cfg, b = self.cfg, self.num_envs
+        keys = ("obs", "actions", "reward", "terminated", "truncated", "root_values", "policy")
+        out: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+        ret, length, at = [], [], []
+        for t in range(num_steps):
+            obs = self.obs
+            stacked = self.stacker.push(obs, self.first)
+            if random_actions:
+                actions, root_values, policy = random_warmup_actions(
+                    self.policy.rng, b, self.num_actions)
+            else:
+                result = self.policy.search(stacked)
+                actions = select_action(
+                    result.visit_counts,
+                    temperature_at(cfg, env_steps + t * cfg.num_envs), self.policy.rng)
+                root_values, policy = result.root_values, result.policy
+            next_obs, reward, terminated, truncated, info = self.envs.step(actions)
+            learner_reward = np.asarray(reward, dtype=np.float64)
+            if cfg.clip_rewards:
+                learner_reward = np.sign(learner_reward)
+            for k, v in zip(keys, (np.array(obs, copy=True), actions, learner_reward,
+                                   terminated, truncated, root_values, policy), strict=True):
+                out[k].append(np.asarray(v))
+            valid = ~self.autoreset
+            self.episode_return += np.where(
+                valid, np.asarray(info["task_reward"], dtype=np.float64), 0.0)
+            self.episode_length += valid
+            done = (terminated | truncated) & valid
+            ended = np.flatnonzero(done)
+            ret.append(self.episode_return[ended].copy())
+            length.append(self.episode_length[ended].copy())
+            at.append(np.full(ended.size, t, dtype=np.int64))
+            self.episode_return[done] = 0.0
+            self.episode_length[done] = 0
+            self.first = self.autoreset
+            self.autoreset = terminated | truncated
+            self.obs = next_obs
+        chunk = {k: np.stack(v) for k, v in out.items()}
+        chunk["episode_return"] = np.concatenate(ret)
+        chunk["episode_length"] = np.concatenate(length)
+        chunk["episode_step"] = np.concatenate(at)
+        return chunk
+
+    def close(self) -> None:
+        """Close the envs."""
+        self.envs.close()
+
+
+def selfplay_on_ray(trainer: EZTrainer, logger: MetricsLogger, progress: RunProgress) -> None:
+    """The Ray loop of an :class:`~rltransfer.train_efficientzero.EZTrainer`: while the actors
+    play round ``k+1``, the learner writes round ``k`` into its replay step by step, learning,
+    checkpointing and evaluating after each vector step exactly as the local loop does.
+
+    A round lost to a dead actor is dropped (the actor is restarted with the current
+    self-play weights and new games; replay starts new game streams there) and logged as an
+    ``actors`` record with the restart count.
+    """
+    from rltransfer.distributed.pool import ActorPool, ActorResources
+
+    cfg = trainer.cfg
+    if trainer.env_steps >= cfg.total_env_steps:
+        return
+    trainer.replay.begin_stream()
+    interval = cfg.selfplay_update_interval_updates
+    pool = ActorPool(
+        SelfPlayWorker, to_dict(cfg), cfg.num_actors, cfg.actor_chunk_steps,
+        selfplay_tensors(trainer.selfplay_network), seed=cfg.seed + 31 * trainer.env_steps,
+        address=cfg.ray_address,
+        resources=ActorResources(cfg.ray_cpus_per_actor, cfg.ray_gpus_per_actor,
+                                 cfg.ray_learner_gpus),
+    )
+
+    def warming_up() -> bool:
+        return cfg.random_warmup_actions and trainer.num_updates == 0
+
+    round_env_steps = cfg.actor_chunk_steps * cfg.num_envs
+    synced = trainer.num_updates // interval
+    try:
+        pool.request(trainer.env_steps, random_actions=warming_up())
+        while trainer.env_steps < cfg.total_env_steps:
+            tick = time.perf_counter()
+            got = pool.gather()
+            trainer._selfplay_seconds += time.perf_counter() - tick  # waiting for actors
+            weights = None
+            if got is None or trainer.num_updates // interval != synced:
+                weights = selfplay_tensors(trainer.selfplay_network)
+                synced = trainer.num_updates // interval
+            if got is None:  # an actor failed and was restarted: its round is dropped
+                logger.log("actors", trainer.env_steps, restarts=pool.restarts)
+                trainer.replay.begin_stream()
+                pool.request(trainer.env_steps, weights, random_actions=warming_up())
+                continue
+            if trainer.env_steps + round_env_steps < cfg.total_env_steps:
+                pool.request(trainer.env_steps + round_env_steps, weights,
+                             random_actions=warming_up())
+            s = got.steps
+            for t in range(got.num_steps):
+                if trainer.env_steps >= cfg.total_env_steps:
+                    break
+                trainer.replay.add(s["obs"][t], s["actions"][t], s["reward"][t],
+                                   s["terminated"][t], s["truncated"][t], s["root_values"][t],
+                                   s["policy"][t])
+                ended = got.ended_at(t)
+                trainer._log_episodes(logger, ended["episode_return"], ended["episode_length"])
+                trainer.env_steps += cfg.num_envs
+                trainer._after_env_steps(logger, progress)
+    finally:
+        pool.close()
+
+
+__all__ = ["SelfPlayWorker", "load_selfplay_tensors", "selfplay_on_ray", "selfplay_tensors"]
