@@ -59,6 +59,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rltransfer.core.checkpoint_components import (
+    apply_frozen,
+    carry_optimizer_state,
+    check_component_names,
+    component_tensors,
+    load_optimizer_state,
+    optimizer_tensors,
+    summarise_problems,
+    tensor_problems,
+)
+from rltransfer.errors import ComponentMismatchError, UnknownComponentError
 from rltransfer.nets.value_transforms import scalar_to_support
 from rltransfer.nets.world_model import EfficientZeroNet, WorldModelConfig
 from rltransfer.runtime.config import ConfigError
@@ -76,8 +87,9 @@ class NonFiniteLossError(RuntimeError):
     """The loss or its gradient is NaN/inf; the update was not applied."""
 
 
-class ComponentLoadError(ValueError):
-    """Component tensors are missing, unexpected or of the wrong shape."""
+class ComponentLoadError(ComponentMismatchError):
+    """Component tensors are missing, unexpected or of the wrong shape, or an unknown
+    component was named (a :class:`~rltransfer.errors.UserError`)."""
 
 
 @dataclass
@@ -336,18 +348,26 @@ class EfficientZeroLearner:
         self.augmentation_rng = torch.Generator().manual_seed(int(seed))
 
     # ------------------------------------------------------------------ optimizer / freezing
+    def named_components(self) -> dict[str, torch.nn.Module]:
+        """Online ``representation``, ``dynamics``, ``prediction``, ``projection``
+        (:class:`rltransfer.core.types.Agent`)."""
+        return {comp: getattr(self.network, comp) for comp in COMPONENTS}
+
+    def target_components(self) -> dict[str, torch.nn.Module]:
+        """The target network's components, by the same names."""
+        return {comp: getattr(self.target_network, comp) for comp in COMPONENTS}
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """``[SGD]`` over the trainable components."""
+        return [self.optimizer]
+
     def _trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
-        out = []
-        for comp in COMPONENTS:
-            if comp in self.frozen:
-                continue
-            for name, p in getattr(self.network, comp).named_parameters():
-                out.append((f"{comp}/{name}", p))
-        return out
+        """``(<component>/<param>, parameter)`` of the trainable components (sets
+        ``requires_grad`` of every component)."""
+        return [(name.replace(".", "/", 1), p)
+                for name, p in apply_frozen(self.named_components(), self.frozen)]
 
     def _make_optimizer(self) -> torch.optim.SGD:
-        for comp in COMPONENTS:
-            getattr(self.network, comp).requires_grad_(comp not in self.frozen)
         named = self._trainable()
         self._param_names = {id(p): n for n, p in named}
         params = [p for _, p in named] or [torch.nn.Parameter(torch.zeros(1))]
@@ -360,21 +380,13 @@ class EfficientZeroLearner:
         of parameters that stay trainable is kept.
 
         Raises:
-            ComponentLoadError: an unknown component name.
+            UnknownComponentError: an unknown component name (the message lists them).
         """
-        wanted = set(components)
-        unknown = wanted - set(COMPONENTS)
-        if unknown:
-            raise ComponentLoadError(
-                f"unknown components {sorted(unknown)}; choose from {list(COMPONENTS)}"
-            )
-        old = {self._param_names[id(p)]: st for p, st in self.optimizer.state.items()
-               if id(p) in self._param_names}
+        wanted = set(check_component_names(components, COMPONENTS, "freeze", "the learner"))
+        old = self.optimizer
         self.frozen = wanted
         self.optimizer = self._make_optimizer()
-        for name, p in self._trainable():
-            if name in old:
-                self.optimizer.state[p] = old[name]
+        carry_optimizer_state(old, self.optimizer)
 
     def freeze(self, components: Iterable[str]) -> None:
         """Freeze ``components`` in addition to the already frozen ones."""
@@ -393,33 +405,15 @@ class EfficientZeroLearner:
                 tensors (checked for all components before anything changes), e.g. a
                 ``prediction`` from a model with another number of actions.
         """
-        comps = list(dict.fromkeys(components))
-        unknown = (set(comps) | set(freeze)) - set(COMPONENTS)
-        if unknown:
-            raise ComponentLoadError(
-                f"unknown components {sorted(unknown)}; choose from {list(COMPONENTS)}"
-            )
-        states: dict[str, dict[str, torch.Tensor]] = {}
-        problems: list[str] = []
-        for comp in comps:
-            head = f"{prefix}{comp}/"
-            given = {k[len(head):]: v for k, v in tensors.items() if k.startswith(head)}
-            mine = getattr(self.network, comp).state_dict()
-            problems += _state_problems(given, mine, head)
-            states[comp] = given
-        if problems:
-            raise ComponentLoadError(
-                "cannot load components: " + "; ".join(problems[:10])
-                + (f" (and {len(problems) - 10} more)" if len(problems) > 10 else "")
-                + ". Load from a model with the same WorldModelConfig, obs shape and actions."
-            )
-        for comp, state in states.items():
-            for net in (self.network, self.target_network):
-                getattr(net, comp).load_state_dict(
-                    {k: v.to(self.device) for k, v in state.items()})
-            for _, p in getattr(self.network, comp).named_parameters():
-                self.optimizer.state.pop(p, None)
-        self.freeze(freeze)
+        from rltransfer.methods.weight_transfer import freeze_components, transfer_components
+
+        given = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            check_component_names(freeze, COMPONENTS, "freeze", "the learner")
+            transfer_components(self, given, components, strict=True)
+            freeze_components(self, freeze)
+        except (UnknownComponentError, ComponentMismatchError) as e:
+            raise ComponentLoadError(str(e)) from e
 
     # ------------------------------------------------------------------ learning
     def _check_batch(self, batch: EZBatch) -> None:
@@ -625,18 +619,9 @@ class EfficientZeroLearner:
         ``learner/frozen`` uint8[4] (in :data:`COMPONENTS` order),
         ``learner/augmentation_rng`` uint8 (state of the augmentation generator).
         """
-        out: dict[str, torch.Tensor] = {}
-        for head, net in (("", self.network), ("target/", self.target_network)):
-            for comp in COMPONENTS:
-                for name, v in getattr(net, comp).state_dict().items():
-                    out[f"{head}{comp}/{name}"] = v.detach().cpu().clone().contiguous()
-        for p, st in self.optimizer.state.items():
-            pname = self._param_names.get(id(p))
-            if pname is None:
-                continue
-            for key, value in st.items():
-                if torch.is_tensor(value):
-                    out[f"optimizer/{pname}/{key}"] = value.detach().cpu().clone().contiguous()
+        out = component_tensors(self.named_components())
+        out.update(component_tensors(self.target_components(), "target/"))
+        out.update(optimizer_tensors(self.optimizer, self._param_names, "optimizer/", "/"))
         out["learner/num_updates"] = torch.tensor([self.num_updates], dtype=torch.int64)
         out["learner/frozen"] = torch.tensor([c in self.frozen for c in COMPONENTS],
                                              dtype=torch.uint8)
@@ -682,7 +667,7 @@ class EfficientZeroLearner:
                 prefix = f"{head}{comp}/"
                 mine = getattr(net, comp).state_dict()
                 given = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-                problems += _state_problems(given, mine, prefix)
+                problems += tensor_problems(given, mine, prefix)
                 known |= {prefix + k for k in given}
                 states[(head, comp)] = given
         for key in ("learner/num_updates", "learner/frozen"):
@@ -715,10 +700,7 @@ class EfficientZeroLearner:
         if extra:
             problems.append(f"unexpected tensors {extra[:5]}")
         if problems:
-            raise ComponentLoadError(
-                "cannot restore the learner: " + "; ".join(problems[:10])
-                + (f" (and {len(problems) - 10} more)" if len(problems) > 10 else "")
-            )
+            raise ComponentLoadError("cannot restore the learner: " + summarise_problems(problems))
         for (head, comp), state in states.items():
             net = self.network if head == "" else self.target_network
             getattr(net, comp).load_state_dict({k: v.to(self.device) for k, v in state.items()})
@@ -729,24 +711,7 @@ class EfficientZeroLearner:
             self.augmentation_rng.set_state(
                 tensors["learner/augmentation_rng"].to("cpu", torch.uint8).contiguous())
         self.optimizer = self._make_optimizer()
-        for pname, p in self._trainable():
-            if pname in momentum:
-                self.optimizer.state[p] = {
-                    "momentum_buffer": momentum[pname].to(self.device, p.dtype).clone()}
+        load_optimizer_state(self.optimizer, self._param_names,
+                             {n: {"momentum_buffer": m} for n, m in momentum.items()},
+                             self.device)
 
-
-def _state_problems(given: Mapping[str, torch.Tensor], mine: Mapping[str, torch.Tensor],
-                    prefix: str) -> list[str]:
-    problems = []
-    missing = sorted(set(mine) - set(given))
-    unexpected = sorted(set(given) - set(mine))
-    if missing:
-        problems.append(f"missing {[prefix + k for k in missing[:5]]}"
-                        + (f" (+{len(missing) - 5})" if len(missing) > 5 else ""))
-    if unexpected:
-        problems.append(f"unexpected {[prefix + k for k in unexpected[:5]]}")
-    for k in sorted(set(mine) & set(given)):
-        if tuple(given[k].shape) != tuple(mine[k].shape):
-            problems.append(
-                f"{prefix}{k}: saved {tuple(given[k].shape)} vs model {tuple(mine[k].shape)}")
-    return problems

@@ -6,8 +6,9 @@ layout in checkpoints, so older checkpoints stay readable) and by
 :mod:`rltransfer.methods.weight_transfer`.
 
 Conventions: a *component* is a named ``nn.Module`` (:meth:`rltransfer.core.types.Agent.
-named_components`); a parameter's *qualified name* is ``<component>.<parameter name>``;
-tensors are flat ``{key: tensor}`` dicts of contiguous CPU tensors.
+named_components`); its *component tensors* are keyed ``<component>/<state_dict key>``
+(:data:`COMPONENT_SEP`; the layout of EfficientZero's ``final/`` artifact); tensors are flat
+``{key: tensor}`` dicts of contiguous CPU tensors.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from torch import nn
 
 from rltransfer.errors import UnknownComponentError
 
+COMPONENT_SEP = "/"
+"""Separator of component and parameter in component tensors: ``representation/layers.0.weight``
+(component names and ``state_dict`` keys contain no ``/``)."""
+
 __all__ = [
+    "COMPONENT_SEP",
     "apply_frozen",
     "carry_optimizer_state",
     "check_component_names",
@@ -53,19 +59,21 @@ def check_component_names(
     unknown = [n for n in wanted if n not in known_list]
     if unknown:
         raise UnknownComponentError(
-            f"cannot {action} {', '.join(map(repr, unknown))}: {owner}'s component modules "
-            f"are {', '.join(known_list)}"
+            f"cannot {action} {', '.join(map(repr, unknown))}: unknown components; {owner}'s "
+            f"component modules are {', '.join(known_list)}"
         )
     return wanted
 
 
 def component_tensors(
-    modules: Mapping[str, nn.Module], prefix: str = "", sep: str = "."
+    modules: Mapping[str, nn.Module], prefix: str = "", sep: str = COMPONENT_SEP
 ) -> dict[str, torch.Tensor]:
     """Every ``state_dict`` entry (parameters and buffers) of ``modules`` as
     ``{prefix}{component}{sep}{key}`` -> detached contiguous CPU copy.
 
-    With the defaults the keys are those of ``nn.ModuleDict(modules).state_dict()``.
+    With the defaults the keys are the component tensors' keys ``<component>/<key>`` (what
+    :func:`rltransfer.methods.weight_transfer.transfer_components` reads); with ``sep="."``
+    and no prefix, those of ``nn.ModuleDict(modules).state_dict()``.
     """
     out: dict[str, torch.Tensor] = {}
     for name, module in modules.items():

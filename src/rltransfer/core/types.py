@@ -6,9 +6,8 @@ networks as *named components* (``R2D2Agent``: ``torso``, ``core``, ``head``; ``
 ``prediction``, ``projection``), its target copies of them, its optimizers, which components
 are frozen, and its whole resumable state as flat tensors (safetensors-ready, no pickle).
 
-A component's tensors are addressed as ``<component>.<state_dict key>`` (the keys of
-``nn.ModuleDict(agent.named_components()).state_dict()``); see
-:func:`rltransfer.core.checkpoint_components.component_tensors`.
+A component's tensors are addressed as ``<component>/<state_dict key>`` (e.g.
+``torso/convs.0.weight``); see :func:`rltransfer.core.checkpoint_components.component_tensors`.
 """
 
 from __future__ import annotations
