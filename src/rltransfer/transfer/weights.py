@@ -1,4 +1,8 @@
-"""Weight transfer: initialise a new agent from a pretrained one, by named module.
+"""Weight transfer for R2D2: initialise a new agent from a pretrained one, by named module.
+
+The R2D2-specific layer over :mod:`rltransfer.methods.weight_transfer` (which works for any
+agent by component name): init modes, the spaces check, and the Behavior Transfer head with
+its extra action a+.
 
 Campos et al. 2021 (Sec. 5, Figure 6) compare *full* initialisation (every weight, head
 included) and *partial* initialisation (torso and recurrent core loaded, head re-initialised);
@@ -19,10 +23,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from rltransfer.agents.policy import POLICY_PREFIX, load_policy_tensors, resolve_checkpoint
+from rltransfer.agents.policy import POLICY_PREFIX
 from rltransfer.agents.r2d2 import R2D2Agent
+from rltransfer.core.checkpoint_components import check_component_names
+from rltransfer.methods.weight_transfer import (
+    freeze_components,
+    load_component_tensors,
+    transfer_components,
+)
 from rltransfer.policy import SpaceMismatchError
-from rltransfer.runtime.checkpoint import CheckpointError, load_checkpoint
+from rltransfer.runtime.checkpoint import CheckpointError
 
 INIT_MODULES: dict[str, tuple[str, ...]] = {
     "none": (),
@@ -141,31 +151,30 @@ def initialise_from(
         The pretrained checkpoint's metadata.
 
     Raises:
-        ValueError: unknown mode or module name.
+        ValueError: unknown mode.
+        UnknownComponentError: unknown module name.
         SpaceMismatchError: the spaces differ.
-        CheckpointError: missing, corrupt or shape-mismatched checkpoint.
+        CheckpointError: missing or corrupt checkpoint, or a mis-shaped head (with a+).
+        ComponentMismatchError: missing or shape-mismatched module tensors.
     """
     if mode not in INIT_MODULES:
         raise ValueError(f"unknown init mode {mode!r}; choose one of {sorted(INIT_MODULES)}")
-    modules = sorted(agent.named_modules_for_transfer())
-    unknown = set(freeze) - set(modules)
-    if unknown:
-        raise ValueError(f"cannot freeze {sorted(unknown)}: modules are {modules}")
-    ckpt = resolve_checkpoint(path)
-    tensors, meta = load_checkpoint(ckpt)
+    check_component_names(freeze, agent.named_components(), "freeze", "R2D2Agent")
+    components, meta, ckpt = load_component_tensors(path)
     check_spaces(meta, agent.obs_shape, num_env_actions, str(ckpt))
     load_modules = INIT_MODULES[mode]
     pretrained_actions = int(meta.get("architecture", {}).get("num_actions", num_env_actions))
     extra_head = ("head" in load_modules and agent.num_actions == num_env_actions + 1
                   and pretrained_actions == num_env_actions)
+    tensors = {f"{POLICY_PREFIX}{k.replace('/', '.', 1)}": v for k, v in components.items()}
     if extra_head:
         # Check the head before loading anything, so that a bad checkpoint changes nothing.
         _extra_head_plan(agent, tensors, num_env_actions, str(ckpt))
         load_modules = tuple(m for m in load_modules if m != "head")
     if load_modules:
-        load_policy_tensors(agent, tensors, load_modules, source=str(ckpt))
+        transfer_components(agent, components, load_modules, source=str(ckpt))
     if extra_head:
         load_head_with_extra_action(agent, tensors, num_env_actions, str(ckpt))
     if freeze:
-        agent.set_frozen(set(freeze))
+        freeze_components(agent, freeze)
     return meta
