@@ -852,8 +852,8 @@ class R2D2Agent:
         parameters that have been updated), ``num_updates`` ``int64[1]``, ``frozen``
         ``uint8[3]`` (torso, core, head).
         """
-        out = component_tensors(self.named_components(), "online.")
-        out.update(component_tensors(self.target_components(), "target."))
+        out = component_tensors(self.named_components(), "online.", ".")
+        out.update(component_tensors(self.target_components(), "target.", "."))
         out.update(optimizer_tensors(self.optimizer, self._opt_names_by_id(), "optimizer."))
         out["num_updates"] = torch.tensor([self.num_updates], dtype=torch.int64)
         out["frozen"] = torch.tensor([n in self.frozen for n in MODULE_NAMES], dtype=torch.uint8)

@@ -750,8 +750,8 @@ class SACAgent:
         ``log_alpha`` ``[1]``, ``optimizer.<critic|actor|alpha>.<param name>.<field>``,
         ``num_updates`` ``int64[1]``.
         """
-        out = component_tensors(self.named_components(), "online.")
-        out.update(component_tensors(self.target_components(), "target."))
+        out = component_tensors(self.named_components(), "online.", ".")
+        out.update(component_tensors(self.target_components(), "target.", "."))
         out["log_alpha"] = self.log_alpha.detach().cpu().reshape(1).clone()
         names = self._param_names()
         for oname, opt in self._optimizers().items():
