@@ -35,11 +35,17 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from rltransfer.agents.efficientzero import EfficientZeroConfig, EfficientZeroLearner
+from rltransfer.agents.efficientzero import COMPONENTS, EfficientZeroConfig, EfficientZeroLearner
 from rltransfer.agents.mcts import BatchedMCTS, MCTSConfig, select_action
 from rltransfer.agents.reanalyse import ReanalyseConfig, Reanalyser
+from rltransfer.core.checkpoint_components import check_component_names
 from rltransfer.envs import env_spec, make_env
 from rltransfer.evaluate.protocol import eval_env_kwargs, evaluate_policy
+from rltransfer.methods.weight_transfer import (
+    freeze_components,
+    load_component_tensors,
+    transfer_components,
+)
 from rltransfer.nets.world_model import EfficientZeroNet, WorldModelConfig, world_model_preset
 from rltransfer.replay import FrameStacker
 from rltransfer.replay.game_segment import GameSegmentReplay
@@ -119,6 +125,15 @@ class EZTrainConfig:
         checkpoint_every_env_steps / keep_checkpoints / checkpoint_replay: checkpointing
             (with the replay, resuming continues exactly; without it, learning restarts
             after another ``warmup_env_steps``).
+        init_from: run directory or checkpoint directory of an EfficientZero run whose
+            components start this run (a run dir resolves to its ``final/``, else its latest
+            checkpoint), as XTRA (Xu et al. 2023) transfers h, h+g or h+g+f. The source
+            must have the same network sizes and observation scale (and, for
+            ``prediction``, the same number of actions).
+        transfer: components loaded from ``init_from``, among ``representation``,
+            ``dynamics``, ``prediction``, ``projection`` (online and target networks).
+        freeze: components kept fixed during training (no SGD step; BatchNorm statistics
+            kept); needs ``init_from``.
         device: torch device of the learner and the networks.
         torch_threads: ``torch.set_num_threads``.
         progress: rich progress bar; tensorboard: also write TensorBoard events.
@@ -166,6 +181,9 @@ class EZTrainConfig:
     checkpoint_every_env_steps: int = 10_000
     keep_checkpoints: int = 2
     checkpoint_replay: bool = True
+    init_from: str | None = None
+    transfer: tuple[str, ...] = ()
+    freeze: tuple[str, ...] = ()
     device: str = "cpu"
     torch_threads: int = 1
     progress: bool = True
@@ -296,6 +314,13 @@ def validate(cfg: EZTrainConfig) -> None:
                 problems.append(f"{name} applies to ALE games only; leave it None")
         if cfg.terminal_on_life_loss:
             problems.append("terminal_on_life_loss applies to ALE games only")
+    check_component_names(cfg.transfer, COMPONENTS, "transfer", "EfficientZero")
+    check_component_names(cfg.freeze, COMPONENTS, "freeze", "EfficientZero")
+    if cfg.init_from is None and (cfg.transfer or cfg.freeze):
+        problems.append("transfer / freeze need init_from (--init-from RUN)")
+    if cfg.init_from is not None and not cfg.transfer:
+        problems.append("init_from needs the components to load (--transfer representation "
+                        "dynamics ...)")
     if problems:
         raise ConfigError("EZTrainConfig: " + "; ".join(problems))
 
@@ -378,6 +403,8 @@ class EZTrainer:
         self.learner = EfficientZeroLearner(cfg.learner, self.net_config, self.obs_shape,
                                             self.num_actions, device=cfg.device,
                                             seed=cfg.seed + 104_729)
+        if cfg.init_from is not None:
+            self.initialise_from(cfg.init_from)
         self.selfplay_network = copy.deepcopy(self.learner.network).eval()
         for p in self.selfplay_network.parameters():
             p.requires_grad_(False)
@@ -415,6 +442,31 @@ class EZTrainer:
     def _net_config(self) -> WorldModelConfig:
         """The preset's sizes with this suite's observation scale (255 pixels, 1 MinAtar)."""
         return ez_net_config(self.cfg)
+
+    def initialise_from(self, path: str) -> None:
+        """Load ``cfg.transfer`` components of another EfficientZero run into the learner
+        (online and target) and freeze ``cfg.freeze``, before self-play copies the network.
+
+        Raises:
+            CheckpointError: nothing loadable at ``path``, not an EfficientZero model, or
+                one with another observation scale.
+            ComponentMismatchError: tensors of another shape (named, with both shapes).
+        """
+        components, meta, ckpt = load_component_tensors(path)
+        arch = meta.get("architecture") or {}
+        if arch.get("kind") != "efficientzero":
+            raise CheckpointError(
+                f"{ckpt} does not hold an EfficientZero model (architecture kind "
+                f"{arch.get('kind')!r}); --init-from needs a train-ez run or checkpoint"
+            )
+        theirs = (arch.get("net_config") or {}).get("obs_scale")
+        if theirs is not None and float(theirs) != self.net_config.obs_scale:
+            raise CheckpointError(
+                f"{ckpt} was trained on observations scaled by 1/{theirs}, this run scales by "
+                f"1/{self.net_config.obs_scale} ({self.cfg.env_id}); transfer within a suite"
+            )
+        transfer_components(self.learner, components, self.cfg.transfer, source=str(ckpt))
+        freeze_components(self.learner, self.cfg.freeze)
 
     # ------------------------------------------------------------------ checkpoints
     def architecture(self) -> dict[str, Any]:
