@@ -24,7 +24,7 @@ import numpy as np
 import tyro
 
 from rltransfer.config import TrainConfig, apply_suite_defaults
-from rltransfer.errors import UnknownRecipeError, UserError
+from rltransfer.errors import UserError
 from rltransfer.pretrain.image_classification import ImageClassificationConfig
 from rltransfer.pretrain.inverse_dynamics import InverseDynamicsConfig
 from rltransfer.pretrain.reward_free import PRETRAIN_DEFAULTS, pretrain_reward_free
@@ -195,10 +195,11 @@ def report(args: Annotated[ReportArgs, Flat]) -> None:
 class RunArgs:
     """Run a named experiment recipe (pretraining, every strategy over seeds, report)."""
 
-    recipe: Annotated[str, tyro.conf.Positional]
-    """Behavior Transfer: bt-minigrid | bt-minigrid-benchmark | bt-atari; encoder
-    pretraining for pixel SAC: ik-reacher | ik-dmc | ik-cross | ik-distracted | ik-budget |
-    ik-budget-small | ik-vs-images; EfficientZero: ez-small | ez-atari100k."""
+    recipe: Annotated[str | None, tyro.conf.Positional, tyro.conf.arg(metavar="RECIPE")] = None
+    """A recipe name; ``rltransfer run --list`` lists them (Behavior Transfer: bt-*, encoder
+    pretraining for pixel SAC: ik-*, EfficientZero: ez-*)."""
+    list: Annotated[bool, tyro.conf.FlagCreatePairsOff] = False
+    """Print every recipe with its kind, runtime on 2 CPU cores and description, and exit."""
     out_dir: str | None = None
     """Experiment directory (default: runs/<recipe>)."""
     num_seeds: int | None = None
@@ -210,74 +211,22 @@ class RunArgs:
 
 
 def run(args: Annotated[RunArgs, Flat]) -> None:
-    """Run a recipe end to end; re-running the same command resumes it."""
-    from rltransfer.experiment import run_experiment
-    from rltransfer.recipes import RECIPES, get_recipe
-    from rltransfer.recipes.efficientzero import EZ_RECIPES
-    from rltransfer.recipes.encoder import ENCODER_RECIPES
-
-    out_dir = args.out_dir or f"runs/{args.recipe}"
-    if args.recipe in ENCODER_RECIPES:
-        _run_encoder_recipe(args, out_dir)
-        return
-    if args.recipe in EZ_RECIPES:
-        _run_ez_recipe(args, out_dir)
-        return
-    if args.recipe not in RECIPES:
-        known = sorted([*RECIPES, *ENCODER_RECIPES, *EZ_RECIPES])
-        raise UnknownRecipeError(f"unknown recipe {args.recipe!r}; available: {', '.join(known)}")
-    exp = get_recipe(args.recipe)
-    if args.num_seeds is not None:
-        exp.num_seeds = args.num_seeds
-    if args.workers is not None:
-        exp.workers = args.workers
-    if args.strategies is not None:
-        exp.strategies = args.strategies
-    if args.pretrain_env_steps is not None:
-        exp.pretrain = dataclasses.replace(exp.pretrain, total_env_steps=args.pretrain_env_steps)
-    if args.train_env_steps is not None:
-        exp.train = dataclasses.replace(exp.train, total_env_steps=args.train_env_steps)
-    run_experiment(exp, out_dir)
-
-
-def _run_encoder_recipe(args: RunArgs, out_dir: str) -> None:
-    from rltransfer.encoder_experiment import run_encoder_experiment
-    from rltransfer.recipes.encoder import ENCODER_RECIPES
-
-    exp = ENCODER_RECIPES[args.recipe]()
-    changes: dict[str, object] = {}
-    if args.num_seeds is not None:
-        changes["num_seeds"] = args.num_seeds
-    if args.workers is not None:
-        changes["workers"] = args.workers
-    if args.strategies is not None:
-        changes["strategies"] = args.strategies
-    if args.pretrain_env_steps is not None:
-        changes["ik"] = dataclasses.replace(exp.ik, num_transitions=args.pretrain_env_steps)
-    if args.train_env_steps is not None:
-        changes["sac"] = dataclasses.replace(exp.sac, total_env_steps=args.train_env_steps)
-    run_encoder_experiment(dataclasses.replace(exp, **changes), out_dir)  # type: ignore[arg-type]
-
-
-def _run_ez_recipe(args: RunArgs, out_dir: str) -> None:
-    """EfficientZero recipes are single runs: ``num_seeds`` runs, then a report."""
-    from rltransfer.evaluate.report import collect_runs, write_report
-    from rltransfer.recipes.efficientzero import EZ_RECIPES
+    """Run a recipe end to end (re-running the same command resumes it), or list them."""
+    from rltransfer.experiments import RecipeOverrides, recipe_table, run_recipe
     from rltransfer.runtime.config import ConfigError
-    from rltransfer.train_efficientzero import train_efficientzero
 
-    if args.strategies is not None or args.pretrain_env_steps is not None:
-        raise ConfigError(f"{args.recipe} has no strategies or pretraining; drop those flags")
-    run_dirs = []
-    for seed in range(args.num_seeds or 1):
-        cfg = EZ_RECIPES[args.recipe](run_dir=f"{out_dir}/runs/seed_{seed}", seed=seed)
-        if args.train_env_steps is not None:
-            cfg = dataclasses.replace(cfg, total_env_steps=args.train_env_steps,
-                                      replay_capacity_env_steps=args.train_env_steps)
-        run_dirs.append(train_efficientzero(cfg).run_dir)
-    finals, curves = collect_runs({args.recipe: run_dirs})
-    print(write_report(Path(out_dir) / "report.md", args.recipe, finals,
-                       learning_curves=curves))
+    if args.list:
+        print(recipe_table())
+        return
+    if args.recipe is None:
+        raise ConfigError("name a recipe (rltransfer run NAME), or list them with "
+                          "rltransfer run --list")
+    overrides = RecipeOverrides(
+        num_seeds=args.num_seeds, workers=args.workers,
+        pretrain_env_steps=args.pretrain_env_steps, train_env_steps=args.train_env_steps,
+        strategies=args.strategies,
+    )
+    run_recipe(args.recipe, overrides, args.out_dir)
 
 
 @dataclass

@@ -49,8 +49,8 @@ def strategy_config(exp: BTExperiment, strategy: str, seed: int, out: Path) -> T
     prior = str(out / "pretrain") if s.uses_pretraining else None
     return dataclasses.replace(
         exp.train,
-        explore=s.explore,  # type: ignore[arg-type]
-        init=s.init,  # type: ignore[arg-type]
+        explore=s.explore,
+        init=s.init,
         flights=s.flights,
         extra_action=s.extra_action,
         prior=prior if s.explore == "bt" else None,

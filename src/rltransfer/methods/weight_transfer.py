@@ -123,7 +123,8 @@ def transfer_components(
     Raises:
         UnknownComponentError: a name that is not one of ``dst``'s components (the message
             lists them).
-        ComponentMismatchError: a component with no tensors in ``src_tensors``, or (strict)
+        ComponentMismatchError: a component (with tensors) that has none in ``src_tensors``,
+            or (strict)
             missing / unexpected tensors, or a tensor of another shape (named, with both
             shapes). Nothing is loaded when any check fails.
     """
@@ -135,10 +136,10 @@ def transfer_components(
     for name in names:
         head = f"{name}{COMPONENT_SEP}"
         given = {k[len(head):]: v for k, v in src_tensors.items() if k.startswith(head)}
-        if not given:
+        mine = online[name].state_dict()
+        if not given and mine:
             problems.append(f"no {head}* tensors")
             continue
-        mine = online[name].state_dict()
         problems += tensor_problems(given, mine, head, strict=strict)
         plan[name] = {k: v for k, v in given.items() if k in mine}
     if problems:

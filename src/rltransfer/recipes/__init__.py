@@ -25,23 +25,48 @@ RND's, at ~1.2x RND's cost per env step.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from rltransfer.agents.r2d2 import R2D2Config
 from rltransfer.config import TrainConfig
 from rltransfer.errors import UnknownRecipeError
 from rltransfer.intrinsic.ngu import NGUConfig
+from rltransfer.runtime.config import ConfigError
+
+Explore = Literal["epsilon_greedy", "ez_greedy", "bt"]
+"""How a transfer run explores: the values of :attr:`TrainConfig.explore`."""
+Init = Literal["none", "full", "partial"]
+"""Where a transfer run's weights come from: the values of :attr:`TrainConfig.init`."""
 
 
 @dataclass(frozen=True)
 class Strategy:
-    """One way of starting the task: exploration and where the weights come from."""
+    """One way of starting the task: exploration and where the weights come from.
+
+    ``explore`` and ``init`` take :class:`~rltransfer.config.TrainConfig`'s values (typed
+    as the same ``Literal`` types, so they reach the config checked by mypy).
+
+    Raises:
+        ConfigError: ``explore`` or ``init`` outside its ``Literal`` values (at construction).
+    """
 
     name: str
-    explore: str = "epsilon_greedy"
-    init: str = "none"
+    explore: Explore = "epsilon_greedy"
+    init: Init = "none"
     flights: bool = True
     extra_action: bool = True
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(Strategy)
+        for key in ("explore", "init"):
+            allowed = typing.get_args(hints[key])
+            if getattr(self, key) not in allowed:
+                raise ConfigError(
+                    f"strategy {self.name!r}: {key}={getattr(self, key)!r} is not one of "
+                    f"{list(allowed)}"
+                )
 
     @property
     def uses_pretraining(self) -> bool:
@@ -77,6 +102,11 @@ class BTExperiment:
         num_seeds: seeds per strategy (0 .. num_seeds - 1).
         zero_shot_episodes: episodes to score the pretrained policy on the task reward.
         workers: training runs in parallel (processes, one torch thread each).
+
+    Raises:
+        UnknownRecipeError: a strategy not in :data:`STRATEGIES` (at construction).
+        ConfigError: ``num_seeds``, ``workers`` or ``zero_shot_episodes`` below 1, or no
+            strategies.
     """
 
     name: str
@@ -94,8 +124,22 @@ class BTExperiment:
     workers: int = 2
     description: str = ""
 
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        if unknown:
+            raise UnknownRecipeError(
+                f"{self.name}: unknown strategies {unknown}; available: {', '.join(STRATEGIES)}"
+            )
+        if not self.strategies:
+            raise ConfigError(f"{self.name}: strategies is empty")
+        if min(self.num_seeds, self.workers, self.zero_shot_episodes) < 1:
+            raise ConfigError(
+                f"{self.name}: num_seeds, workers and zero_shot_episodes must be >= 1, got "
+                f"{self.num_seeds}, {self.workers}, {self.zero_shot_episodes}"
+            )
 
-def _small_agent(**overrides: object) -> R2D2Config:
+
+def _small_agent(**overrides: Any) -> R2D2Config:
     # gamma 0.9: MiniGrid has no-op actions (pickup/drop/toggle/done in empty cells), and with
     # gamma near 1 their Q-values differ from moving by under 1%, below the approximation
     # noise; the episode cap already bounds horizons to a few hundred steps.
@@ -106,7 +150,7 @@ def _small_agent(**overrides: object) -> R2D2Config:
         torso="mlp", feature_dim=128, hidden=128, lr=1e-3, adam_eps=1e-6, batch_size=64,
         n_step=5, gamma=0.9, target_update_period_updates=250,
     )
-    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **overrides)
 
 
 def bt_minigrid() -> BTExperiment:
@@ -116,15 +160,16 @@ def bt_minigrid() -> BTExperiment:
     replay), a CPU-budget stand-in for the paper's conv + LSTM agent (see ``bt-atari``).
     """
     env = "MiniGrid-DoorKey-5x5-v0"
-    common = dict(env_id=env, num_envs=8, replay_capacity_env_steps=50_000,
-                  learning_starts_env_steps=1_000, env_steps_per_update=4.0,
-                  eval_every_env_steps=5_000, eval_episodes=10, checkpoint_every_env_steps=10_000,
-                  epsilon_schedule="linear", epsilon=0.05, epsilon_decay_env_steps=10_000,
-                  prior_epsilon=0.05, agent=_small_agent())
-    pretrain = TrainConfig(**common, total_env_steps=20_000, reward_free=True,  # type: ignore[arg-type]
-                           intrinsic="rnd", intrinsic_scale=1.0, seed=1_000, rnd_torso="mlp",
-                           rnd_feature_dim=64, rnd_hidden=128)
-    train = TrainConfig(**common, task="goal", total_env_steps=25_000)  # type: ignore[arg-type]
+    common = TrainConfig(
+        env_id=env, num_envs=8, replay_capacity_env_steps=50_000,
+        learning_starts_env_steps=1_000, env_steps_per_update=4.0, eval_every_env_steps=5_000,
+        eval_episodes=10, checkpoint_every_env_steps=10_000, epsilon_schedule="linear",
+        epsilon=0.05, epsilon_decay_env_steps=10_000, prior_epsilon=0.05, agent=_small_agent(),
+    )
+    pretrain = dataclasses.replace(common, total_env_steps=20_000, reward_free=True,
+                                   intrinsic="rnd", intrinsic_scale=1.0, seed=1_000,
+                                   rnd_torso="mlp", rnd_feature_dim=64, rnd_hidden=128)
+    train = dataclasses.replace(common, task="goal", total_env_steps=25_000)
     return BTExperiment(
         name="bt-minigrid", pretrain=pretrain, train=train,
         description="Reward-free RND pretraining on MiniGrid DoorKey-5x5, then the goal task.",
@@ -167,38 +212,38 @@ def bt_atari() -> BTExperiment:
     # R2D2 defaults: gamma 0.997, n 5, lr 1e-4, target 2500 updates; recurrent core.
     agent = R2D2Config(core="lstm", lstm_hidden=512, sequence_length=80, burn_in=40,
                        sequence_overlap=40)
-    common = dict(env_id=env, num_envs=8, replay_capacity_env_steps=1_000_000,
-                  learning_starts_env_steps=20_000, env_steps_per_update=4.0,
-                  eval_every_env_steps=250_000, eval_episodes=10,
-                  checkpoint_every_env_steps=250_000, checkpoint_replay=False, agent=agent,
-                  sticky_action_prob=0.0)
-    pretrain = TrainConfig(**common, total_env_steps=50_000_000, reward_free=True,  # type: ignore[arg-type]
-                           intrinsic="ngu", intrinsic_scale=0.3, seed=1_000)
-    train = TrainConfig(**common, total_env_steps=50_000_000)  # type: ignore[arg-type]
+    common = TrainConfig(
+        env_id=env, num_envs=8, replay_capacity_env_steps=1_000_000,
+        learning_starts_env_steps=20_000, env_steps_per_update=4.0,
+        eval_every_env_steps=250_000, eval_episodes=10, checkpoint_every_env_steps=250_000,
+        checkpoint_replay=False, agent=agent, sticky_action_prob=0.0,
+    )
+    pretrain = dataclasses.replace(common, total_env_steps=50_000_000, reward_free=True,
+                                   intrinsic="ngu", intrinsic_scale=0.3, seed=1_000)
+    train = dataclasses.replace(common, total_env_steps=50_000_000)
     return BTExperiment(
         name="bt-atari", pretrain=pretrain, train=train, num_seeds=3, workers=1,
         description="Paper-scale Behavior Transfer on Ms. Pac-Man (needs a GPU or a cluster).",
     )
 
 
-RECIPES = {
-    "bt-minigrid": bt_minigrid,
-    "bt-minigrid-benchmark": bt_minigrid_benchmark,
-    "bt-atari": bt_atari,
-}
-
-
 def get_recipe(name: str) -> BTExperiment:
-    """Look up a recipe by name.
+    """The config of Behavior Transfer recipe ``name``, from the one recipe registry
+    (:mod:`rltransfer.experiments.registry`).
 
     Raises:
-        UnknownRecipeError (a ``KeyError``): unknown name (the message lists the recipes).
+        UnknownRecipeError (a ``KeyError``): no Behavior Transfer recipe of that name (the
+            message lists them).
     """
-    if name not in RECIPES:
+    from rltransfer.experiments.registry import BT_RECIPES
+
+    bt = {r.name: r for r in BT_RECIPES}
+    if name not in bt:
         raise UnknownRecipeError(
-            f"unknown recipe {name!r}; available: {', '.join(sorted(RECIPES))}"
+            f"unknown recipe {name!r}; Behavior Transfer recipes: {', '.join(sorted(bt))}"
         )
-    return RECIPES[name]()
+    return bt[name].build()
 
 
-__all__ = ["RECIPES", "STRATEGIES", "BTExperiment", "Strategy", "field", "get_recipe"]
+__all__ = ["STRATEGIES", "BTExperiment", "Explore", "Init", "Strategy", "bt_atari",
+           "bt_minigrid", "bt_minigrid_benchmark", "get_recipe"]

@@ -14,17 +14,52 @@
   observations and consistency targets, no latent min-max normalisation and uniformly random
   actions before the first update (all as the public EfficientZero code). A GPU job
   (REFERENCE.md: ~20 s per training step at batch 256 on a 2-core CPU).
+
+The ``ez-*`` recipes of ``rltransfer run`` are :class:`EZExperiment` s built from these
+(:func:`ez_small_experiment`, :func:`ez_atari100k_experiment`): ``num_seeds`` runs of one
+config, then a report (:func:`rltransfer.experiments.efficientzero.run_ez_experiment`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from dataclasses import dataclass
 
 from rltransfer.agents.efficientzero import EfficientZeroConfig
 from rltransfer.agents.mcts import MCTSConfig
 from rltransfer.agents.reanalyse import ReanalyseConfig
+from rltransfer.runtime.config import ConfigError
 from rltransfer.train_efficientzero import EZTrainConfig
+
+
+@dataclass
+class EZExperiment:
+    """``num_seeds`` EfficientZero runs of one config, then a report.
+
+    Attributes:
+        name: the report's title and the label of its runs.
+        train: the run config; seed ``k`` (``0 .. num_seeds - 1``) trains with seed
+            ``train.seed + k`` in ``<out>/runs/seed_<k>`` (``run_dir`` is set per seed).
+        num_seeds: runs.
+        workers: runs in parallel (processes; 1 runs them one after another here).
+        description: one line on what the experiment is.
+
+    Raises:
+        ConfigError: ``num_seeds`` or ``workers`` below 1 (at construction).
+    """
+
+    name: str
+    train: EZTrainConfig
+    num_seeds: int = 1
+    workers: int = 1
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.num_seeds < 1 or self.workers < 1:
+            raise ConfigError(
+                f"{self.name}: num_seeds and workers must be >= 1, got {self.num_seeds}, "
+                f"{self.workers}"
+            )
 
 
 def ez_small(run_dir: str = "runs/ez-small", seed: int = 0, device: str = "cpu",
@@ -96,16 +131,22 @@ def ez_atari100k(game: str = "MsPacman", run_dir: str | None = None, seed: int =
     )
 
 
-def _ez_atari100k_here(run_dir: str, seed: int) -> EZTrainConfig:
-    """``ez_atari100k`` on the GPU when one is visible, else on the CPU (slow: a smoke run)."""
+def ez_small_experiment() -> EZExperiment:
+    """The ``ez-small`` recipe: :func:`ez_small` (MinAtar Breakout, 20k env steps), 1 seed."""
+    return EZExperiment(
+        name="ez-small", train=ez_small(),
+        description="EfficientZero on MinAtar Breakout at CPU scale (small network, 8 "
+                    "simulations, 20k env steps).",
+    )
+
+
+def ez_atari100k_experiment() -> EZExperiment:
+    """The ``ez-atari100k`` recipe: :func:`ez_atari100k` on Ms. Pac-Man, 1 seed, on the GPU
+    when one is visible at build time, else on the CPU (slow: a smoke run)."""
     import torch
 
-    return ez_atari100k(run_dir=run_dir, seed=seed,
-                        device="cuda" if torch.cuda.is_available() else "cpu")
-
-
-EZ_RECIPES: dict[str, Callable[..., EZTrainConfig]] = {
-    "ez-small": ez_small,
-    "ez-atari100k": _ez_atari100k_here,
-}
-"""EfficientZero recipes for ``rltransfer run``: name -> ``f(run_dir=..., seed=...)``."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return EZExperiment(
+        name="ez-atari100k", train=ez_atari100k(run_dir="runs/ez-atari100k", device=device),
+        description="EfficientZero's Atari100k settings on Ms. Pac-Man (a GPU job).",
+    )

@@ -19,9 +19,10 @@ experiment:
 with ``"builtin"`` every seed ``k`` gets its own clip (``distraction_seed + k``; the paper
 plays one video per run) and its own IK pretraining on that clip.
 
-Presets (:data:`ENCODER_RECIPES`): ``ik-reacher`` (the CPU benchmark), ``ik-dmc``,
-``ik-cross``, ``ik-distracted``, ``ik-budget`` (paper scale: N = 80k), ``ik-budget-small``,
-``ik-vs-images`` (IK vs image classification vs scratch, the paper's Sec. 4.1).
+Presets (registered in :mod:`rltransfer.experiments.registry`): ``ik-reacher`` (the CPU
+benchmark), ``ik-dmc``, ``ik-cross``, ``ik-distracted``, ``ik-budget`` (paper scale:
+N = 80k), ``ik-budget-small``, ``ik-vs-images`` (IK vs image classification vs scratch, the
+paper's Sec. 4.1).
 """
 
 from __future__ import annotations
@@ -240,12 +241,11 @@ def ik_vs_images() -> EncoderExperiment:
     )
 
 
-ENCODER_RECIPES: dict[str, Callable[[], EncoderExperiment]] = {
-    "ik-reacher": ik_reacher,
-    "ik-dmc": ik_dmc,
-    "ik-cross": ik_cross,
-    "ik-distracted": ik_distracted,
-    "ik-budget": ik_budget,
-    "ik-budget-small": ik_budget_small,
-    "ik-vs-images": ik_vs_images,
-}
+def __getattr__(name: str) -> dict[str, Callable[[], EncoderExperiment]]:
+    """``ENCODER_RECIPES``: name -> builder of the ``encoder`` recipes of the one registry
+    (:data:`rltransfer.experiments.registry.ENCODER_RECIPES`), kept for older imports."""
+    if name == "ENCODER_RECIPES":
+        from rltransfer.experiments.registry import ENCODER_RECIPES
+
+        return {r.name: r.build for r in ENCODER_RECIPES}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
