@@ -1,7 +1,12 @@
-"""Named, typed experiment presets.
+"""Named, typed experiment presets: the Behavior Transfer ones (``bt-*``).
 
-A recipe is a :class:`BTExperiment`: reward-free pretraining on one environment, then each
-transfer strategy trained on the task reward with several seeds, then a report. The presets:
+Every recipe (``bt-*`` here, ``ik-*`` in :mod:`rltransfer.recipes.encoder`, ``ez-*`` in
+:mod:`rltransfer.recipes.efficientzero`) is registered once, with its kind, description and
+runtime, in :mod:`rltransfer.experiments.registry`; ``rltransfer run --list`` prints them.
+
+A Behavior Transfer recipe is a :class:`BTExperiment`: reward-free pretraining on one
+environment, then each transfer strategy trained on the task reward with several seeds, then a
+report. The presets:
 
 * ``bt-minigrid`` — the demo (``rltransfer demo``): small, about 10 minutes on 2 CPU cores.
   Pretrains with RND (kept: its timing is the demo's contract). **Feedforward** agent (MLP
