@@ -101,5 +101,5 @@ def test_transfer_and_freeze_need_init_from_and_known_names() -> None:
         validate(dataclasses.replace(cfg, freeze=("representation",)))
     with pytest.raises(ConfigError, match="--transfer"):
         validate(dataclasses.replace(cfg, init_from="somewhere"))
-    with pytest.raises(ValueError, match="'value'.*representation, dynamics"):
+    with pytest.raises(ValueError, match=r"'value'.*representation, dynamics"):
         validate(dataclasses.replace(cfg, init_from="x", transfer=("value",)))
