@@ -211,8 +211,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     check_reachable(resolved)
     try:
         ray.init(address=resolved, configure_logging=False, log_to_driver=True)
-    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
-        raise _cluster_error(resolved, f"{type(e).__name__}: {e}") from e
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError,
+            ray.exceptions.RayError) as e:
+        reason = f"{type(e).__name__}: {e}"
+        if isinstance(e, ray.exceptions.AuthenticationError):
+            reason = ("the cluster uses token authentication: run with RAY_AUTH_MODE=token and "
+                      "its token in RAY_AUTH_TOKEN or ~/.ray/auth_token")
+        raise _cluster_error(resolved, reason) from e
     log.info("joined the Ray cluster at %s (%s)", resolved, ray.cluster_resources())
     return True
 

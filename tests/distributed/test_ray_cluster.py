@@ -1,0 +1,184 @@
+"""Joining an existing Ray cluster: the address comes from --ray-address, else RAY_ADDRESS,
+else a local instance; an unreachable address is one UserError line; and a tiny R2D2 run
+against a cluster started here with ``ray start --head`` on the loopback address counts the
+same env steps and updates as a local run.
+
+The cluster is started with ``--block`` in its own process group and stopped by signalling
+that group (the processes this test started), not with ``ray stop``, which would stop every
+Ray instance of the user on this shared machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rltransfer.distributed import RayClusterError, init_ray, resolve_ray_address
+from rltransfer.errors import UserError
+from rltransfer.train import Trainer
+
+from .test_ray_backend import TINY, _records
+
+ray = pytest.importorskip("ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    """A loopback port that accepts TCP connections (no Ray behind it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        yield int(s.getsockname()[1])
+
+
+@pytest.fixture
+def fake_ray_init(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Record ``ray.init``'s arguments instead of starting or joining Ray."""
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    return calls
+
+
+def test_ray_address_env_is_used_when_the_flag_is_unset(
+    monkeypatch: pytest.MonkeyPatch, listening_port: int, fake_ray_init: list[dict[str, Any]]
+) -> None:
+    address = f"127.0.0.1:{listening_port}"
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    assert init_ray(None) is True
+    assert fake_ray_init[-1]["address"] == address
+    assert "num_cpus" not in fake_ray_init[-1]  # a joined cluster keeps its own resources
+    # The flag wins over the variable.
+    flag = f"localhost:{listening_port}"
+    assert init_ray(flag) is True
+    assert fake_ray_init[-1]["address"] == flag
+    # Neither: a local instance, as before.
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert init_ray(None, num_cpus=3) is True
+    assert fake_ray_init[-1]["address"] == "local" and fake_ray_init[-1]["num_cpus"] == 3
+    assert resolve_ray_address("local") is None
+    monkeypatch.setenv("RAY_ADDRESS", "")
+    assert resolve_ray_address(None) is None
+
+
+def test_unreachable_address_is_one_user_error_line(
+    monkeypatch: pytest.MonkeyPatch, fake_ray_init: list[dict[str, Any]]
+) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    address = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    with pytest.raises(RayClusterError) as info:
+        init_ray(address)
+    message = str(info.value)
+    assert isinstance(info.value, UserError)
+    assert "\n" not in message and address in message and "ray start --head" in message
+    with pytest.raises(RayClusterError, match="HOST:PORT"):
+        init_ray("no-port-here")
+    assert fake_ray_init == []  # ray.init was never reached
+
+
+def test_cli_reports_an_unreachable_cluster_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rltransfer.cli import main
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    address = f"127.0.0.1:{_free_port()}"
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--env-id", "MiniGrid-Empty-5x5-v0", "--num-envs", "2",
+              "--total-env-steps", "16", "--backend", "ray", "--num-actors", "2",
+              "--ray-address", address, "--run-dir", str(tmp_path / "run"),
+              "--no-progress", "--no-tensorboard"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and address in err[0] and "ray start --head" in err[0]
+
+
+@pytest.fixture
+def ray_cluster() -> Iterator[str]:
+    """``ray start --head`` on 127.0.0.1 with 2 CPUs; yields its ``HOST:PORT``.
+
+    The cluster runs without token authentication (``RAY_AUTH_MODE=disabled``): Ray >= 2.5x
+    turns it on when a token exists (a local ``ray.init`` creates ``~/.ray/auth_token``),
+    and this driver process, whose Ray config was read at import, could not join it then.
+    (A user of a token cluster starts the driver with ``RAY_AUTH_MODE=token``.)
+    """
+    if ray.is_initialized():
+        ray.shutdown()
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    port = _free_port()
+    temp_dir = tempfile.mkdtemp(prefix="rlt-ray-")  # short: Ray's socket paths must fit
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(
+        [ray_bin, "start", "--head", "--block",
+         "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+         "--include-dashboard=false", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"ray start --head exited ({proc.returncode}) or timed "
+                                       "out before its port opened") from None
+                time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)  # the group this fixture started
+            proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        time.sleep(2)  # Ray's processes share the head's fate; then kill what is left
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_r2d2_run_on_a_joined_cluster_counts_like_a_local_run(
+    ray_cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cluster = Trainer(dataclasses.replace(TINY, run_dir=str(tmp_path / "cluster"),
+                                          ray_address=ray_cluster))
+    joined = cluster.run()
+    assert not ray.is_initialized()  # disconnected; the cluster itself keeps running
+    local = Trainer(dataclasses.replace(TINY, run_dir=str(tmp_path / "local"),
+                                        backend="local")).run()
+    # 384 env steps; one update per 8 env steps once learning starts at 64: (384-64)/8 = 40.
+    assert joined.env_steps == local.env_steps == 384
+    assert joined.num_updates == local.num_updates == 40
+    assert cluster.replay.num_added == 384 // 4
+    assert (len(_records(tmp_path / "cluster", "eval"))
+            == len(_records(tmp_path / "local", "eval")) == 2)
+    assert not _records(tmp_path / "cluster", "actors")  # no restarts
+    assert (tmp_path / "cluster" / "final" / "meta.json").is_file()
