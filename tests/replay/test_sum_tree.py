@@ -51,3 +51,50 @@ def test_errors() -> None:
         tree.set(np.array([0]), np.array([np.nan]))
     with pytest.raises(ValueError):
         SumTree(0)
+
+
+def _levelwise_reference(capacity: int, writes: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Node array after ``writes``, rebuilt level by level from the leaves (the layout of
+    SumTree: root at 1, leaves at ``size..``)."""
+    size = 1
+    while size < capacity:
+        size *= 2
+    leaves = np.zeros(size)
+    for idx, vals in writes:
+        for i, v in zip(idx, vals, strict=True):  # in order: the last duplicate wins
+            leaves[i] = v
+    nodes = np.zeros(2 * size)
+    nodes[size:] = leaves
+    for node in range(size - 1, 0, -1):
+        nodes[node] = nodes[2 * node] + nodes[2 * node + 1]
+    return nodes
+
+
+def test_incremental_writes_equal_a_full_rebuild_bit_for_bit() -> None:
+    rng = np.random.default_rng(1)
+    tree = SumTree(37)
+    writes = []
+    for _ in range(50):
+        idx = rng.integers(0, 37, size=rng.integers(1, 6))
+        vals = rng.random(idx.shape[0]) ** 3 * 10.0
+        tree.set(idx, vals)
+        writes.append((idx, vals))
+    # Exact equality: every node is left + right of its current children, summed bottom-up.
+    np.testing.assert_array_equal(tree.nodes, _levelwise_reference(37, writes))
+
+
+def test_find_matches_a_scalar_descent() -> None:
+    rng = np.random.default_rng(2)
+    tree = SumTree(21)
+    vals = rng.random(21)
+    vals[[0, 5, 6, 20]] = 0.0
+    tree.set(np.arange(21), vals)
+    cum = np.cumsum(vals)
+    u = rng.random(200) * tree.total
+    found = tree.find(u)
+    # Leaf k holds [cum[k] - vals[k], cum[k]); away from the boundaries (round-off) the
+    # descent must land in the interval that contains u.
+    inner = np.min(np.abs(u[:, None] - cum[None, :]), axis=1) > 1e-9
+    expected = np.searchsorted(cum, u, side="right")
+    np.testing.assert_array_equal(found[inner], expected[inner])
+    assert np.all(tree.get(found) > 0)

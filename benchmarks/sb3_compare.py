@@ -1,0 +1,306 @@
+"""Our Q-learning loop vs Stable-Baselines3's ``DQN``, side by side (issue 11, "Speed").
+
+Both train on ``MinAtar/Breakout-v1`` for the same number of env steps with one env, one torch
+thread each, the same network, batch, replay ratio, replay kind, exploration schedule,
+learning start and target-copy period, each in its own subprocess, back to back. Reported for
+each: the wall time of the whole training (building the learner and env included), the
+training loop's time, the learning time (sampling a batch plus the gradient step: our
+``Trainer._update``, SB3's ``DQN.train``), env steps/s of the loop, the number of gradient
+updates, and the final greedy return over 10 evaluation episodes (our
+:func:`~rltransfer.evaluate.protocol.evaluate_policy` for both, SB3's model wrapped as an
+:class:`~rltransfer.sb3.SB3Policy`: same eval envs and seeds). Prints a table and writes JSON.
+
+Matched settings (SB3 name = ours):
+
+* network: ``Flatten -> 400 -> 128 -> 128 -> 128 -> |A|`` with ReLUs. Our agent is torso
+  (``mlp``, feature_dim 128) -> feedforward core (Linear 128 + ReLU) -> plain head (Linear 128
+  + ReLU + Linear |A|), i.e. three hidden layers of 128, so SB3 gets ``net_arch=[128, 128,
+  128]`` by default (``--sb3-net-arch 128 128`` gives SB3 one layer fewer than ours);
+* ``batch_size=32``; ``train_freq=4``, ``gradient_steps=1`` = ``env_steps_per_update=4``;
+  ``learning_starts`` = ``learning_starts_env_steps``; uniform replay (``prioritized=False``),
+  ``buffer_size`` = ``replay_capacity_env_steps``;
+* epsilon: SB3's linear ``exploration_initial_eps -> exploration_final_eps`` over
+  ``exploration_fraction * total`` env steps = our ``epsilon_schedule="linear"`` with
+  ``epsilon_start``, ``epsilon``, ``epsilon_decay_env_steps``;
+* ``target_update_interval`` (env steps, tau = 1) = ``target_update_period_updates`` x 4;
+  ``gamma``; Adam lr and eps (SB3's default Adam eps is 1e-5); ``max_grad_norm``;
+* observations: both get our :class:`~rltransfer.envs.minatar.MinAtarEnv` frames (uint8
+  ``[4, 10, 10]`` 0/1 planes, sticky actions 0.1, ``minatar_env_fn``), SB3 through a wrapper
+  that declares the space ``Box(0, 1)`` so that SB3 does not treat it as an image and divide
+  by 255 (our torso's MinAtar ``obs_scale`` is 1); frame stack 1; seed 0 for both.
+
+Differences that remain (ours = R2D2's learner): double Q (SB3 DQN: max over the target
+network), loss ``0.5 delta^2`` (SB3: Huber / smooth L1), value rescaling off and n = 1 for
+both; before ``learning_starts`` SB3 acts uniformly at random while ours already follows the
+epsilon schedule; our replay keeps each frame once and rebuilds ``next_obs`` at sample time,
+SB3 stores ``obs`` and ``next_obs``.
+
+Usage::
+
+    python -m benchmarks.sb3_compare [--env-steps 30000] [--seed 0] [--repeats 1]
+        [--out runs/benchmarks/sb3_compare.json]
+
+Results (with the machine and load) go in ``docs/benchmarks.md``, "Ours vs Stable-Baselines3
+DQN".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_ID = "MinAtar/Breakout-v1"
+
+
+@dataclass
+class Settings:
+    """The shared settings of both learners (see the module docstring for the mapping)."""
+
+    env_steps: int = 30_000
+    seed: int = 0
+    hidden: int = 128
+    batch_size: int = 32
+    env_steps_per_update: int = 4
+    learning_starts: int = 1_000
+    buffer_size: int = 100_000
+    gamma: float = 0.99
+    lr: float = 1e-4
+    adam_eps: float = 1e-5
+    max_grad_norm: float = 10.0
+    target_update_env_steps: int = 1_000
+    epsilon_start: float = 1.0
+    epsilon_final: float = 0.05
+    exploration_fraction: float = 0.1
+    sticky_action_prob: float = 0.1
+    max_episode_steps: int = 108_000
+    eval_episodes: int = 10
+    sb3_net_arch: list[int] = field(default_factory=lambda: [128, 128, 128])
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _evaluate(policy: Any, s: Settings) -> list[float]:
+    from rltransfer.evaluate.protocol import evaluate_policy
+
+    returns = evaluate_policy(
+        policy, ENV_ID, num_episodes=s.eval_episodes, seed=s.seed + 1_000_003, frame_stack=1,
+        num_envs=min(s.eval_episodes, 8),
+        env_kwargs={"sticky_action_prob": s.sticky_action_prob,
+                    "max_episode_frames": s.max_episode_steps},
+    )
+    return [float(r) for r in returns]
+
+
+def run_ours(s: Settings) -> dict[str, Any]:
+    """Train our agent (``rltransfer.train.Trainer``, local loop) and time it."""
+    import torch
+
+    from rltransfer.config import suite_config
+    from rltransfer.runtime.metrics import MetricsLogger
+    from rltransfer.train import Trainer
+
+    torch.set_num_threads(1)
+    load_before = _load()
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        cfg = suite_config(
+            ENV_ID,
+            agent={
+                "torso": "mlp", "feature_dim": s.hidden, "hidden": s.hidden, "dueling": False,
+                "double_q": True, "n_step": 1, "gamma": s.gamma, "lr": s.lr,
+                "adam_eps": s.adam_eps, "max_grad_norm": s.max_grad_norm,
+                "value_rescaling": False, "batch_size": s.batch_size,
+                "target_update_period_updates": max(
+                    1, s.target_update_env_steps // s.env_steps_per_update),
+            },
+            num_envs=1, total_env_steps=s.env_steps, seed=s.seed, run_dir=tmp, frame_stack=1,
+            sticky_action_prob=s.sticky_action_prob, max_episode_frames=s.max_episode_steps,
+            prioritized=False, replay_capacity_env_steps=s.buffer_size,
+            learning_starts_env_steps=s.learning_starts,
+            env_steps_per_update=float(s.env_steps_per_update),
+            epsilon_schedule="linear", epsilon_start=s.epsilon_start, epsilon=s.epsilon_final,
+            epsilon_decay_env_steps=int(s.exploration_fraction * s.env_steps),
+            eval_every_env_steps=10**12, checkpoint_every_env_steps=10**12,
+            checkpoint_replay=False, tensorboard=False, progress=False, torch_threads=1,
+        )
+        trainer = Trainer(cfg)
+        t_built = time.perf_counter()
+        update_time = [0.0]
+        update = trainer._update
+
+        def timed_update() -> dict[str, float]:
+            start = time.perf_counter()
+            out = update()
+            update_time[0] += time.perf_counter() - start
+            return out
+
+        trainer._update = timed_update  # type: ignore[method-assign]
+        trainer.learning_resumes_at = cfg.learning_starts_env_steps
+        logger = MetricsLogger(tmp, tensorboard=False)
+        t_loop = time.perf_counter()
+        trainer._loop(logger)
+        t_end = time.perf_counter()
+        logger.close()
+        trainer.envs.close()
+        returns = _evaluate(trainer.eval_policy(), s)
+    return {
+        "learner": "ours", "build_s": t_built - t0, "loop_s": t_end - t_loop,
+        "wall_s": t_end - t0, "learning_s": update_time[0], "env_steps": trainer.env_steps,
+        "updates": trainer.num_updates, "env_steps_per_s": trainer.env_steps / (t_end - t_loop),
+        "eval_returns": returns, "eval_return_mean": sum(returns) / len(returns),
+        "load_before": load_before, "load_after": _load(),
+    }
+
+
+def sb3_env(s: Settings) -> Any:
+    """Our MinAtar env (one, with a time limit) for SB3, its space declared ``Box(0, 1)``."""
+    import gymnasium as gym
+    import numpy as np
+
+    from rltransfer.envs.minatar import minatar_env_fn
+
+    class ZeroOneBox(gym.ObservationWrapper):  # type: ignore[type-arg]
+        """Same frames; the space says 0/1 (not an image to divide by 255)."""
+
+        def __init__(self, env: gym.Env) -> None:  # type: ignore[type-arg]
+            super().__init__(env)
+            shape = env.observation_space.shape
+            assert shape is not None
+            self.observation_space = gym.spaces.Box(0, 1, shape=shape, dtype=np.uint8)
+
+        def observation(self, observation: Any) -> Any:
+            return observation
+
+    env = minatar_env_fn(ENV_ID, sticky_action_prob=s.sticky_action_prob,
+                         max_episode_steps=s.max_episode_steps)()
+    return ZeroOneBox(env)
+
+
+def run_sb3(s: Settings) -> dict[str, Any]:
+    """Train Stable-Baselines3's DQN with the matched settings and time it."""
+    import torch
+    from stable_baselines3 import DQN
+
+    from rltransfer.sb3 import SB3Policy
+
+    torch.set_num_threads(1)
+    load_before = _load()
+    t0 = time.perf_counter()
+    model = DQN(
+        "MlpPolicy", sb3_env(s), learning_rate=s.lr, buffer_size=s.buffer_size,
+        learning_starts=s.learning_starts, batch_size=s.batch_size, tau=1.0, gamma=s.gamma,
+        train_freq=s.env_steps_per_update, gradient_steps=1,
+        target_update_interval=s.target_update_env_steps,
+        exploration_fraction=s.exploration_fraction,
+        exploration_initial_eps=s.epsilon_start, exploration_final_eps=s.epsilon_final,
+        max_grad_norm=s.max_grad_norm,
+        policy_kwargs={"net_arch": list(s.sb3_net_arch),
+                       "optimizer_kwargs": {"eps": s.adam_eps}},
+        seed=s.seed, device="cpu", verbose=0,
+    )
+    t_built = time.perf_counter()
+    update_time = [0.0]
+    train = model.train
+
+    def timed_train(gradient_steps: int, batch_size: int = 100) -> None:
+        start = time.perf_counter()
+        train(gradient_steps, batch_size)
+        update_time[0] += time.perf_counter() - start
+
+    model.train = timed_train  # type: ignore[method-assign]
+    t_loop = time.perf_counter()
+    model.learn(total_timesteps=s.env_steps, log_interval=10**9)
+    t_end = time.perf_counter()
+    returns = _evaluate(SB3Policy(model), s)
+    return {
+        "learner": "sb3", "build_s": t_built - t0, "loop_s": t_end - t_loop,
+        "wall_s": t_end - t0, "learning_s": update_time[0], "env_steps": int(model.num_timesteps),
+        "updates": int(model._n_updates),
+        "env_steps_per_s": model.num_timesteps / (t_end - t_loop),
+        "eval_returns": returns, "eval_return_mean": sum(returns) / len(returns),
+        "load_before": load_before, "load_after": _load(),
+    }
+
+
+def _worker(which: str, s: Settings) -> dict[str, Any]:
+    """Run one learner in a fresh interpreter; returns its result dict."""
+    cmd = [sys.executable, "-m", "benchmarks.sb3_compare", "--worker", which,
+           "--settings", json.dumps(asdict(s))]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env,
+                         cwd=Path(__file__).resolve().parents[1])
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _table(results: list[dict[str, Any]]) -> str:
+    head = (f"{'learner':8s} {'wall s':>8s} {'loop s':>8s} {'learn s':>8s} {'steps/s':>8s} "
+            f"{'updates':>8s} {'return':>7s}  load (1/5/15 min, before)")
+    lines = [head]
+    for r in results:
+        lines.append(
+            f"{r['learner']:8s} {r['wall_s']:8.2f} {r['loop_s']:8.2f} {r['learning_s']:8.2f} "
+            f"{r['env_steps_per_s']:8.0f} {r['updates']:8d} {r['eval_return_mean']:7.2f}  "
+            f"{r['load_before']}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env-steps", type=int, default=30_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="ours/SB3 pairs, run back to back (order alternates)")
+    parser.add_argument("--only", choices=("ours", "sb3"), default=None)
+    parser.add_argument("--sb3-net-arch", type=int, nargs="+", default=[128, 128, 128])
+    parser.add_argument("--out", default="runs/benchmarks/sb3_compare.json")
+    parser.add_argument("--worker", choices=("ours", "sb3"), help=argparse.SUPPRESS)
+    parser.add_argument("--settings", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        s = Settings(**json.loads(args.settings))
+        result = run_ours(s) if args.worker == "ours" else run_sb3(s)
+        print(json.dumps(result))
+        return
+    s = Settings(env_steps=args.env_steps, seed=args.seed, sb3_net_arch=args.sb3_net_arch)
+    results = []
+    for k in range(args.repeats):
+        order = ("ours", "sb3") if k % 2 == 0 else ("sb3", "ours")
+        for which in order:
+            if args.only in (None, which):
+                results.append(_worker(which, s))
+                print(_table(results[-1:]).splitlines()[-1], flush=True)
+    print(_table(results))
+    summary: dict[str, Any] = {}
+    for key in ("wall_s", "loop_s", "learning_s"):
+        ours = [r[key] for r in results if r["learner"] == "ours"]
+        sb3 = [r[key] for r in results if r["learner"] == "sb3"]
+        if ours and sb3:
+            summary[f"sb3_over_ours_{key}"] = (sum(sb3) / len(sb3)) / (sum(ours) / len(ours))
+    for key, value in summary.items():
+        print(f"{key}: {value:.2f}  (>= 1: ours is faster)")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "env_id": ENV_ID, "settings": asdict(s), "results": results, "summary": summary,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version()},
+        "recorded": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
