@@ -1,0 +1,120 @@
+"""EfficientZero self-play on Ray: the worker (without Ray), a tiny run through
+``rltransfer train-ez --backend ray --num-actors 2`` on MinAtar Breakout, and a killed actor
+restarted mid-run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rltransfer.agents.reanalyse import ReanalyseConfig
+from rltransfer.distributed import ActorPool
+from rltransfer.distributed.selfplay import (
+    SelfPlayWorker,
+    load_selfplay_tensors,
+    selfplay_tensors,
+)
+from rltransfer.recipes.efficientzero import ez_small
+from rltransfer.runtime.config import to_dict
+from rltransfer.train_efficientzero import EZTrainConfig, EZTrainer
+
+ray = pytest.importorskip("ray")
+
+
+def _tiny(run_dir: Path) -> EZTrainConfig:
+    base = ez_small(run_dir=str(run_dir), total_env_steps=192)
+    return dataclasses.replace(
+        base, num_envs=4, mcts=dataclasses.replace(base.mcts, num_simulations=3),
+        batch_size=8, updates_per_env_step=0.1, warmup_env_steps=48,
+        replay_capacity_env_steps=1_000, checkpoint_every_env_steps=96,
+        eval_every_env_steps=96, eval_episodes=1, max_episode_frames=200, progress=False,
+        tensorboard=False, reanalyse=ReanalyseConfig(reanalyse_fraction=0.5),
+        selfplay_update_interval_updates=2, backend="ray", num_actors=2, actor_chunk_steps=4,
+    )
+
+
+def _records(run_dir: Path, kind: str) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def test_selfplay_worker_without_ray(tmp_path: Path) -> None:
+    cfg = _tiny(tmp_path)
+    cfg = dataclasses.replace(cfg, mcts=dataclasses.replace(cfg.mcts, num_simulations=4))
+    trainer = EZTrainer(dataclasses.replace(cfg, backend="local"))
+    weights = selfplay_tensors(trainer.selfplay_network)
+    assert {k.split("/")[0] for k in weights} == {
+        "representation", "dynamics", "prediction", "projection"}
+    worker = SelfPlayWorker(to_dict(cfg), 2, 1, env_seed=3, weights=weights)
+    for name, v in worker.network.state_dict().items():  # synced by name, exactly
+        comp, _, rest = name.partition(".")
+        np.testing.assert_array_equal(v.numpy(), weights[f"{comp}/{rest}"])
+    warm = worker.collect(3, env_steps=0, random_actions=True)
+    a = trainer.num_actions
+    assert warm["obs"].shape == (3, 2, *trainer.frame_shape)
+    assert warm["actions"].shape == (3, 2) and warm["policy"].shape == (3, 2, a)
+    np.testing.assert_allclose(warm["policy"], 1.0 / a)  # uniform targets, no search
+    np.testing.assert_array_equal(warm["root_values"], 0.0)
+    searched = worker.collect(2, env_steps=12)
+    # Search targets: visit counts of 4 simulations over the root's actions, N(a) / 4.
+    np.testing.assert_allclose(searched["policy"].sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(searched["policy"] * 4, np.round(searched["policy"] * 4),
+                               atol=1e-5)
+    # A changed network reaches the worker by name.
+    changed = {k: v + 1.0 if v.dtype.kind == "f" else v for k, v in weights.items()}
+    load_selfplay_tensors(worker.network, changed)
+    key = next(k for k in changed if k.startswith("prediction/"))
+    comp, _, rest = key.partition("/")
+    assert torch.equal(getattr(worker.network, comp).state_dict()[rest],
+                       torch.from_numpy(changed[key]))
+    with pytest.raises(ValueError, match="num_steps"):
+        worker.collect(0, env_steps=0)
+    worker.close()
+    trainer.envs.close()
+
+
+@pytest.mark.slow
+def test_train_ez_on_two_ray_actors_from_the_cli(tmp_path: Path) -> None:
+    from rltransfer.cli import main
+
+    run = tmp_path / "ez"
+    main(["train-ez", "--env-id", "MinAtar/Breakout-v1", "--num-envs", "4",
+          "--total-env-steps", "192", "--backend", "ray", "--num-actors", "2",
+          "--actor-chunk-steps", "4", "--mcts.num-simulations", "3", "--batch-size", "8",
+          "--updates-per-env-step", "0.1", "--warmup-env-steps", "48",
+          "--replay-capacity-env-steps", "1000", "--checkpoint-every-env-steps", "96",
+          "--eval-every-env-steps", "96", "--eval-episodes", "1",
+          "--max-episode-frames", "200", "--selfplay-update-interval-updates", "2",
+          "--run-dir", str(run), "--no-progress", "--no-tensorboard"])
+    meta = json.loads((run / "final" / "meta.json").read_text())
+    assert meta["env_steps"] == 192
+    # Updates at 0.1 per env step from 48 env steps on: (192 - 48) * 0.1 = 14.4 -> 14 or 15.
+    assert 14 <= meta["num_updates"] <= 15
+    assert len(_records(run, "eval")) == 2  # at 96 and at the end
+    assert not _records(run, "actors")
+
+
+@pytest.mark.slow
+def test_killed_selfplay_actor_is_restarted(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    gather = ActorPool.gather
+    calls = {"n": 0}
+
+    def gather_after_kill(self: ActorPool) -> object:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            self.kill_actor(1)
+        return gather(self)
+
+    monkeypatch.setattr(ActorPool, "gather", gather_after_kill)
+    trainer = EZTrainer(_tiny(tmp_path))
+    result = trainer.run()
+    restarts = _records(tmp_path, "actors")
+    assert len(restarts) == 1 and restarts[0]["restarts"] == 1
+    assert result.env_steps == 192  # the dropped round is made up for
+    assert (tmp_path / "final" / "meta.json").is_file()
