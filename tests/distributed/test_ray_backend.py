@@ -61,8 +61,9 @@ def test_worker_epsilons_and_chunk_without_ray() -> None:
     cfg = dataclasses.replace(TINY, num_envs=8)
     worker = CollectorWorker(to_dict(cfg), 2, 1, env_seed=5, weights=None)
     # Ape-X over all 8 envs of both actors: actor 1 holds global envs 4..7.
-    np.testing.assert_allclose(worker.collector.explorer.epsilon,  # type: ignore[attr-defined]
-                               0.4 ** (1 + 7 * np.arange(4, 8) / 7))
+    epsilon = np.asarray(worker.collector.explorer.epsilon,  # type: ignore[attr-defined]
+                         dtype=np.float64)
+    np.testing.assert_allclose(epsilon, 0.4 ** (1 + 7 * np.arange(4, 8) / 7))
     out = worker.collect(5, env_steps=0)
     assert out["obs"].shape == (5, 4, 3, 5, 5) and out["env_actions"].shape == (5, 4)
     with pytest.raises(ValueError, match="num_steps"):
