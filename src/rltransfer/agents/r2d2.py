@@ -257,6 +257,22 @@ def n_step_double_q_target(
     Raises:
         ValueError: ``double_q`` without ``q_next_online``, or mismatched shapes.
     """
+    return _double_q_target(n_step_return, bootstrap_discount, q_next_online, q_next_target,
+                            double_q=double_q, value_rescaling=value_rescaling, eps=eps)
+
+
+def _double_q_target(
+    n_step_return: torch.Tensor,
+    bootstrap_discount: torch.Tensor,
+    q_next_online: torch.Tensor | None,
+    q_next_target: torch.Tensor,
+    *,
+    double_q: bool,
+    value_rescaling: bool,
+    eps: float,
+) -> torch.Tensor:
+    """:func:`n_step_double_q_target` without its ``no_grad`` wrapper (for callers already
+    under ``torch.no_grad()``)."""
     if q_next_target.dim() != 2 or q_next_target.shape[0] != n_step_return.shape[0]:
         raise ValueError(
             f"q_next_target must be [B, A] with B={n_step_return.shape[0]}, got "
@@ -431,7 +447,10 @@ class R2D2Agent:
         self._opt_param_names = [name for name, _ in trainable]
         # Not fused: with fused=True (torch 2.13, CPU) the agent stopped learning
         # MiniGrid-Empty-5x5 (tests/test_train.py), although short runs matched plain Adam.
-        return torch.optim.Adam(params, lr=self.config.lr, eps=self.config.adam_eps)
+        # foreach: the same per-tensor arithmetic with fewer Python calls; fixed-seed runs
+        # give bit-identical parameters to the single-tensor loop (docs/decisions.md).
+        return torch.optim.Adam(params, lr=self.config.lr, eps=self.config.adam_eps,
+                                foreach=True)
 
     # ------------------------------------------------------------------ acting
     def _obs_tensor(self, obs: Any, what: str = "obs") -> torch.Tensor:
@@ -594,53 +613,68 @@ class R2D2Agent:
         next_obs = self._obs_tensor(batch["next_obs"], "next_obs")
         b = obs.shape[0]
 
-        def vec(key: str, default: Any, dtype: torch.dtype) -> torch.Tensor:
-            value = np.asarray(batch[key]) if key in batch else default
-            t = torch.as_tensor(value, dtype=dtype, device=self.device).reshape(-1)
-            if t.shape[0] != b:
-                raise ValueError(f"batch[{key!r}] has {t.shape[0]} entries, obs has {b}")
-            return t
+        # Checked and converted in numpy: one array op each, no tensor round trips.
+        def vec(key: str, default: Any, dtype: Any) -> np.ndarray:
+            value = np.asarray(batch[key] if key in batch else default, dtype=dtype).reshape(-1)
+            if value.shape[0] != b:
+                raise ValueError(f"batch[{key!r}] has {value.shape[0]} entries, obs has {b}")
+            return value
 
-        action = vec("action", None, torch.int64)
-        agent_action = vec("agent_action", batch["action"], torch.int64)
-        extra = vec("extra", np.zeros(b, bool), torch.bool)
-        ret = vec("n_step_return", None, torch.float32)
-        disc = vec("bootstrap_discount", None, torch.float32)
-        weights = vec("weights", np.ones(b, np.float32), torch.float32)
-        for name, a in (("action", action), ("agent_action", agent_action)):
+        action_np = vec("action", None, np.int64)
+        agent_np = vec("agent_action", batch["action"], np.int64)
+        extra_np = vec("extra", np.zeros(b, bool), bool)
+        for name, a in (("action", action_np), ("agent_action", agent_np)):
             if b and (int(a.min()) < 0 or int(a.max()) >= self.num_actions):
                 raise ValueError(
                     f"batch[{name!r}] outside [0, {self.num_actions}): {int(a.min())}.."
                     f"{int(a.max())}; is num_actions |A|+1 when the extra action is on?"
                 )
+        dev = self.device
+        action = torch.as_tensor(action_np, device=dev)
+        ret = torch.as_tensor(vec("n_step_return", None, np.float32), device=dev)
+        disc = torch.as_tensor(vec("bootstrap_discount", None, np.float32), device=dev)
+        weights = torch.as_tensor(vec("weights", np.ones(b, np.float32), np.float32), device=dev)
 
         with torch.no_grad():
             q_next_target = self._forward(self.target, next_obs)
             q_next_online = self._forward(self.online, next_obs) if cfg.double_q else None
-            y = n_step_double_q_target(
+            y = _double_q_target(
                 ret, disc, q_next_online, q_next_target, double_q=cfg.double_q,
                 value_rescaling=cfg.value_rescaling, eps=cfg.value_rescaling_eps,
             )
         q = self._forward(self.online, obs)
         q_env = q.gather(1, action[:, None]).squeeze(1)
-        q_agent = q.gather(1, agent_action[:, None]).squeeze(1)
         delta = q_env - y
-        delta_plus = torch.where(extra, q_agent - y, torch.zeros_like(y))
-        loss = (0.5 * weights * (delta.square() + delta_plus.square())).mean()
+        if extra_np.any():
+            q_agent = q.gather(1, torch.as_tensor(agent_np, device=dev)[:, None]).squeeze(1)
+            extra = torch.as_tensor(extra_np, device=dev)
+            delta_plus = torch.where(extra, q_agent - y, torch.zeros_like(y))
+            loss = (0.5 * weights * (delta.square() + delta_plus.square())).mean()
+        else:
+            # Without a+ in the batch delta+ is 0: the same loss, gradient and priorities
+            # (x + 0 and max(|x|, 0) are exact) without the a+ branch's ops.
+            delta_plus = None
+            loss = (0.5 * weights * delta.square()).mean()
         loss_value, grad_norm = self._optimize(loss)
         with torch.no_grad():
-            prio = torch.maximum(delta.abs(), delta_plus.abs())
-        self.last_priorities = prio.detach().float().cpu().numpy()
+            delta_abs = delta.abs()
+            prio = delta_abs if delta_plus is None else torch.maximum(delta_abs,
+                                                                      delta_plus.abs())
+            q_mean, target_mean, td_abs_mean = torch.stack(
+                [q_env.mean(), y.mean(), delta_abs.mean()]).tolist()
+        self.last_priorities = prio.float().cpu().numpy()
         return {
             "loss": loss_value,
-            "q_mean": float(q_env.detach().mean()),
-            "target_mean": float(y.mean()),
-            "td_abs_mean": float(delta.detach().abs().mean()),
-            "grad_norm": float(grad_norm),
+            "q_mean": q_mean,
+            "target_mean": target_mean,
+            "td_abs_mean": td_abs_mean,
+            "grad_norm": grad_norm,
         }
 
-    def _optimize(self, loss: torch.Tensor) -> tuple[float, torch.Tensor]:
-        """Backward, clip, Adam step, target sync; the NaN guard of :meth:`update`."""
+    def _optimize(self, loss: torch.Tensor) -> tuple[float, float]:
+        """Backward, clip, Adam step, target sync; the NaN guard of :meth:`update`.
+
+        Returns ``(loss, gradient norm before clipping)`` as floats."""
         cfg = self.config
         update_number = self.num_updates + 1
         loss_value = float(loss.detach())
@@ -653,8 +687,8 @@ class R2D2Agent:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-        if not bool(torch.isfinite(grad_norm)):
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+        if not math.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLossError(
                 f"non-finite gradient norm at update {update_number} (loss {loss_value}); the "
