@@ -136,27 +136,29 @@ def run_ours(s: Settings) -> dict[str, Any]:
         )
         trainer = Trainer(cfg)
         t_built = time.perf_counter()
-        update_time = [0.0]
+        update_time = [0.0, 0.0]
         update = trainer._update
 
         def timed_update() -> dict[str, float]:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             out = update()
             update_time[0] += time.perf_counter() - start
+            update_time[1] += time.process_time() - cpu
             return out
 
         trainer._update = timed_update  # type: ignore[method-assign]
         trainer.learning_resumes_at = cfg.learning_starts_env_steps
         logger = MetricsLogger(tmp, tensorboard=False)
-        t_loop = time.perf_counter()
+        t_loop, cpu_loop = time.perf_counter(), time.process_time()
         trainer._loop(logger)
-        t_end = time.perf_counter()
+        t_end, cpu_end = time.perf_counter(), time.process_time()
         logger.close()
         trainer.envs.close()
         returns = _evaluate(trainer.eval_policy(), s)
     return {
         "learner": "ours", "build_s": t_built - t0, "loop_s": t_end - t_loop,
-        "wall_s": t_end - t0, "learning_s": update_time[0], "env_steps": trainer.env_steps,
+        "wall_s": t_end - t0, "learning_s": update_time[0], "loop_cpu_s": cpu_end - cpu_loop,
+        "learning_cpu_s": update_time[1], "env_steps": trainer.env_steps,
         "updates": trainer.num_updates, "env_steps_per_s": trainer.env_steps / (t_end - t_loop),
         "eval_returns": returns, "eval_return_mean": sum(returns) / len(returns),
         "load_before": load_before, "load_after": _load(),
@@ -210,22 +212,24 @@ def run_sb3(s: Settings) -> dict[str, Any]:
         seed=s.seed, device="cpu", verbose=0,
     )
     t_built = time.perf_counter()
-    update_time = [0.0]
+    update_time = [0.0, 0.0]
     train = model.train
 
     def timed_train(gradient_steps: int, batch_size: int = 100) -> None:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         train(gradient_steps, batch_size)
         update_time[0] += time.perf_counter() - start
+        update_time[1] += time.process_time() - cpu
 
     model.train = timed_train  # type: ignore[method-assign]
-    t_loop = time.perf_counter()
+    t_loop, cpu_loop = time.perf_counter(), time.process_time()
     model.learn(total_timesteps=s.env_steps, log_interval=10**9)
-    t_end = time.perf_counter()
+    t_end, cpu_end = time.perf_counter(), time.process_time()
     returns = _evaluate(SB3Policy(model), s)
     return {
         "learner": "sb3", "build_s": t_built - t0, "loop_s": t_end - t_loop,
-        "wall_s": t_end - t0, "learning_s": update_time[0], "env_steps": int(model.num_timesteps),
+        "wall_s": t_end - t0, "learning_s": update_time[0], "loop_cpu_s": cpu_end - cpu_loop,
+        "learning_cpu_s": update_time[1], "env_steps": int(model.num_timesteps),
         "updates": int(model._n_updates),
         "env_steps_per_s": model.num_timesteps / (t_end - t_loop),
         "eval_returns": returns, "eval_return_mean": sum(returns) / len(returns),
@@ -244,12 +248,14 @@ def _worker(which: str, s: Settings) -> dict[str, Any]:
 
 
 def _table(results: list[dict[str, Any]]) -> str:
-    head = (f"{'learner':8s} {'wall s':>8s} {'loop s':>8s} {'learn s':>8s} {'steps/s':>8s} "
-            f"{'updates':>8s} {'return':>7s}  load (1/5/15 min, before)")
+    head = (f"{'learner':8s} {'wall s':>8s} {'loop s':>8s} {'learn s':>8s} {'loop cpu':>8s} "
+            f"{'learn cpu':>9s} {'steps/s':>8s} {'updates':>8s} {'return':>7s}  "
+            "load (1/5/15 min, before)")
     lines = [head]
     for r in results:
         lines.append(
             f"{r['learner']:8s} {r['wall_s']:8.2f} {r['loop_s']:8.2f} {r['learning_s']:8.2f} "
+            f"{r['loop_cpu_s']:8.2f} {r['learning_cpu_s']:9.2f} "
             f"{r['env_steps_per_s']:8.0f} {r['updates']:8d} {r['eval_return_mean']:7.2f}  "
             f"{r['load_before']}"
         )
@@ -284,7 +290,7 @@ def main() -> None:
                 print(_table(results[-1:]).splitlines()[-1], flush=True)
     print(_table(results))
     summary: dict[str, Any] = {}
-    for key in ("wall_s", "loop_s", "learning_s"):
+    for key in ("wall_s", "loop_s", "learning_s", "loop_cpu_s", "learning_cpu_s"):
         ours = [r[key] for r in results if r["learner"] == "ours"]
         sb3 = [r[key] for r in results if r["learner"] == "sb3"]
         if ours and sb3:

@@ -196,6 +196,18 @@ class FinishedEpisodes:
     envs: np.ndarray
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+_NO_EPISODES = FinishedEpisodes(
+    returns=_read_only(np.zeros(0)), lengths=_read_only(np.zeros(0, dtype=np.int64)),
+    intrinsic=_read_only(np.zeros(0)), envs=_read_only(np.zeros(0, dtype=np.int64)),
+)
+"""What :meth:`Collector.step` returns when no episode ended (shared, read-only)."""
+
+
 # ---------------------------------------------------------------------- weight sync
 def _intrinsic_acting_parts(intrinsic: IntrinsicReward | None) -> dict[str, Any]:
     """The trained parts of an intrinsic reward that acting reads: networks (``nn.Module``)
@@ -424,13 +436,17 @@ class Collector:
         self.episode_length += valid
         done = (terminated | truncated) & valid
         ended = np.flatnonzero(done)
-        episodes = FinishedEpisodes(
-            returns=self.episode_return[ended].copy(), lengths=self.episode_length[ended].copy(),
-            intrinsic=self.episode_intrinsic[ended].copy(), envs=ended,
-        )
-        self.episode_return[done] = 0.0
-        self.episode_length[done] = 0
-        self.episode_intrinsic[done] = 0.0
+        if ended.size:
+            episodes = FinishedEpisodes(
+                returns=self.episode_return[ended].copy(),
+                lengths=self.episode_length[ended].copy(),
+                intrinsic=self.episode_intrinsic[ended].copy(), envs=ended,
+            )
+            self.episode_return[done] = 0.0
+            self.episode_length[done] = 0
+            self.episode_intrinsic[done] = 0.0
+        else:  # most steps: nothing ended, nothing to copy or clear
+            episodes = _NO_EPISODES
         if self.intrinsic is not None:
             self.intrinsic.reset(done)
         self.first = autoreset

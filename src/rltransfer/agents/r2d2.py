@@ -483,7 +483,9 @@ class R2D2Agent:
         """
         if self.recurrent:
             raise ValueError("this agent has an LSTM core: use act_q(obs, state, first, ...)")
-        with torch.no_grad():
+        # inference_mode: no_grad without autograd's version counters (the networks keep
+        # no state between calls, so no inference tensor reaches a training step).
+        with torch.inference_mode():
             q = self._forward(self.online, self._obs_tensor(obs))
         return q.float().cpu().numpy()
 
@@ -532,7 +534,7 @@ class R2D2Agent:
         x = self._obs_tensor(obs)
         b = x.shape[0]
         if not self.recurrent:
-            with torch.no_grad():
+            with torch.inference_mode():
                 q = self._forward(self.online, x)
             return q.float().cpu().numpy(), self.initial_state(b)
         st = np.asarray(state if state is not None else self.initial_state(b), np.float32)

@@ -355,8 +355,10 @@ class TransitionReplay:
         autoreset = self._prev_done.copy()
         first = self._prev_autoreset & ~autoreset
         # The overwritten slot and the slots whose frame stacks reach back to it.
-        old_steps = t + np.arange(self.frame_stack) - c
-        old_pos = old_steps[old_steps >= 0] % c
+        old_pos = np.zeros(0, dtype=np.int64)
+        if t + self.frame_stack > c:  # some old step t - c + k (k < frame_stack) exists
+            old_steps = t + np.arange(self.frame_stack) - c
+            old_pos = old_steps[old_steps >= 0] % c
         if old_pos.size:
             flat = (np.arange(b)[:, None] * c + old_pos[None, :]).reshape(-1)
             self._set_eligible(flat, np.zeros(flat.shape, bool))
@@ -558,9 +560,8 @@ class TransitionReplay:
             raise ValueError(
                 f"replay.add: {name} must have shape ({self.num_envs},), got {a.shape}"
             )
-        if dtype is not bool and np.issubdtype(np.dtype(dtype), np.integer):
-            if not np.issubdtype(a.dtype, np.integer):
-                raise ValueError(f"replay.add: {name} must be integer, got {a.dtype}")
+        if dtype is np.int64 and a.dtype.kind not in "iu":
+            raise ValueError(f"replay.add: {name} must be integer, got {a.dtype}")
         return a.astype(dtype, copy=False)
 
     def _set_eligible(self, flat: np.ndarray, flags: np.ndarray) -> None:
