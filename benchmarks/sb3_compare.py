@@ -35,10 +35,22 @@ both; before ``learning_starts`` SB3 acts uniformly at random while ours already
 epsilon schedule; our replay keeps each frame once and rebuilds ``next_obs`` at sample time,
 SB3 stores ``obs`` and ``next_obs``.
 
+Times are wall-clock (``time.perf_counter``) and CPU time of the process
+(``time.process_time``); on a shared machine the CPU time moves less with other load. Each
+learner runs in a fresh interpreter with ``OMP_NUM_THREADS=1`` and ``torch.set_num_threads(1)``;
+with ``--repeats N`` the pairs run back to back, the order alternating.
+
 Usage::
 
     python -m benchmarks.sb3_compare [--env-steps 30000] [--seed 0] [--repeats 1]
-        [--out runs/benchmarks/sb3_compare.json]
+        [--before-src DIR] [--out runs/benchmarks/sb3_compare.json]
+    python -m benchmarks.sb3_compare --acting [ENV_ID ...] [--num-envs 8] [--env-steps N]
+
+``--before-src DIR`` also runs ours with ``rltransfer`` imported from ``DIR`` (e.g. ``git
+archive <commit> src | tar -x -C /tmp/before`` and ``--before-src /tmp/before/src``): the
+before/after times of an optimisation, in the same run. ``--acting`` measures the acting loop
+(training loop with learning off) against the raw vector env instead, with small networks
+(:data:`ACTING_NETWORKS`).
 
 Results (with the machine and load) go in ``docs/benchmarks.md``, "Ours vs Stable-Baselines3
 DQN".
@@ -237,14 +249,68 @@ def run_sb3(s: Settings) -> dict[str, Any]:
     }
 
 
-def _worker(which: str, s: Settings) -> dict[str, Any]:
-    """Run one learner in a fresh interpreter; returns its result dict."""
+def _worker(which: str, s: Settings, src: str | None = None) -> dict[str, Any]:
+    """Run one learner in a fresh interpreter; returns its result dict. ``src``: import
+    ``rltransfer`` from this ``src`` folder (an earlier commit's, for before/after)."""
     cmd = [sys.executable, "-m", "benchmarks.sb3_compare", "--worker", which,
            "--settings", json.dumps(asdict(s))]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(src).resolve()),
+                                             env.get("PYTHONPATH", "")])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env,
                          cwd=Path(__file__).resolve().parents[1])
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    result = dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    if src is not None:
+        result["learner"] = "before"
+        result["src"] = str(src)
+    return result
+
+
+ACTING_NETWORKS: dict[str, dict[str, Any]] = {
+    "MinAtar/Breakout-v1": {"torso": "mlp"},
+    "MiniGrid-DoorKey-8x8-v0": {"torso": "mlp"},
+    "ALE/Pong-v5": {"torso": "nature_cnn"},
+}
+"""The small acting networks of ``--acting`` (feature and hidden width 128, plain head): the
+comparison's MLP on the small grids, the Nature CNN on Atari's stacked 84x84 frames."""
+
+
+def acting_vs_raw(env_id: str, num_envs: int, env_steps: int) -> dict[str, Any]:
+    """Env steps/s of our acting loop (the training loop with learning off: frame stack,
+    one batched Q forward, epsilon-greedy, env step, replay write) against the raw vector
+    env stepped with pre-sampled random actions
+    (:func:`benchmarks.raw_env_throughput.raw_env_steps_per_second`), one torch thread."""
+    import torch
+
+    from benchmarks.raw_env_throughput import raw_env_steps_per_second
+    from rltransfer.config import suite_config
+    from rltransfer.runtime.metrics import MetricsLogger
+    from rltransfer.train import Trainer
+
+    torch.set_num_threads(1)
+    net = {"feature_dim": 128, "hidden": 128, "dueling": False,
+           **ACTING_NETWORKS.get(env_id, {"torso": "auto"})}
+    load_before = _load()
+    raw = raw_env_steps_per_second(env_id, num_envs, max(1, env_steps // num_envs))
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = suite_config(
+            env_id, agent=net, num_envs=num_envs, total_env_steps=env_steps, run_dir=tmp,
+            learning_starts_env_steps=10**12, eval_every_env_steps=10**12,
+            checkpoint_every_env_steps=10**12, replay_capacity_env_steps=max(env_steps, 1000),
+            prioritized=False, tensorboard=False, progress=False,
+        )
+        trainer = Trainer(cfg)
+        trainer.learning_resumes_at = 10**12
+        logger = MetricsLogger(tmp, tensorboard=False)
+        start = time.perf_counter()
+        trainer._loop(logger)
+        acting = trainer.env_steps / (time.perf_counter() - start)
+        logger.close()
+        trainer.envs.close()
+    return {"env_id": env_id, "num_envs": num_envs, "network": net, "raw_env_steps_per_s": raw,
+            "acting_env_steps_per_s": acting, "ratio": acting / raw,
+            "load_before": load_before, "load_after": _load()}
 
 
 def _table(results: list[dict[str, Any]]) -> str:
@@ -271,6 +337,13 @@ def main() -> None:
                         help="ours/SB3 pairs, run back to back (order alternates)")
     parser.add_argument("--only", choices=("ours", "sb3"), default=None)
     parser.add_argument("--sb3-net-arch", type=int, nargs="+", default=[128, 128, 128])
+    parser.add_argument("--before-src", default=None,
+                        help="also run ours from this src folder (e.g. an earlier commit's, "
+                             "from git archive), labelled 'before'")
+    parser.add_argument("--acting", nargs="*", default=None, metavar="ENV_ID",
+                        help="instead: acting loop vs raw vector env for these env ids "
+                             f"(none given: {', '.join(ACTING_NETWORKS)})")
+    parser.add_argument("--num-envs", type=int, default=8, help="--acting: vector width")
     parser.add_argument("--out", default="runs/benchmarks/sb3_compare.json")
     parser.add_argument("--worker", choices=("ours", "sb3"), help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
@@ -280,23 +353,44 @@ def main() -> None:
         result = run_ours(s) if args.worker == "ours" else run_sb3(s)
         print(json.dumps(result))
         return
+    if args.acting is not None:
+        rows = [acting_vs_raw(env_id, args.num_envs, args.env_steps)
+                for env_id in (args.acting or list(ACTING_NETWORKS))]
+        for r in rows:
+            print(f"{r['env_id']:26s} num_envs={r['num_envs']}  raw "
+                  f"{r['raw_env_steps_per_s']:9,.0f}  acting {r['acting_env_steps_per_s']:9,.0f}"
+                  f" env steps/s  ratio {r['ratio']:.2f}  load {r['load_before']}")
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"acting": rows}, indent=2))
+        print(f"wrote {out}")
+        return
     s = Settings(env_steps=args.env_steps, seed=args.seed, sb3_net_arch=args.sb3_net_arch)
+    runs: list[tuple[str, str | None]] = [("ours", None), ("sb3", None)]
+    if args.before_src:
+        runs.append(("ours", args.before_src))
     results = []
     for k in range(args.repeats):
-        order = ("ours", "sb3") if k % 2 == 0 else ("sb3", "ours")
-        for which in order:
+        for which, src in (runs if k % 2 == 0 else runs[::-1]):
             if args.only in (None, which):
-                results.append(_worker(which, s))
+                results.append(_worker(which, s, src))
                 print(_table(results[-1:]).splitlines()[-1], flush=True)
     print(_table(results))
     summary: dict[str, Any] = {}
     for key in ("wall_s", "loop_s", "learning_s", "loop_cpu_s", "learning_cpu_s"):
-        ours = [r[key] for r in results if r["learner"] == "ours"]
-        sb3 = [r[key] for r in results if r["learner"] == "sb3"]
-        if ours and sb3:
-            summary[f"sb3_over_ours_{key}"] = (sum(sb3) / len(sb3)) / (sum(ours) / len(ours))
+        means = {}
+        for who in ("ours", "sb3", "before"):
+            vals = [r[key] for r in results if r["learner"] == who]
+            if vals:
+                means[who] = sum(vals) / len(vals)
+        if "ours" in means and "sb3" in means:
+            summary[f"sb3_over_ours_{key}"] = means["sb3"] / means["ours"]
+        if "ours" in means and "before" in means:
+            summary[f"before_over_ours_{key}"] = means["before"] / means["ours"]
+        if "before" in means and "sb3" in means:
+            summary[f"sb3_over_before_{key}"] = means["sb3"] / means["before"]
     for key, value in summary.items():
-        print(f"{key}: {value:.2f}  (>= 1: ours is faster)")
+        print(f"{key}: {value:.2f}  (> 1: the second is faster)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({

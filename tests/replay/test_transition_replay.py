@@ -344,3 +344,42 @@ def test_bad_input_errors() -> None:
     with pytest.raises(ValueError, match="no sampleable"):
         rb.sample(4, np.random.default_rng(0))
     assert not rb.can_sample()
+
+
+@pytest.mark.parametrize(("frame_stack", "n_step"), [(1, 1), (1, 3), (2, 3), (3, 2)])
+def test_eligibility_matches_a_brute_force_scan_of_the_stream(frame_stack: int,
+                                                              n_step: int) -> None:
+    """Every stored transition is sampleable exactly when the documented rule says so,
+    recomputed here by scanning each env's stream: a non-autoreset step whose n-step window
+    ends in a termination or whose bootstrap step is written, and whose stack's ring slots
+    have not been overwritten (the ring wraps several times)."""
+    rng = np.random.default_rng(frame_stack * 10 + n_step)
+    num_envs, capacity, steps = 3, 9, 60
+    rb = TransitionReplay(num_envs, capacity, (1, 1, 1), frame_stack=frame_stack,
+                          n_step=n_step, gamma=GAMMA, prioritized=False)
+    term = rng.random((steps, num_envs)) < 0.12
+    trunc = ~term & (rng.random((steps, num_envs)) < 0.08)
+    for t in range(steps):
+        rb.add(_frame(t % 200, num_envs), np.zeros(num_envs, np.int64), None, None,
+               np.ones(num_envs), term[t], trunc[t])
+        n_added = t + 1
+        for e in range(num_envs):
+            autoreset = np.zeros(n_added, bool)  # the step after an episode end
+            for s in range(1, n_added):
+                autoreset[s] = (term[s - 1, e] or trunc[s - 1, e]) and not autoreset[s - 1]
+            for st in range(max(0, n_added - capacity), n_added):
+                expected = False
+                # The S ring slots of its stack (also before step 0) are all still held: a
+                # full ring does not sample its oldest S - 1 steps.
+                if not autoreset[st] and st - frame_stack + 1 >= n_added - capacity:
+                    m, ends_in_termination = n_step, False
+                    for k in range(n_step):
+                        s = st + k
+                        if s >= n_added:
+                            break
+                        if not autoreset[s] and (term[s, e] or trunc[s, e]):
+                            m, ends_in_termination = k + 1, bool(term[s, e])
+                            break
+                    expected = ends_in_termination or st + m < n_added
+                assert rb.eligible[e, st % capacity] == expected, (t, e, st)
+    assert len(rb) == int(rb.eligible.sum())
