@@ -623,9 +623,12 @@ class R2D2Agent:
             return value
 
         action_np = vec("action", None, np.int64)
-        agent_np = vec("agent_action", batch["action"], np.int64)
+        agent_np = vec("agent_action", None, np.int64) if "agent_action" in batch else action_np
         extra_np = vec("extra", np.zeros(b, bool), bool)
-        for name, a in (("action", action_np), ("agent_action", agent_np)):
+        checks = [("action", action_np)]
+        if agent_np is not action_np:
+            checks.append(("agent_action", agent_np))
+        for name, a in checks:
             if b and (int(a.min()) < 0 or int(a.max()) >= self.num_actions):
                 raise ValueError(
                     f"batch[{name!r}] outside [0, {self.num_actions}): {int(a.min())}.."
@@ -637,7 +640,9 @@ class R2D2Agent:
         disc = torch.as_tensor(vec("bootstrap_discount", None, np.float32), device=dev)
         weights = torch.as_tensor(vec("weights", np.ones(b, np.float32), np.float32), device=dev)
 
-        with torch.no_grad():
+        # inference_mode: the targets need no autograd bookkeeping at all; ``y`` only enters
+        # differences with Q, whose backward does not save it.
+        with torch.inference_mode():
             q_next_target = self._forward(self.target, next_obs)
             q_next_online = self._forward(self.online, next_obs) if cfg.double_q else None
             y = _double_q_target(
@@ -686,9 +691,10 @@ class R2D2Agent:
                 "skipped and parameters are unchanged. Check rewards/observations for NaN/inf, "
                 "lower lr, or keep value_rescaling on"
             )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        for p in params:  # zero_grad(set_to_none=True) without its profiler/hook wrapper
+            p.grad = None
+        loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
         if not math.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
