@@ -95,6 +95,7 @@ class Settings:
     sticky_action_prob: float = 0.1
     max_episode_steps: int = 108_000
     eval_episodes: int = 10
+    double_q: bool = True
     sb3_net_arch: list[int] = field(default_factory=lambda: [128, 128, 128])
 
 
@@ -130,7 +131,7 @@ def run_ours(s: Settings) -> dict[str, Any]:
             ENV_ID,
             agent={
                 "torso": "mlp", "feature_dim": s.hidden, "hidden": s.hidden, "dueling": False,
-                "double_q": True, "n_step": 1, "gamma": s.gamma, "lr": s.lr,
+                "double_q": s.double_q, "n_step": 1, "gamma": s.gamma, "lr": s.lr,
                 "adam_eps": s.adam_eps, "max_grad_norm": s.max_grad_norm,
                 "value_rescaling": False, "batch_size": s.batch_size,
                 "target_update_period_updates": max(
@@ -337,6 +338,9 @@ def main() -> None:
                         help="ours/SB3 pairs, run back to back (order alternates)")
     parser.add_argument("--only", choices=("ours", "sb3"), default=None)
     parser.add_argument("--sb3-net-arch", type=int, nargs="+", default=[128, 128, 128])
+    parser.add_argument("--no-double-q", action="store_true",
+                        help="ours bootstraps from max_a Q_target as SB3's DQN does (one "
+                             "forward pass fewer per update)")
     parser.add_argument("--before-src", default=None,
                         help="also run ours from this src folder (e.g. an earlier commit's, "
                              "from git archive), labelled 'before'")
@@ -365,7 +369,8 @@ def main() -> None:
         out.write_text(json.dumps({"acting": rows}, indent=2))
         print(f"wrote {out}")
         return
-    s = Settings(env_steps=args.env_steps, seed=args.seed, sb3_net_arch=args.sb3_net_arch)
+    s = Settings(env_steps=args.env_steps, seed=args.seed, sb3_net_arch=args.sb3_net_arch,
+                 double_q=not args.no_double_q)
     runs: list[tuple[str, str | None]] = [("ours", None), ("sb3", None)]
     if args.before_src:
         runs.append(("ours", args.before_src))

@@ -105,8 +105,11 @@ def set_eligible(eligible: np.ndarray, tree: SumTree, flat: np.ndarray, flags: n
     if not changed.any():
         return 0
     ids, new = flat[changed], flags[changed]
+    if ids.min() < 0:  # numpy would wrap them; the tree kernel must not see them
+        raise ValueError(f"flat ids must be >= 0, got {ids.min()}")
     elig[ids] = new
-    tree.set(ids, np.where(new, fresh_priority, 0.0))
+    # ids index ``eligible`` (in range) and the values are fresh_priority or 0: no re-check
+    tree.set_trusted(ids, np.where(new, float(fresh_priority), 0.0))
     return int(new.sum()) - int((~new).sum())
 
 

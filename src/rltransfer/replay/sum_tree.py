@@ -114,6 +114,13 @@ class SumTree:
             raise ValueError("SumTree values must be finite and >= 0")
         _set_leaves(self.nodes, self._size, np.ascontiguousarray(idx), vals)
 
+    def set_trusted(self, indices: np.ndarray, values: np.ndarray) -> None:
+        """:meth:`set` without its checks, for callers whose ids and values are valid by
+        construction (``int64[B]`` ids in ``[0, capacity)``, ``float64[B]`` values finite and
+        >= 0, e.g. the replays' eligibility updates); same result as :meth:`set` on them."""
+        _set_leaves(self.nodes, self._size, np.ascontiguousarray(indices, dtype=np.int64),
+                    np.ascontiguousarray(values, dtype=np.float64))
+
     def set_all(self, values: np.ndarray) -> None:
         """Replace every leaf (``float[capacity]``) and rebuild all sums level by level."""
         vals = np.asarray(values, dtype=np.float64).reshape(-1)

@@ -572,8 +572,11 @@ class TransitionReplay:
     def _refresh(self, steps: np.ndarray) -> None:
         """Recompute eligibility of the given recent steps (absolute, >= 0) in every env."""
         c = self.capacity_per_env
-        envs = np.repeat(np.arange(self.num_envs), steps.shape[0])
-        st = np.tile(steps, self.num_envs)
+        if self.num_envs == 1:
+            envs, st = np.zeros(steps.shape[0], dtype=np.int64), steps
+        else:
+            envs = np.repeat(np.arange(self.num_envs), steps.shape[0])
+            st = np.tile(steps, self.num_envs)
         flags = np.empty(st.shape[0], dtype=bool)
         _eligible_flags(self.terminated, self.truncated, self.valid, envs, st, self.n_step,
                         self.num_added, flags)
