@@ -73,6 +73,10 @@ class SumTree:
         self._size = size
         self._depth = size.bit_length() - 1
         self.nodes = np.zeros(2 * size, dtype=np.float64)
+        # Load the kernels now (the first numba dispatch of a process costs ~0.3 s), not in
+        # the middle of a timed loop.
+        _set_leaves(self.nodes, size, np.zeros(0, np.int64), np.zeros(0, np.float64))
+        _find_leaves(self.nodes, size, self._depth, np.zeros(0), np.zeros(0, np.int64))
 
     @property
     def total(self) -> float:

@@ -264,6 +264,9 @@ class TransitionReplay:
         self.first = np.zeros(shape, dtype=bool)  # first slot of an episode
         self.eligible = np.zeros(shape, dtype=bool)  # sampleable now
         self.tree = SumTree(self.num_envs * self.capacity_per_env)
+        no_ids = np.zeros(0, dtype=np.int64)  # load the eligibility kernel now (see SumTree)
+        _eligible_flags(self.terminated, self.truncated, self.valid, no_ids, no_ids, 1, 0,
+                        np.zeros(0, dtype=bool))
         self.num_added = 0  # vector-env steps added (each adds num_envs slots)
         self.num_eligible = 0
         self.max_priority = 1.0
