@@ -185,10 +185,10 @@ def sb3_env(s: Settings) -> Any:
 
     from rltransfer.envs.minatar import minatar_env_fn
 
-    class ZeroOneBox(gym.ObservationWrapper):  # type: ignore[type-arg]
+    class ZeroOneBox(gym.ObservationWrapper):
         """Same frames; the space says 0/1 (not an image to divide by 255)."""
 
-        def __init__(self, env: gym.Env) -> None:  # type: ignore[type-arg]
+        def __init__(self, env: gym.Env) -> None:
             super().__init__(env)
             shape = env.observation_space.shape
             assert shape is not None

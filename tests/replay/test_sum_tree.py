@@ -76,7 +76,7 @@ def test_incremental_writes_equal_a_full_rebuild_bit_for_bit() -> None:
     writes = []
     for _ in range(50):
         idx = rng.integers(0, 37, size=rng.integers(1, 6))
-        vals = rng.random(idx.shape[0]) ** 3 * 10.0
+        vals = np.asarray(rng.random(idx.shape[0]), dtype=np.float64) ** 3 * 10.0
         tree.set(idx, vals)
         writes.append((idx, vals))
     # Exact equality: every node is left + right of its current children, summed bottom-up.
