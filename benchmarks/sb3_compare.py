@@ -30,8 +30,9 @@ Matched settings (SB3 name = ours):
   by 255 (our torso's MinAtar ``obs_scale`` is 1); frame stack 1; seed 0 for both.
 
 Differences that remain (ours = R2D2's learner): double Q (SB3 DQN: max over the target
-network), loss ``0.5 delta^2`` (SB3: Huber / smooth L1), value rescaling off and n = 1 for
-both; before ``learning_starts`` SB3 acts uniformly at random while ours already follows the
+network; ``--no-double-q`` makes ours bootstrap the same way, one forward pass fewer),
+loss ``0.5 delta^2`` (SB3: Huber / smooth L1), value rescaling off and n = 1 for both;
+before ``learning_starts`` SB3 acts uniformly at random while ours already follows the
 epsilon schedule; our replay keeps each frame once and rebuilds ``next_obs`` at sample time,
 SB3 stores ``obs`` and ``next_obs``.
 
