@@ -23,7 +23,7 @@ from benchmarks.raw_env_throughput import raw_env_steps_per_second
 from rltransfer.agents.r2d2 import R2D2Config
 from rltransfer.config import TrainConfig
 from rltransfer.runtime.metrics import MetricsLogger
-from rltransfer.train import Trainer
+from rltransfer.train_r2d2 import Trainer
 
 DEFAULT_ENV_IDS = ("MinAtar/Breakout-v1", "ALE/Pong-v5")
 

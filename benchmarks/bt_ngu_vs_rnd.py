@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rltransfer.evaluate.report import collect_runs, write_report
+from rltransfer.evaluation.report import collect_runs, write_report
 from rltransfer.experiment import run_experiment
 from rltransfer.intrinsic.ngu import NGUConfig
 from rltransfer.recipes import bt_minigrid

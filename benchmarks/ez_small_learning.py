@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rltransfer.evaluate.protocol import evaluate_policy
-from rltransfer.evaluate.report import collect_runs, write_report
+from rltransfer.evaluation.protocol import evaluate_policy
+from rltransfer.evaluation.report import collect_runs, write_report
 from rltransfer.policy import RandomPolicy
 from rltransfer.recipes.efficientzero import ez_small
 from rltransfer.train_efficientzero import train_efficientzero

@@ -2,7 +2,7 @@
 
 Stage 1 (pretraining, no reward): the same R2D2 agent (small MLP torso, LSTM core without
 reward inputs, so the saved policy acts the same way as BT's prior) is trained on a MiniGrid
-maze by :func:`rltransfer.train.train` with ``reward_free=True`` and
+maze by :func:`rltransfer.train_r2d2.train` with ``reward_free=True`` and
 
 * ``ngu``: NGU's intrinsic reward (episodic k-NN novelty x RND life-long multiplier,
   Badia et al. 2020), one policy (``num_policies=1``);
@@ -24,7 +24,7 @@ encoding: it also changes with the key's and door's states):
 
 Stage 2 (transfer): BT(pi_NGU), BT(pi_RND) and scratch (epsilon-greedy) on ``--task`` with
 ``--seeds`` seeds each; IQM of the final evaluation returns with 95% stratified-bootstrap CIs
-(:func:`rltransfer.evaluate.aggregate.aggregate_scores`).
+(:func:`rltransfer.evaluation.aggregate.aggregate_scores`).
 
 Usage (the recorded run; 20-35 minutes on one core of a shared 2-core machine)::
 
@@ -50,11 +50,11 @@ import torch
 from rltransfer.agents.policy import load_policy
 from rltransfer.config import TrainConfig
 from rltransfer.envs import make_env
-from rltransfer.evaluate.aggregate import aggregate_scores
+from rltransfer.evaluation.aggregate import aggregate_scores
 from rltransfer.intrinsic.ngu import NGUConfig
 from rltransfer.recipes import _small_agent
 from rltransfer.runtime.checkpoint import latest_checkpoint, load_checkpoint
-from rltransfer.train import train
+from rltransfer.train_r2d2 import train
 
 AGENT_CELL = 10  # minigrid OBJECT_TO_IDX["agent"]; its state channel holds the direction
 

@@ -36,7 +36,7 @@ from rltransfer.agents.r2d2 import R2D2Config
 from rltransfer.config import TrainConfig
 from rltransfer.distributed import ActorPool, Round, init_ray
 from rltransfer.runtime.metrics import MetricsLogger
-from rltransfer.train import Trainer
+from rltransfer.train_r2d2 import Trainer
 
 
 def loop_env_steps_per_second(cfg: TrainConfig) -> tuple[float, float, int]:

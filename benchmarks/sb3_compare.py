@@ -7,7 +7,7 @@ each: the wall time of the whole training (building the learner and env included
 training loop's time, the learning time (sampling a batch plus the gradient step: our
 ``Trainer._update``, SB3's ``DQN.train``), env steps/s of the loop, the number of gradient
 updates, and the final greedy return over 10 evaluation episodes (our
-:func:`~rltransfer.evaluate.protocol.evaluate_policy` for both, SB3's model wrapped as an
+:func:`~rltransfer.evaluation.protocol.evaluate_policy` for both, SB3's model wrapped as an
 :class:`~rltransfer.sb3.SB3Policy`: same eval envs and seeds). Prints a table and writes JSON.
 
 Matched settings (SB3 name = ours):
@@ -105,7 +105,7 @@ def _load() -> list[float]:
 
 
 def _evaluate(policy: Any, s: Settings) -> list[float]:
-    from rltransfer.evaluate.protocol import evaluate_policy
+    from rltransfer.evaluation.protocol import evaluate_policy
 
     returns = evaluate_policy(
         policy, ENV_ID, num_episodes=s.eval_episodes, seed=s.seed + 1_000_003, frame_stack=1,
@@ -117,12 +117,12 @@ def _evaluate(policy: Any, s: Settings) -> list[float]:
 
 
 def run_ours(s: Settings) -> dict[str, Any]:
-    """Train our agent (``rltransfer.train.Trainer``, local loop) and time it."""
+    """Train our agent (``rltransfer.train_r2d2.Trainer``, local loop) and time it."""
     import torch
 
     from rltransfer.config import suite_config
     from rltransfer.runtime.metrics import MetricsLogger
-    from rltransfer.train import Trainer
+    from rltransfer.train_r2d2 import Trainer
 
     torch.set_num_threads(1)
     load_before = _load()
@@ -288,7 +288,7 @@ def acting_vs_raw(env_id: str, num_envs: int, env_steps: int) -> dict[str, Any]:
     from benchmarks.raw_env_throughput import raw_env_steps_per_second
     from rltransfer.config import suite_config
     from rltransfer.runtime.metrics import MetricsLogger
-    from rltransfer.train import Trainer
+    from rltransfer.train_r2d2 import Trainer
 
     torch.set_num_threads(1)
     net = {"feature_dim": 128, "hidden": 128, "dueling": False,

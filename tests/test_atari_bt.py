@@ -11,7 +11,7 @@ import pytest
 
 from rltransfer.agents.r2d2 import R2D2Config
 from rltransfer.config import TrainConfig
-from rltransfer.train import train
+from rltransfer.train_r2d2 import train
 
 
 @pytest.mark.slow

@@ -94,12 +94,12 @@ def test_user_errors_are_one_line_and_exit_2(
 def test_internal_key_and_value_errors_keep_their_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
-    import rltransfer.train
+    import rltransfer.train_r2d2
 
     def broken(cfg: object) -> None:
         raise error
 
-    monkeypatch.setattr(rltransfer.train, "train", broken)
+    monkeypatch.setattr(rltransfer.train_r2d2, "train", broken)
     with pytest.raises(type(error)) as exc:
         main(["train", "--env-id", ENV, "--run-dir", str(tmp_path / "r"), *TINY])
     assert exc.value is error  # not turned into SystemExit(2)
@@ -140,7 +140,7 @@ def test_evaluate_uses_the_runs_training_env_settings(
 ) -> None:
     """`rltransfer evaluate <run>` builds the run's env (its episode cap here) with the
     protocol's differences; on another env only --task carries over."""
-    import rltransfer.evaluate.protocol as protocol
+    import rltransfer.evaluation.protocol as protocol
     from rltransfer.envs import make_env
 
     run = tmp_path / "run"

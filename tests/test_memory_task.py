@@ -20,11 +20,11 @@ import pytest
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-import rltransfer.evaluate.protocol as protocol
-import rltransfer.train as train_module
+import rltransfer.evaluation.protocol as protocol
+import rltransfer.train_r2d2 as train_module
 from rltransfer.agents.r2d2 import R2D2Config
 from rltransfer.config import TrainConfig
-from rltransfer.train import train
+from rltransfer.train_r2d2 import train
 
 ENV_ID = "CueRecall-test"
 

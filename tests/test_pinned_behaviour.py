@@ -66,8 +66,8 @@ from rltransfer.experiment import strategy_config
 from rltransfer.nets.pixel_encoders import PixelEncoderConfig
 from rltransfer.recipes import get_recipe
 from rltransfer.recipes.efficientzero import ez_small
-from rltransfer.train import Trainer
 from rltransfer.train_efficientzero import EZTrainConfig, EZTrainer
+from rltransfer.train_r2d2 import Trainer
 from rltransfer.train_sac import SACTrainConfig, SACTrainer
 
 RTOL = 1e-4

@@ -17,7 +17,7 @@ import pytest
 from rltransfer.config import suite_config
 from rltransfer.policy import SpaceMismatchError
 from rltransfer.runtime.checkpoint import CheckpointError, latest_checkpoint
-from rltransfer.train import RunConflictError, train
+from rltransfer.train_r2d2 import RunConflictError, train
 
 # MiniGrid's suite defaults (Adam eps 1e-6, ...; rltransfer.config.SUITE_DEFAULTS) with a
 # small, fast network and learner.

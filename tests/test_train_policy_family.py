@@ -11,7 +11,7 @@ from rltransfer.agents.r2d2 import R2D2Config
 from rltransfer.config import TrainConfig, policy_family
 from rltransfer.intrinsic.ngu import NGUConfig
 from rltransfer.runtime.checkpoint import latest_checkpoint, load_checkpoint
-from rltransfer.train import train
+from rltransfer.train_r2d2 import train
 
 
 def test_family_run_stores_j_and_scaled_rewards(tmp_path) -> None:

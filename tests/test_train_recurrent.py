@@ -15,7 +15,7 @@ from rltransfer.agents.r2d2 import R2D2Config
 from rltransfer.config import TrainConfig
 from rltransfer.intrinsic.ngu import NGUConfig, NGUReward
 from rltransfer.runtime.checkpoint import latest_checkpoint, read_meta
-from rltransfer.train import Trainer, train
+from rltransfer.train_r2d2 import Trainer, train
 
 TINY_NGU = NGUConfig(embedding_torso="mlp", rnd_torso="mlp", embedding_dim=8,
                      inverse_dynamics_hidden=16, rnd_feature_dim=8, rnd_hidden=16,

@@ -44,7 +44,7 @@ def pretrain(cfg: Annotated[TrainConfig, Flat] = PRETRAIN_DEFAULTS) -> None:
 
 def train_cmd(cfg: Annotated[TrainConfig, Flat]) -> None:
     """Train on the task reward: from scratch, with weight init, or with Behavior Transfer."""
-    from rltransfer.train import train
+    from rltransfer.train_r2d2 import train
 
     result = train(cfg)
     print(f"run {result.run_dir}: {result.env_steps} env steps, {result.num_updates} updates, "
@@ -103,62 +103,17 @@ class EvaluateArgs:
     """Write the returns as JSON here."""
 
 
-def trained_env_settings(
-    policy_path: str | Path, env_id: str | None, task: str | None
-) -> tuple[str, dict[str, Any], int | None]:
-    """The env to evaluate a saved R2D2 policy on: ``(env_id, make_env settings, frame_stack)``.
-
-    On the env the policy was trained on (``env_id`` None or equal to it) the settings are the
-    run's training env settings (:func:`rltransfer.train.train_env_kwargs` of the config in the
-    checkpoint: sticky actions, episode cap, ...), to be passed through
-    :func:`rltransfer.evaluate.protocol.eval_env_kwargs`; on another env only ``task``.
-    ``task`` (if given) replaces the run's task. ``frame_stack`` is the checkpoint's.
-
-    Raises:
-        CheckpointError: no readable checkpoint there, or its config is unusable.
-        ConfigError: the checkpoint does not name its env and ``env_id`` is None.
-    """
-    from rltransfer.agents.policy import resolve_checkpoint
-    from rltransfer.runtime.checkpoint import CheckpointError, read_meta
-    from rltransfer.runtime.config import ConfigError, from_dict
-    from rltransfer.train import train_env_kwargs
-
-    ckpt = resolve_checkpoint(policy_path)
-    meta = read_meta(ckpt)
-    arch = meta.get("architecture") or {}
-    trained_on = arch.get("env_id")
-    target = env_id or trained_on
-    if target is None:
-        raise ConfigError(f"{ckpt} does not say which env it was trained on; pass --env-id")
-    settings: dict[str, Any] = {}
-    config = meta.get("config")
-    if target == trained_on and isinstance(config, dict):
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        try:
-            cfg = from_dict(TrainConfig, {k: v for k, v in config.items() if k in known},
-                            where=f"{ckpt}/meta.json config")
-        except ConfigError as e:
-            raise CheckpointError(f"{ckpt}: the run config in meta.json is unusable: {e}") from e
-        settings = train_env_kwargs(cfg)
-    if task is not None:
-        settings["task"] = task
-    stack = arch.get("frame_stack")
-    return str(target), settings, None if stack is None else int(stack)
 
 
 def evaluate(args: Annotated[EvaluateArgs, Flat]) -> None:
     """Zero-shot or final evaluation of a saved policy, on its training env's settings (except
     the evaluation protocol's documented differences) unless ``--env-id`` names another env."""
-    from rltransfer.agents.policy import load_policy
-    from rltransfer.evaluate.protocol import eval_env_kwargs, evaluate_policy
-    from rltransfer.runtime.config import ConfigError
+    from rltransfer.api import evaluate as evaluate_saved
+    from rltransfer.api import trained_env_settings
 
-    if args.episodes < 1:
-        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
-    policy = load_policy(args.policy, epsilon=args.epsilon, seed=args.seed)
-    env_id, settings, frame_stack = trained_env_settings(args.policy, args.env_id, args.task)
-    returns = evaluate_policy(policy, env_id, args.episodes, seed=args.seed,
-                              frame_stack=frame_stack, env_kwargs=eval_env_kwargs(settings))
+    returns = evaluate_saved(args.policy, env_id=args.env_id, task=args.task,
+                             episodes=args.episodes, seed=args.seed, epsilon=args.epsilon)
+    env_id, _, _ = trained_env_settings(args.policy, args.env_id, args.task)
     summary = {"policy": args.policy, "env_id": env_id, "task": args.task,
                "returns": [float(r) for r in returns], "mean": float(np.mean(returns)),
                "std": float(np.std(returns))}

@@ -1,7 +1,7 @@
 """The collector: steps a vector env with an agent's online network plus an explorer.
 
 One home for the acting half of training (docs/architecture.md, "Collector"): the local loop
-(:class:`rltransfer.train.Trainer`) and the Ray actors (:mod:`rltransfer.distributed`) run the
+(:class:`rltransfer.train_r2d2.Trainer`) and the Ray actors (:mod:`rltransfer.distributed`) run the
 same :class:`Collector`. A collector owns a vector env, a frame stacker, an explorer (epsilon-
 greedy, ez-greedy or Behavior Transfer, Campos et al. 2021 Algorithm 1), an optional prior
 driver (pi_p), an optional intrinsic reward (RND / NGU / constant) and the recurrent acting

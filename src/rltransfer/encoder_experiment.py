@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from rltransfer.evaluate.aggregate import aggregate_scores
-from rltransfer.evaluate.plots import plot_interval_estimates
-from rltransfer.evaluate.report import collect_runs, write_report
+from rltransfer.evaluation.aggregate import aggregate_scores
+from rltransfer.evaluation.plots import plot_interval_estimates
+from rltransfer.evaluation.report import collect_runs, write_report
 from rltransfer.pretrain.image_classification import (
     ImageClassificationConfig,
     generate_shape_images,
@@ -327,7 +327,7 @@ def _matrix_table(exp: EncoderExperiment, finals: dict[Cell, np.ndarray]) -> lis
 
 
 def _iqm(x: np.ndarray) -> float:
-    from rltransfer.evaluate.aggregate import iqm
+    from rltransfer.evaluation.aggregate import iqm
 
     return float(iqm(np.asarray(x, dtype=np.float64)))
 

@@ -25,11 +25,11 @@ from rich.console import Console
 from rltransfer.agents.policy import load_policy
 from rltransfer.config import TrainConfig
 from rltransfer.errors import UnknownRecipeError, UserError
-from rltransfer.evaluate.protocol import eval_env_kwargs, evaluate_policy
-from rltransfer.evaluate.report import collect_runs, write_report
+from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
+from rltransfer.evaluation.report import collect_runs, write_report
 from rltransfer.recipes import STRATEGIES, BTExperiment
 from rltransfer.runtime.pool import run_jobs
-from rltransfer.train import train, train_env_kwargs
+from rltransfer.train_r2d2 import train, train_env_kwargs
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)

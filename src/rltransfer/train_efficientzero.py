@@ -19,7 +19,7 @@ and, once finished, ``final/`` (the world model's weights, named by component:
 ``representation/``, ``dynamics/``, ``prediction/``, ``projection/``, with the architecture in
 its ``meta.json``). Started again with the same directory a run resumes from its latest
 checkpoint (learner, self-play network, replay, RNG states, counters); on a finished run it
-does nothing, as :mod:`rltransfer.train` does.
+does nothing, as :mod:`rltransfer.train_r2d2` does.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from rltransfer.agents.mcts import BatchedMCTS, MCTSConfig, select_action
 from rltransfer.agents.reanalyse import ReanalyseConfig, Reanalyser
 from rltransfer.core.checkpoint_components import check_component_names
 from rltransfer.envs import env_spec, make_env
-from rltransfer.evaluate.protocol import eval_env_kwargs, evaluate_policy
+from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.methods.weight_transfer import (
     freeze_components,
     load_component_tensors,
@@ -210,7 +210,7 @@ def ez_env_kwargs(cfg: EZTrainConfig) -> dict[str, Any]:
     """The :func:`~rltransfer.envs.make_env` settings of ``cfg``'s training env (after
     ``env_id, num_envs, seed``): episode cap, life-loss terminals, and the sticky actions,
     frame size and grayscale ``cfg`` sets (unset ones: the suite default). Evaluation uses
-    :func:`~rltransfer.evaluate.protocol.eval_env_kwargs` of these."""
+    :func:`~rltransfer.evaluation.protocol.eval_env_kwargs` of these."""
     kwargs: dict[str, Any] = {"max_episode_frames": cfg.max_episode_frames,
                               "terminal_on_life_loss": cfg.terminal_on_life_loss}
     if cfg.sticky_action_prob is not None:
@@ -564,7 +564,7 @@ class EZTrainer:
     def evaluate(self, logger: MetricsLogger) -> float:
         """Greedy search with the learner's current network (eval mode) on the unclipped game
         reward, on the training env except the protocol's differences (no life-loss terminals;
-        :func:`~rltransfer.evaluate.protocol.eval_env_kwargs`); logs and returns the mean."""
+        :func:`~rltransfer.evaluation.protocol.eval_env_kwargs`); logs and returns the mean."""
         policy = SearchPolicy(self.learner.network, self.cfg.mcts, self.num_actions,
                               device=self.cfg.device, deterministic=True)
         returns = evaluate_policy(

@@ -41,7 +41,7 @@ import torch
 from gymnasium.vector import VectorEnv
 
 from rltransfer.agents.sac import SACAgent, SACConfig
-from rltransfer.evaluate.protocol import eval_env_kwargs
+from rltransfer.evaluation.protocol import eval_env_kwargs
 from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
 from rltransfer.replay import FrameStacker, TransitionReplay
 from rltransfer.runtime.checkpoint import (
@@ -158,7 +158,7 @@ def resolved_render_size(cfg: SACTrainConfig) -> int:
 def sac_env_kwargs(cfg: SACTrainConfig) -> dict[str, Any]:
     """The :func:`~rltransfer.envs.make_env` settings of ``cfg``'s training env (after
     ``env_id, num_envs, seed``): render size, and the action repeat and distraction ``cfg``
-    sets. Evaluation uses :func:`~rltransfer.evaluate.protocol.eval_env_kwargs` of these."""
+    sets. Evaluation uses :func:`~rltransfer.evaluation.protocol.eval_env_kwargs` of these."""
     kwargs: dict[str, Any] = {"render_size": resolved_render_size(cfg)}
     if cfg.action_repeat is not None:
         kwargs["action_repeat"] = cfg.action_repeat
@@ -494,7 +494,7 @@ class SACTrainer:
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, logger: MetricsLogger) -> float:
         """Deterministic evaluation (``eval_episodes`` episodes) on the training env's settings
-        (:func:`~rltransfer.evaluate.protocol.eval_env_kwargs`); logs an ``eval`` record."""
+        (:func:`~rltransfer.evaluation.protocol.eval_env_kwargs`); logs an ``eval`` record."""
         returns = evaluate_sac(
             self.agent, self.make_eval_envs, self.cfg.eval_episodes,
             seed=self.cfg.seed + 1_000_003 + self.env_steps, frame_stack=self.frame_stack,

@@ -21,7 +21,7 @@ from rltransfer.distributed import ActorPool, actor_env_slice, init_ray
 from rltransfer.distributed.worker import CollectorWorker
 from rltransfer.runtime.checkpoint import latest_checkpoint
 from rltransfer.runtime.config import ConfigError, to_dict
-from rltransfer.train import Trainer
+from rltransfer.train_r2d2 import Trainer
 
 ray = pytest.importorskip("ray")
 

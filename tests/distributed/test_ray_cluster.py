@@ -27,7 +27,7 @@ import pytest
 
 from rltransfer.distributed import RayClusterError, init_ray, resolve_ray_address
 from rltransfer.errors import UserError
-from rltransfer.train import Trainer
+from rltransfer.train_r2d2 import Trainer
 
 from .test_ray_backend import TINY, _records
 

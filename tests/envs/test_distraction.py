@@ -213,7 +213,7 @@ def test_ik_rl_and_eval_envs_show_the_same_background() -> None:
     the reacher arm and target, placed by the env seed, differ); another distraction seed
     shows another clip."""
     pytest.importorskip("dm_control")
-    from rltransfer.evaluate.protocol import eval_env_kwargs
+    from rltransfer.evaluation.protocol import eval_env_kwargs
     from rltransfer.pretrain.inverse_dynamics import (
         InverseDynamicsConfig,
         _make_env_for,

@@ -114,7 +114,7 @@ def _tiny_r2d2(run_dir: Path, **changes: object) -> object:
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished tiny run: a valid prior / init checkpoint."""
-    from rltransfer.train import train
+    from rltransfer.train_r2d2 import train
 
     run = tmp_path_factory.mktemp("prior") / "pre"
     train(_tiny_r2d2(run))  # type: ignore[arg-type]
@@ -133,7 +133,7 @@ def test_r2d2_run_that_fails_to_start_leaves_no_config(
 ) -> None:
     from rltransfer.envs import UnknownEnvError
     from rltransfer.runtime.checkpoint import CheckpointError
-    from rltransfer.train import train
+    from rltransfer.train_r2d2 import train
 
     run = tmp_path / "run"
     good: dict[str, object] = {"env_id": "MiniGrid-Empty-5x5-v0"}
@@ -162,7 +162,7 @@ def test_r2d2_run_that_fails_to_start_leaves_no_config(
 def test_a_conflicting_run_dir_is_still_refused_before_anything_is_built(
     tmp_path: Path, pretrained: Path
 ) -> None:
-    import rltransfer.train as train_module
+    import rltransfer.train_r2d2 as train_module
     from rltransfer.runtime.run_dir import RunConflictError
 
     def no_env(*args: object, **kwargs: object) -> None:
@@ -177,7 +177,7 @@ def test_a_conflicting_run_dir_is_still_refused_before_anything_is_built(
 
 
 def test_a_failed_start_closes_the_envs_it_built(tmp_path: Path) -> None:
-    import rltransfer.train as train_module
+    import rltransfer.train_r2d2 as train_module
     from rltransfer.envs import make_env
     from rltransfer.runtime.checkpoint import CheckpointError
 

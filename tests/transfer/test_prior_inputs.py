@@ -16,7 +16,7 @@ import torch
 from rltransfer.agents.policy import AgentPolicy, RecurrentPolicyState
 from rltransfer.agents.r2d2 import R2D2Agent, R2D2Config
 from rltransfer.collector import Collector
-from rltransfer.evaluate.protocol import evaluate_policy
+from rltransfer.evaluation.protocol import evaluate_policy
 from rltransfer.explore import EpsilonGreedy
 from rltransfer.intrinsic.constant import ConstantReward
 from rltransfer.policy import CallablePolicy, RandomPolicy, observe_step

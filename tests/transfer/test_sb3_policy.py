@@ -19,7 +19,7 @@ from rltransfer.policy import CallablePolicy, SpaceMismatchError
 from rltransfer.runtime.config import ConfigError
 from rltransfer.runtime.run_dir import RunConflictError
 from rltransfer.sb3 import SB3Policy
-from rltransfer.train import Trainer, train
+from rltransfer.train_r2d2 import Trainer, train
 
 ENV = "MiniGrid-Empty-5x5-v0"
 

@@ -15,7 +15,7 @@ from rltransfer.agents.r2d2 import R2D2Agent, R2D2Config
 from rltransfer.config import TrainConfig
 from rltransfer.runtime.checkpoint import CheckpointError, save_checkpoint
 from rltransfer.runtime.config import to_dict
-from rltransfer.train import Trainer, train
+from rltransfer.train_r2d2 import Trainer, train
 from rltransfer.transfer.weights import head_output_layer, initialise_from
 
 OBS = (2, 3, 3)

@@ -86,7 +86,7 @@ class CollectorWorker:
         envs_slice = actor_env_slice(cfg.num_envs, num_actors, actor_index)
         b = envs_slice.stop - envs_slice.start
         spec = env_spec(cfg.env_id)
-        from rltransfer.train import train_env_kwargs  # the learner's env settings
+        from rltransfer.train_r2d2 import train_env_kwargs  # the learner's env settings
 
         envs = make_env(cfg.env_id, b, env_seed, **train_env_kwargs(cfg))
         shape = envs.single_observation_space.shape

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from rltransfer.evaluate.report import collect_runs, write_report
+from rltransfer.evaluation.report import collect_runs, write_report
 from rltransfer.recipes.efficientzero import EZExperiment
 from rltransfer.runtime.pool import run_jobs
 from rltransfer.train_efficientzero import EZTrainConfig

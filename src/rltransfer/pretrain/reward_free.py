@@ -2,7 +2,7 @@
 reward alone, with the task reward hidden from the learner (it is still logged, and the
 greedy policy's task return is evaluated: its zero-shot score).
 
-The learner is the ordinary Q-learning agent of :mod:`rltransfer.train`; only the reward
+The learner is the ordinary Q-learning agent of :mod:`rltransfer.train_r2d2`; only the reward
 differs. Intrinsic rewards: RND (Burda et al. 2019) and a constant reward (the paper's
 baseline that rewards staying alive). NGU is the next step (see the issue tracker).
 """
@@ -13,7 +13,7 @@ import dataclasses
 
 from rltransfer.config import TrainConfig
 from rltransfer.runtime.config import ConfigError
-from rltransfer.train import RunResult, train
+from rltransfer.train_r2d2 import RunResult, train
 
 PRETRAIN_DEFAULTS = dataclasses.replace(
     TrainConfig(), reward_free=True, intrinsic="rnd", run_dir="runs/pretrain"

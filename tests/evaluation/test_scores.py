@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rltransfer.evaluate.scores import (
+from rltransfer.evaluation.scores import (
     ATARI_GAMES,
     UnknownGameError,
     human_normalized_score,

@@ -186,7 +186,7 @@ def aggregate_scores(
     Args:
         scores: strategy -> float array ``[num_seeds, num_tasks]`` (a 1-D ``[num_seeds]`` array
             is one task). Scores are whatever the caller chose (raw returns, or human-normalized
-            scores from :func:`rltransfer.evaluate.scores.human_normalized_score` when tasks
+            scores from :func:`rltransfer.evaluation.scores.human_normalized_score` when tasks
             differ in scale).
         reps: bootstrap replicates (rliable uses 50,000 in the paper; 2,000 is enough for
             reports, about 1 s per strategy on one CPU core; tests use fewer).
@@ -240,7 +240,7 @@ def _common_grid(
         if np.any(np.diff(x) < 0):
             raise AggregateInputError(
                 f"curve {i} of {name!r}: x (env steps) must be non-decreasing; sort the "
-                f"evaluation points (e.g. with rltransfer.evaluate.report.eval_curve)"
+                f"evaluation points (e.g. with rltransfer.evaluation.report.eval_curve)"
             )
         _check_finite(x, f"curve {i} of {name!r} (x)")
         _check_finite(y, f"curve {i} of {name!r} (y)")

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rltransfer.evaluate.aggregate import Estimate
-from rltransfer.evaluate.plots import plot_interval_estimates, plot_learning_curves
-from rltransfer.evaluate.report import (
+from rltransfer.evaluation.aggregate import Estimate
+from rltransfer.evaluation.plots import plot_interval_estimates, plot_learning_curves
+from rltransfer.evaluation.report import (
     MetricsFileError,
     collect_runs,
     eval_curve,

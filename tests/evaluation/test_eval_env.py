@@ -15,18 +15,18 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
 
-import rltransfer.evaluate.protocol as protocol
+import rltransfer.evaluation.protocol as protocol
 from rltransfer.agents.r2d2 import R2D2Config
 from rltransfer.config import TrainConfig
 from rltransfer.envs import make_env
-from rltransfer.evaluate.protocol import (
+from rltransfer.evaluation.protocol import (
     EVAL_ENV_OVERRIDES,
     PROTOCOL_DIFFERENCES,
     eval_env_kwargs,
     evaluate_policy,
 )
 from rltransfer.policy import RandomPolicy
-from rltransfer.train import train_env_kwargs
+from rltransfer.train_r2d2 import train_env_kwargs
 
 DIFFERENCES = {"terminal_on_life_loss", "reward_free"}
 """The documented env-level differences, written out by hand."""
@@ -145,7 +145,7 @@ def test_bt_atari_like_run_evaluates_without_sticky_actions_when_trained_without
     the training env and every evaluation env (intermediate and final) get sticky 0, the
     evaluation envs no life-loss terminals; the zero-shot score of pi_p too."""
     import rltransfer.experiment as experiment
-    import rltransfer.train as train_module
+    import rltransfer.train_r2d2 as train_module
     from rltransfer.recipes import get_recipe
 
     recorder = Recorder()

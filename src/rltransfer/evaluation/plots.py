@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rltransfer.evaluate.aggregate import METRICS, Estimate
+from rltransfer.evaluation.aggregate import METRICS, Estimate
 
 _METRIC_LABELS = {"iqm": "IQM", "mean": "Mean", "median": "Median"}
 
@@ -48,8 +48,8 @@ def plot_learning_curves(
 
     Args:
         curves: strategy -> ``(x, point, low, high)``, 1-D arrays of equal length (e.g. the
-            :class:`~rltransfer.evaluate.aggregate.CurveEstimate` values of
-            :func:`~rltransfer.evaluate.aggregate.curves`); ``x`` in env steps.
+            :class:`~rltransfer.evaluation.aggregate.CurveEstimate` values of
+            :func:`~rltransfer.evaluation.aggregate.curves`); ``x`` in env steps.
         path: output PNG file (parent folders are created).
         title, xlabel, ylabel: axis texts.
         reference_lines: optional label -> y value drawn as dashed horizontal lines (e.g. the
@@ -110,8 +110,8 @@ def plot_interval_estimates(
     """Horizontal interval chart: one panel per metric, one bar (the CI) per strategy.
 
     Args:
-        estimates: strategy -> metric -> :class:`~rltransfer.evaluate.aggregate.Estimate`, the
-            output of :func:`~rltransfer.evaluate.aggregate.aggregate_scores`.
+        estimates: strategy -> metric -> :class:`~rltransfer.evaluation.aggregate.Estimate`, the
+            output of :func:`~rltransfer.evaluation.aggregate.aggregate_scores`.
         path: output PNG file (parent folders are created).
         metrics: which metrics to draw (default: those of :data:`METRICS` present for every
             strategy, in that order).

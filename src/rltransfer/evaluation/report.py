@@ -26,14 +26,14 @@ from typing import Any
 import numpy as np
 
 from rltransfer.errors import UserError
-from rltransfer.evaluate.aggregate import (
+from rltransfer.evaluation.aggregate import (
     METRICS,
     AggregateInputError,
     Estimate,
     aggregate_scores,
     curves,
 )
-from rltransfer.evaluate.plots import plot_interval_estimates, plot_learning_curves
+from rltransfer.evaluation.plots import plot_interval_estimates, plot_learning_curves
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
@@ -280,7 +280,7 @@ def write_report(
         extra_sections: optional heading -> markdown body appended at the end.
         curve_metric: ``"iqm"`` or ``"mean"`` over seeds for the learning curves.
         reps, seed, confidence: bootstrap settings, see
-            :func:`~rltransfer.evaluate.aggregate.aggregate_scores`.
+            :func:`~rltransfer.evaluation.aggregate.aggregate_scores`.
 
     Returns:
         The markdown path.

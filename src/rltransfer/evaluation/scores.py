@@ -130,7 +130,7 @@ def reference_scores(game: str) -> tuple[float, float]:
     except KeyError:
         raise UnknownGameError(
             f"no human/random reference scores for game {game!r} (normalized to {key!r}); "
-            f"known games are the Atari-57 names in rltransfer.evaluate.scores.ATARI_GAMES, "
+            f"known games are the Atari-57 names in rltransfer.evaluation.scores.ATARI_GAMES, "
             f"e.g. 'ms_pacman', 'hero', or ids like 'ALE/MsPacman-v5'"
         ) from None
 

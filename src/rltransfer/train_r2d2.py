@@ -43,7 +43,7 @@ from rltransfer.config import (
     with_prior_object,
 )
 from rltransfer.envs import env_spec, make_env
-from rltransfer.evaluate.protocol import eval_env_kwargs, evaluate_policy
+from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.intrinsic.ngu import NGUReward
 from rltransfer.intrinsic.rnd import RND
 from rltransfer.policy import Policy
@@ -87,7 +87,7 @@ RESUMABLE_ON_ANOTHER_BACKEND: frozenset[str] = frozenset(
 def train_env_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     """The :func:`~rltransfer.envs.make_env` settings of ``cfg``'s training env (after
     ``env_id, num_envs, seed``): task, reward-free, life-loss terminals, sticky actions and
-    the episode cap. Evaluation uses :func:`~rltransfer.evaluate.protocol.eval_env_kwargs` of
+    the episode cap. Evaluation uses :func:`~rltransfer.evaluation.protocol.eval_env_kwargs` of
     these (the training env except the protocol's documented differences)."""
     return {
         "task": cfg.task,

@@ -5,7 +5,7 @@ import pytest
 import rliable.metrics as rl_metrics
 from rliable import library as rl_library
 
-from rltransfer.evaluate.aggregate import (
+from rltransfer.evaluation.aggregate import (
     AggregateInputError,
     Estimate,
     aggregate_scores,
