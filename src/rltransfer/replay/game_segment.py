@@ -37,25 +37,14 @@ whole Atari100k run (100k env steps) ~2.8 GB. MinAtar Breakout (4x10x10, A = 6 w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from rltransfer.replay.slots import (
-    check_indices,
-    importance_weights,
-    set_eligible,
-    set_priorities,
-    stack_zero_mask,
-    validated_state,
-)
-from rltransfer.replay.sum_tree import SumTree
+from rltransfer.replay.ring import SlotRing
+from rltransfer.replay.slots import check_indices
 
 NOT_ENDED = np.iinfo(np.int64).max // 4
 """``Segment.episode_end`` of positions whose episode does not end inside the window."""
-
-_BOOL_SLOT_ARRAYS = ("terminated", "truncated", "valid", "first", "eligible")
-
 
 @dataclass
 class Segment:
@@ -94,7 +83,7 @@ class Segment:
     age_env_steps: np.ndarray
 
 
-class GameSegmentReplay:
+class GameSegmentReplay(SlotRing):
     """Frame-once prioritized replay of game positions with their search statistics.
 
     ``add`` is called once per vector-env step for all ``B`` envs. ``sample`` draws positions
@@ -114,9 +103,21 @@ class GameSegmentReplay:
         min_priority: floor applied in :meth:`update_priorities` so no sampleable position
             gets probability 0.
 
+    The ring (write cursor, stream flags, eligibility, sum tree, sampling, checkpoints) is
+    :class:`~rltransfer.replay.ring.SlotRing`, always prioritized; this class adds the
+    actions, rewards and search statistics per slot and the position rule.
+
     Raises:
         ValueError: invalid sizes or exponents (the message names the fix).
     """
+
+    _add_label = "GameSegmentReplay.add"
+    _item = "position"
+    _config_fields = ("(num_envs, capacity_per_env, frame_stack, unroll_steps, td_steps, "
+                      "num_actions, frame shape / priority exponent)")
+    # An episode that ended (either way) at the last stored step keeps its end flag; its
+    # last positions stay unsampleable (their final observation is never stored).
+    _cut_truncated_end = False
 
     def __init__(
         self,
@@ -155,57 +156,27 @@ class GameSegmentReplay:
                 "priority_exponent must be >= 0 and min_priority > 0, got "
                 f"{priority_exponent}, {min_priority}"
             )
-        self.num_envs = int(num_envs)
-        self.capacity_per_env = int(capacity_per_env)
-        self.frame_shape = tuple(int(s) for s in frame_shape)
+        super().__init__(
+            num_envs, capacity_per_env, frame_shape, frame_stack=frame_stack, prioritized=True,
+            priority_exponent=priority_exponent, min_priority=min_priority,
+            overwrite_reach=frame_stack,
+        )
         self.num_actions = int(num_actions)
-        self.frame_stack = int(frame_stack)
         self.unroll_steps = int(unroll_steps)
         self.td_steps = int(td_steps)
         self.window = self.unroll_steps + self.td_steps
-        self.priority_exponent = float(priority_exponent)
-        self.min_priority = float(min_priority)
-
         shape = (self.num_envs, self.capacity_per_env)
-        self.frames = np.zeros((*shape, *self.frame_shape), dtype=np.uint8)
         self.actions = np.zeros(shape, dtype=np.int32)
         self.rewards = np.zeros(shape, dtype=np.float32)
         self.root_values = np.zeros(shape, dtype=np.float32)
         self.policies = np.zeros((*shape, self.num_actions), dtype=np.float32)
-        self.terminated = np.zeros(shape, dtype=bool)
-        self.truncated = np.zeros(shape, dtype=bool)
-        self.valid = np.zeros(shape, dtype=bool)  # not an autoreset slot
-        self.first = np.zeros(shape, dtype=bool)  # first slot of an episode
-        self.eligible = np.zeros(shape, dtype=bool)  # sampleable position now
-        self.tree = SumTree(self.num_envs * self.capacity_per_env)
-        self.num_added = 0  # vector-env steps added (each adds num_envs slots)
-        self.num_eligible = 0
-        self.max_priority = 1.0
-        self._prev_done = np.zeros(self.num_envs, dtype=bool)
-        self._prev_autoreset = np.ones(self.num_envs, dtype=bool)
 
-    # ------------------------------------------------------------------ info
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the buffers and the sum tree."""
-        arrays: list[np.ndarray] = [self.frames, self.actions, self.rewards, self.root_values,
-                                    self.policies]
-        arrays += [getattr(self, name) for name in _BOOL_SLOT_ARRAYS]
-        return int(sum(a.nbytes for a in arrays)) + self.tree.nbytes
+    # ------------------------------------------------------------------ ring hooks
+    def _slot_arrays(self) -> tuple[str, ...]:
+        return ("actions", "rewards", "root_values", "policies")
 
-    @property
-    def stacked_shape(self) -> tuple[int, int, int]:
-        """``(C*S, H, W)``: the agent's observation shape."""
-        c, h, w = self.frame_shape
-        return (c * self.frame_stack, h, w)
-
-    def __len__(self) -> int:
-        """Number of positions that can be sampled now."""
-        return self.num_eligible
-
-    def can_sample(self) -> bool:
-        """True when at least one position is sampleable."""
-        return self.num_eligible > 0
+    def _refresh_recent(self, last: int) -> None:
+        self._refresh(np.arange(max(0, last - self.window), last + 1))
 
     # ------------------------------------------------------------------ writing
     def add(
@@ -232,13 +203,8 @@ class GameSegmentReplay:
             ValueError: wrong shape/dtype, actions out of range, non-finite numbers.
         """
         b = self.num_envs
-        obs = np.asarray(obs)
-        if obs.dtype != np.uint8 or obs.shape != (b, *self.frame_shape):
-            raise ValueError(
-                f"GameSegmentReplay.add expects obs uint8{[b, *self.frame_shape]} (one "
-                f"unstacked frame), got {obs.dtype}{list(obs.shape)}"
-            )
-        act = self._vector("actions", actions, np.int64)
+        obs = self._check_frame(obs)
+        act = self._vector("actions", actions, np.int64, integer=False)
         if not np.issubdtype(np.asarray(actions).dtype, np.integer):
             raise ValueError(f"actions must be integers, got {np.asarray(actions).dtype}")
         if act.min() < 0 or act.max() >= self.num_actions:
@@ -254,57 +220,12 @@ class GameSegmentReplay:
                 and np.all(np.isfinite(pol))):
             raise ValueError("GameSegmentReplay.add: non-finite reward, root value or policy")
 
-        t = self.num_added
-        c = self.capacity_per_env
-        p = t % c
-        autoreset = self._prev_done.copy()
-        first = self._prev_autoreset & ~autoreset
-        # The overwritten slot and the positions whose frame stacks reach back to it.
-        old_steps = t + np.arange(self.frame_stack) - c
-        old_pos = old_steps[old_steps >= 0] % c
-        if old_pos.size:
-            flat = (np.arange(b)[:, None] * c + old_pos[None, :]).reshape(-1)
-            self._set_eligible(flat, np.zeros(flat.shape, bool))
-        self.frames[:, p] = obs
+        t, p, _ = self._append(obs, term, trunc)
         self.actions[:, p] = act
         self.rewards[:, p] = rew
         self.root_values[:, p] = val
         self.policies[:, p] = pol
-        self.terminated[:, p] = term & ~autoreset
-        self.truncated[:, p] = trunc & ~autoreset
-        self.valid[:, p] = ~autoreset
-        self.first[:, p] = first
-        self._prev_done = (term | trunc) & ~autoreset
-        self._prev_autoreset = autoreset
-        self.num_added = t + 1
-        self._refresh(np.arange(max(0, t - self.window), t + 1))
-
-    def begin_stream(self) -> None:
-        """Declare that the env streams restart (fresh ``env.reset()``, e.g. after resuming).
-
-        The next :meth:`add` starts a new episode in every env. An episode cut mid-way is
-        closed as truncated at its second-to-last stored step; its last stored frame becomes
-        the final (bootstrap) observation. An episode that ended exactly at the last stored
-        step never gets its final observation, so its last positions stay unsampleable. A
-        no-op before the first ``add``.
-        """
-        if self.num_added == 0:
-            self._prev_done[:] = False
-            self._prev_autoreset[:] = True
-            return
-        last = self.num_added - 1
-        c = self.capacity_per_env
-        p = last % c
-        cut = ~self._prev_autoreset & ~self.terminated[:, p] & ~self.truncated[:, p]
-        if cut.any():
-            envs = np.flatnonzero(cut)
-            self.valid[envs, p] = False
-            has_prev = envs[~self.first[envs, p]]
-            self.truncated[has_prev, (last - 1) % c] = True
-            self._set_eligible(envs * c + p, np.zeros(envs.shape, bool))
-        self._prev_done[:] = False
-        self._prev_autoreset[:] = True
-        self._refresh(np.arange(max(0, last - self.window), last + 1))
+        self._refresh_recent(t)
 
     # ------------------------------------------------------------------ sampling
     def sample(
@@ -326,30 +247,13 @@ class GameSegmentReplay:
             ValueError: ``batch_size < 1``, ``importance_exponent < 0``, or nothing sampleable
                 yet (see :meth:`can_sample`).
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if importance_exponent < 0:
             raise ValueError(f"importance_exponent must be >= 0, got {importance_exponent}")
-        if self.num_eligible == 0:
-            raise ValueError(
-                "replay has no sampleable position yet: add more steps first (a position needs "
-                f"{self.window} steps after it written, or its episode's end); check can_sample()"
-            )
-        total = self.tree.total
-        flat = self.tree.find(rng.random(batch_size) * total)
-        weights = importance_weights(self.tree, flat, total, self.num_eligible,
-                                     importance_exponent)
+        flat, weights = self._draw(
+            batch_size, rng, importance_exponent,
+            f"a position needs {self.window} steps after it written, or its episode's end",
+        )
         return flat.astype(np.int64), weights
-
-    def eligible_indices(self) -> np.ndarray:
-        """Flat ids (``env * capacity_per_env + slot``) of all sampleable positions."""
-        return np.flatnonzero(self.eligible.reshape(-1))
-
-    def step_of_index(self, indices: np.ndarray) -> np.ndarray:
-        """The absolute vector-env step (0-based, counted by :meth:`add`) stored at flat ids."""
-        pos = np.asarray(indices, dtype=np.int64) % self.capacity_per_env
-        last = self.num_added - 1
-        return last - ((last - pos) % self.capacity_per_env)
 
     def segment(self, indices: np.ndarray) -> Segment:
         """The stored window of each position (see :class:`Segment`).
@@ -402,81 +306,13 @@ class GameSegmentReplay:
         """
         envs = np.asarray(envs, dtype=np.int64).reshape(-1)
         steps = np.asarray(steps, dtype=np.int64).reshape(-1)
-        c, s = self.capacity_per_env, self.frame_stack
+        c = self.capacity_per_env
         if steps.size and (steps.max() >= self.num_added
                            or steps.min() < self.num_added - c):
             raise ValueError(
                 f"steps must be stored, in [{max(0, self.num_added - c)}, {self.num_added})"
             )
-        if s == 1:
-            return self.frames[envs, steps % c]
-        e = envs[:, None]
-        frames = self.frames[e, (steps[:, None] + np.arange(1 - s, 1)[None, :]) % c]
-        first_back = self.first[e, (steps[:, None] - np.arange(s - 1)[None, :]) % c]
-        frames[stack_zero_mask(first_back)] = 0
-        return frames.reshape(steps.shape[0], *self.stacked_shape)
-
-    def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
-        """Set the priorities of sampled positions (``p_i``; stored as ``p_i^alpha``).
-
-        Ids that are no longer sampleable (overwritten since sampling) are skipped.
-
-        Args:
-            indices: ``int64[N]`` from :meth:`sample`.
-            priorities: ``float[N]``, finite and >= 0 (EfficientZero: |value prediction -
-                value target| at the root); floored at ``min_priority``.
-
-        Raises:
-            ValueError: mismatched shapes, out-of-range ids, negative or non-finite priorities.
-        """
-        self.max_priority = set_priorities(
-            self.tree, self.eligible, indices, priorities, min_priority=self.min_priority,
-            exponent=self.priority_exponent, max_priority=self.max_priority,
-        )
-
-    # ------------------------------------------------------------------ checkpoints
-    def state_tensors(self) -> dict[str, np.ndarray]:
-        """Contents and counters as plain numpy arrays (safetensors-ready, nothing pickled)."""
-        out: dict[str, np.ndarray] = {
-            "frames": self.frames.copy(),
-            "actions": self.actions.copy(),
-            "rewards": self.rewards.copy(),
-            "root_values": self.root_values.copy(),
-            "policies": self.policies.copy(),
-            "priorities": self.tree.leaves.copy(),
-            "num_added": np.array([self.num_added], dtype=np.int64),
-            "max_priority": np.array([self.max_priority], dtype=np.float64),
-            "prev_done": self._prev_done.copy(),
-            "prev_autoreset": self._prev_autoreset.copy(),
-            "config_int": self._config_int(),
-            "config_float": np.array([self.priority_exponent], dtype=np.float64),
-        }
-        for name in _BOOL_SLOT_ARRAYS:
-            out[name] = getattr(self, name).copy()
-        return out
-
-    def load_state_tensors(self, tensors: dict[str, Any]) -> None:
-        """Restore from :meth:`state_tensors` output (numpy arrays or CPU torch tensors).
-
-        Raises:
-            ValueError: missing/unexpected keys, or a replay of another configuration or
-                shape (the message names the difference). Nothing is changed in that case.
-        """
-        arrays = validated_state(
-            tensors, self.state_tensors(), label="replay",
-            config_fields="(num_envs, capacity_per_env, frame_stack, unroll_steps, td_steps, "
-                          "num_actions, frame shape / priority exponent)",
-        )
-        prio = arrays["priorities"]
-        for name in ("frames", "actions", "rewards", "root_values", "policies",
-                     *_BOOL_SLOT_ARRAYS):
-            getattr(self, name)[...] = arrays[name]
-        self.tree.set_all(np.where(self.eligible.reshape(-1), prio, 0.0))
-        self.num_added = int(arrays["num_added"][0])
-        self.max_priority = float(arrays["max_priority"][0])
-        self._prev_done = arrays["prev_done"].copy()
-        self._prev_autoreset = arrays["prev_autoreset"].copy()
-        self.num_eligible = int(self.eligible.sum())
+        return self._stack(envs, steps)
 
     # ------------------------------------------------------------------ internals
     def _config_int(self) -> np.ndarray:
@@ -486,18 +322,8 @@ class GameSegmentReplay:
             dtype=np.int64,
         )
 
-    def _vector(self, name: str, value: Any, dtype: Any) -> np.ndarray:
-        a = np.asarray(value)
-        if a.shape != (self.num_envs,):
-            raise ValueError(
-                f"GameSegmentReplay.add: {name} must have shape ({self.num_envs},), got {a.shape}"
-            )
-        return a.astype(dtype, copy=False)
-
-    def _set_eligible(self, flat: np.ndarray, flags: np.ndarray) -> None:
-        """Set eligibility of unique flat ids, keeping the tree and the counter in sync."""
-        self.num_eligible += set_eligible(self.eligible, self.tree, flat, flags,
-                                          self.max_priority**self.priority_exponent)
+    def _config_float(self) -> np.ndarray:
+        return np.array([self.priority_exponent], dtype=np.float64)
 
     def _episode_end(self, envs: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Offset of the episode's last step within ``0 .. W-1`` (or NOT_ENDED), terminal."""

@@ -23,17 +23,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from rltransfer.replay.slots import (
-    check_indices,
-    importance_weights,
-    set_eligible,
-    set_priorities,
-    stack_zero_mask,
-    validated_state,
-)
-from rltransfer.replay.sum_tree import SumTree
-
-_BOOL_SLOT_ARRAYS = ("extra", "terminated", "truncated", "valid", "first", "eligible")
+from rltransfer.replay.ring import SlotRing
+from rltransfer.replay.slots import check_indices
 
 
 @njit(cache=True)
@@ -130,7 +121,7 @@ class FrameStacker:
         return self._frames.reshape(self.num_envs, *self.stacked_shape).copy()
 
 
-class TransitionReplay:
+class TransitionReplay(SlotRing):
     """Frame-once circular replay of n-step transitions, one buffer per env.
 
     ``add`` is called once per vector-env step for all ``B`` envs; ``sample`` returns n-step
@@ -180,9 +171,17 @@ class TransitionReplay:
         action_dtype: an integer dtype (discrete; stored as int32, sampled as int64) or a
             floating dtype (continuous; stored and sampled as float32).
 
+    The ring (write cursor, stream flags, eligibility, sum tree, sampling, checkpoints) is
+    :class:`~rltransfer.replay.ring.SlotRing`; this class adds the actions, rewards and
+    ``extra`` flags per slot and the n-step window rule.
+
     Raises:
         ValueError: invalid sizes or exponents (the message names the fix).
     """
+
+    _item = "transition"
+    _config_fields = ("(num_envs, capacity_per_env, frame_stack, n_step, frame shape / "
+                      "gamma, exponents, prioritized)")
 
     def __init__(
         self,
@@ -220,16 +219,14 @@ class TransitionReplay:
                 "priority_exponent and importance_exponent must be >= 0 and min_priority > 0, "
                 f"got {priority_exponent}, {importance_exponent}, {min_priority}"
             )
-        self.num_envs = int(num_envs)
-        self.capacity_per_env = int(capacity_per_env)
-        self.frame_shape = tuple(int(s) for s in frame_shape)
-        self.frame_stack = int(frame_stack)
+        super().__init__(
+            num_envs, capacity_per_env, frame_shape, frame_stack=frame_stack,
+            prioritized=prioritized, priority_exponent=priority_exponent,
+            min_priority=min_priority, overwrite_reach=frame_stack,
+        )
         self.n_step = int(n_step)
         self.gamma = float(gamma)
-        self.prioritized = bool(prioritized)
-        self.priority_exponent = float(priority_exponent)
         self.importance_exponent = float(importance_exponent)
-        self.min_priority = float(min_priority)
         self.action_shape = tuple(int(a) for a in action_shape)
         kind = np.dtype(action_dtype).kind
         if kind not in "iuf":
@@ -249,7 +246,6 @@ class TransitionReplay:
             )
 
         shape = (self.num_envs, self.capacity_per_env)
-        self.frames = np.zeros((*shape, *self.frame_shape), dtype=np.uint8)
         if self.continuous:
             self.actions = np.zeros((*shape, *self.action_shape), dtype=np.float32)
             self.agent_actions = self.actions  # one array: no separate agent action
@@ -258,45 +254,19 @@ class TransitionReplay:
             self.agent_actions = np.zeros(shape, dtype=np.int32)
         self.rewards = np.zeros(shape, dtype=np.float32)
         self.extra = np.zeros(shape, dtype=bool)
-        self.terminated = np.zeros(shape, dtype=bool)
-        self.truncated = np.zeros(shape, dtype=bool)
-        self.valid = np.zeros(shape, dtype=bool)  # not an autoreset slot
-        self.first = np.zeros(shape, dtype=bool)  # first slot of an episode
-        self.eligible = np.zeros(shape, dtype=bool)  # sampleable now
-        self.tree = SumTree(self.num_envs * self.capacity_per_env)
         no_ids = np.zeros(0, dtype=np.int64)  # load the eligibility kernel now (see SumTree)
         _eligible_flags(self.terminated, self.truncated, self.valid, no_ids, no_ids, 1, 0,
                         np.zeros(0, dtype=bool))
-        self.num_added = 0  # vector-env steps added (each adds num_envs slots)
-        self.num_eligible = 0
-        self.max_priority = 1.0
-        self._prev_done = np.zeros(self.num_envs, dtype=bool)
-        self._prev_autoreset = np.ones(self.num_envs, dtype=bool)
         self._gamma_pows = self.gamma ** np.arange(self.n_step + 1, dtype=np.float64)
 
-    # ------------------------------------------------------------------ info
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the buffers and the sum tree."""
-        arrays: list[np.ndarray] = [self.frames, self.actions, self.rewards]
-        if not self.continuous:
-            arrays.append(self.agent_actions)
-        arrays += [getattr(self, name) for name in _BOOL_SLOT_ARRAYS]
-        return int(sum(a.nbytes for a in arrays)) + self.tree.nbytes
+    # ------------------------------------------------------------------ ring hooks
+    def _slot_arrays(self) -> tuple[str, ...]:
+        if self.continuous:  # agent_actions is actions: stored once
+            return ("actions", "rewards", "extra")
+        return ("actions", "agent_actions", "rewards", "extra")
 
-    @property
-    def stacked_shape(self) -> tuple[int, int, int]:
-        """``(C*S, H, W)`` of sampled ``obs`` / ``next_obs``."""
-        c, h, w = self.frame_shape
-        return (c * self.frame_stack, h, w)
-
-    def __len__(self) -> int:
-        """Number of transitions that can be sampled now."""
-        return self.num_eligible
-
-    def can_sample(self) -> bool:
-        """True when at least one transition is sampleable."""
-        return self.num_eligible > 0
+    def _refresh_recent(self, last: int) -> None:
+        self._refresh(np.arange(max(0, last - self.n_step), last + 1))
 
     # ------------------------------------------------------------------ writing
     def add(
@@ -325,12 +295,7 @@ class TransitionReplay:
             ValueError: wrong shape/dtype, negative actions, non-finite rewards.
         """
         b = self.num_envs
-        obs = np.asarray(obs)
-        if obs.dtype != np.uint8 or obs.shape != (b, *self.frame_shape):
-            raise ValueError(
-                f"replay.add expects obs uint8{[b, *self.frame_shape]} (one unstacked frame), "
-                f"got {obs.dtype}{list(obs.shape)}"
-            )
+        obs = self._check_frame(obs)
         if self.continuous:
             action_a = self._continuous_action(action)
             if agent_action is not None:
@@ -352,61 +317,13 @@ class TransitionReplay:
         if not np.all(np.isfinite(reward_a)):
             raise ValueError(f"replay.add: non-finite reward {reward_a}; check the reward function")
 
-        t = self.num_added
-        c = self.capacity_per_env
-        p = t % c
-        autoreset = self._prev_done.copy()
-        first = self._prev_autoreset & ~autoreset
-        # The overwritten slot and the slots whose frame stacks reach back to it.
-        old_pos = np.zeros(0, dtype=np.int64)
-        if t + self.frame_stack > c:  # some old step t - c + k (k < frame_stack) exists
-            old_steps = t + np.arange(self.frame_stack) - c
-            old_pos = old_steps[old_steps >= 0] % c
-        if old_pos.size:
-            flat = (np.arange(b)[:, None] * c + old_pos[None, :]).reshape(-1)
-            self._set_eligible(flat, np.zeros(flat.shape, bool))
-        self.frames[:, p] = obs
+        t, p, _ = self._append(obs, term, trunc)
         self.actions[:, p] = action_a
         if not self.continuous:
             self.agent_actions[:, p] = agent_a
         self.extra[:, p] = extra_a
         self.rewards[:, p] = reward_a
-        self.terminated[:, p] = term & ~autoreset
-        self.truncated[:, p] = trunc & ~autoreset
-        self.valid[:, p] = ~autoreset
-        self.first[:, p] = first
-        self._prev_done = (term | trunc) & ~autoreset
-        self._prev_autoreset = autoreset
-        self.num_added = t + 1
-        self._refresh(np.arange(max(0, t - self.n_step), t + 1))
-
-    def begin_stream(self) -> None:
-        """Declare that the env streams restart (fresh ``env.reset()``, e.g. after resuming).
-
-        The next :meth:`add` starts a new episode in every env. An episode cut mid-way is
-        closed as truncated at its second-to-last stored step, bootstrapping from the frame
-        of its last stored step (whose own transition becomes unsampleable because its
-        successor was never stored). A no-op before the first ``add``.
-        """
-        if self.num_added == 0:
-            self._prev_done[:] = False
-            self._prev_autoreset[:] = True
-            return
-        last = self.num_added - 1
-        c = self.capacity_per_env
-        p = last % c
-        cut = ~self._prev_autoreset & ~self.terminated[:, p]
-        if cut.any():
-            envs = np.flatnonzero(cut)
-            self.valid[envs, p] = False
-            self.terminated[envs, p] = False
-            self.truncated[envs, p] = False
-            has_prev = envs[~self.first[envs, p]]
-            self.truncated[has_prev, (last - 1) % c] = True
-            self._set_eligible(envs * c + p, np.zeros(envs.shape, bool))
-        self._prev_done[:] = False
-        self._prev_autoreset[:] = True
-        self._refresh(np.arange(max(0, last - self.n_step), last + 1))
+        self._refresh_recent(t)
 
     # ------------------------------------------------------------------ sampling
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -427,21 +344,10 @@ class TransitionReplay:
         Raises:
             ValueError: ``batch_size < 1`` or nothing to sample yet (see :meth:`can_sample`).
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if self.num_eligible == 0:
-            raise ValueError(
-                "replay has no sampleable transition yet: add more steps first "
-                f"(a transition needs its {self.n_step}-step window written); check can_sample()"
-            )
-        total = self.tree.total
-        flat = self.tree.find(rng.random(batch_size) * total)
+        flat, weights = self._draw(batch_size, rng, self.importance_exponent,
+                                   f"a transition needs its {self.n_step}-step window written")
         batch = self._gather(flat)
-        batch["weights"] = (
-            importance_weights(self.tree, flat, total, self.num_eligible,
-                               self.importance_exponent)
-            if self.prioritized else np.ones(batch_size, dtype=np.float32)
-        )
+        batch["weights"] = weights
         return batch
 
     def gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
@@ -454,80 +360,6 @@ class TransitionReplay:
         batch = self._gather(flat)
         batch["weights"] = np.ones(flat.shape[0], dtype=np.float32)
         return batch
-
-    def eligible_indices(self) -> np.ndarray:
-        """Flat ids (``env * capacity_per_env + slot``) of all sampleable transitions."""
-        return np.flatnonzero(self.eligible.reshape(-1))
-
-    def step_of_index(self, indices: np.ndarray) -> np.ndarray:
-        """The vector-env step number (0-based, counted by :meth:`add`) stored at flat ids."""
-        pos = np.asarray(indices, dtype=np.int64) % self.capacity_per_env
-        last = self.num_added - 1
-        return last - ((last - pos) % self.capacity_per_env)
-
-    def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
-        """Set the priorities of sampled transitions (``p_i``; stored as ``p_i^alpha``).
-
-        Ids that are no longer sampleable (overwritten since sampling) are skipped. A no-op
-        in uniform mode (after validation).
-
-        Args:
-            indices: ``int64[B]`` from ``sample()["indices"]``.
-            priorities: ``float[B]``, finite and >= 0 (e.g. |TD error|); floored at
-                ``min_priority``.
-
-        Raises:
-            ValueError: mismatched shapes, out-of-range ids, negative or non-finite priorities.
-        """
-        self.max_priority = set_priorities(
-            self.tree, self.eligible, indices, priorities, min_priority=self.min_priority,
-            exponent=self.priority_exponent, max_priority=self.max_priority,
-            prioritized=self.prioritized,
-        )
-
-    # ------------------------------------------------------------------ checkpoints
-    def state_tensors(self) -> dict[str, np.ndarray]:
-        """Contents and counters as plain numpy arrays (safetensors-ready, nothing pickled)."""
-        out: dict[str, np.ndarray] = {
-            "frames": self.frames.copy(),
-            "actions": self.actions.copy(),
-            "rewards": self.rewards.copy(),
-            "priorities": self.tree.leaves.copy(),
-            "num_added": np.array([self.num_added], dtype=np.int64),
-            "max_priority": np.array([self.max_priority], dtype=np.float64),
-            "prev_done": self._prev_done.copy(),
-            "prev_autoreset": self._prev_autoreset.copy(),
-            "config_int": self._config_int(),
-            "config_float": self._config_float(),
-        }
-        if not self.continuous:
-            out["agent_actions"] = self.agent_actions.copy()
-        for name in _BOOL_SLOT_ARRAYS:
-            out[name] = getattr(self, name).copy()
-        return out
-
-    def load_state_tensors(self, tensors: dict[str, Any]) -> None:
-        """Restore from :meth:`state_tensors` output (numpy arrays or CPU torch tensors).
-
-        Raises:
-            ValueError: missing/unexpected keys, or a replay of another configuration or
-                shape (the message names the difference). Nothing is changed in that case.
-        """
-        arrays = validated_state(
-            tensors, self.state_tensors(), label="replay",
-            config_fields="(num_envs, capacity_per_env, frame_stack, n_step, frame shape / "
-                          "gamma, exponents, prioritized)",
-        )
-        prio = arrays["priorities"]
-        for name in ("frames", "actions", "agent_actions", "rewards", *_BOOL_SLOT_ARRAYS):
-            if name in arrays:
-                getattr(self, name)[...] = arrays[name]
-        self.tree.set_all(np.where(self.eligible.reshape(-1), prio, 0.0))
-        self.num_added = int(arrays["num_added"][0])
-        self.max_priority = float(arrays["max_priority"][0])
-        self._prev_done = arrays["prev_done"].copy()
-        self._prev_autoreset = arrays["prev_autoreset"].copy()
-        self.num_eligible = int(self.eligible.sum())
 
     # ------------------------------------------------------------------ internals
     def _config_int(self) -> np.ndarray:
@@ -556,21 +388,6 @@ class TransitionReplay:
         return np.array(
             [self.gamma, self.priority_exponent, self.importance_exponent], dtype=np.float64
         )
-
-    def _vector(self, name: str, value: Any, dtype: Any) -> np.ndarray:
-        a = np.asarray(value)
-        if a.shape != (self.num_envs,):
-            raise ValueError(
-                f"replay.add: {name} must have shape ({self.num_envs},), got {a.shape}"
-            )
-        if dtype is np.int64 and a.dtype.kind not in "iu":
-            raise ValueError(f"replay.add: {name} must be integer, got {a.dtype}")
-        return a.astype(dtype, copy=False)
-
-    def _set_eligible(self, flat: np.ndarray, flags: np.ndarray) -> None:
-        """Set eligibility of unique flat ids, keeping the tree and the counter in sync."""
-        fresh = self.max_priority**self.priority_exponent if self.prioritized else 1.0
-        self.num_eligible += set_eligible(self.eligible, self.tree, flat, flags, fresh)
 
     def _refresh(self, steps: np.ndarray) -> None:
         """Recompute eligibility of the given recent steps (absolute, >= 0) in every env."""
@@ -611,17 +428,6 @@ class TransitionReplay:
             "boot_written": boot_written,
             "complete": term_end | boot_written,
         }
-
-    def _stack(self, envs: np.ndarray, steps: np.ndarray) -> np.ndarray:
-        """Stacked observations ``uint8[B, C*S, H, W]`` at absolute ``steps`` (oldest first)."""
-        c, s = self.capacity_per_env, self.frame_stack
-        if s == 1:
-            return self.frames[envs, steps % c]
-        e = envs[:, None]
-        frames = self.frames[e, (steps[:, None] + np.arange(1 - s, 1)[None, :]) % c]
-        first_back = self.first[e, (steps[:, None] - np.arange(s - 1)[None, :]) % c]
-        frames[stack_zero_mask(first_back)] = 0
-        return frames.reshape(steps.shape[0], *self.stacked_shape)
 
     def _gather(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         c = self.capacity_per_env
