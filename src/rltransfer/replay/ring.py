@@ -111,7 +111,8 @@ class SlotRing:
         return ()
 
     def _extra_state(self) -> tuple[str, ...]:
-        """Names of further saved arrays (attributes, restored in place) that are not slots."""
+        """Attribute names of further saved arrays that are not slots (restored in place;
+        saved under the name without its leading underscore)."""
         return ()
 
     def _memory_arrays(self) -> tuple[str, ...]:
@@ -324,7 +325,7 @@ class SlotRing:
 
     def state_tensors(self) -> dict[str, np.ndarray]:
         """Contents and counters as plain numpy arrays (safetensors-ready, nothing pickled)."""
-        out = {name: getattr(self, name).copy() for name in self._state_names()}
+        out = {name.lstrip("_"): getattr(self, name).copy() for name in self._state_names()}
         out.update(
             priorities=self.tree.leaves.copy(),
             num_added=np.array([self.num_added], dtype=np.int64),
@@ -349,7 +350,7 @@ class SlotRing:
         arrays = validated_state(self._upgrade_state(arrays, expected), expected,
                                  label=self._label, config_fields=self._config_fields)
         for name in self._state_names():
-            getattr(self, name)[...] = arrays[name]
+            getattr(self, name)[...] = arrays[name.lstrip("_")]
         self.tree.set_all(np.where(self.eligible.reshape(-1), arrays["priorities"], 0.0))
         self.num_added = int(arrays["num_added"][0])
         self.max_priority = float(arrays["max_priority"][0])

@@ -42,26 +42,16 @@ is exactly the single-``gamma`` computation.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from rltransfer.replay.slots import (
-    check_indices,
-    importance_weights,
-    set_eligible,
-    set_priorities,
-    stack_zero_mask,
-    validated_state,
-)
-from rltransfer.replay.sum_tree import SumTree
+from rltransfer.replay.ring import SlotRing
+from rltransfer.replay.slots import check_indices
 
-_BOOL = ("extra", "terminated", "truncated", "valid", "first", "eligible")
-_SLOT = ("frames", "actions", "agent_actions", "rewards", "prev_rewards_in",
-         "intrinsic_rewards", "episode_pos", "state_row", "policy_index", *_BOOL)
+_SLOT = ("actions", "agent_actions", "rewards", "prev_rewards_in", "intrinsic_rewards",
+         "episode_pos", "state_row", "policy_index", "extra")
 
 
-class SequenceReplay:
+class SequenceReplay(SlotRing):
     """Prioritized replay of overlapping, padded sequences with stored recurrent states.
 
     Args:
@@ -87,9 +77,16 @@ class SequenceReplay:
     ``p`` the smallest spacing of window starts (``L - overlap`` with the default ``burn_in``
     a multiple of it).
 
+    The ring (write cursor, stream flags, eligibility, sum tree, sampling, checkpoints) is
+    :class:`~rltransfer.replay.ring.SlotRing`; this class adds the per-slot inputs of the
+    recurrent core, the stored states and the sequence rule.
+
     Raises:
         ValueError: invalid sizes (the message names the fix).
     """
+
+    _label = "sequence replay"
+    _item = "sequence"
 
     def __init__(
         self,
@@ -138,11 +135,12 @@ class SequenceReplay:
             problems.append("exponents must be >= 0 and min_priority > 0")
         if problems:
             raise ValueError("invalid SequenceReplay: " + "; ".join(problems))
-        self.num_envs = int(num_envs)
-        self.capacity_per_env = int(capacity_per_env)
-        self.frame_shape = tuple(int(s) for s in frame_shape)
+        super().__init__(
+            num_envs, capacity_per_env, frame_shape, frame_stack=frame_stack,
+            prioritized=prioritized, priority_exponent=priority_exponent,
+            min_priority=min_priority, overwrite_reach=burn_in + frame_stack,
+        )
         self.state_dim = int(state_dim)
-        self.frame_stack = int(frame_stack)
         self.sequence_length = int(sequence_length)
         self.burn_in = int(burn_in)
         self.sequence_overlap = int(sequence_overlap)
@@ -151,17 +149,13 @@ class SequenceReplay:
         self.gamma = float(gamma)
         self.policy_gammas = gammas
         self.num_policies = int(gammas.size)
-        self.prioritized = bool(prioritized)
-        self.priority_exponent = float(priority_exponent)
         self.importance_exponent = float(importance_exponent)
-        self.min_priority = float(min_priority)
         # Smallest gap between two state-row slots (see class docstring) -> ring size.
         rem = self.burn_in % self.period
         min_gap = self.period - rem if rem else self.period
         self.num_state_rows = self.capacity_per_env // min_gap + 2
 
         shape = (self.num_envs, self.capacity_per_env)
-        self.frames = np.zeros((*shape, *self.frame_shape), dtype=np.uint8)
         self.actions = np.zeros(shape, dtype=np.int32)
         self.agent_actions = np.zeros(shape, dtype=np.int32)
         self.rewards = np.zeros(shape, dtype=np.float32)  # learner reward
@@ -171,20 +165,9 @@ class SequenceReplay:
         self.state_row = np.full(shape, -1, dtype=np.int32)
         self.policy_index = np.zeros(shape, dtype=np.int8)  # NGU policy j of the actor
         self.extra = np.zeros(shape, dtype=bool)
-        self.terminated = np.zeros(shape, dtype=bool)
-        self.truncated = np.zeros(shape, dtype=bool)
-        self.valid = np.zeros(shape, dtype=bool)  # not an autoreset slot
-        self.first = np.zeros(shape, dtype=bool)  # first slot of an episode
-        self.eligible = np.zeros(shape, dtype=bool)  # a sampleable training start
         self.states = np.zeros((self.num_envs, self.num_state_rows, self.state_dim), np.float32)
         self.state_step = np.full((self.num_envs, self.num_state_rows), -1, dtype=np.int64)
         self.next_state_row = np.zeros(self.num_envs, dtype=np.int64)
-        self.tree = SumTree(self.num_envs * self.capacity_per_env)
-        self.num_added = 0
-        self.num_eligible = 0
-        self.max_priority = 1.0
-        self._prev_done = np.zeros(self.num_envs, dtype=bool)
-        self._prev_autoreset = np.ones(self.num_envs, dtype=bool)
         self._prev_pos = np.zeros(self.num_envs, dtype=np.int64)
         # [N_policies, n + 1]: gamma_j^k (row 0 is gamma^k for a single policy).
         self._gamma_pows = (self.policy_gammas[:, None]
@@ -196,25 +179,25 @@ class SequenceReplay:
         """``T = burn_in + sequence_length``: steps per sampled window."""
         return self.burn_in + self.sequence_length
 
-    @property
-    def stacked_shape(self) -> tuple[int, int, int]:
-        """``(C*S, H, W)`` of one sampled observation."""
-        c, h, w = self.frame_shape
-        return (c * self.frame_stack, h, w)
+    # ------------------------------------------------------------------ ring hooks
+    def _slot_arrays(self) -> tuple[str, ...]:
+        return _SLOT
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by slot arrays, stored states and the sum tree."""
-        arrays = [getattr(self, n) for n in _SLOT] + [self.states, self.state_step]
-        return int(sum(a.nbytes for a in arrays)) + self.tree.nbytes
+    def _extra_state(self) -> tuple[str, ...]:
+        return ("states", "state_step", "next_state_row", "_prev_pos")
 
-    def __len__(self) -> int:
-        """Number of sequences that can be sampled now."""
-        return self.num_eligible
+    def _memory_arrays(self) -> tuple[str, ...]:
+        return ("states", "state_step")
 
-    def can_sample(self) -> bool:
-        """True when at least one sequence is sampleable."""
-        return self.num_eligible > 0
+    def _upgrade_state(self, arrays: dict[str, np.ndarray],
+                       expected: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if "policy_index" not in arrays and self.num_policies == 1 and "frames" in arrays:
+            # Saved before the policy family existed: every step was policy 0.
+            arrays["policy_index"] = np.zeros_like(expected["policy_index"])
+        return arrays
+
+    def _refresh_recent(self, last: int) -> None:
+        self._refresh(last)
 
     # ------------------------------------------------------------------ writing
     def add(
@@ -249,13 +232,8 @@ class SequenceReplay:
             ValueError: wrong shapes/dtypes, negative actions, non-finite rewards or states,
                 policy indices out of range.
         """
-        b, c = self.num_envs, self.capacity_per_env
-        obs = np.asarray(obs)
-        if obs.dtype != np.uint8 or obs.shape != (b, *self.frame_shape):
-            raise ValueError(
-                f"replay.add expects obs uint8{[b, *self.frame_shape]} (one unstacked frame), "
-                f"got {obs.dtype}{list(obs.shape)}"
-            )
+        b = self.num_envs
+        obs = self._check_frame(obs)
         action_a = self._vector("action", action, np.int64)
         agent_a = action_a if agent_action is None else self._vector(
             "agent_action", agent_action, np.int64)
@@ -289,19 +267,8 @@ class SequenceReplay:
                     f"core_state must be finite float32[{b}, {self.state_dim}], got {st.shape}"
                 )
 
-        t = self.num_added
-        p = t % c
-        autoreset = self._prev_done.copy()
-        first = self._prev_autoreset & ~autoreset
+        t, p, first = self._append(obs, term, trunc)
         pos = np.where(first, 0, self._prev_pos + 1)
-        # Sequences whose window or frame stack reads the overwritten slot.
-        lo = t - c
-        old = np.arange(lo, lo + self.burn_in + self.frame_stack)
-        old = old[old >= 0]
-        if old.size:
-            flat = (np.arange(b)[:, None] * c + (old % c)[None, :]).reshape(-1)
-            self._set_eligible(flat, np.zeros(flat.shape, bool))
-        self.frames[:, p] = obs
         self.actions[:, p] = action_a
         self.agent_actions[:, p] = agent_a
         self.extra[:, p] = extra_a
@@ -309,10 +276,6 @@ class SequenceReplay:
         self.prev_rewards_in[:, p] = ext_a
         self.intrinsic_rewards[:, p] = int_a
         self.policy_index[:, p] = pol
-        self.terminated[:, p] = term & ~autoreset
-        self.truncated[:, p] = trunc & ~autoreset
-        self.valid[:, p] = ~autoreset
-        self.first[:, p] = first
         self.episode_pos[:, p] = pos
         self.state_row[:, p] = -1
         store = (pos > 0) & ((pos + self.burn_in) % self.period == 0)
@@ -323,37 +286,8 @@ class SequenceReplay:
             self.state_step[envs, rows] = t
             self.state_row[envs, p] = rows
             self.next_state_row[envs] += 1
-        self._prev_done = (term | trunc) & ~autoreset
-        self._prev_autoreset = autoreset
         self._prev_pos = pos
-        self.num_added = t + 1
         self._refresh(t)
-
-    def begin_stream(self) -> None:
-        """Declare that the env streams restart (fresh ``env.reset()``, e.g. after resuming).
-
-        As :meth:`TransitionReplay.begin_stream`: an episode cut mid-way is closed as
-        truncated at its second-to-last stored step, whose successor (the last stored slot)
-        becomes the bootstrap (autoreset-like) slot. A no-op before the first ``add``.
-        """
-        if self.num_added == 0:
-            self._prev_done[:] = False
-            self._prev_autoreset[:] = True
-            return
-        last = self.num_added - 1
-        c = self.capacity_per_env
-        p = last % c
-        cut = ~self._prev_autoreset & ~self.terminated[:, p]
-        if cut.any():
-            envs = np.flatnonzero(cut)
-            self.valid[envs, p] = False
-            self.terminated[envs, p] = False
-            self.truncated[envs, p] = False
-            has_prev = envs[~self.first[envs, p]]
-            self.truncated[has_prev, (last - 1) % c] = True
-        self._prev_done[:] = False
-        self._prev_autoreset[:] = True
-        self._refresh(last)
 
     # ------------------------------------------------------------------ sampling
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -383,21 +317,12 @@ class SequenceReplay:
         Raises:
             ValueError: ``batch_size < 1`` or nothing to sample yet (see :meth:`can_sample`).
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if self.num_eligible == 0:
-            raise ValueError(
-                "replay has no sampleable sequence yet: add more steps first (a sequence needs "
-                f"{self.sequence_length} steps or its episode's end written); check can_sample()"
-            )
-        total = self.tree.total
-        flat = self.tree.find(rng.random(batch_size) * total)
-        batch = self._gather(flat)
-        batch["weights"] = (
-            importance_weights(self.tree, flat, total, self.num_eligible,
-                               self.importance_exponent)
-            if self.prioritized else np.ones(batch_size, dtype=np.float32)
+        flat, weights = self._draw(
+            batch_size, rng, self.importance_exponent,
+            f"a sequence needs {self.sequence_length} steps or its episode's end written",
         )
+        batch = self._gather(flat)
+        batch["weights"] = weights
         return batch
 
     def gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
@@ -411,73 +336,6 @@ class SequenceReplay:
         batch["weights"] = np.ones(flat.shape[0], dtype=np.float32)
         return batch
 
-    def eligible_indices(self) -> np.ndarray:
-        """Flat ids (``env * capacity_per_env + slot`` of the training start) of all
-        sampleable sequences."""
-        return np.flatnonzero(self.eligible.reshape(-1))
-
-    def step_of_index(self, indices: np.ndarray) -> np.ndarray:
-        """The vector-env step number (0-based, counted by :meth:`add`) stored at flat ids."""
-        pos = np.asarray(indices, dtype=np.int64) % self.capacity_per_env
-        last = self.num_added - 1
-        return last - ((last - pos) % self.capacity_per_env)
-
-    def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
-        """Set sequence priorities ``p_i`` (stored as ``p_i^alpha``); see
-        :meth:`TransitionReplay.update_priorities` (same rules and errors)."""
-        self.max_priority = set_priorities(
-            self.tree, self.eligible, indices, priorities, min_priority=self.min_priority,
-            exponent=self.priority_exponent, max_priority=self.max_priority,
-            prioritized=self.prioritized,
-        )
-
-    # ------------------------------------------------------------------ checkpoints
-    def state_tensors(self) -> dict[str, np.ndarray]:
-        """Contents and counters as plain numpy arrays (safetensors-ready, nothing pickled)."""
-        out = {name: getattr(self, name).copy() for name in _SLOT}
-        out.update(
-            states=self.states.copy(),
-            state_step=self.state_step.copy(),
-            next_state_row=self.next_state_row.copy(),
-            priorities=self.tree.leaves.copy(),
-            num_added=np.array([self.num_added], dtype=np.int64),
-            max_priority=np.array([self.max_priority], dtype=np.float64),
-            prev_done=self._prev_done.copy(),
-            prev_autoreset=self._prev_autoreset.copy(),
-            prev_pos=self._prev_pos.copy(),
-            config_int=self._config_int(),
-            config_float=np.array(
-                [self.gamma, self.priority_exponent, self.importance_exponent,
-                 *(self.policy_gammas if self.num_policies > 1 else [])], np.float64
-            ),
-        )
-        return out
-
-    def load_state_tensors(self, tensors: dict[str, Any]) -> None:
-        """Restore :meth:`state_tensors` output (numpy arrays or CPU torch tensors).
-
-        Raises:
-            ValueError: missing/unexpected keys or another configuration / shape; nothing is
-                changed in that case.
-        """
-        arrays = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v)
-                  for k, v in tensors.items()}
-        expected = self.state_tensors()
-        if "policy_index" not in arrays and self.num_policies == 1 and "frames" in arrays:
-            # Saved before the policy family existed: every step was policy 0.
-            arrays["policy_index"] = np.zeros_like(expected["policy_index"])
-        arrays = validated_state(arrays, expected, label="sequence replay", config_fields="")
-        prio = arrays["priorities"]
-        for name in (*_SLOT, "states", "state_step", "next_state_row"):
-            getattr(self, name)[...] = arrays[name]
-        self.tree.set_all(np.where(self.eligible.reshape(-1), prio, 0.0))
-        self.num_added = int(arrays["num_added"][0])
-        self.max_priority = float(arrays["max_priority"][0])
-        self._prev_done = arrays["prev_done"].copy()
-        self._prev_autoreset = arrays["prev_autoreset"].copy()
-        self._prev_pos = arrays["prev_pos"].copy()
-        self.num_eligible = int(self.eligible.sum())
-
     # ------------------------------------------------------------------ internals
     def _config_int(self) -> np.ndarray:
         return np.array(
@@ -487,21 +345,11 @@ class SequenceReplay:
             dtype=np.int64,
         )
 
-    def _vector(self, name: str, value: Any, dtype: Any) -> np.ndarray:
-        a = np.asarray(value)
-        if a.shape != (self.num_envs,):
-            raise ValueError(
-                f"replay.add: {name} must have shape ({self.num_envs},), got {a.shape}"
-            )
-        if dtype is not bool and np.issubdtype(np.dtype(dtype), np.integer):
-            if not np.issubdtype(a.dtype, np.integer):
-                raise ValueError(f"replay.add: {name} must be integer, got {a.dtype}")
-        return a.astype(dtype, copy=False)
-
-    def _set_eligible(self, flat: np.ndarray, flags: np.ndarray) -> None:
-        """Set eligibility of unique flat ids, keeping the tree and the counter in sync."""
-        fresh = self.max_priority**self.priority_exponent if self.prioritized else 1.0
-        self.num_eligible += set_eligible(self.eligible, self.tree, flat, flags, fresh)
+    def _config_float(self) -> np.ndarray:
+        return np.array(
+            [self.gamma, self.priority_exponent, self.importance_exponent,
+             *(self.policy_gammas if self.num_policies > 1 else [])], np.float64
+        )
 
     def _refresh(self, last: int) -> None:
         """Recompute eligibility of the training starts among steps ``(last - L, last]``."""
@@ -521,7 +369,7 @@ class SequenceReplay:
         self._set_eligible(envs * c + np.tile(pos, self.num_envs), flags.reshape(-1))
 
     def _gather(self, flat: np.ndarray) -> dict[str, np.ndarray]:
-        c, s, n_step = self.capacity_per_env, self.frame_stack, self.n_step
+        c, n_step = self.capacity_per_env, self.n_step
         bi, t_len = self.burn_in, self.window_length
         n = flat.shape[0]
         envs = flat // c
@@ -535,16 +383,9 @@ class SequenceReplay:
         in_ep = written & (w >= e0[:, None]) & ~np.logical_or.accumulate(later_first, axis=1)
         valid = in_ep & self.valid[e, wp]
 
-        # Stacked observations (rule of FrameStacker / TransitionReplay._stack).
-        if s == 1:
-            obs = self.frames[e, wp]
-        else:
-            ww = w.reshape(-1)
-            ee = np.repeat(envs, t_len)[:, None]
-            frames = self.frames[ee, (ww[:, None] + np.arange(1 - s, 1)[None, :]) % c]
-            first_back = self.first[ee, (ww[:, None] - np.arange(s - 1)[None, :]) % c]
-            frames[stack_zero_mask(first_back)] = 0
-            obs = frames.reshape(n, t_len, *self.stacked_shape)
+        # Stacked observations (rule of FrameStacker, SlotRing._stack).
+        obs = self._stack(np.repeat(envs, t_len), w.reshape(-1)).reshape(
+            n, t_len, *self.stacked_shape)
         obs[~in_ep] = 0
 
         prev_in = in_ep & (w > e0[:, None])
