@@ -20,13 +20,14 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from rltransfer.agents.sac import SACConfig
 from rltransfer.envs.wrappers import TaskRewardInfo
+from rltransfer.evaluation.protocol import evaluate_policy
 from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
 from rltransfer.runtime.checkpoint import latest_checkpoint
 from rltransfer.runtime.config import ConfigError
 from rltransfer.train_sac import (
     RunConflictError,
+    SACPolicy,
     SACTrainConfig,
-    evaluate_sac,
     load_sac_agent,
     to_env_action,
     train_sac,
@@ -132,7 +133,9 @@ def test_tiny_pixel_run_writes_metrics_checkpoints_final(tmp_path: Path) -> None
     agent, arch = load_sac_agent(run / "final")
     assert arch["obs_shape"] == [6, 24, 24] and arch["action_high"] == [2.0, 2.0]
     assert agent.num_updates == 119
-    returns = evaluate_sac(agent, dot_factory(), 3, seed=1, frame_stack=2)
+    policy = SACPolicy(agent, np.array(arch["action_low"]), np.array(arch["action_high"]))
+    assert policy.action_shape == (2,)
+    returns = evaluate_policy(policy, "dot", 3, seed=1, frame_stack=2, make_envs=dot_factory())
     assert returns.shape == (3,) and np.all(returns < 0)
     # A finished run is not run again.
     again = train_sac(cfg, dot_factory())

@@ -14,6 +14,12 @@ them. The optional :meth:`ObservingPolicy.observe` receives, after each env step
 executed actions and the step's rewards; callers go through :func:`observe_step`, which
 leaves a policy without ``observe`` (a stateless one, or a custom one written before
 ``observe`` existed) untouched.
+
+A policy for continuous (Box) actions, such as pixel SAC's actor, is a
+:class:`ContinuousPolicy`: the same ``reset`` / ``act`` with ``action_shape`` in place of
+``num_actions``, returning float actions already in the env's bounds. The evaluation protocol
+(:func:`rltransfer.evaluation.protocol.evaluate_policy`) accepts both kinds and checks
+continuous actions with :func:`checked_box_actions`.
 """
 
 from __future__ import annotations
@@ -56,6 +62,41 @@ class Policy(Protocol):
 
         Returns:
             ``(actions, state)`` with ``actions`` ``int64[B]`` in ``[0, num_actions)``.
+        """
+        ...
+
+
+@runtime_checkable
+class ContinuousPolicy(Protocol):
+    """A batched, possibly recurrent policy over a continuous (gymnasium ``Box``) action space.
+
+    Attributes:
+        action_shape: shape of one action, equal to the env's ``single_action_space.shape``
+            (e.g. ``(6,)`` on DMC walker).
+
+    Its actions are in the env's own units: a policy whose actor outputs ``[-1, 1]`` maps them
+    to the env's ``[low, high]`` itself (pixel SAC: :class:`rltransfer.train_sac.SACPolicy`).
+    Unlike a discrete :class:`Policy` it is never told the executed actions (``observe`` is
+    not called on it).
+    """
+
+    action_shape: tuple[int, ...]
+
+    def reset(self, num_envs: int) -> Any:
+        """Return the initial recurrent state for ``num_envs`` environments (or ``None``)."""
+        ...
+
+    def act(self, obs: np.ndarray, state: Any, first: np.ndarray) -> tuple[np.ndarray, Any]:
+        """Choose actions.
+
+        Args:
+            obs: agent observations ``[B, ...]`` (stacked frames, ``uint8``).
+            state: the recurrent state returned by :meth:`reset` or the previous call.
+            first: ``bool[B]``, true where an episode just began (state is reset there).
+
+        Returns:
+            ``(actions, state)`` with ``actions`` float ``[B, *action_shape]`` inside the env's
+            ``[low, high]`` bounds.
         """
         ...
 
@@ -139,6 +180,45 @@ def checked_actions(actions: Any, num_envs: int, num_actions: int, source: str) 
     if out.size and (out.min() < 0 or out.max() >= num_actions):
         raise ValueError(
             f"{source} returned actions outside [0, {num_actions}): {out.min()}..{out.max()}"
+        )
+    return out
+
+
+def checked_box_actions(
+    actions: Any, num_envs: int, low: np.ndarray, high: np.ndarray, source: str
+) -> np.ndarray:
+    """``actions`` as ``float32[num_envs, *low.shape]``, checked to lie in ``[low, high]``.
+
+    The continuous counterpart of :func:`checked_actions`: an env would silently clip (DMC)
+    or misbehave on out-of-range actions, so they are refused instead.
+
+    Args:
+        actions: array-like holding ``num_envs * low.size`` numbers (``[B, *shape]``, or
+            ``[B, prod(shape)]``).
+        num_envs: expected batch size ``B``.
+        low, high: the env's ``Box`` bounds, both of the action's shape.
+        source: who produced the actions, for the error message.
+
+    Raises:
+        ValueError: wrong number of actions, a NaN / infinite action, or one outside
+            ``[low, high]`` (the message names the first such env and action dimension).
+    """
+    low = np.asarray(low, np.float32)
+    high = np.asarray(high, np.float32)
+    arr = np.asarray(actions, dtype=np.float32)
+    if arr.size != num_envs * low.size or (arr.ndim and arr.shape[0] != num_envs):
+        raise ValueError(f"{source} returned actions of shape {arr.shape} for {num_envs} envs "
+                         f"with actions of shape {low.shape}")
+    out = arr.reshape((num_envs, *low.shape))
+    bad = ~np.isfinite(out) | (out < low) | (out > high)
+    if bad.any():
+        env, *dim = (int(i) for i in np.argwhere(bad)[0])
+        where = tuple(dim)
+        raise ValueError(
+            f"{source} returned action {float(out[(env, *where)])!r} for env {env}, dimension "
+            f"{where}, outside the env's bounds [{float(low[where])}, {float(high[where])}] "
+            f"(continuous actions must be in the env's units; map [-1, 1] actions with e.g. "
+            f"rltransfer.train_sac.to_env_action)"
         )
     return out
 

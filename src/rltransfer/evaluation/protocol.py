@@ -1,4 +1,5 @@
-"""Evaluation episodes on the task reward, for any :class:`~rltransfer.policy.Policy`.
+"""Evaluation episodes on the task reward, for any :class:`~rltransfer.policy.Policy`
+(discrete actions) or :class:`~rltransfer.policy.ContinuousPolicy` (Box actions).
 
 The same function scores a policy being trained, a finished run, and the zero-shot
 performance of a pretrained policy on a task it never saw a reward for. Returns are sums of
@@ -7,14 +8,22 @@ performance of a pretrained policy on a task it never saw a reward for. Returns 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+from gymnasium.spaces import Box, Discrete
+from gymnasium.vector import VectorEnv
 
 from rltransfer.envs import env_spec, make_env
-from rltransfer.policy import Policy, SpaceMismatchError, observe_step
+from rltransfer.policy import (
+    ContinuousPolicy,
+    Policy,
+    SpaceMismatchError,
+    checked_box_actions,
+    observe_step,
+)
 from rltransfer.replay import FrameStacker
 
 EVAL_ENV_OVERRIDES: Mapping[str, Any] = MappingProxyType({
@@ -68,8 +77,13 @@ def eval_env_kwargs(train_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+EnvBuilder = Callable[[int, int], VectorEnv]
+"""``(num_envs, seed) -> VectorEnv`` building the evaluation envs (the env contract of
+:func:`rltransfer.envs.make_env`: NEXT_STEP autoreset, ``info["task_reward"]``)."""
+
+
 def evaluate_policy(
-    policy: Policy,
+    policy: Policy | ContinuousPolicy,
     env_id: str,
     num_episodes: int,
     seed: int,
@@ -78,22 +92,33 @@ def evaluate_policy(
     num_envs: int = 8,
     max_episode_frames: int | None = None,
     env_kwargs: Mapping[str, Any] | None = None,
+    make_envs: EnvBuilder | None = None,
 ) -> np.ndarray:
     """Run exactly ``num_episodes`` episodes and return their task returns.
 
-    Episodes are spread over ``num_envs`` parallel envs, env ``i`` running episodes
-    ``i, i + n, i + 2n, ...``, so the episodes counted are fixed in advance and the result does
-    not favour short episodes. Episode length is capped by the environment itself (MiniGrid's
-    ``max_steps``, Atari's 108k frames).
+    Episodes are spread over ``n = min(num_envs, num_episodes)`` parallel envs, env ``i``
+    running episodes ``i, i + n, i + 2n, ...``, so the episodes counted are fixed in advance
+    and the result does not favour short episodes. The envs are built with seed ``seed`` and
+    reset once with ``seed``. Episode length is capped by the environment itself (MiniGrid's
+    ``max_steps``, Atari's 108k frames, DMC's time limit).
+
+    Discrete and continuous actions: on a ``Discrete`` action space ``policy`` is a
+    :class:`~rltransfer.policy.Policy` (``num_actions`` must match) and is told the executed
+    actions and rewards (:func:`~rltransfer.policy.observe_step`); on a ``Box`` action space
+    it is a :class:`~rltransfer.policy.ContinuousPolicy` (``action_shape`` must match) whose
+    actions are checked to lie in the env's bounds (:func:`~rltransfer.policy.
+    checked_box_actions`).
 
     Args:
         policy: acts on stacked ``uint8[B, C*S, H, W]`` observations.
-        env_id: environment id (see :func:`rltransfer.envs.make_env`).
+        env_id: environment id (see :func:`rltransfer.envs.make_env`); with ``make_envs``
+            only used in messages and for the default ``frame_stack``.
         num_episodes: episodes to run (>= 1).
         seed: seed of the evaluation envs (use one distinct from training).
         task: task variant whose reward is summed (or ``env_kwargs["task"]``; None and absent:
             the env's first task).
         frame_stack: frames per agent observation (default: the suite's).
+        num_envs: parallel envs (at most ``num_episodes`` are built).
         max_episode_frames: episode cap (Atari: emulator frames; others: env steps), or
             ``env_kwargs["max_episode_frames"]``; None and absent: 108,000. Life loss never
             ends an evaluation episode.
@@ -101,36 +126,47 @@ def evaluate_policy(
             through :func:`eval_env_kwargs` here (so a run's training kwargs or their
             :func:`eval_env_kwargs` give the same env), e.g. ``sticky_action_prob``,
             ``frame_size=96, grayscale=False`` for EfficientZero on Atari.
+        make_envs: builds the evaluation envs as ``make_envs(n, seed)`` instead of
+            ``make_env(env_id, n, seed, **eval_env_kwargs(env_kwargs))`` (a caller's own env,
+            e.g. a training loop's env factory already given :func:`eval_env_kwargs`).
 
     Returns:
         ``float64[num_episodes]`` undiscounted task returns.
 
     Raises:
-        SpaceMismatchError: the policy's action count differs from the env's.
-        ValueError: ``num_episodes < 1``, or ``task`` / ``max_episode_frames`` given both as
-            an argument and, with another value, in ``env_kwargs``.
+        SpaceMismatchError: the policy's action count or action shape differs from the env's,
+            or a discrete policy on continuous actions (or the reverse).
+        ValueError: ``num_episodes < 1``; ``task`` / ``max_episode_frames`` given both as an
+            argument and, with another value, in ``env_kwargs``; ``make_envs`` given with
+            ``task`` / ``max_episode_frames`` / ``env_kwargs``; a continuous action outside
+            the env's bounds (or NaN).
     """
     if num_episodes < 1:
         raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
-    settings = eval_env_kwargs(env_kwargs or {})
-    for name, value in (("task", task), ("max_episode_frames", max_episode_frames)):
-        if value is None:
-            continue
-        if name in settings and settings[name] != value:
-            raise ValueError(f"{name}={value!r} conflicts with env_kwargs[{name!r}]="
-                             f"{settings[name]!r}")
-        settings[name] = value
-    settings.setdefault("max_episode_frames", 108_000)
     n = min(num_envs, num_episodes)
-    spec = env_spec(env_id)
-    stack = frame_stack or spec.frame_stack
-    envs = make_env(env_id, n, seed, **settings)
+    stack = frame_stack or env_spec(env_id).frame_stack
+    if make_envs is not None:
+        given = [name for name, value in (("task", task), ("env_kwargs", env_kwargs),
+                                          ("max_episode_frames", max_episode_frames))
+                 if value is not None]
+        if given:
+            raise ValueError(f"make_envs builds the evaluation env itself; {given} would be "
+                             "ignored (give them to the env factory)")
+        envs = make_envs(n, seed)
+    else:
+        settings = eval_env_kwargs(env_kwargs or {})
+        for name, value in (("task", task), ("max_episode_frames", max_episode_frames)):
+            if value is None:
+                continue
+            if name in settings and settings[name] != value:
+                raise ValueError(f"{name}={value!r} conflicts with env_kwargs[{name!r}]="
+                                 f"{settings[name]!r}")
+            settings[name] = value
+        settings.setdefault("max_episode_frames", 108_000)
+        envs = make_env(env_id, n, seed, **settings)
     try:
-        num_actions = int(envs.single_action_space.n)  # type: ignore[attr-defined]
-        if policy.num_actions != num_actions:
-            raise SpaceMismatchError(
-                f"policy acts in {policy.num_actions} actions but {env_id} has {num_actions}"
-            )
+        act = _actor(policy, envs.single_action_space, env_id, n)
+        discrete = isinstance(envs.single_action_space, Discrete)
         # Env i runs episodes i, i + n, i + 2n, ... so exactly num_episodes are run.
         quota = np.array([len(range(i, num_episodes, n)) for i in range(n)])
         frame_shape = envs.single_observation_space.shape
@@ -145,13 +181,15 @@ def evaluate_policy(
         counted = np.zeros(n, dtype=np.int64)
         while (counted < quota).any():
             stacked = stacker.push(obs, first)
-            actions, state = policy.act(stacked, state, first)
+            actions, state = act(stacked, state, first)
             obs, reward, terminated, truncated, info = envs.step(actions)
-            # A recurrent policy's next previous-action / reward inputs (no intrinsic reward).
-            state = observe_step(policy, state, actions, reward)
+            if discrete:
+                # A recurrent policy's next previous-action / reward inputs (no intrinsic
+                # reward).
+                state = observe_step(policy, state, actions, reward)
             active = ~autoreset & (counted < quota)
             running += np.where(active, np.asarray(info["task_reward"], dtype=np.float64), 0.0)
-            done = terminated | truncated
+            done = np.asarray(terminated, bool) | np.asarray(truncated, bool)
             for i in np.flatnonzero(done & active):
                 finished.append(float(running[i]))
                 counted[i] += 1
@@ -161,3 +199,47 @@ def evaluate_policy(
         return np.asarray(finished[:num_episodes], dtype=np.float64)
     finally:
         envs.close()
+
+
+def _actor(
+    policy: Policy | ContinuousPolicy, space: Any, env_id: str, num_envs: int
+) -> Callable[[np.ndarray, Any, np.ndarray], tuple[np.ndarray, Any]]:
+    """``policy.act`` after checking that ``policy`` fits the action ``space``; on a ``Box``
+    space the returned function also checks each batch of actions against the bounds."""
+    if isinstance(space, Discrete):
+        num_actions = getattr(policy, "num_actions", None)
+        if num_actions is None:
+            raise SpaceMismatchError(
+                f"{env_id} has {int(space.n)} discrete actions but the policy has no "
+                f"num_actions (a continuous policy with action_shape "
+                f"{getattr(policy, 'action_shape', None)})"
+            )
+        if int(num_actions) != int(space.n):
+            raise SpaceMismatchError(
+                f"policy acts in {num_actions} actions but {env_id} has {int(space.n)}"
+            )
+        return policy.act
+    if isinstance(space, Box):
+        shape = getattr(policy, "action_shape", None)
+        if shape is None:
+            raise SpaceMismatchError(
+                f"{env_id} has continuous Box actions of shape {space.shape} but the policy "
+                f"has no action_shape (a discrete policy with num_actions "
+                f"{getattr(policy, 'num_actions', None)})"
+            )
+        if tuple(shape) != tuple(space.shape):
+            raise SpaceMismatchError(
+                f"policy acts with actions of shape {tuple(shape)} but {env_id}'s actions "
+                f"have shape {tuple(space.shape)}"
+            )
+        low = np.asarray(space.low, np.float32)
+        high = np.asarray(space.high, np.float32)
+
+        def act_box(obs: np.ndarray, state: Any, first: np.ndarray) -> tuple[np.ndarray, Any]:
+            actions, state = policy.act(obs, state, first)
+            return checked_box_actions(actions, num_envs, low, high,
+                                       f"policy {type(policy).__name__}"), state
+
+        return act_box
+    raise SpaceMismatchError(f"{env_id}: evaluation supports Discrete and Box action spaces, "
+                             f"not {space}")
