@@ -39,6 +39,7 @@ from rltransfer.agents.efficientzero import COMPONENTS, EfficientZeroConfig, Eff
 from rltransfer.agents.mcts import BatchedMCTS, MCTSConfig, select_action
 from rltransfer.agents.reanalyse import ReanalyseConfig, Reanalyser
 from rltransfer.core.checkpoint_components import check_component_names
+from rltransfer.core.loop import RunResult, closes_envs_on_failure, run_to_completion
 from rltransfer.envs import env_spec, make_env
 from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.methods.weight_transfer import (
@@ -58,7 +59,6 @@ from rltransfer.runtime.checkpoint import (
     step_dirname,
 )
 from rltransfer.runtime.config import ConfigError, to_dict
-from rltransfer.runtime.loop import RunResult, closes_envs_on_failure, run_to_completion
 from rltransfer.runtime.metrics import MetricsLogger
 from rltransfer.runtime.progress import RunProgress
 from rltransfer.runtime.run_dir import RunConflictError as RunConflictError  # re-export

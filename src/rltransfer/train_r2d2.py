@@ -19,7 +19,6 @@ resumes are not bit-exact: the actors' RNG streams are not checkpointed).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,32 +41,25 @@ from rltransfer.config import (
     policy_family,
     with_prior_object,
 )
+from rltransfer.core.loop import (
+    LoopSchedule,
+    ReplayRatio,
+    RunResult,
+    TrainingLoop,
+    closes_envs_on_failure,
+    sub_tensors,
+)
 from rltransfer.envs import env_spec, make_env
 from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.intrinsic.ngu import NGUReward
 from rltransfer.intrinsic.rnd import RND
 from rltransfer.policy import Policy
 from rltransfer.replay import SequenceReplay, TransitionReplay
-from rltransfer.runtime.checkpoint import (
-    CheckpointError,
-    latest_checkpoint,
-    load_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
-    step_dirname,
-)
 from rltransfer.runtime.config import ConfigError, to_dict
-from rltransfer.runtime.loop import RunResult, closes_envs_on_failure, run_to_completion
 from rltransfer.runtime.metrics import MetricsLogger
 from rltransfer.runtime.progress import RunProgress
 from rltransfer.runtime.run_dir import RunConflictError, check_run_dir, prepare_run_dir
-from rltransfer.runtime.seeding import (
-    generator_state,
-    restore_generator,
-    restore_torch_rng,
-    seed_everything,
-    torch_rng_tensors,
-)
+from rltransfer.runtime.seeding import seed_everything
 from rltransfer.transfer.behavior import PriorPolicyDriver, validate_prior, with_epsilon
 from rltransfer.transfer.weights import initialise_from
 
@@ -134,7 +126,7 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError("; ".join(problems))
 
 
-class Trainer:
+class Trainer(TrainingLoop):
     """Owns the envs, agent, replay, explorer and intrinsic reward of one run.
 
     Args:
@@ -236,13 +228,15 @@ class Trainer:
             epsilon_fn=linear_epsilon if cfg.epsilon_schedule == "linear" else None,
         )
         self.stacker = self.collector.stacker
-        self.env_steps = 0
-        self.num_updates = 0
-        self.episodes = 0
-        self.update_debt = 0.0
-        self.next_eval = cfg.eval_every_env_steps
-        self.next_checkpoint = cfg.checkpoint_every_env_steps
-        self.last_eval_return = math.nan
+        self.init_loop(LoopSchedule(
+            total_env_steps=cfg.total_env_steps, num_envs=cfg.num_envs,
+            replay_ratio=ReplayRatio(1, cfg.env_steps_per_update),
+            learning_starts_env_steps=cfg.learning_starts_env_steps,
+            eval_every_env_steps=cfg.eval_every_env_steps,
+            checkpoint_every_env_steps=cfg.checkpoint_every_env_steps,
+            keep_checkpoints=cfg.keep_checkpoints, checkpoint_replay=cfg.checkpoint_replay,
+            run_name=Path(cfg.run_dir).name, progress=cfg.progress,
+        ), tensorboard=cfg.tensorboard)
         prepare_run_dir(cfg, cfg.run_dir, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
 
     # ------------------------------------------------------------------ checkpoints
@@ -261,73 +255,39 @@ class Trainer:
             "agent_config": to_dict(self.cfg.agent),
         }
 
-    def save(self, final: bool = False) -> Path:
-        """Checkpoint everything needed to resume (or, with ``final``, the policy artifact)."""
+    @property
+    def learning_resumes_at(self) -> int:
+        """Earlier name of :attr:`learning_starts_at` (benchmarks set it)."""
+        return self.learning_starts_at
+
+    @learning_resumes_at.setter
+    def learning_resumes_at(self, value: int) -> None:
+        self.learning_starts_at = value
+
+    def config_dict(self) -> dict[str, Any]:
+        return to_dict(self.cfg)
+
+    def final_tensors(self) -> dict[str, Any]:
+        """The policy artifact (:func:`~rltransfer.agents.policy.policy_tensors`)."""
+        return dict(policy_tensors(self.agent))
+
+    def checkpoint_meta(self, final: bool) -> dict[str, Any]:
+        return {} if final else {"agent_state": self.agent.state_meta()}
+
+    def state_tensors(self) -> dict[str, Any]:
+        """Policy tensors, the agent's resumable state (``agent/``) and the intrinsic
+        reward's (``intrinsic/``)."""
         tensors: dict[str, Any] = dict(policy_tensors(self.agent))
-        meta: dict[str, Any] = {
-            "architecture": self.architecture(),
-            "config": to_dict(self.cfg),
-            "env_steps": self.env_steps,
-            "num_updates": self.num_updates,
-            "episodes": self.episodes,
-        }
-        if final:
-            meta["final_return_mean"] = self.last_eval_return
-            return save_checkpoint(self.run_dir / "final", tensors, meta)
         tensors.update({f"agent/{k}": v for k, v in self.agent.state_tensors().items()})
-        meta["agent_state"] = self.agent.state_meta()
         if self.intrinsic is not None:
             tensors.update({f"intrinsic/{k}": v for k, v in self.intrinsic.state_tensors().items()})
-        if self.cfg.checkpoint_replay:
-            tensors.update({f"replay/{k}": v for k, v in self.replay.state_tensors().items()})
-        tensors.update(torch_rng_tensors())
-        meta.update(
-            rng=generator_state(self.rng),
-            update_debt=self.update_debt,
-            next_eval=self.next_eval,
-            next_checkpoint=self.next_checkpoint,
-            last_eval_return=self.last_eval_return,
-            replay_saved=self.cfg.checkpoint_replay,
-        )
-        path = save_checkpoint(self.run_dir / "checkpoints" / step_dirname(self.env_steps),
-                               tensors, meta)
-        prune_checkpoints(self.run_dir / "checkpoints", keep=self.cfg.keep_checkpoints)
-        return path
+        return tensors
 
-    def try_resume(self) -> bool:
-        """Resume from the latest checkpoint of this run directory, if any.
-
-        Raises:
-            CheckpointError: the latest checkpoint is corrupt; the message says which one
-                to delete. Nothing on disk is changed.
-        """
-        ckpt = latest_checkpoint(self.run_dir / "checkpoints")
-        if ckpt is None:
-            return False
-        tensors, meta = load_checkpoint(ckpt)
-        if meta.get("architecture") != self.architecture():
-            raise CheckpointError(f"{ckpt} was written by an agent with another architecture")
-
-        def sub(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-        self.agent.load_state_tensors(sub("agent/"), meta["agent_state"])
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor],
+                           meta: dict[str, Any]) -> None:
+        self.agent.load_state_tensors(sub_tensors(tensors, "agent/"), meta["agent_state"])
         if self.intrinsic is not None:
-            self.intrinsic.load_state_tensors(sub("intrinsic/"))
-        if meta.get("replay_saved"):
-            self.replay.load_state_tensors({k: v.numpy() for k, v in sub("replay/").items()})
-        restore_torch_rng(tensors)
-        restore_generator(self.rng, meta["rng"])
-        self.env_steps = int(meta["env_steps"])
-        self.num_updates = int(meta["num_updates"])
-        self.episodes = int(meta["episodes"])
-        self.update_debt = float(meta["update_debt"])
-        self.next_eval = int(meta["next_eval"])
-        self.next_checkpoint = int(meta["next_checkpoint"])
-        self.last_eval_return = float(meta["last_eval_return"])
-        if not meta.get("replay_saved"):
-            self.learning_resumes_at = self.env_steps + self.cfg.learning_starts_env_steps
-        return True
+            self.intrinsic.load_state_tensors(sub_tensors(tensors, "intrinsic/"))
 
     # ------------------------------------------------------------------ evaluation
     def env_kwargs(self) -> dict[str, Any]:
@@ -342,49 +302,38 @@ class Trainer:
                            extrinsic_reward_input=not self.cfg.reward_free)
 
     def evaluate(self, logger: MetricsLogger) -> float:
+        """Greedy evaluation (:meth:`eval_policy`, ``eval_episodes`` episodes) on the
+        training env except the protocol's differences; logs an ``eval`` record."""
         returns = evaluate_policy(
             self.eval_policy(), self.cfg.env_id, num_episodes=self.cfg.eval_episodes,
             seed=self.cfg.seed + 1_000_003 + self.env_steps, frame_stack=self.frame_stack,
             num_envs=min(self.cfg.eval_episodes, 8),
             env_kwargs=eval_env_kwargs(self.env_kwargs()),
         )
-        self.last_eval_return = float(np.mean(returns))
-        logger.log("eval", self.env_steps, return_mean=self.last_eval_return,
-                   return_std=float(np.std(returns)), returns=[float(r) for r in returns],
-                   num_updates=self.num_updates)
-        return self.last_eval_return
+        return self.log_eval(logger, returns)
 
-    # ------------------------------------------------------------------ main loop
-    def run(self) -> RunResult:
-        """Train to ``total_env_steps`` (resuming if a checkpoint exists) and evaluate."""
-        self.learning_resumes_at = self.cfg.learning_starts_env_steps
-        return run_to_completion(self, tensorboard=self.cfg.tensorboard)
-
-    def _loop(self, logger: MetricsLogger) -> None:
-        cfg = self.cfg
+    # ------------------------------------------------------------------ acting
+    def before_loop(self) -> None:
+        """The intrinsic reward's observation-statistics warm-up, at the start of a run."""
         if self.env_steps == 0:
             self.env_steps += self.collector.warm_up_intrinsic(
-                cfg.intrinsic_warmup_env_steps, cfg.seed + 99_991)
-        self._recent_returns: list[float] = []
-        self._train_metrics: dict[str, float] = {}
-        with RunProgress(Path(cfg.run_dir).name, cfg.total_env_steps, self.env_steps,
-                         enabled=cfg.progress) as progress:
-            if cfg.backend == "ray":
-                self._ray_loop(logger, progress)
-            else:
-                self._local_loop(logger, progress)
+                self.cfg.intrinsic_warmup_env_steps, self.cfg.seed + 99_991)
 
-    def _local_loop(self, logger: MetricsLogger, progress: RunProgress) -> None:
-        """Acting in this process: one collector step, replay write, then learning."""
-        cfg = self.cfg
-        self.collector.begin(seed=cfg.seed + 31 * self.env_steps)
+    def drive(self, logger: MetricsLogger, progress: RunProgress) -> None:
+        if self.cfg.backend == "ray":
+            self._ray_loop(logger, progress)
+        else:
+            super().drive(logger, progress)
+
+    def start_collecting(self) -> None:
+        self.collector.begin(seed=self.cfg.seed + 31 * self.env_steps)
         self.replay.begin_stream()
-        while self.env_steps < cfg.total_env_steps:
-            record, episodes = self.collector.step(self.env_steps)
-            record.add_to(self.replay)
-            self._log_episodes(logger, episodes.returns, episodes.lengths, episodes.intrinsic)
-            self.env_steps += cfg.num_envs
-            self._after_env_steps(cfg.num_envs, logger, progress)
+
+    def collect_step(self, logger: MetricsLogger) -> None:
+        """One collector step (acting in this process) written to replay."""
+        record, episodes = self.collector.step(self.env_steps)
+        record.add_to(self.replay)
+        self._log_episodes(logger, episodes.returns, episodes.lengths, episodes.intrinsic)
 
     def _ray_loop(self, logger: MetricsLogger, progress: RunProgress) -> None:
         """Acting in ``num_actors`` Ray actors (:mod:`rltransfer.distributed`): while the
@@ -437,48 +386,17 @@ class Trainer:
             self._log_episodes(logger, ended["episode_return"], ended["episode_length"],
                                ended["episode_intrinsic"])
             self.env_steps += cfg.num_envs
-            self._after_env_steps(cfg.num_envs, logger, progress)
+            self._after_env_steps(logger, progress)
 
-    def _log_episodes(self, logger: MetricsLogger, returns: np.ndarray, lengths: np.ndarray,
-                      intrinsic: np.ndarray) -> None:
-        for ret, length, intr in zip(returns, lengths, intrinsic, strict=True):
-            self.episodes += 1
-            self._recent_returns.append(float(ret))
-            logger.log("episode", self.env_steps, ret=float(ret), length=int(length),
-                       intrinsic=float(intr))
-
-    def _after_env_steps(self, num_env_steps: int, logger: MetricsLogger,
-                         progress: RunProgress) -> None:
-        """Learning, checkpoints, evaluation and progress after ``num_env_steps`` new steps."""
-        cfg = self.cfg
-        if self.env_steps >= self.learning_resumes_at and self.replay.can_sample():
-            self.update_debt += num_env_steps / cfg.env_steps_per_update
-            while self.update_debt >= 1.0:
-                self.update_debt -= 1.0
-                self._train_metrics = self._update()
-        if self.env_steps >= self.next_checkpoint:
-            self.next_checkpoint += cfg.checkpoint_every_env_steps
-            self.save()
-        if self.env_steps >= self.next_eval and self.env_steps < cfg.total_env_steps:
-            self.next_eval += cfg.eval_every_env_steps
-            self.evaluate(logger)
-            recent = np.mean(self._recent_returns[-20:]) if self._recent_returns else math.nan
-            logger.log("train", self.env_steps, episodes=self.episodes,
-                       num_updates=self.num_updates, recent_return=float(recent),
-                       env_steps_per_second=progress.env_steps_per_second,
-                       **self._train_metrics)
-        progress.update(
-            self.env_steps,
-            f"eval {self.last_eval_return:.3g} | ep {self.episodes} | upd {self.num_updates}",
-        )
-
-    def _update(self) -> dict[str, float]:
+    # ------------------------------------------------------------------ learning
+    def update(self) -> dict[str, float]:
+        """One R2D2 update from replay; new priorities written back; the intrinsic reward's
+        networks trained on the same batch."""
         batch = self.replay.sample(self.cfg.agent.batch_size, self.rng)
         metrics = self.agent.update(batch)
         self.replay.update_priorities(batch["indices"], self.agent.last_priorities)
         if self.intrinsic is not None:
             metrics.update(self._update_intrinsic(batch))
-        self.num_updates += 1
         return metrics
 
     def _update_intrinsic(self, batch: dict[str, np.ndarray]) -> dict[str, float]:

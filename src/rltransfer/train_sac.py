@@ -22,16 +22,14 @@ convs the actor shares), optionally frozen (``freeze_encoder``), then copies it 
 The encoder's architecture and image geometry come from the checkpoint's metadata unless the
 config sets them (:func:`config_from_pretrained_encoder`).
 
-Evaluation goes through the one protocol,
-:func:`~rltransfer.evaluation.protocol.evaluate_policy`, with the agent wrapped as a
-continuous-action policy (:class:`SACPolicy`: deterministic ``tanh(mu)``, centre crop, the
-env's action bounds).
+Evaluation is local (:func:`evaluate_sac`): ``evaluate/protocol.py`` assumes discrete actions
+(``Policy.num_actions``), so a small continuous-action version with the same episode-quota
+rule lives here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,30 +40,23 @@ import torch
 from gymnasium.vector import VectorEnv
 
 from rltransfer.agents.sac import SACAgent, SACConfig
-from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
+from rltransfer.core.loop import (
+    EpisodeTracker,
+    LoopSchedule,
+    ReplayRatio,
+    RunResult,
+    TrainingLoop,
+    closes_envs_on_failure,
+    sub_tensors,
+)
+from rltransfer.evaluation.protocol import eval_env_kwargs
 from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
 from rltransfer.replay import FrameStacker, TransitionReplay
-from rltransfer.runtime.checkpoint import (
-    CheckpointError,
-    latest_checkpoint,
-    load_checkpoint,
-    prune_checkpoints,
-    read_meta,
-    save_checkpoint,
-    step_dirname,
-)
+from rltransfer.runtime.checkpoint import CheckpointError, load_checkpoint, read_meta
 from rltransfer.runtime.config import ConfigError, from_dict, to_dict
-from rltransfer.runtime.loop import RunResult, closes_envs_on_failure, run_to_completion
 from rltransfer.runtime.metrics import MetricsLogger
-from rltransfer.runtime.progress import RunProgress
 from rltransfer.runtime.run_dir import RunConflictError, check_run_dir, prepare_run_dir
-from rltransfer.runtime.seeding import (
-    generator_state,
-    restore_generator,
-    restore_torch_rng,
-    seed_everything,
-    torch_rng_tensors,
-)
+from rltransfer.runtime.seeding import seed_everything
 
 EnvFactory = Callable[[int, int], VectorEnv]
 """``(num_envs, seed) -> VectorEnv`` following the DMC contract (uint8 ``[B, C, H, W]`` frames,
@@ -262,50 +253,62 @@ def to_env_action(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.n
     return (low + (np.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (high - low)).astype(np.float32)
 
 
-class SACPolicy:
-    """A pixel SAC agent as a :class:`~rltransfer.policy.ContinuousPolicy`, for
-    :func:`~rltransfer.evaluation.protocol.evaluate_policy`.
+def evaluate_sac(
+    agent: SACAgent,
+    make_envs: EnvFactory,
+    num_episodes: int,
+    seed: int,
+    frame_stack: int,
+    num_envs: int = 5,
+) -> np.ndarray:
+    """Deterministic-policy returns (``tanh(mu)``) of exactly ``num_episodes`` episodes.
 
-    Acts with the deterministic policy ``tanh(mu)`` (:meth:`SACAgent.act` with
-    ``deterministic=True``; with ``"crop"`` augmentation the agent centre-crops), mapped from
-    ``[-1, 1]`` to the env's ``[low, high]`` by :func:`to_env_action` as in training, then
-    clipped to ``[low, high]`` (a no-op except for float32 rounding at the bounds).
-    Stateless.
+    Env ``i`` of ``n = min(num_envs, num_episodes)`` runs episodes ``i, i + n, ...`` (the rule
+    of ``evaluate/protocol.py``), summing ``info["task_reward"]``. With ``"crop"``
+    augmentation the agent centre-crops.
 
-    Args:
-        agent: the SAC agent; its observations are ``uint8[B, C*S, H, W]`` stacked frames.
-        action_low, action_high: the env's ``Box`` bounds (the action's shape; their size
-            must be ``agent.action_dim``).
+    Returns:
+        ``float64[num_episodes]``.
 
     Raises:
-        ValueError: bounds of different shapes, or of a size other than ``agent.action_dim``.
+        ValueError: ``num_episodes < 1``.
     """
+    if num_episodes < 1:
+        raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+    n = min(num_envs, num_episodes)
+    envs = make_envs(n, seed)
+    try:
+        space = envs.single_action_space
+        low = np.asarray(space.low, np.float32)  # type: ignore[attr-defined]
+        high = np.asarray(space.high, np.float32)  # type: ignore[attr-defined]
+        frame_shape = envs.single_observation_space.shape
+        assert frame_shape is not None
+        stacker = FrameStacker(n, tuple(frame_shape), frame_stack)
+        quota = np.array([len(range(i, num_episodes, n)) for i in range(n)])
+        obs, _ = envs.reset(seed=seed)
+        first = np.ones(n, dtype=bool)
+        autoreset = np.zeros(n, dtype=bool)
+        running = np.zeros(n)
+        counted = np.zeros(n, dtype=np.int64)
+        finished: list[float] = []
+        while (counted < quota).any():
+            action = agent.act(stacker.push(obs, first), deterministic=True)
+            obs, _, terminated, truncated, info = envs.step(to_env_action(action, low, high))
+            active = ~autoreset & (counted < quota)
+            running += np.where(active, np.asarray(info["task_reward"], np.float64), 0.0)
+            done = np.asarray(terminated) | np.asarray(truncated)
+            for i in np.flatnonzero(done & active):
+                finished.append(float(running[i]))
+                counted[i] += 1
+            running[done] = 0.0
+            first = autoreset
+            autoreset = done
+        return np.asarray(finished[:num_episodes], dtype=np.float64)
+    finally:
+        envs.close()
 
-    def __init__(self, agent: SACAgent, action_low: np.ndarray, action_high: np.ndarray
-                 ) -> None:
-        self.agent = agent
-        self.action_low = np.asarray(action_low, np.float32)
-        self.action_high = np.asarray(action_high, np.float32)
-        if self.action_low.shape != self.action_high.shape:
-            raise ValueError(f"action bounds of shapes {self.action_low.shape} and "
-                             f"{self.action_high.shape}")
-        if self.action_low.size != agent.action_dim:
-            raise ValueError(f"the agent has {agent.action_dim} action dimensions, the bounds "
-                             f"{self.action_low.size}")
-        self.action_shape: tuple[int, ...] = tuple(int(d) for d in self.action_low.shape)
 
-    def reset(self, num_envs: int) -> None:
-        return None
-
-    def act(self, obs: np.ndarray, state: Any, first: np.ndarray) -> tuple[np.ndarray, Any]:
-        """``float32[B, *action_shape]`` env actions for ``obs`` ``uint8[B, C*S, H, W]``."""
-        action = self.agent.act(obs, deterministic=True)
-        action = action.reshape((action.shape[0], *self.action_shape))
-        env_action = to_env_action(action, self.action_low, self.action_high)
-        return np.clip(env_action, self.action_low, self.action_high), None
-
-
-class SACTrainer:
+class SACTrainer(TrainingLoop):
     """Owns the envs, SAC agent and replay of one run.
 
     Args:
@@ -379,14 +382,23 @@ class SACTrainer:
             prioritized=False, action_shape=(self.action_dim,), action_dtype=np.float32,
         )
         self.stacker = FrameStacker(cfg.num_envs, self.frame_shape, self.frame_stack)
-        self.env_steps = 0
-        self.num_updates = 0
-        self.episodes = 0
-        self.update_debt = 0.0
-        self.next_eval = cfg.eval_every_env_steps
-        self.next_checkpoint = cfg.checkpoint_every_env_steps
-        self.last_eval_return = math.nan
-        self.learning_starts = cfg.warmup_env_steps
+        self.episode_tracker = EpisodeTracker(cfg.num_envs)
+        # Steps taken at agent-step counts >= warmup_env_steps are followed by updates (PAD:
+        # ``if step >= init_steps: agent.update``), i.e. the loop's count after the vector
+        # step is >= warmup + B. The first such step does a burst of warmup_env_steps
+        # updates in place of one agent step's update (PAD: ``num_updates = init_steps if
+        # step == init_steps else 1``): with one env, num_updates = env_steps - 1 from then
+        # on, as in PAD.
+        self.init_loop(LoopSchedule(
+            total_env_steps=cfg.total_env_steps, num_envs=cfg.num_envs,
+            replay_ratio=ReplayRatio(cfg.updates_per_env_step, 1),
+            learning_starts_env_steps=cfg.warmup_env_steps + cfg.num_envs,
+            warmup_burst_env_steps=max(cfg.warmup_env_steps - 1, 0),
+            eval_every_env_steps=cfg.eval_every_env_steps,
+            checkpoint_every_env_steps=cfg.checkpoint_every_env_steps,
+            keep_checkpoints=cfg.keep_checkpoints, checkpoint_replay=cfg.checkpoint_replay,
+            run_name=Path(cfg.run_dir).name, progress=cfg.progress, recent_episodes=10,
+        ), tensorboard=cfg.tensorboard)
         prepare_run_dir(cfg, cfg.run_dir)
 
     # ------------------------------------------------------------------ checkpoints
@@ -407,88 +419,35 @@ class SACTrainer:
             "encoder_config": to_dict(self.cfg.encoder),
         }
 
-    def save(self, final: bool = False) -> Path:
-        """Write a resumable checkpoint, or (``final``) the trained agent to ``final/``."""
-        tensors: dict[str, Any] = {
-            f"agent/{k}": v for k, v in self.agent.state_tensors().items()
-        }
-        meta: dict[str, Any] = {
-            "architecture": self.architecture(),
-            "config": to_dict(self.cfg),
-            "env_steps": self.env_steps,
-            "num_updates": self.num_updates,
-            "episodes": self.episodes,
-            "agent_state": self.agent.state_meta(),
-        }
-        if final:
-            meta["final_return_mean"] = self.last_eval_return
-            return save_checkpoint(self.run_dir / "final", tensors, meta)
-        if self.cfg.checkpoint_replay:
-            tensors.update({f"replay/{k}": v for k, v in self.replay.state_tensors().items()})
-        tensors.update(torch_rng_tensors())
+    def config_dict(self) -> dict[str, Any]:
+        return to_dict(self.cfg)
+
+    def final_tensors(self) -> dict[str, Any]:
+        """The trained agent (``agent/``, loadable with :func:`load_sac_agent`)."""
+        return {f"agent/{k}": v for k, v in self.agent.state_tensors().items()}
+
+    def checkpoint_meta(self, final: bool) -> dict[str, Any]:
+        return {"agent_state": self.agent.state_meta()}
+
+    def state_tensors(self) -> dict[str, Any]:
+        """The agent (networks, optimizers, counters) and its sampling generator."""
+        tensors = self.final_tensors()
         tensors["rng/agent"] = self.agent.generator.get_state()
-        meta.update(
-            rng=generator_state(self.rng),
-            update_debt=self.update_debt,
-            next_eval=self.next_eval,
-            next_checkpoint=self.next_checkpoint,
-            last_eval_return=self.last_eval_return,
-            learning_starts=self.learning_starts,
-            replay_saved=self.cfg.checkpoint_replay,
-        )
-        path = save_checkpoint(self.run_dir / "checkpoints" / step_dirname(self.env_steps),
-                               tensors, meta)
-        prune_checkpoints(self.run_dir / "checkpoints", keep=self.cfg.keep_checkpoints)
-        return path
+        return tensors
 
-    def try_resume(self) -> bool:
-        """Resume from the latest checkpoint of the run directory, if any.
-
-        Raises:
-            CheckpointError: corrupt checkpoint or one written by another architecture.
-        """
-        ckpt = latest_checkpoint(self.run_dir / "checkpoints")
-        if ckpt is None:
-            return False
-        tensors, meta = load_checkpoint(ckpt)
-        if meta.get("architecture") != self.architecture():
-            raise CheckpointError(
-                f"{ckpt} was written by an agent with another architecture; delete it or use "
-                "a new run_dir"
-            )
-
-        def sub(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-        self.agent.load_state_tensors(sub("agent/"), meta["agent_state"])
-        if meta.get("replay_saved"):
-            self.replay.load_state_tensors({k: v.numpy() for k, v in sub("replay/").items()})
-        restore_torch_rng(tensors)
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor],
+                           meta: dict[str, Any]) -> None:
+        self.agent.load_state_tensors(sub_tensors(tensors, "agent/"), meta["agent_state"])
         if "rng/agent" in tensors:
             self.agent.generator.set_state(tensors["rng/agent"].to(torch.uint8))
-        restore_generator(self.rng, meta["rng"])
-        self.env_steps = int(meta["env_steps"])
-        self.num_updates = int(meta["num_updates"])
-        self.episodes = int(meta["episodes"])
-        self.update_debt = float(meta["update_debt"])
-        self.next_eval = int(meta["next_eval"])
-        self.next_checkpoint = int(meta["next_checkpoint"])
-        self.last_eval_return = float(meta["last_eval_return"])
-        self.learning_starts = int(meta["learning_starts"])
-        if not meta.get("replay_saved"):
-            # Refill the replay with the current policy before learning again.
-            self.learning_starts = self.env_steps + self.cfg.warmup_env_steps
-        return True
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, logger: MetricsLogger) -> float:
         """Deterministic evaluation (``eval_episodes`` episodes) on the training env's settings
         (:func:`~rltransfer.evaluation.protocol.eval_env_kwargs`); logs an ``eval`` record."""
-        # 5 envs: the count SAC's evaluation has always used (fixed-seed runs unchanged).
-        returns = evaluate_policy(
-            SACPolicy(self.agent, self.action_low, self.action_high), self.cfg.env_id,
-            self.cfg.eval_episodes, seed=self.cfg.seed + 1_000_003 + self.env_steps,
-            frame_stack=self.frame_stack, num_envs=5, make_envs=self.make_eval_envs,
+        returns = evaluate_sac(
+            self.agent, self.make_eval_envs, self.cfg.eval_episodes,
+            seed=self.cfg.seed + 1_000_003 + self.env_steps, frame_stack=self.frame_stack,
         )
         self.last_eval_return = float(np.mean(returns))
         logger.log("eval", self.env_steps, return_mean=self.last_eval_return,
@@ -496,88 +455,37 @@ class SACTrainer:
                    num_updates=self.num_updates)
         return self.last_eval_return
 
-    # ------------------------------------------------------------------ main loop
-    def run(self) -> SACRunResult:
-        """Train to ``total_env_steps`` (resuming if a checkpoint exists), evaluate, write
-        ``final/``. A run whose ``final/`` exists returns its recorded result."""
-        return run_to_completion(self, tensorboard=self.cfg.tensorboard)
-
-    def _loop(self, logger: MetricsLogger) -> None:
-        cfg = self.cfg
-        b = cfg.num_envs
-        obs, _ = self.envs.reset(seed=cfg.seed + 31 * self.env_steps)
-        first = np.ones(b, dtype=bool)
-        autoreset = np.zeros(b, dtype=bool)
-        episode_return = np.zeros(b)
-        episode_length = np.zeros(b, dtype=np.int64)
+    # ------------------------------------------------------------------ acting, learning
+    def start_collecting(self) -> None:
+        self._obs, _ = self.envs.reset(seed=self.cfg.seed + 31 * self.env_steps)
+        self.episode_tracker.reset()
         self.replay.begin_stream()
         self.stacker.reset()
-        recent: list[float] = []
-        train_metrics: dict[str, float] = {}
-        with RunProgress(Path(cfg.run_dir).name, cfg.total_env_steps, self.env_steps,
-                         enabled=cfg.progress) as progress:
-            while self.env_steps < cfg.total_env_steps:
-                stacked = self.stacker.push(obs, first)
-                if self.env_steps < cfg.warmup_env_steps:
-                    action = self.rng.uniform(-1.0, 1.0, (b, self.action_dim)).astype(np.float32)
-                else:
-                    action = self.agent.act(stacked)
-                next_obs, _, terminated, truncated, info = self.envs.step(
-                    to_env_action(action, self.action_low, self.action_high)
-                )
-                terminated = np.asarray(terminated, bool)
-                truncated = np.asarray(truncated, bool)
-                reward = np.asarray(info["task_reward"], dtype=np.float64)
-                self.replay.add(obs, action, None, None, reward, terminated, truncated)
-                valid = ~autoreset
-                episode_return += np.where(valid, reward, 0.0)
-                episode_length += valid
-                done = (terminated | truncated) & valid
-                for i in np.flatnonzero(done):
-                    self.episodes += 1
-                    recent.append(float(episode_return[i]))
-                    logger.log("episode", self.env_steps + b, ret=float(episode_return[i]),
-                               length=int(episode_length[i]))
-                episode_return[done] = 0.0
-                episode_length[done] = 0
-                first = autoreset
-                autoreset = terminated | truncated
-                obs = next_obs
-                steps_before = self.env_steps
-                self.env_steps += b
 
-                # Steps taken at agent-step counts >= learning_starts are followed by updates
-                # (PAD: ``if step >= init_steps: agent.update``). The first such step does a
-                # burst of warmup_env_steps updates in place of one agent step's update (PAD:
-                # ``num_updates = init_steps if step == init_steps else 1``): with one env,
-                # num_updates = env_steps - 1 from then on, as in PAD.
-                if steps_before >= self.learning_starts and self.replay.can_sample():
-                    self.update_debt += b * cfg.updates_per_env_step
-                    if steps_before < self.learning_starts + b:
-                        self.update_debt += (max(cfg.warmup_env_steps - 1, 0)
-                                             * cfg.updates_per_env_step)
-                    while self.update_debt >= 1.0:
-                        self.update_debt -= 1.0
-                        batch = self.replay.sample(cfg.agent.batch_size, self.rng)
-                        train_metrics = self.agent.update(batch)
-                        self.num_updates += 1
-                if self.env_steps >= self.next_checkpoint:
-                    self.next_checkpoint += cfg.checkpoint_every_env_steps
-                    self.save()
-                if self.env_steps >= self.next_eval and self.env_steps < cfg.total_env_steps:
-                    self.next_eval += cfg.eval_every_env_steps
-                    self.evaluate(logger)
-                    logger.log("train", self.env_steps, episodes=self.episodes,
-                               num_updates=self.num_updates,
-                               recent_return=float(np.mean(recent[-10:])) if recent
-                               else math.nan,
-                               env_steps_per_second=progress.env_steps_per_second,
-                               **train_metrics)
-                progress.update(
-                    self.env_steps,
-                    f"eval {self.last_eval_return:.3g} | ep {self.episodes} | "
-                    f"upd {self.num_updates}",
-                )
+    def collect_step(self, logger: MetricsLogger) -> None:
+        """One agent step of every env: uniform actions during the warm-up, else the
+        policy's sample; the transition goes to replay."""
+        cfg = self.cfg
+        stacked = self.stacker.push(self._obs, self.episode_tracker.first)
+        if self.env_steps < cfg.warmup_env_steps:
+            action = self.rng.uniform(-1.0, 1.0, (cfg.num_envs, self.action_dim)
+                                      ).astype(np.float32)
+        else:
+            action = self.agent.act(stacked)
+        next_obs, _, terminated, truncated, info = self.envs.step(
+            to_env_action(action, self.action_low, self.action_high)
+        )
+        terminated = np.asarray(terminated, bool)
+        truncated = np.asarray(truncated, bool)
+        reward = np.asarray(info["task_reward"], dtype=np.float64)
+        self.replay.add(self._obs, action, None, None, reward, terminated, truncated)
+        returns, lengths = self.episode_tracker.record(reward, terminated, truncated)
+        self._log_episodes(logger, returns, lengths, step=self.env_steps + cfg.num_envs)
+        self._obs = next_obs
+
+    def update(self) -> dict[str, float]:
+        """One SAC update from a uniform replay batch."""
+        return self.agent.update(self.replay.sample(self.cfg.agent.batch_size, self.rng))
 
 
 def train_sac(cfg: SACTrainConfig, env_factory: EnvFactory | None = None) -> SACRunResult:
@@ -615,12 +523,12 @@ def load_sac_agent(path: str | Path, device: str = "cpu") -> tuple[SACAgent, dic
 __all__ = [
     "EnvFactory",
     "RunConflictError",
-    "SACPolicy",
     "SACRunResult",
     "SACTrainConfig",
     "SACTrainer",
     "config_from_pretrained_encoder",
     "default_env_factory",
+    "evaluate_sac",
     "load_sac_agent",
     "resolved_render_size",
     "sac_env_kwargs",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rltransfer.runtime.loop import RunResult, run_to_completion
+from rltransfer.core.loop import RunResult, run_to_completion
 from rltransfer.runtime.metrics import MetricsLogger
 
 

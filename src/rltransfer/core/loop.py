@@ -1,0 +1,554 @@
+"""The one training loop of every learner (R2D2 / Behavior Transfer in ``train_r2d2.py``,
+pixel SAC in ``train_sac.py``, EfficientZero in ``train_efficientzero.py``).
+
+Every run goes the same way (:func:`run_to_completion`): a run directory whose ``final/``
+exists is finished, so its recorded result comes back without training. Otherwise the run
+resumes from its latest checkpoint if there is one; ``metrics.jsonl`` is cut back to the
+checkpoint's env step so that no record is duplicated. It then trains to its budget,
+evaluates, and writes a last checkpoint and ``final/``.
+
+:class:`TrainingLoop` is the part the three trainers share, split as Acme splits actor and
+learner: the loop owns the counters (env steps, updates, episodes), the warm-up (no update
+before ``learning_starts_at``), the replay ratio (update debt in **updates per env step**,
+:class:`ReplayRatio`), the evaluation and checkpoint cadence, saving and resuming its
+counters, the NaN guard on update metrics, and the progress bar. A trainer implements the
+acting (:meth:`TrainingLoop.collect_step`, or its own :meth:`TrainingLoop.drive` for Ray
+actors), one learner update (:meth:`TrainingLoop.update`), evaluation, and its part of a
+checkpoint (:meth:`TrainingLoop.architecture`, :meth:`TrainingLoop.final_tensors`,
+:meth:`TrainingLoop.state_tensors` / :meth:`TrainingLoop.load_state_tensors`,
+:meth:`TrainingLoop.checkpoint_meta`).
+
+Before that, a trainer's constructor validates everything the run needs (config, env, prior,
+init checkpoint) before it writes anything to the run directory
+(:func:`rltransfer.runtime.run_dir.check_run_dir` first,
+:func:`~rltransfer.runtime.run_dir.prepare_run_dir` last), and closes the envs it built if it
+fails (:func:`closes_envs_on_failure`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+import numpy as np
+import torch
+
+from rltransfer.runtime.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+    step_dirname,
+)
+from rltransfer.runtime.metrics import MetricsLogger
+from rltransfer.runtime.progress import RunProgress
+from rltransfer.runtime.seeding import (
+    generator_state,
+    restore_generator,
+    restore_torch_rng,
+    torch_rng_tensors,
+)
+
+__all__ = [
+    "EpisodeTracker",
+    "LoopSchedule",
+    "NonFiniteMetricError",
+    "ReplayRatio",
+    "RunResult",
+    "Trainer",
+    "TrainingLoop",
+    "closes_envs_on_failure",
+    "finished_result",
+    "run_to_completion",
+]
+
+log = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_S = TypeVar("_S")
+
+
+def closes_envs_on_failure(
+    init: Callable[Concatenate[_S, _P], None],
+) -> Callable[Concatenate[_S, _P], None]:
+    """Decorate a trainer's ``__init__`` so that, if it raises, the envs it already built
+    (``self.envs``, if set) are closed before the exception propagates (no renderer or
+    emulator is left open behind the error message)."""
+
+    @functools.wraps(init)
+    def wrapper(self: _S, *args: _P.args, **kwargs: _P.kwargs) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except BaseException:
+            envs = getattr(self, "envs", None)
+            if envs is not None:
+                try:
+                    envs.close()
+                except Exception:  # the original error is the one to report
+                    log.exception("closing the envs after a failed start also failed")
+            raise
+
+    return wrapper
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports: its directory, counters and final evaluation.
+
+    ``final_return_mean`` is the mean return of the final evaluation (NaN if none was
+    recorded); ``wall_seconds`` is 0 for a run that was already finished.
+    """
+
+    run_dir: Path
+    env_steps: int
+    num_updates: int
+    final_return_mean: float
+    wall_seconds: float
+
+
+class Trainer(Protocol):
+    """What :func:`run_to_completion` needs from a training loop (:class:`TrainingLoop`
+    implements it)."""
+
+    run_dir: Path
+    env_steps: int
+    num_updates: int
+    last_eval_return: float
+    envs: Any  # a gymnasium VectorEnv (closed at the end)
+
+    def try_resume(self) -> bool:
+        """Load the latest checkpoint of ``run_dir`` if there is one; True if it did."""
+        ...
+
+    def _loop(self, logger: MetricsLogger) -> None:
+        """Act and learn until the env-step budget is spent."""
+        ...
+
+    def evaluate(self, logger: MetricsLogger) -> float:
+        """Evaluate, log an ``eval`` record, return the mean return."""
+        ...
+
+    def save(self, final: bool = False) -> Path:
+        """Write a checkpoint (``final=True``: the ``final/`` directory)."""
+        ...
+
+
+def finished_result(run_dir: Path) -> RunResult | None:
+    """The recorded result of a run whose ``final/meta.json`` exists, else None."""
+    final_meta = run_dir / "final" / "meta.json"
+    if not final_meta.is_file():
+        return None
+    meta = json.loads(final_meta.read_text())
+    return RunResult(run_dir, int(meta["env_steps"]), int(meta["num_updates"]),
+                     float(meta.get("final_return_mean", math.nan)), 0.0)
+
+
+def run_to_completion(trainer: Trainer, *, tensorboard: bool) -> RunResult:
+    """Run ``trainer`` to its budget: return a finished run's recorded result at once, else
+    resume if possible, train, evaluate, save the last checkpoint and ``final/``. The logger
+    and the envs are closed however the run ends.
+
+    Raises:
+        CheckpointError: from ``trainer.try_resume`` (a corrupt or foreign checkpoint);
+            nothing on disk is changed. Whatever the loop raises (e.g. a NaN loss), after
+            closing the logger and the envs.
+    """
+    start = time.perf_counter()
+    done = finished_result(trainer.run_dir)
+    if done is not None:
+        trainer.envs.close()
+        return done
+    resumed = trainer.try_resume()
+    logger = MetricsLogger(trainer.run_dir, tensorboard=tensorboard)
+    if resumed:
+        logger.truncate_after(trainer.env_steps)
+        log.warning("resumed %s at %d env steps", trainer.run_dir, trainer.env_steps)
+    try:
+        trainer._loop(logger)
+        trainer.evaluate(logger)
+        trainer.save()
+        trainer.save(final=True)
+    finally:
+        logger.close()
+        trainer.envs.close()
+    return RunResult(trainer.run_dir, trainer.env_steps, trainer.num_updates,
+                     trainer.last_eval_return, time.perf_counter() - start)
+
+
+class NonFiniteMetricError(RuntimeError):
+    """An update reported a NaN/inf loss (the loop's NaN guard): the run stops; its latest
+    checkpoint is from before the failure."""
+
+
+@dataclass(frozen=True)
+class ReplayRatio:
+    """Learner updates per env step as the exact fraction ``updates / env_steps`` (R2D2's
+    "one update per 4 env steps" is ``ReplayRatio(1, 4)``, SAC's and EfficientZero's
+    ``updates_per_env_step`` ``u`` is ``ReplayRatio(u, 1)``).
+
+    Kept as two numbers so that the update debt added for ``n`` env steps,
+    ``n * updates / env_steps``, is the same float as the trainers computed before (``n / 4``
+    and ``n * u``), which keeps fixed-seed runs bit-identical.
+    """
+
+    updates: float = 1.0
+    env_steps: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.updates > 0 and self.env_steps > 0):
+            raise ValueError(f"a replay ratio needs updates > 0 and env_steps > 0, got {self}")
+
+    @property
+    def updates_per_env_step(self) -> float:
+        """``updates / env_steps``."""
+        return self.updates / self.env_steps
+
+    def debt(self, num_env_steps: float) -> float:
+        """Updates owed for ``num_env_steps`` new env steps (fractional)."""
+        return num_env_steps * self.updates / self.env_steps
+
+
+@dataclass(frozen=True)
+class LoopSchedule:
+    """When the loop learns, evaluates and checkpoints (all counts in env steps of all envs
+    together; SAC's are agent steps).
+
+    Attributes:
+        total_env_steps: the budget.
+        num_envs: env steps per vector step (``B``).
+        replay_ratio: updates per env step once learning has started.
+        learning_starts_env_steps: no update while ``env_steps`` (counted after the vector
+            step) is below this; after a resume without a saved replay, learning waits this
+            many env steps again.
+        warmup_burst_env_steps: the first vector step that learns also owes the updates of
+            this many env steps (PAD / SAC: the warm-up's updates at once); 0: none.
+        eval_every_env_steps / checkpoint_every_env_steps / keep_checkpoints /
+            checkpoint_replay: cadences and what a checkpoint holds.
+        recent_episodes: how many latest episode returns ``recent_return`` averages.
+        run_name / progress: the progress bar's label, and whether it is shown.
+    """
+
+    total_env_steps: int
+    num_envs: int
+    replay_ratio: ReplayRatio
+    learning_starts_env_steps: int
+    eval_every_env_steps: int
+    checkpoint_every_env_steps: int
+    keep_checkpoints: int
+    checkpoint_replay: bool
+    run_name: str
+    progress: bool
+    warmup_burst_env_steps: int = 0
+    recent_episodes: int = 20
+
+
+class EpisodeTracker:
+    """Per-env episode returns and lengths of a gymnasium vector env with NEXT_STEP autoreset
+    (the step after an episode ends is a reset step, counted in no episode).
+
+    Attributes:
+        first: ``bool[B]``, True where the observation being acted on starts an episode.
+    """
+
+    def __init__(self, num_envs: int) -> None:
+        self.num_envs = int(num_envs)
+        self.reset()
+
+    def reset(self) -> None:
+        """Every env starts a new episode (after ``envs.reset``)."""
+        b = self.num_envs
+        self.first = np.ones(b, dtype=bool)
+        self._autoreset = np.zeros(b, dtype=bool)
+        self._returns = np.zeros(b)
+        self._lengths = np.zeros(b, dtype=np.int64)
+
+    def record(self, reward: np.ndarray, terminated: np.ndarray,
+               truncated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Add one vector step's ``float64[B]`` rewards and end flags.
+
+        Returns:
+            ``(returns float64[E], lengths int64[E])`` of the ``E`` episodes that ended at
+            this step, in env order.
+        """
+        valid = ~self._autoreset
+        self._returns += np.where(valid, reward, 0.0)
+        self._lengths += valid
+        ends = np.asarray(terminated) | np.asarray(truncated)
+        done = ends & valid
+        ended = np.flatnonzero(done)
+        out = self._returns[ended], self._lengths[ended]
+        self._returns[done] = 0.0
+        self._lengths[done] = 0
+        self.first = self._autoreset
+        self._autoreset = ends
+        return out
+
+
+class TrainingLoop:
+    """The shared half of a trainer (see the module docstring): a subclass sets its envs,
+    replay and ``self.rng`` in ``__init__``, calls :meth:`init_loop`, and implements the
+    hooks below.
+
+    Counters (attributes): ``env_steps``, ``num_updates``, ``episodes``, ``update_debt``,
+    ``next_eval``, ``next_checkpoint``, ``last_eval_return``, ``learning_starts_at``; all of
+    them are saved in every checkpoint and restored on resume.
+    """
+
+    run_dir: Path
+    envs: Any
+    replay: Any
+    rng: np.random.Generator
+    schedule: LoopSchedule
+    tensorboard: bool
+
+    # ------------------------------------------------------------------ setup
+    def init_loop(self, schedule: LoopSchedule, *, tensorboard: bool) -> None:
+        """Start the counters of a new run under ``schedule``."""
+        self.schedule = schedule
+        self.tensorboard = tensorboard
+        self.env_steps = 0
+        self.num_updates = 0
+        self.episodes = 0
+        self.update_debt = 0.0
+        self.next_eval = schedule.eval_every_env_steps
+        self.next_checkpoint = schedule.checkpoint_every_env_steps
+        self.last_eval_return = math.nan
+        self.learning_starts_at = schedule.learning_starts_env_steps
+        self._recent_returns: list[float] = []
+        self._train_metrics: dict[str, float] = {}
+        self._learn_seconds = 0.0
+
+    # ------------------------------------------------------------------ hooks
+    def architecture(self) -> dict[str, Any]:
+        """What a reader needs to rebuild the agent; a checkpoint of another architecture is
+        refused on resume."""
+        raise NotImplementedError
+
+    def final_tensors(self) -> dict[str, Any]:
+        """The tensors of ``final/`` (the artifact other runs load)."""
+        raise NotImplementedError
+
+    def checkpoint_meta(self, final: bool) -> dict[str, Any]:
+        """The trainer's own ``meta.json`` entries (``final``: of ``final/``)."""
+        return {}
+
+    def state_tensors(self) -> dict[str, Any]:
+        """The trainer's resumable tensors (agent, intrinsic reward, ...), without the
+        replay and the torch RNG (the loop saves those)."""
+        raise NotImplementedError
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor],
+                           meta: dict[str, Any]) -> None:
+        """Restore :meth:`state_tensors` (``tensors`` is the whole checkpoint) and the
+        trainer's own :meth:`checkpoint_meta` entries."""
+        raise NotImplementedError
+
+    def collect_step(self, logger: MetricsLogger) -> None:
+        """Step the envs once (``num_envs`` env steps): act, write replay, log finished
+        episodes with :meth:`_log_episodes`. The loop counts the env steps."""
+        raise NotImplementedError
+
+    def start_collecting(self) -> None:
+        """Reset the envs (seeded from ``env_steps``) before :meth:`collect_step` runs."""
+        raise NotImplementedError
+
+    def update(self) -> dict[str, float]:
+        """One learner update (sample, learn, priorities); returns its metrics. The loop
+        counts it in ``num_updates`` afterwards."""
+        raise NotImplementedError
+
+    def evaluate(self, logger: MetricsLogger) -> float:
+        """Evaluate, log an ``eval`` record (:meth:`log_eval`), return the mean return."""
+        raise NotImplementedError
+
+    def train_record_extras(self) -> dict[str, Any]:
+        """Entries a trainer adds to each ``train`` record (before the update metrics)."""
+        return {}
+
+    def before_loop(self) -> None:
+        """Runs once before the progress bar starts (e.g. a warm-up of the intrinsic
+        reward)."""
+        return None
+
+    def drive(self, logger: MetricsLogger, progress: RunProgress) -> None:
+        """Act until the budget is spent, calling :meth:`_after_env_steps` after every
+        vector step. Default: :meth:`collect_step` in this process; Ray backends override
+        this and feed their actors' rounds the same way."""
+        self.start_collecting()
+        while self.env_steps < self.schedule.total_env_steps:
+            self.collect_step(logger)
+            self.env_steps += self.schedule.num_envs
+            self._after_env_steps(logger, progress)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> RunResult:
+        """Train to the budget (resuming if a checkpoint exists), evaluate, write ``final/``.
+        A run whose ``final/`` exists returns its recorded result."""
+        return run_to_completion(self, tensorboard=self.tensorboard)
+
+    def _loop(self, logger: MetricsLogger) -> None:
+        """Act and learn until the budget is spent (see :meth:`drive`)."""
+        self._recent_returns = []
+        self._train_metrics = {}
+        self.before_loop()
+        s = self.schedule
+        with RunProgress(s.run_name, s.total_env_steps, self.env_steps,
+                         enabled=s.progress) as progress:
+            self.drive(logger, progress)
+
+    def _log_episodes(self, logger: MetricsLogger, returns: np.ndarray, lengths: np.ndarray,
+                      intrinsic: np.ndarray | None = None, *, step: int | None = None) -> None:
+        """Count and log finished episodes (``episode`` records at ``step``, default
+        ``env_steps``; with ``intrinsic``, their intrinsic returns too)."""
+        at = self.env_steps if step is None else step
+        for i, (ret, length) in enumerate(zip(returns, lengths, strict=True)):
+            self.episodes += 1
+            self._recent_returns.append(float(ret))
+            if intrinsic is None:
+                logger.log("episode", at, ret=float(ret), length=int(length))
+            else:
+                logger.log("episode", at, ret=float(ret), length=int(length),
+                           intrinsic=float(intrinsic[i]))
+
+    def _after_env_steps(self, logger: MetricsLogger, progress: RunProgress) -> None:
+        """Learning, checkpoints, evaluation and progress after ``num_envs`` new env steps
+        (one vector step, from this process or from a Ray round)."""
+        s = self.schedule
+        tick = time.perf_counter()
+        if self.env_steps >= self.learning_starts_at and self.replay.can_sample():
+            self.update_debt += s.replay_ratio.debt(s.num_envs)
+            if s.warmup_burst_env_steps and self.env_steps < self.learning_starts_at + s.num_envs:
+                self.update_debt += s.replay_ratio.debt(s.warmup_burst_env_steps)
+            while self.update_debt >= 1.0:
+                self.update_debt -= 1.0
+                metrics = self.update()
+                self.num_updates += 1
+                self._check_finite(metrics)
+                self._train_metrics = metrics
+        self._learn_seconds += time.perf_counter() - tick
+        if self.env_steps >= self.next_checkpoint:
+            self.next_checkpoint += s.checkpoint_every_env_steps
+            self.save()
+        if self.env_steps >= self.next_eval and self.env_steps < s.total_env_steps:
+            self.next_eval += s.eval_every_env_steps
+            self.evaluate(logger)
+            recent = self._recent_returns[-s.recent_episodes:]
+            logger.log("train", self.env_steps, episodes=self.episodes,
+                       num_updates=self.num_updates,
+                       recent_return=float(np.mean(recent)) if recent else math.nan,
+                       env_steps_per_second=progress.env_steps_per_second,
+                       **self.train_record_extras(), **self._train_metrics)
+        progress.update(
+            self.env_steps,
+            f"eval {self.last_eval_return:.3g} | ep {self.episodes} | upd {self.num_updates}",
+        )
+
+    def _check_finite(self, metrics: dict[str, float]) -> None:
+        """The NaN guard: every ``*loss*`` metric of an update must be finite.
+
+        Raises:
+            NonFiniteMetricError: naming the metric, the update and the env step.
+        """
+        for name, value in metrics.items():
+            if "loss" in name and not math.isfinite(value):
+                raise NonFiniteMetricError(
+                    f"update {self.num_updates} at env step {self.env_steps} reported "
+                    f"{name} = {value}; the run stops (resume from its latest checkpoint "
+                    "after fixing the cause: learning rate, rewards, observations)")
+
+    def log_eval(self, logger: MetricsLogger, returns: np.ndarray) -> float:
+        """Record an evaluation's ``float64[N]`` episode returns: ``last_eval_return`` (the
+        mean, returned) and an ``eval`` record."""
+        self.last_eval_return = float(np.mean(returns))
+        logger.log("eval", self.env_steps, return_mean=self.last_eval_return,
+                   return_std=float(np.std(returns)), returns=[float(r) for r in returns],
+                   num_updates=self.num_updates)
+        return self.last_eval_return
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, final: bool = False) -> Path:
+        """Write a resumable checkpoint ``checkpoints/step_<env_steps>`` (trainer state,
+        replay if ``checkpoint_replay``, RNG states, the loop's counters; older ones
+        pruned to ``keep_checkpoints``), or (``final``) the artifact ``final/``."""
+        meta: dict[str, Any] = {
+            "architecture": self.architecture(),
+            "config": self.config_dict(),
+            "env_steps": self.env_steps,
+            "num_updates": self.num_updates,
+            "episodes": self.episodes,
+        }
+        meta.update(self.checkpoint_meta(final))
+        if final:
+            meta["final_return_mean"] = self.last_eval_return
+            return save_checkpoint(self.run_dir / "final", self.final_tensors(), meta)
+        s = self.schedule
+        tensors: dict[str, Any] = dict(self.state_tensors())
+        if s.checkpoint_replay:
+            tensors.update({f"replay/{k}": v for k, v in self.replay.state_tensors().items()})
+        tensors.update(torch_rng_tensors())
+        meta.update(
+            rng=generator_state(self.rng),
+            update_debt=self.update_debt,
+            next_eval=self.next_eval,
+            next_checkpoint=self.next_checkpoint,
+            last_eval_return=self.last_eval_return,
+            learning_starts_at=self.learning_starts_at,
+            replay_saved=s.checkpoint_replay,
+        )
+        path = save_checkpoint(self.run_dir / "checkpoints" / step_dirname(self.env_steps),
+                               tensors, meta)
+        prune_checkpoints(self.run_dir / "checkpoints", keep=s.keep_checkpoints)
+        return path
+
+    def config_dict(self) -> dict[str, Any]:
+        """The run's config as recorded in checkpoints."""
+        raise NotImplementedError
+
+    def try_resume(self) -> bool:
+        """Resume from the latest checkpoint of the run directory, if any. Without a saved
+        replay, learning waits ``learning_starts_env_steps`` again (the replay refills).
+
+        Raises:
+            CheckpointError: the latest checkpoint is corrupt or was written by another
+                architecture; the message says which one. Nothing on disk is changed.
+        """
+        ckpt = latest_checkpoint(self.run_dir / "checkpoints")
+        if ckpt is None:
+            return False
+        tensors, meta = load_checkpoint(ckpt)
+        if meta.get("architecture") != self.architecture():
+            raise CheckpointError(
+                f"{ckpt} was written by an agent with another architecture; delete it or use "
+                "a new run_dir")
+        self.load_state_tensors(tensors, meta)
+        if meta.get("replay_saved"):
+            self.replay.load_state_tensors(
+                {k[len("replay/"):]: v.numpy() for k, v in tensors.items()
+                 if k.startswith("replay/")})
+        restore_torch_rng(tensors)
+        restore_generator(self.rng, meta["rng"])
+        self.env_steps = int(meta["env_steps"])
+        self.num_updates = int(meta["num_updates"])
+        self.episodes = int(meta["episodes"])
+        self.update_debt = float(meta["update_debt"])
+        self.next_eval = int(meta["next_eval"])
+        self.next_checkpoint = int(meta["next_checkpoint"])
+        self.last_eval_return = float(meta["last_eval_return"])
+        self.learning_starts_at = int(meta.get("learning_starts_at",
+                                               self.schedule.learning_starts_env_steps))
+        if not meta.get("replay_saved"):
+            self.learning_starts_at = self.env_steps + self.schedule.learning_starts_env_steps
+        return True
+
+
+def sub_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of ``tensors`` under ``prefix`` with the prefix removed."""
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
