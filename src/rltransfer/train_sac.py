@@ -22,9 +22,10 @@ convs the actor shares), optionally frozen (``freeze_encoder``), then copies it 
 The encoder's architecture and image geometry come from the checkpoint's metadata unless the
 config sets them (:func:`config_from_pretrained_encoder`).
 
-Evaluation is local (:func:`evaluate_sac`): ``evaluate/protocol.py`` assumes discrete actions
-(``Policy.num_actions``), so a small continuous-action version with the same episode-quota
-rule lives here.
+Evaluation goes through the one protocol,
+:func:`~rltransfer.evaluation.protocol.evaluate_policy`, with the agent wrapped as a
+continuous-action policy (:class:`SACPolicy`: deterministic ``tanh(mu)``, centre crop, the
+env's action bounds).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from rltransfer.core.loop import (
     closes_envs_on_failure,
     sub_tensors,
 )
-from rltransfer.evaluation.protocol import eval_env_kwargs
+from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
 from rltransfer.replay import FrameStacker, TransitionReplay
 from rltransfer.runtime.checkpoint import CheckpointError, load_checkpoint, read_meta
@@ -253,59 +254,47 @@ def to_env_action(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.n
     return (low + (np.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (high - low)).astype(np.float32)
 
 
-def evaluate_sac(
-    agent: SACAgent,
-    make_envs: EnvFactory,
-    num_episodes: int,
-    seed: int,
-    frame_stack: int,
-    num_envs: int = 5,
-) -> np.ndarray:
-    """Deterministic-policy returns (``tanh(mu)``) of exactly ``num_episodes`` episodes.
+class SACPolicy:
+    """A pixel SAC agent as a :class:`~rltransfer.policy.ContinuousPolicy`, for
+    :func:`~rltransfer.evaluation.protocol.evaluate_policy`.
 
-    Env ``i`` of ``n = min(num_envs, num_episodes)`` runs episodes ``i, i + n, ...`` (the rule
-    of ``evaluate/protocol.py``), summing ``info["task_reward"]``. With ``"crop"``
-    augmentation the agent centre-crops.
+    Acts with the deterministic policy ``tanh(mu)`` (:meth:`SACAgent.act` with
+    ``deterministic=True``; with ``"crop"`` augmentation the agent centre-crops), mapped from
+    ``[-1, 1]`` to the env's ``[low, high]`` by :func:`to_env_action` as in training, then
+    clipped to ``[low, high]`` (a no-op except for float32 rounding at the bounds).
+    Stateless.
 
-    Returns:
-        ``float64[num_episodes]``.
+    Args:
+        agent: the SAC agent; its observations are ``uint8[B, C*S, H, W]`` stacked frames.
+        action_low, action_high: the env's ``Box`` bounds (the action's shape; their size
+            must be ``agent.action_dim``).
 
     Raises:
-        ValueError: ``num_episodes < 1``.
+        ValueError: bounds of different shapes, or of a size other than ``agent.action_dim``.
     """
-    if num_episodes < 1:
-        raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
-    n = min(num_envs, num_episodes)
-    envs = make_envs(n, seed)
-    try:
-        space = envs.single_action_space
-        low = np.asarray(space.low, np.float32)  # type: ignore[attr-defined]
-        high = np.asarray(space.high, np.float32)  # type: ignore[attr-defined]
-        frame_shape = envs.single_observation_space.shape
-        assert frame_shape is not None
-        stacker = FrameStacker(n, tuple(frame_shape), frame_stack)
-        quota = np.array([len(range(i, num_episodes, n)) for i in range(n)])
-        obs, _ = envs.reset(seed=seed)
-        first = np.ones(n, dtype=bool)
-        autoreset = np.zeros(n, dtype=bool)
-        running = np.zeros(n)
-        counted = np.zeros(n, dtype=np.int64)
-        finished: list[float] = []
-        while (counted < quota).any():
-            action = agent.act(stacker.push(obs, first), deterministic=True)
-            obs, _, terminated, truncated, info = envs.step(to_env_action(action, low, high))
-            active = ~autoreset & (counted < quota)
-            running += np.where(active, np.asarray(info["task_reward"], np.float64), 0.0)
-            done = np.asarray(terminated) | np.asarray(truncated)
-            for i in np.flatnonzero(done & active):
-                finished.append(float(running[i]))
-                counted[i] += 1
-            running[done] = 0.0
-            first = autoreset
-            autoreset = done
-        return np.asarray(finished[:num_episodes], dtype=np.float64)
-    finally:
-        envs.close()
+
+    def __init__(self, agent: SACAgent, action_low: np.ndarray, action_high: np.ndarray
+                 ) -> None:
+        self.agent = agent
+        self.action_low = np.asarray(action_low, np.float32)
+        self.action_high = np.asarray(action_high, np.float32)
+        if self.action_low.shape != self.action_high.shape:
+            raise ValueError(f"action bounds of shapes {self.action_low.shape} and "
+                             f"{self.action_high.shape}")
+        if self.action_low.size != agent.action_dim:
+            raise ValueError(f"the agent has {agent.action_dim} action dimensions, the bounds "
+                             f"{self.action_low.size}")
+        self.action_shape: tuple[int, ...] = tuple(int(d) for d in self.action_low.shape)
+
+    def reset(self, num_envs: int) -> None:
+        return None
+
+    def act(self, obs: np.ndarray, state: Any, first: np.ndarray) -> tuple[np.ndarray, Any]:
+        """``float32[B, *action_shape]`` env actions for ``obs`` ``uint8[B, C*S, H, W]``."""
+        action = self.agent.act(obs, deterministic=True)
+        action = action.reshape((action.shape[0], *self.action_shape))
+        env_action = to_env_action(action, self.action_low, self.action_high)
+        return np.clip(env_action, self.action_low, self.action_high), None
 
 
 class SACTrainer(TrainingLoop):
@@ -445,9 +434,11 @@ class SACTrainer(TrainingLoop):
     def evaluate(self, logger: MetricsLogger) -> float:
         """Deterministic evaluation (``eval_episodes`` episodes) on the training env's settings
         (:func:`~rltransfer.evaluation.protocol.eval_env_kwargs`); logs an ``eval`` record."""
-        returns = evaluate_sac(
-            self.agent, self.make_eval_envs, self.cfg.eval_episodes,
-            seed=self.cfg.seed + 1_000_003 + self.env_steps, frame_stack=self.frame_stack,
+        # 5 envs: the count SAC's evaluation has always used (fixed-seed runs unchanged).
+        returns = evaluate_policy(
+            SACPolicy(self.agent, self.action_low, self.action_high), self.cfg.env_id,
+            self.cfg.eval_episodes, seed=self.cfg.seed + 1_000_003 + self.env_steps,
+            frame_stack=self.frame_stack, num_envs=5, make_envs=self.make_eval_envs,
         )
         self.last_eval_return = float(np.mean(returns))
         logger.log("eval", self.env_steps, return_mean=self.last_eval_return,
@@ -523,12 +514,12 @@ def load_sac_agent(path: str | Path, device: str = "cpu") -> tuple[SACAgent, dic
 __all__ = [
     "EnvFactory",
     "RunConflictError",
+    "SACPolicy",
     "SACRunResult",
     "SACTrainConfig",
     "SACTrainer",
     "config_from_pretrained_encoder",
     "default_env_factory",
-    "evaluate_sac",
     "load_sac_agent",
     "resolved_render_size",
     "sac_env_kwargs",
