@@ -175,9 +175,6 @@ class GameSegmentReplay(SlotRing):
     def _slot_arrays(self) -> tuple[str, ...]:
         return ("actions", "rewards", "root_values", "policies")
 
-    def _refresh_recent(self, last: int) -> None:
-        self._refresh(np.arange(max(0, last - self.window), last + 1))
-
     # ------------------------------------------------------------------ writing
     def add(
         self,
@@ -340,9 +337,11 @@ class GameSegmentReplay(SlotRing):
         terminal = any_done & term[np.arange(steps.shape[0]), first_done]
         return end, terminal
 
-    def _refresh(self, steps: np.ndarray) -> None:
-        """Recompute eligibility of the given recent steps in every env."""
+    def _refresh_recent(self, last: int) -> None:
+        """Recompute eligibility of the steps ``last - W .. last`` in every env (the ones
+        whose window step ``last`` may complete)."""
         c = self.capacity_per_env
+        steps = np.arange(max(0, last - self.window), last + 1)
         envs = np.repeat(np.arange(self.num_envs), steps.shape[0])
         st = np.tile(steps, self.num_envs)
         end, _ = self._episode_end(envs, st)

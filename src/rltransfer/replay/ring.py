@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rltransfer.replay.slots import (
+    check_indices,
     importance_weights,
     set_eligible,
     set_priorities,
@@ -134,6 +135,10 @@ class SlotRing:
         """Recompute the eligibility of the items that writing step ``last`` may change."""
         raise NotImplementedError
 
+    def _gather(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """The batch dict of the items at checked flat ids (replays that sample dicts)."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ info
     @property
     def stacked_shape(self) -> tuple[int, int, int]:
@@ -177,16 +182,14 @@ class SlotRing:
         return obs
 
     def _vector(self, name: str, value: Any, dtype: Any, *, integer: bool = True) -> np.ndarray:
-        """A ``[B]`` input as ``dtype``; with ``integer`` an integer ``dtype`` needs integer
+        """A ``[B]`` input as ``dtype``; with ``integer``, ``dtype`` ``np.int64`` needs integer
         input. Raises ValueError (wrong shape, non-integer input)."""
         a = np.asarray(value)
         if a.shape != (self.num_envs,):
             raise ValueError(
                 f"{self._add_label}: {name} must have shape ({self.num_envs},), got {a.shape}"
             )
-        if integer and dtype is not bool and a.dtype.kind not in "iu" and (
-            np.dtype(dtype).kind in "iu"
-        ):
+        if integer and dtype is np.int64 and a.dtype.kind not in "iu":
             raise ValueError(f"{self._add_label}: {name} must be integer, got {a.dtype}")
         return a.astype(dtype, copy=False)
 
@@ -205,19 +208,20 @@ class SlotRing:
         b, c = self.num_envs, self.capacity_per_env
         t = self.num_added
         p = t % c
-        autoreset = self._prev_done.copy()
-        first = self._prev_autoreset & ~autoreset
+        autoreset = self._prev_done  # replaced (not written into) below: no copy needed
+        live = ~autoreset
+        first = self._prev_autoreset & live
         if t + self._overwrite_reach > c:  # some old step t - c + k (k < reach) exists
             old_steps = t - c + np.arange(self._overwrite_reach)
             old_pos = old_steps[old_steps >= 0] % c
             flat = (np.arange(b)[:, None] * c + old_pos[None, :]).reshape(-1)
             self._set_eligible(flat, np.zeros(flat.shape, bool))
         self.frames[:, p] = obs
-        self.terminated[:, p] = term & ~autoreset
-        self.truncated[:, p] = trunc & ~autoreset
-        self.valid[:, p] = ~autoreset
+        self.terminated[:, p] = term & live
+        self.truncated[:, p] = trunc & live
+        self.valid[:, p] = live
         self.first[:, p] = first
-        self._prev_done = (term | trunc) & ~autoreset
+        self._prev_done = (term | trunc) & live
         self._prev_autoreset = autoreset
         self.num_added = t + 1
         return t, p, first
@@ -285,6 +289,22 @@ class SlotRing:
             if self.prioritized else np.ones(batch_size, dtype=np.float32)
         )
         return flat, weights
+
+    def _sample_batch(self, batch_size: int, rng: np.random.Generator,
+                      importance_exponent: float, empty_hint: str) -> dict[str, np.ndarray]:
+        """:meth:`_draw`, then :meth:`_gather`; the weights under ``"weights"``."""
+        flat, weights = self._draw(batch_size, rng, importance_exponent, empty_hint)
+        batch = self._gather(flat)
+        batch["weights"] = weights
+        return batch
+
+    def _gather_checked(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """:meth:`_gather` of sampleable flat ids, weights 1; raises ValueError for ids out
+        of range or not sampleable now."""
+        flat = check_indices(indices, self.eligible, f"{self._item}s")
+        batch = self._gather(flat)
+        batch["weights"] = np.ones(flat.shape[0], dtype=np.float32)
+        return batch
 
     def _stack(self, envs: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """Stacked observations ``uint8[M, C*S, H, W]`` at stored absolute ``steps`` of

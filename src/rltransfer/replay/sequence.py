@@ -45,7 +45,6 @@ from __future__ import annotations
 import numpy as np
 
 from rltransfer.replay.ring import SlotRing
-from rltransfer.replay.slots import check_indices
 
 _SLOT = ("actions", "agent_actions", "rewards", "prev_rewards_in", "intrinsic_rewards",
          "episode_pos", "state_row", "policy_index", "extra")
@@ -196,9 +195,6 @@ class SequenceReplay(SlotRing):
             arrays["policy_index"] = np.zeros_like(expected["policy_index"])
         return arrays
 
-    def _refresh_recent(self, last: int) -> None:
-        self._refresh(last)
-
     # ------------------------------------------------------------------ writing
     def add(
         self,
@@ -287,7 +283,7 @@ class SequenceReplay(SlotRing):
             self.state_row[envs, p] = rows
             self.next_state_row[envs] += 1
         self._prev_pos = pos
-        self._refresh(t)
+        self._refresh_recent(t)
 
     # ------------------------------------------------------------------ sampling
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -317,13 +313,10 @@ class SequenceReplay(SlotRing):
         Raises:
             ValueError: ``batch_size < 1`` or nothing to sample yet (see :meth:`can_sample`).
         """
-        flat, weights = self._draw(
+        return self._sample_batch(
             batch_size, rng, self.importance_exponent,
             f"a sequence needs {self.sequence_length} steps or its episode's end written",
         )
-        batch = self._gather(flat)
-        batch["weights"] = weights
-        return batch
 
     def gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         """The sequences at flat ``indices`` (as :meth:`sample` returns them, weights 1).
@@ -331,10 +324,7 @@ class SequenceReplay(SlotRing):
         Raises:
             ValueError: an index is out of range or not sampleable now.
         """
-        flat = check_indices(indices, self.eligible, "sequences")
-        batch = self._gather(flat)
-        batch["weights"] = np.ones(flat.shape[0], dtype=np.float32)
-        return batch
+        return self._gather_checked(indices)
 
     # ------------------------------------------------------------------ internals
     def _config_int(self) -> np.ndarray:
@@ -351,7 +341,7 @@ class SequenceReplay(SlotRing):
              *(self.policy_gammas if self.num_policies > 1 else [])], np.float64
         )
 
-    def _refresh(self, last: int) -> None:
+    def _refresh_recent(self, last: int) -> None:
         """Recompute eligibility of the training starts among steps ``(last - L, last]``."""
         c, length = self.capacity_per_env, self.sequence_length
         steps = np.arange(max(0, last - length + 1), last + 1)

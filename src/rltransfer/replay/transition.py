@@ -24,7 +24,6 @@ import numpy as np
 from numba import njit
 
 from rltransfer.replay.ring import SlotRing
-from rltransfer.replay.slots import check_indices
 
 
 @njit(cache=True)
@@ -265,9 +264,6 @@ class TransitionReplay(SlotRing):
             return ("actions", "rewards", "extra")
         return ("actions", "agent_actions", "rewards", "extra")
 
-    def _refresh_recent(self, last: int) -> None:
-        self._refresh(np.arange(max(0, last - self.n_step), last + 1))
-
     # ------------------------------------------------------------------ writing
     def add(
         self,
@@ -344,11 +340,10 @@ class TransitionReplay(SlotRing):
         Raises:
             ValueError: ``batch_size < 1`` or nothing to sample yet (see :meth:`can_sample`).
         """
-        flat, weights = self._draw(batch_size, rng, self.importance_exponent,
-                                   f"a transition needs its {self.n_step}-step window written")
-        batch = self._gather(flat)
-        batch["weights"] = weights
-        return batch
+        return self._sample_batch(
+            batch_size, rng, self.importance_exponent,
+            f"a transition needs its {self.n_step}-step window written",
+        )
 
     def gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         """The transitions at flat ``indices`` (as :meth:`sample` returns them, weights 1).
@@ -356,10 +351,7 @@ class TransitionReplay(SlotRing):
         Raises:
             ValueError: an index is out of range or not sampleable now.
         """
-        flat = check_indices(indices, self.eligible, "transitions")
-        batch = self._gather(flat)
-        batch["weights"] = np.ones(flat.shape[0], dtype=np.float32)
-        return batch
+        return self._gather_checked(indices)
 
     # ------------------------------------------------------------------ internals
     def _config_int(self) -> np.ndarray:
@@ -389,9 +381,11 @@ class TransitionReplay(SlotRing):
             [self.gamma, self.priority_exponent, self.importance_exponent], dtype=np.float64
         )
 
-    def _refresh(self, steps: np.ndarray) -> None:
-        """Recompute eligibility of the given recent steps (absolute, >= 0) in every env."""
+    def _refresh_recent(self, last: int) -> None:
+        """Recompute eligibility of the steps ``last - n .. last`` in every env (the ones
+        whose n-step window step ``last`` may complete)."""
         c = self.capacity_per_env
+        steps = np.arange(max(0, last - self.n_step), last + 1)
         if self.num_envs == 1:
             envs, st = np.zeros(steps.shape[0], dtype=np.int64), steps
         else:
