@@ -68,8 +68,8 @@ class SlotRing:
             backwards (frame stack, burn-in): writing step ``t`` makes the items at steps
             ``t - capacity_per_env + k``, ``0 <= k < overwrite_reach``, unsampleable.
 
-    Memory: ``C*H*W + 6`` bytes per slot here plus the sum tree's 16..32 bytes per slot
-    (:attr:`nbytes` counts the subclass's arrays too).
+    Memory: ``C*H*W + 5`` bytes per slot here (frame and five flags) plus the sum tree's
+    16..32 bytes per slot (:attr:`nbytes` counts the subclass's arrays too).
     """
 
     # Class-level settings of the subclasses.
@@ -233,7 +233,9 @@ class SlotRing:
         as truncated at its second-to-last stored step; its last stored slot becomes the
         final (bootstrap, autoreset-like) observation, never sampled itself. An episode that
         was terminated at the last stored step stays as it is (its final observation is
-        never stored). A no-op before the first ``add``.
+        never stored); one truncated there is cut the same way when the class sets
+        ``_cut_truncated_end`` (transition and sequence replays), else kept as it is (game
+        segments: its last positions stay unsampleable). A no-op before the first ``add``.
         """
         if self.num_added == 0:
             self._prev_done[:] = False

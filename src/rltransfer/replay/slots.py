@@ -6,8 +6,9 @@
 ring of ``capacity_per_env`` slots (frames once), mark which slots start a sampleable item
 (``eligible``, ``bool[B, capacity_per_env]``, flat id ``env * capacity_per_env + slot``),
 and keep one :class:`~rltransfer.replay.sum_tree.SumTree` leaf per slot holding
-``p^alpha`` (0 where not eligible). The functions here are that common machinery; each
-replay keeps only what its items are.
+``p^alpha`` (0 where not eligible). The functions here are the array-level pieces of that
+machinery; :class:`~rltransfer.replay.ring.SlotRing`, the base class of the three, uses them
+for its ring, and each replay keeps only what its items are.
 """
 
 from __future__ import annotations
