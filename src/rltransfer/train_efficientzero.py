@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,15 @@ from rltransfer.agents.efficientzero import COMPONENTS, EfficientZeroConfig, Eff
 from rltransfer.agents.mcts import BatchedMCTS, MCTSConfig, select_action
 from rltransfer.agents.reanalyse import ReanalyseConfig, Reanalyser
 from rltransfer.core.checkpoint_components import check_component_names
-from rltransfer.core.loop import RunResult, closes_envs_on_failure, run_to_completion
+from rltransfer.core.loop import (
+    EpisodeTracker,
+    LoopSchedule,
+    ReplayRatio,
+    RunResult,
+    TrainingLoop,
+    closes_envs_on_failure,
+    sub_tensors,
+)
 from rltransfer.envs import env_spec, make_env
 from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.methods.weight_transfer import (
@@ -50,26 +57,13 @@ from rltransfer.methods.weight_transfer import (
 from rltransfer.nets.world_model import EfficientZeroNet, WorldModelConfig, world_model_preset
 from rltransfer.replay import FrameStacker
 from rltransfer.replay.game_segment import GameSegmentReplay
-from rltransfer.runtime.checkpoint import (
-    CheckpointError,
-    latest_checkpoint,
-    load_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
-    step_dirname,
-)
+from rltransfer.runtime.checkpoint import CheckpointError
 from rltransfer.runtime.config import ConfigError, to_dict
 from rltransfer.runtime.metrics import MetricsLogger
 from rltransfer.runtime.progress import RunProgress
 from rltransfer.runtime.run_dir import RunConflictError as RunConflictError  # re-export
-from rltransfer.runtime.run_dir import check_run_dir, prepare_run_dir
-from rltransfer.runtime.seeding import (
-    generator_state,
-    restore_generator,
-    restore_torch_rng,
-    seed_everything,
-    torch_rng_tensors,
-)
+from rltransfer.runtime.run_dir import prepare_run_dir
+from rltransfer.runtime.seeding import generator_state, restore_generator
 
 MODEL_COMPONENTS = ("representation/", "dynamics/", "prediction/", "projection/")
 """Checkpoint tensor prefixes of the world model's components (h, g, f, SimSiam projection)."""
@@ -372,7 +366,7 @@ class SearchPolicy:
         return actions, state
 
 
-class EZTrainer:
+class EZTrainer(TrainingLoop):
     """Owns the envs, learner, self-play network, replay and reanalyser of one run.
 
     Args:
@@ -385,19 +379,9 @@ class EZTrainer:
     @closes_envs_on_failure
     def __init__(self, cfg: EZTrainConfig) -> None:
         validate(cfg)
-        self.cfg = cfg
-        torch.set_num_threads(cfg.torch_threads)
-        # Nothing is written to the run dir before the env is validated.
-        self.run_dir = check_run_dir(cfg, cfg.run_dir, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
-        self.rng = seed_everything(cfg.seed)
-        self.spec = env_spec(cfg.env_id)
-        self.envs = make_env(cfg.env_id, cfg.num_envs, cfg.seed, **self.env_kwargs())
-        shape = self.envs.single_observation_space.shape
-        assert shape is not None and len(shape) == 3, shape
-        self.frame_shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
-        self.frame_stack = cfg.frame_stack or self.spec.frame_stack
-        c, h, w = self.frame_shape
-        self.obs_shape = (c * self.frame_stack, h, w)
+        # Nothing is written to the run dir before the env and the rest are validated.
+        self.open_run(cfg, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
+        self.open_pixel_envs(make_env, self.env_kwargs())
         self.num_actions = int(self.envs.single_action_space.n)  # type: ignore[attr-defined]
         self.net_config = self._net_config()
         self.learner = EfficientZeroLearner(cfg.learner, self.net_config, self.obs_shape,
@@ -424,14 +408,17 @@ class EZTrainer:
         self.actor = SearchPolicy(self.selfplay_network, cfg.mcts, self.num_actions,
                                   device=cfg.device, deterministic=False, seed=cfg.seed + 7_919)
         self.stacker = FrameStacker(cfg.num_envs, self.frame_shape, self.frame_stack)
-        self.env_steps = 0
-        self.num_updates = 0
-        self.episodes = 0
-        self.update_debt = 0.0
-        self.next_eval = cfg.eval_every_env_steps
-        self.next_checkpoint = cfg.checkpoint_every_env_steps
-        self.last_eval_return = math.nan
-        self.learning_starts_at = cfg.warmup_env_steps
+        self.episode_tracker = EpisodeTracker(cfg.num_envs)
+        self._selfplay_seconds = 0.0
+        self.init_loop(LoopSchedule(
+            total_env_steps=cfg.total_env_steps, num_envs=cfg.num_envs,
+            replay_ratio=ReplayRatio(cfg.updates_per_env_step, 1),
+            learning_starts_env_steps=cfg.warmup_env_steps,
+            eval_every_env_steps=cfg.eval_every_env_steps,
+            checkpoint_every_env_steps=cfg.checkpoint_every_env_steps,
+            keep_checkpoints=cfg.keep_checkpoints, checkpoint_replay=cfg.checkpoint_replay,
+            run_name=Path(cfg.run_dir).name, progress=cfg.progress,
+        ), tensorboard=cfg.tensorboard)
         prepare_run_dir(cfg, cfg.run_dir, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
 
     # ------------------------------------------------------------------ setup helpers
@@ -485,80 +472,32 @@ class EZTrainer:
             "mcts_config": to_dict(self.cfg.mcts),
         }
 
-    def save(self, final: bool = False) -> Path:
-        """Checkpoint everything needed to resume (or, with ``final``, the model artifact)."""
-        learner_tensors = self.learner.state_tensors()
-        meta: dict[str, Any] = {
-            "architecture": self.architecture(),
-            "config": to_dict(self.cfg),
-            "env_steps": self.env_steps,
-            "num_updates": self.num_updates,
-            "episodes": self.episodes,
-        }
+    def final_tensors(self) -> dict[str, Any]:
+        """The world model's components (``representation/`` ... ``projection/``)."""
+        return {k: v for k, v in self.learner.state_tensors().items()
+                if k.startswith(MODEL_COMPONENTS)}
+
+    def checkpoint_meta(self, final: bool) -> dict[str, Any]:
         if final:
-            model: dict[str, Any] = {
-                k: v for k, v in learner_tensors.items() if k.startswith(MODEL_COMPONENTS)
-            }
-            meta["final_return_mean"] = self.last_eval_return
-            return save_checkpoint(self.run_dir / "final", model, meta)
-        tensors: dict[str, Any] = dict(learner_tensors)
+            return {}
+        return {"learner_state": self.learner.state_meta(),
+                "actor_rng": generator_state(self.actor.rng)}
+
+    def state_tensors(self) -> dict[str, Any]:
+        """The learner's state (networks, targets, optimizer) and the self-play network
+        (``selfplay/``)."""
+        tensors: dict[str, Any] = dict(self.learner.state_tensors())
         tensors.update({f"selfplay/{k}": v for k, v in self.selfplay_network.state_dict().items()})
-        if self.cfg.checkpoint_replay:
-            tensors.update({f"replay/{k}": v for k, v in self.replay.state_tensors().items()})
-        tensors.update(torch_rng_tensors())
-        meta.update(
-            learner_state=self.learner.state_meta(),
-            rng=generator_state(self.rng),
-            actor_rng=generator_state(self.actor.rng),
-            update_debt=self.update_debt,
-            next_eval=self.next_eval,
-            next_checkpoint=self.next_checkpoint,
-            last_eval_return=self.last_eval_return,
-            learning_starts_at=self.learning_starts_at,
-            replay_saved=self.cfg.checkpoint_replay,
-        )
-        path = save_checkpoint(self.run_dir / "checkpoints" / step_dirname(self.env_steps),
-                               tensors, meta)
-        prune_checkpoints(self.run_dir / "checkpoints", keep=self.cfg.keep_checkpoints)
-        return path
+        return tensors
 
-    def try_resume(self) -> bool:
-        """Resume from the latest checkpoint of this run directory, if any.
-
-        Raises:
-            CheckpointError: the latest checkpoint is corrupt or of another architecture.
-        """
-        ckpt = latest_checkpoint(self.run_dir / "checkpoints")
-        if ckpt is None:
-            return False
-        tensors, meta = load_checkpoint(ckpt)
-        if meta.get("architecture") != self.architecture():
-            raise CheckpointError(f"{ckpt} was written by a model with another architecture")
-
-        def sub(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor],
+                           meta: dict[str, Any]) -> None:
         skip = ("selfplay/", "replay/", "rng/")
         self.learner.load_state_tensors(
             {k: v for k, v in tensors.items() if not k.startswith(skip)}, meta["learner_state"]
         )
-        self.selfplay_network.load_state_dict(sub("selfplay/"))
-        if meta.get("replay_saved"):
-            self.replay.load_state_tensors(sub("replay/"))
-        restore_torch_rng(tensors)
-        restore_generator(self.rng, meta["rng"])
+        self.selfplay_network.load_state_dict(sub_tensors(tensors, "selfplay/"))
         restore_generator(self.actor.rng, meta["actor_rng"])
-        self.env_steps = int(meta["env_steps"])
-        self.num_updates = int(meta["num_updates"])
-        self.episodes = int(meta["episodes"])
-        self.update_debt = float(meta["update_debt"])
-        self.next_eval = int(meta["next_eval"])
-        self.next_checkpoint = int(meta["next_checkpoint"])
-        self.last_eval_return = float(meta["last_eval_return"])
-        self.learning_starts_at = int(meta["learning_starts_at"])
-        if not meta.get("replay_saved"):
-            self.learning_starts_at = self.env_steps + self.cfg.warmup_env_steps
-        return True
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, logger: MetricsLogger) -> float:
@@ -573,113 +512,55 @@ class EZTrainer:
             num_envs=min(self.cfg.eval_episodes, 8),
             env_kwargs=eval_env_kwargs(self.env_kwargs()),
         )
-        self.last_eval_return = float(np.mean(returns))
-        logger.log("eval", self.env_steps, return_mean=self.last_eval_return,
-                   return_std=float(np.std(returns)), returns=[float(r) for r in returns],
-                   num_updates=self.num_updates)
-        return self.last_eval_return
+        return self.log_eval(logger, returns)
 
-    # ------------------------------------------------------------------ main loop
-    def run(self) -> EZRunResult:
-        """Train to ``total_env_steps`` (resuming if a checkpoint exists) and evaluate."""
-        return run_to_completion(self, tensorboard=self.cfg.tensorboard)
-
-    def _loop(self, logger: MetricsLogger) -> None:
-        cfg = self.cfg
-        self._recent_returns: list[float] = []
-        self._train_metrics: dict[str, float] = {}
+    # ------------------------------------------------------------------ self-play
+    def before_loop(self) -> None:
         self._selfplay_seconds = 0.0
-        self._learn_seconds = 0.0
-        with RunProgress(Path(cfg.run_dir).name, cfg.total_env_steps, self.env_steps,
-                         enabled=cfg.progress) as progress:
-            if cfg.backend == "ray":
-                from rltransfer.distributed.selfplay import selfplay_on_ray
 
-                selfplay_on_ray(self, logger, progress)
-            else:
-                self._local_loop(logger, progress)
+    def drive(self, logger: MetricsLogger, progress: RunProgress) -> None:
+        if self.cfg.backend == "ray":
+            from rltransfer.distributed.selfplay import selfplay_on_ray
 
-    def _local_loop(self, logger: MetricsLogger, progress: RunProgress) -> None:
-        """Self-play in this process: one batched search and env step, then learning."""
-        cfg = self.cfg
-        b = cfg.num_envs
-        obs, _ = self.envs.reset(seed=cfg.seed + 31 * self.env_steps)
-        first = np.ones(b, dtype=bool)
-        autoreset = np.zeros(b, dtype=bool)
-        episode_return = np.zeros(b)
-        episode_length = np.zeros(b, dtype=np.int64)
+            selfplay_on_ray(self, logger, progress)
+        else:
+            super().drive(logger, progress)
+
+    def start_collecting(self) -> None:
+        self._obs, _ = self.envs.reset(seed=self.cfg.seed + 31 * self.env_steps)
+        self.episode_tracker.reset()
         self.replay.begin_stream()
-        while self.env_steps < cfg.total_env_steps:
-            tick = time.perf_counter()
-            stacked = self.stacker.push(obs, first)
-            if cfg.random_warmup_actions and self.num_updates == 0:
-                actions, root_values, policy = self._random_actions()
-            else:
-                result = self.actor.search(stacked)
-                actions = select_action(result.visit_counts,
-                                        temperature_at(cfg, self.env_steps), self.actor.rng)
-                root_values, policy = result.root_values, result.policy
-            next_obs, reward, terminated, truncated, info = self.envs.step(actions)
-            game_reward = np.asarray(info["task_reward"], dtype=np.float64)
-            learner_reward = np.asarray(reward, dtype=np.float64)
-            if cfg.clip_rewards:
-                learner_reward = np.sign(learner_reward)
-            self.replay.add(obs, actions, learner_reward, terminated, truncated,
-                            root_values, policy)
-            valid = ~autoreset
-            episode_return += np.where(valid, game_reward, 0.0)
-            episode_length += valid
-            done = (terminated | truncated) & valid
-            ended = np.flatnonzero(done)
-            self._log_episodes(logger, episode_return[ended], episode_length[ended])
-            episode_return[done] = 0.0
-            episode_length[done] = 0
-            first = autoreset
-            autoreset = terminated | truncated
-            obs = next_obs
-            self.env_steps += b
-            self._selfplay_seconds += time.perf_counter() - tick
-            self._after_env_steps(logger, progress)
 
-    def _log_episodes(self, logger: MetricsLogger, returns: np.ndarray,
-                      lengths: np.ndarray) -> None:
-        """Count and log finished episodes (game-reward returns, lengths in env steps)."""
-        for ret, length in zip(returns, lengths, strict=True):
-            self.episodes += 1
-            self._recent_returns.append(float(ret))
-            logger.log("episode", self.env_steps, ret=float(ret), length=int(length))
-
-    def _after_env_steps(self, logger: MetricsLogger, progress: RunProgress) -> None:
-        """Learning, checkpoints, evaluation and progress after ``num_envs`` new env steps
-        (one vector step, from this process or from a Ray round)."""
+    def collect_step(self, logger: MetricsLogger) -> None:
+        """Self-play in this process: one batched search (or, while warming up, uniform
+        actions) and env step, written to replay."""
         cfg = self.cfg
         tick = time.perf_counter()
-        if self.env_steps >= self.learning_starts_at and self.replay.can_sample():
-            self.update_debt += cfg.num_envs * cfg.updates_per_env_step
-            while self.update_debt >= 1.0:
-                self.update_debt -= 1.0
-                self._train_metrics = self._update()
-        self._learn_seconds += time.perf_counter() - tick
-        if self.env_steps >= self.next_checkpoint:
-            self.next_checkpoint += cfg.checkpoint_every_env_steps
-            self.save()
-        if self.env_steps >= self.next_eval and self.env_steps < cfg.total_env_steps:
-            self.next_eval += cfg.eval_every_env_steps
-            self.evaluate(logger)
-            recent = (np.mean(self._recent_returns[-20:]) if self._recent_returns
-                      else math.nan)
-            logger.log("train", self.env_steps, episodes=self.episodes,
-                       num_updates=self.num_updates, recent_return=float(recent),
-                       env_steps_per_second=progress.env_steps_per_second,
-                       selfplay_seconds=self._selfplay_seconds,
-                       learn_seconds=self._learn_seconds,
-                       temperature=temperature_at(cfg, self.env_steps),
-                       **self._train_metrics)
-        progress.update(
-            self.env_steps,
-            f"eval {self.last_eval_return:.3g} | ep {self.episodes} | "
-            f"upd {self.num_updates}",
-        )
+        stacked = self.stacker.push(self._obs, self.episode_tracker.first)
+        if cfg.random_warmup_actions and self.num_updates == 0:
+            actions, root_values, policy = self._random_actions()
+        else:
+            result = self.actor.search(stacked)
+            actions = select_action(result.visit_counts,
+                                    temperature_at(cfg, self.env_steps), self.actor.rng)
+            root_values, policy = result.root_values, result.policy
+        next_obs, reward, terminated, truncated, info = self.envs.step(actions)
+        game_reward = np.asarray(info["task_reward"], dtype=np.float64)
+        learner_reward = np.asarray(reward, dtype=np.float64)
+        if cfg.clip_rewards:
+            learner_reward = np.sign(learner_reward)
+        self.replay.add(self._obs, actions, learner_reward, terminated, truncated,
+                        root_values, policy)
+        returns, lengths = self.episode_tracker.record(game_reward, terminated, truncated)
+        self._log_episodes(logger, returns, lengths)
+        self._obs = next_obs
+        self._selfplay_seconds += time.perf_counter() - tick
+
+    def train_record_extras(self) -> dict[str, Any]:
+        """Seconds spent in self-play and in learning, and the current temperature."""
+        return {"selfplay_seconds": self._selfplay_seconds,
+                "learn_seconds": self._learn_seconds,
+                "temperature": temperature_at(self.cfg, self.env_steps)}
 
     def _random_actions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Warm-up acting before learning starts (see ``random_warmup_actions``): actions
@@ -687,8 +568,9 @@ class EZTrainer:
         ``float32[B]`` = 0 and policy targets ``float32[B, A]`` = ``1 / A``."""
         return random_warmup_actions(self.actor.rng, self.cfg.num_envs, self.num_actions)
 
-    def _update(self) -> dict[str, float]:
-        """One learner update from a reanalysed batch; priorities and networks refreshed."""
+    def update(self) -> dict[str, float]:
+        """One learner update from a reanalysed batch; priorities and networks refreshed
+        (the self-play copy every ``selfplay_update_interval_updates`` updates)."""
         cfg = self.cfg
         batch = self.reanalyser.make_batch(
             self.learner.target_network, cfg.batch_size, self.rng,
@@ -696,8 +578,7 @@ class EZTrainer:
         )
         metrics, priorities = self.learner.update(batch)
         self.replay.update_priorities(batch.indices, priorities)
-        self.num_updates += 1
-        if self.num_updates % cfg.selfplay_update_interval_updates == 0:
+        if (self.num_updates + 1) % cfg.selfplay_update_interval_updates == 0:
             self.selfplay_network.load_state_dict(self.learner.network.state_dict())
         return metrics
 

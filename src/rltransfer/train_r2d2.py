@@ -49,7 +49,7 @@ from rltransfer.core.loop import (
     closes_envs_on_failure,
     sub_tensors,
 )
-from rltransfer.envs import env_spec, make_env
+from rltransfer.envs import make_env
 from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.intrinsic.ngu import NGUReward
 from rltransfer.intrinsic.rnd import RND
@@ -58,8 +58,7 @@ from rltransfer.replay import SequenceReplay, TransitionReplay
 from rltransfer.runtime.config import ConfigError, to_dict
 from rltransfer.runtime.metrics import MetricsLogger
 from rltransfer.runtime.progress import RunProgress
-from rltransfer.runtime.run_dir import RunConflictError, check_run_dir, prepare_run_dir
-from rltransfer.runtime.seeding import seed_everything
+from rltransfer.runtime.run_dir import RunConflictError, prepare_run_dir
 from rltransfer.transfer.behavior import PriorPolicyDriver, validate_prior, with_epsilon
 from rltransfer.transfer.weights import initialise_from
 
@@ -149,19 +148,9 @@ class Trainer(TrainingLoop):
     def __init__(self, cfg: TrainConfig, prior: Policy | None = None) -> None:
         cfg = with_prior_object(cfg, prior)
         _validate(cfg)
-        self.cfg = cfg
-        torch.set_num_threads(cfg.torch_threads)
-        # Nothing is written to the run dir before the env, prior and init are validated.
-        self.run_dir = check_run_dir(cfg, cfg.run_dir, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
-        self.rng = seed_everything(cfg.seed)
-        self.spec = env_spec(cfg.env_id)
-        self.envs = make_env(cfg.env_id, cfg.num_envs, cfg.seed, **self.env_kwargs())
-        shape = self.envs.single_observation_space.shape
-        assert shape is not None and len(shape) == 3, shape
-        self.frame_shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
-        self.frame_stack = cfg.frame_stack or self.spec.frame_stack
-        c, h, w = self.frame_shape
-        self.obs_shape = (c * self.frame_stack, h, w)
+        # Nothing is written to the run dir before the env and the rest are validated.
+        self.open_run(cfg, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
+        self.open_pixel_envs(make_env, self.env_kwargs())
         self.num_env_actions = int(self.envs.single_action_space.n)  # type: ignore[attr-defined]
         self.prior: Policy | None = None
         if cfg.explore == "bt" and cfg.prior is not None:
@@ -263,9 +252,6 @@ class Trainer(TrainingLoop):
     @learning_resumes_at.setter
     def learning_resumes_at(self, value: int) -> None:
         self.learning_starts_at = value
-
-    def config_dict(self) -> dict[str, Any]:
-        return to_dict(self.cfg)
 
     def final_tensors(self) -> dict[str, Any]:
         """The policy artifact (:func:`~rltransfer.agents.policy.policy_tensors`)."""

@@ -56,8 +56,7 @@ from rltransfer.replay import FrameStacker, TransitionReplay
 from rltransfer.runtime.checkpoint import CheckpointError, load_checkpoint, read_meta
 from rltransfer.runtime.config import ConfigError, from_dict, to_dict
 from rltransfer.runtime.metrics import MetricsLogger
-from rltransfer.runtime.run_dir import RunConflictError, check_run_dir, prepare_run_dir
-from rltransfer.runtime.seeding import seed_everything
+from rltransfer.runtime.run_dir import RunConflictError, prepare_run_dir
 
 EnvFactory = Callable[[int, int], VectorEnv]
 """``(num_envs, seed) -> VectorEnv`` following the DMC contract (uint8 ``[B, C, H, W]`` frames,
@@ -316,11 +315,8 @@ class SACTrainer(TrainingLoop):
     def __init__(self, cfg: SACTrainConfig, env_factory: EnvFactory | None = None) -> None:
         _validate(cfg)
         cfg = config_from_pretrained_encoder(cfg)
-        self.cfg = cfg
-        torch.set_num_threads(cfg.torch_threads)
         # Nothing is written to the run dir before the env and init encoder are validated.
-        self.run_dir = check_run_dir(cfg, cfg.run_dir)
-        self.rng = seed_everything(cfg.seed)
+        self.open_run(cfg)
         self.make_envs = env_factory or default_env_factory(cfg)
         # Evaluation: the training env except the protocol's differences (a factory given by
         # the caller builds both).
@@ -407,9 +403,6 @@ class SACTrainer(TrainingLoop):
             "agent_config": to_dict(self.cfg.agent),
             "encoder_config": to_dict(self.cfg.encoder),
         }
-
-    def config_dict(self) -> dict[str, Any]:
-        return to_dict(self.cfg)
 
     def final_tensors(self) -> dict[str, Any]:
         """The trained agent (``agent/``, loadable with :func:`load_sac_agent`)."""

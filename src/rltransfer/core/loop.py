@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -48,14 +48,20 @@ from rltransfer.runtime.checkpoint import (
     save_checkpoint,
     step_dirname,
 )
+from rltransfer.runtime.config import to_dict
 from rltransfer.runtime.metrics import MetricsLogger
 from rltransfer.runtime.progress import RunProgress
+from rltransfer.runtime.run_dir import check_run_dir
 from rltransfer.runtime.seeding import (
     generator_state,
     restore_generator,
     restore_torch_rng,
+    seed_everything,
     torch_rng_tensors,
 )
+
+if TYPE_CHECKING:
+    from gymnasium.vector import VectorEnv
 
 __all__ = [
     "EpisodeTracker",
@@ -302,14 +308,48 @@ class TrainingLoop:
     them are saved in every checkpoint and restored on resume.
     """
 
+    cfg: Any
     run_dir: Path
-    envs: Any
+    envs: VectorEnv
     replay: Any
     rng: np.random.Generator
     schedule: LoopSchedule
     tensorboard: bool
 
     # ------------------------------------------------------------------ setup
+    def open_run(self, cfg: Any, ignore: frozenset[str] = frozenset()) -> None:
+        """The start of every trainer's ``__init__``: keep ``cfg`` (a run config with
+        ``run_dir``, ``seed`` and ``torch_threads``), set torch's thread count, check the run
+        directory (nothing written; ``ignore``: config fields a resume may change) and seed
+        every generator (``self.rng``: the trainer's numpy generator).
+
+        Raises:
+            RunConflictError: the run directory holds another run.
+        """
+        self.cfg = cfg
+        torch.set_num_threads(cfg.torch_threads)
+        self.run_dir = check_run_dir(cfg, cfg.run_dir, ignore=ignore)
+        self.rng = seed_everything(cfg.seed)
+
+    def open_pixel_envs(self, make_env: Callable[..., VectorEnv],
+                        env_kwargs: dict[str, Any]) -> None:
+        """Build the training envs of a pixel suite (``self.cfg``'s ``env_id``,
+        ``num_envs``, ``seed``, ``frame_stack``; ``make_env(env_id, num_envs, seed,
+        **env_kwargs)``, e.g. :func:`rltransfer.envs.make_env`) and set ``spec``, ``envs``,
+        ``frame_shape`` ``(C, H, W)``, ``frame_stack`` (``None`` in the config: the
+        suite's) and ``obs_shape`` ``(C * frame_stack, H, W)``."""
+        from rltransfer.envs import env_spec
+
+        cfg = self.cfg
+        self.spec = env_spec(cfg.env_id)
+        self.envs = make_env(cfg.env_id, cfg.num_envs, cfg.seed, **env_kwargs)
+        shape = self.envs.single_observation_space.shape
+        assert shape is not None and len(shape) == 3, shape
+        self.frame_shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
+        self.frame_stack: int = cfg.frame_stack or self.spec.frame_stack
+        c, h, w = self.frame_shape
+        self.obs_shape = (c * self.frame_stack, h, w)
+
     def init_loop(self, schedule: LoopSchedule, *, tensorboard: bool) -> None:
         """Start the counters of a new run under ``schedule``."""
         self.schedule = schedule
@@ -398,6 +438,7 @@ class TrainingLoop:
         """Act and learn until the budget is spent (see :meth:`drive`)."""
         self._recent_returns = []
         self._train_metrics = {}
+        self._learn_seconds = 0.0
         self.before_loop()
         s = self.schedule
         with RunProgress(s.run_name, s.total_env_steps, self.env_steps,
@@ -509,8 +550,8 @@ class TrainingLoop:
         return path
 
     def config_dict(self) -> dict[str, Any]:
-        """The run's config as recorded in checkpoints."""
-        raise NotImplementedError
+        """The run's config as recorded in checkpoints (``to_dict(self.cfg)``)."""
+        return to_dict(self.cfg)
 
     def try_resume(self) -> bool:
         """Resume from the latest checkpoint of the run directory, if any. Without a saved
