@@ -28,7 +28,6 @@ import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -410,14 +409,8 @@ class EZTrainer(TrainingLoop):
         self.stacker = FrameStacker(cfg.num_envs, self.frame_shape, self.frame_stack)
         self.episode_tracker = EpisodeTracker(cfg.num_envs)
         self._selfplay_seconds = 0.0
-        self.init_loop(LoopSchedule(
-            total_env_steps=cfg.total_env_steps, num_envs=cfg.num_envs,
-            replay_ratio=ReplayRatio(cfg.updates_per_env_step, 1),
-            learning_starts_env_steps=cfg.warmup_env_steps,
-            eval_every_env_steps=cfg.eval_every_env_steps,
-            checkpoint_every_env_steps=cfg.checkpoint_every_env_steps,
-            keep_checkpoints=cfg.keep_checkpoints, checkpoint_replay=cfg.checkpoint_replay,
-            run_name=Path(cfg.run_dir).name, progress=cfg.progress,
+        self.init_loop(LoopSchedule.from_config(
+            cfg, ReplayRatio(cfg.updates_per_env_step, 1), cfg.warmup_env_steps,
         ), tensorboard=cfg.tensorboard)
         prepare_run_dir(cfg, cfg.run_dir, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
 

@@ -19,7 +19,6 @@ resumes are not bit-exact: the actors' RNG streams are not checkpointed).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -217,14 +216,8 @@ class Trainer(TrainingLoop):
             epsilon_fn=linear_epsilon if cfg.epsilon_schedule == "linear" else None,
         )
         self.stacker = self.collector.stacker
-        self.init_loop(LoopSchedule(
-            total_env_steps=cfg.total_env_steps, num_envs=cfg.num_envs,
-            replay_ratio=ReplayRatio(1, cfg.env_steps_per_update),
-            learning_starts_env_steps=cfg.learning_starts_env_steps,
-            eval_every_env_steps=cfg.eval_every_env_steps,
-            checkpoint_every_env_steps=cfg.checkpoint_every_env_steps,
-            keep_checkpoints=cfg.keep_checkpoints, checkpoint_replay=cfg.checkpoint_replay,
-            run_name=Path(cfg.run_dir).name, progress=cfg.progress,
+        self.init_loop(LoopSchedule.from_config(
+            cfg, ReplayRatio(1, cfg.env_steps_per_update), cfg.learning_starts_env_steps,
         ), tensorboard=cfg.tensorboard)
         prepare_run_dir(cfg, cfg.run_dir, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
 

@@ -374,15 +374,9 @@ class SACTrainer(TrainingLoop):
         # updates in place of one agent step's update (PAD: ``num_updates = init_steps if
         # step == init_steps else 1``): with one env, num_updates = env_steps - 1 from then
         # on, as in PAD.
-        self.init_loop(LoopSchedule(
-            total_env_steps=cfg.total_env_steps, num_envs=cfg.num_envs,
-            replay_ratio=ReplayRatio(cfg.updates_per_env_step, 1),
-            learning_starts_env_steps=cfg.warmup_env_steps + cfg.num_envs,
-            warmup_burst_env_steps=max(cfg.warmup_env_steps - 1, 0),
-            eval_every_env_steps=cfg.eval_every_env_steps,
-            checkpoint_every_env_steps=cfg.checkpoint_every_env_steps,
-            keep_checkpoints=cfg.keep_checkpoints, checkpoint_replay=cfg.checkpoint_replay,
-            run_name=Path(cfg.run_dir).name, progress=cfg.progress, recent_episodes=10,
+        self.init_loop(LoopSchedule.from_config(
+            cfg, ReplayRatio(cfg.updates_per_env_step, 1), cfg.warmup_env_steps + cfg.num_envs,
+            warmup_burst_env_steps=max(cfg.warmup_env_steps - 1, 0), recent_episodes=10,
         ), tensorboard=cfg.tensorboard)
         prepare_run_dir(cfg, cfg.run_dir)
 

@@ -255,6 +255,21 @@ class LoopSchedule:
     warmup_burst_env_steps: int = 0
     recent_episodes: int = 20
 
+    @classmethod
+    def from_config(cls, cfg: Any, replay_ratio: ReplayRatio, learning_starts_env_steps: int,
+                    **overrides: Any) -> LoopSchedule:
+        """The schedule of a run config with the common fields (``total_env_steps``,
+        ``num_envs``, ``eval_every_env_steps``, ``checkpoint_every_env_steps``,
+        ``keep_checkpoints``, ``checkpoint_replay``, ``run_dir``, ``progress``);
+        ``overrides``: ``warmup_burst_env_steps``, ``recent_episodes``."""
+        return cls(
+            total_env_steps=cfg.total_env_steps, num_envs=cfg.num_envs,
+            replay_ratio=replay_ratio, learning_starts_env_steps=learning_starts_env_steps,
+            eval_every_env_steps=cfg.eval_every_env_steps,
+            checkpoint_every_env_steps=cfg.checkpoint_every_env_steps,
+            keep_checkpoints=cfg.keep_checkpoints, checkpoint_replay=cfg.checkpoint_replay,
+            run_name=Path(cfg.run_dir).name, progress=cfg.progress, **overrides)
+
 
 class EpisodeTracker:
     """Per-env episode returns and lengths of a gymnasium vector env with NEXT_STEP autoreset
