@@ -380,7 +380,7 @@ class EZTrainer(TrainingLoop):
         validate(cfg)
         # Nothing is written to the run dir before the env and the rest are validated.
         self.open_run(cfg, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
-        self.open_pixel_envs(make_env, self.env_kwargs())
+        self.open_pixel_envs(make_env, env_spec(cfg.env_id), self.env_kwargs())
         self.num_actions = int(self.envs.single_action_space.n)  # type: ignore[attr-defined]
         self.net_config = self._net_config()
         self.learner = EfficientZeroLearner(cfg.learner, self.net_config, self.obs_shape,

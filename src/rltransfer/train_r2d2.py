@@ -48,7 +48,7 @@ from rltransfer.core.loop import (
     closes_envs_on_failure,
     sub_tensors,
 )
-from rltransfer.envs import make_env
+from rltransfer.envs import env_spec, make_env
 from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.intrinsic.ngu import NGUReward
 from rltransfer.intrinsic.rnd import RND
@@ -149,7 +149,7 @@ class Trainer(TrainingLoop):
         _validate(cfg)
         # Nothing is written to the run dir before the env and the rest are validated.
         self.open_run(cfg, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
-        self.open_pixel_envs(make_env, self.env_kwargs())
+        self.open_pixel_envs(make_env, env_spec(cfg.env_id), self.env_kwargs())
         self.num_env_actions = int(self.envs.single_action_space.n)  # type: ignore[attr-defined]
         self.prior: Policy | None = None
         if cfg.explore == "bt" and cfg.prior is not None:
@@ -371,6 +371,9 @@ class Trainer(TrainingLoop):
     def update(self) -> dict[str, float]:
         """One R2D2 update from replay; new priorities written back; the intrinsic reward's
         networks trained on the same batch."""
+        return self._update()  # through the attribute: benchmarks/sb3_compare.py times it
+
+    def _update(self) -> dict[str, float]:
         batch = self.replay.sample(self.cfg.agent.batch_size, self.rng)
         metrics = self.agent.update(batch)
         self.replay.update_priorities(batch["indices"], self.agent.last_priorities)

@@ -346,17 +346,16 @@ class TrainingLoop:
         self.run_dir = check_run_dir(cfg, cfg.run_dir, ignore=ignore)
         self.rng = seed_everything(cfg.seed)
 
-    def open_pixel_envs(self, make_env: Callable[..., VectorEnv],
+    def open_pixel_envs(self, make_env: Callable[..., VectorEnv], spec: Any,
                         env_kwargs: dict[str, Any]) -> None:
         """Build the training envs of a pixel suite (``self.cfg``'s ``env_id``,
         ``num_envs``, ``seed``, ``frame_stack``; ``make_env(env_id, num_envs, seed,
-        **env_kwargs)``, e.g. :func:`rltransfer.envs.make_env`) and set ``spec``, ``envs``,
+        **env_kwargs)``, e.g. :func:`rltransfer.envs.make_env`; ``spec``: the suite's
+        :func:`~rltransfer.envs.env_spec`) and set ``spec``, ``envs``,
         ``frame_shape`` ``(C, H, W)``, ``frame_stack`` (``None`` in the config: the
         suite's) and ``obs_shape`` ``(C * frame_stack, H, W)``."""
-        from rltransfer.envs import env_spec
-
         cfg = self.cfg
-        self.spec = env_spec(cfg.env_id)
+        self.spec = spec
         self.envs = make_env(cfg.env_id, cfg.num_envs, cfg.seed, **env_kwargs)
         shape = self.envs.single_observation_space.shape
         assert shape is not None and len(shape) == 3, shape
