@@ -11,6 +11,7 @@ Ray instance of the user on this shared machine.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -163,21 +164,43 @@ def ray_cluster() -> Iterator[str]:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+_JOINED_RUN = """
+import dataclasses, json, sys
+import ray
+from rltransfer.train_r2d2 import Trainer
+from tests.distributed.test_ray_backend import TINY
+trainer = Trainer(dataclasses.replace(TINY, run_dir=sys.argv[1], ray_address=sys.argv[2]))
+result = trainer.run()
+print(json.dumps({"env_steps": result.env_steps, "num_updates": result.num_updates,
+                  "num_added": trainer.replay.num_added, "connected": ray.is_initialized()}))
+"""
+
+
 @pytest.mark.slow
 def test_r2d2_run_on_a_joined_cluster_counts_like_a_local_run(
-    ray_cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ray_cluster: str, tmp_path: Path
 ) -> None:
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    cluster = Trainer(dataclasses.replace(TINY, run_dir=str(tmp_path / "cluster"),
-                                          ray_address=ray_cluster))
-    joined = cluster.run()
-    assert not ray.is_initialized()  # disconnected; the cluster itself keeps running
+    # The joined run is driven from a fresh process, as a user's would be: a driver that
+    # already ran a local Ray (this pytest process, after test_ray_backend) keeps that
+    # instance's auth settings, which Ray reads once at import, and its actors on a cluster
+    # without auth die at start.
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    env.pop("RAY_ADDRESS", None)
+    root = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
+    out = subprocess.run(
+        [sys.executable, "-c", _JOINED_RUN, str(tmp_path / "cluster"), ray_cluster],
+        env=env, cwd=root, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    joined = json.loads(out.stdout.strip().splitlines()[-1])
+    assert joined["connected"] is False  # disconnected; the cluster itself keeps running
     local = Trainer(dataclasses.replace(TINY, run_dir=str(tmp_path / "local"),
                                         backend="local")).run()
     # 384 env steps; one update per 8 env steps once learning starts at 64: (384-64)/8 = 40.
-    assert joined.env_steps == local.env_steps == 384
-    assert joined.num_updates == local.num_updates == 40
-    assert cluster.replay.num_added == 384 // 4
+    assert joined["env_steps"] == local.env_steps == 384
+    assert joined["num_updates"] == local.num_updates == 40
+    assert joined["num_added"] == 384 // 4
     assert (len(_records(tmp_path / "cluster", "eval"))
             == len(_records(tmp_path / "local", "eval")) == 2)
     assert not _records(tmp_path / "cluster", "actors")  # no restarts
