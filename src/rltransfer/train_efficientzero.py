@@ -196,7 +196,7 @@ RESUMABLE_ON_ANOTHER_BACKEND: frozenset[str] = frozenset(
 """Config fields a resumed run may change (a run may resume on another backend)."""
 
 EZRunResult = RunResult
-"""Kept for callers of earlier versions: :class:`rltransfer.runtime.loop.RunResult`."""
+"""Kept for callers of earlier versions: :class:`rltransfer.core.loop.RunResult`."""
 
 
 def ez_env_kwargs(cfg: EZTrainConfig) -> dict[str, Any]:

@@ -119,7 +119,7 @@ class SACTrainConfig:
 
 
 SACRunResult = RunResult
-"""Kept for callers of earlier versions: :class:`rltransfer.runtime.loop.RunResult`."""
+"""Kept for callers of earlier versions: :class:`rltransfer.core.loop.RunResult`."""
 
 
 def _validate(cfg: SACTrainConfig) -> None:
