@@ -47,7 +47,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rltransfer.agents.policy import load_policy
+from rltransfer.agents.agent_policy import load_policy
 from rltransfer.config import TrainConfig
 from rltransfer.envs import make_env
 from rltransfer.evaluation.aggregate import aggregate_scores

@@ -61,7 +61,7 @@ def test_bt_atari_recipe_is_the_papers_recurrent_agent() -> None:
 def test_bt_atari_partial_init_loads_conv_torso_and_lstm(tmp_path: Path) -> None:
     import torch
 
-    from rltransfer.agents.policy import policy_tensors
+    from rltransfer.agents.agent_policy import policy_tensors
     from rltransfer.agents.r2d2 import R2D2Agent
     from rltransfer.recipes import get_recipe
     from rltransfer.runtime.checkpoint import save_checkpoint

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rltransfer.agents.policy import load_policy
+from rltransfer.agents.agent_policy import load_policy
 from rltransfer.agents.r2d2 import R2D2Config
 from rltransfer.config import TrainConfig, policy_family
 from rltransfer.intrinsic.ngu import NGUConfig

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rltransfer.agents.policy import load_policy, resolve_checkpoint
+from rltransfer.agents.agent_policy import load_policy, resolve_checkpoint
 from rltransfer.config import TrainConfig
 from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.policy import Policy

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from rltransfer.agents.policy import load_policy
+from rltransfer.agents.agent_policy import load_policy
 from rltransfer.config import TrainConfig
 from rltransfer.errors import UnknownRecipeError, UserError
 from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy

@@ -3,7 +3,7 @@
 Behavior Transfer (Campos et al. 2021, Sec. 3) treats the pretrained policy as a black box,
 "agnostic to how the pre-trained behavior is encoded". Everything that can act is a
 :class:`Policy`: a trained agent, a checkpoint on disk
-(:func:`rltransfer.agents.policy.load_policy`), a plain Python function
+(:func:`rltransfer.agents.agent_policy.load_policy`), a plain Python function
 (:class:`CallablePolicy`), or a Stable-Baselines3 model the user loaded
 (:class:`rltransfer.sb3.SB3Policy`).
 

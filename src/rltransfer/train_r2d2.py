@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from rltransfer.agents.policy import AgentPolicy, load_policy, policy_tensors
+from rltransfer.agents.agent_policy import AgentPolicy, load_policy, policy_tensors
 from rltransfer.agents.r2d2 import R2D2Agent
 from rltransfer.collector import (
     Collector,
@@ -247,7 +247,7 @@ class Trainer(TrainingLoop):
         self.learning_starts_at = value
 
     def final_tensors(self) -> dict[str, Any]:
-        """The policy artifact (:func:`~rltransfer.agents.policy.policy_tensors`)."""
+        """The policy artifact (:func:`~rltransfer.agents.agent_policy.policy_tensors`)."""
         return dict(policy_tensors(self.agent))
 
     def checkpoint_meta(self, final: bool) -> dict[str, Any]:

@@ -8,7 +8,12 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from rltransfer.agents.policy import AgentPolicy, RecurrentPolicyState, load_policy, policy_tensors
+from rltransfer.agents.agent_policy import (
+    AgentPolicy,
+    RecurrentPolicyState,
+    load_policy,
+    policy_tensors,
+)
 from rltransfer.agents.r2d2 import R2D2Agent, R2D2Config, sequence_priority
 from rltransfer.nets.cores import LSTMCore
 from rltransfer.replay import SequenceReplay

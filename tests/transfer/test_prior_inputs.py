@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rltransfer.agents.policy import AgentPolicy, RecurrentPolicyState
+from rltransfer.agents.agent_policy import AgentPolicy, RecurrentPolicyState
 from rltransfer.agents.r2d2 import R2D2Agent, R2D2Config
 from rltransfer.collector import Collector
 from rltransfer.evaluation.protocol import evaluate_policy

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from rltransfer.agents.policy import agent_from_checkpoint, policy_tensors
+from rltransfer.agents.agent_policy import agent_from_checkpoint, policy_tensors
 from rltransfer.agents.r2d2 import R2D2Agent, R2D2Config
 from rltransfer.config import TrainConfig
 from rltransfer.runtime.checkpoint import CheckpointError, save_checkpoint

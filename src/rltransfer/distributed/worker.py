@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rltransfer.agents.policy import load_policy
+from rltransfer.agents.agent_policy import load_policy
 from rltransfer.agents.r2d2 import R2D2Agent
 from rltransfer.collector import (
     Collector,

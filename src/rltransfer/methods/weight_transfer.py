@@ -81,7 +81,7 @@ def load_component_tensors(
     """Read the component tensors of a run directory or checkpoint directory.
 
     A run directory resolves to its ``final/`` checkpoint if it finished, else its latest
-    ``checkpoints/step_*`` (:func:`rltransfer.agents.policy.resolve_checkpoint`).
+    ``checkpoints/step_*`` (:func:`rltransfer.agents.agent_policy.resolve_checkpoint`).
 
     Returns:
         ``(component tensors, meta, checkpoint path)``.
@@ -89,7 +89,7 @@ def load_component_tensors(
     Raises:
         CheckpointError: nothing loadable there, or a corrupt checkpoint.
     """
-    from rltransfer.agents.policy import resolve_checkpoint
+    from rltransfer.agents.agent_policy import resolve_checkpoint
     from rltransfer.runtime.checkpoint import load_checkpoint
 
     ckpt = resolve_checkpoint(path)

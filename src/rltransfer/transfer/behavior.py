@@ -11,7 +11,7 @@ explorer (:class:`rltransfer.explore.BehaviorTransferExplorer`) decides *when* p
   a recurrent pi_p's previous-action input is the action that was really taken.
 
 pi_p is any :class:`rltransfer.policy.Policy`: a checkpoint loaded with
-:func:`rltransfer.agents.policy.load_policy`, a :class:`rltransfer.policy.CallablePolicy`, a
+:func:`rltransfer.agents.agent_policy.load_policy`, a :class:`rltransfer.policy.CallablePolicy`, a
 Stable-Baselines3 model wrapped in :class:`rltransfer.sb3.SB3Policy`, or a custom object.
 """
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rltransfer.agents.policy import POLICY_PREFIX
+from rltransfer.agents.agent_policy import POLICY_PREFIX
 from rltransfer.agents.r2d2 import R2D2Agent
 from rltransfer.core.checkpoint_components import check_component_names
 from rltransfer.methods.weight_transfer import (
