@@ -63,8 +63,8 @@ def test_recipe_names_are_unique_and_kinds_checked() -> None:
 
 
 def test_documented_runtimes_come_from_the_benchmarks() -> None:
-    # docs/benchmarks.md: the demo took 7 min 51 s; nothing recorded for ik-dmc
-    assert RECIPES["bt-minigrid"].runtime == "7 min 51 s"
+    # docs/benchmarks.md: the demo took 4 min 36 s after issue 11; nothing recorded for ik-dmc
+    assert RECIPES["bt-minigrid"].runtime == "4 min 36 s"
     assert RECIPES["ik-dmc"].runtime == "not measured"
     assert all(r.runtime.startswith("not measured") for r in RECIPES.values() if r.needs_gpu)
 
@@ -82,7 +82,7 @@ def test_run_list_prints_every_recipe_with_kind_and_runtime(
     assert rows["bt-minigrid"].split()[1] == "bt"
     assert rows["ik-cross"].split()[1] == "encoder"
     assert rows["ez-small"].split()[1] == "efficientzero"
-    assert rows["bt-minigrid"][runtime_col:].startswith("7 min 51 s ")
+    assert rows["bt-minigrid"][runtime_col:].startswith("4 min 36 s ")
     assert rows["ez-atari100k"][runtime_col:].startswith("not measured ")
     assert "Ms. Pac-Man" in rows["bt-atari"]
 

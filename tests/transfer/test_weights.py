@@ -74,7 +74,7 @@ def test_full_init_with_bt_loads_the_action_rows_and_keeps_a_plus_fresh(
 def test_dueling_q_values_of_the_env_actions_shift_by_one_constant(tmp_path: Path) -> None:
     # Q = V + A - mean(A): the mean now runs over |A| + 1 advantages, so every env action's
     # Q moves by the same (mean_3 - mean_4) and the greedy env action is unchanged.
-    cfg = R2D2Config(**SMALL)  # type: ignore[arg-type]
+    cfg = R2D2Config(**SMALL)
     pre = _agent(cfg, seed=1)
     path = _save(tmp_path, pre)
     new = _agent(cfg, num_actions=4, seed=2)
@@ -130,3 +130,26 @@ def test_trainer_combines_full_init_with_bt(tmp_path: Path) -> None:
     w_pre = pretrained.head.state_dict()["advantage.2.weight"]
     assert trainer.agent.num_actions == w_pre.shape[0] + 1
     assert torch.equal(w_new[:-1], w_pre)
+
+
+def test_load_policy_tensors_refuses_other_shapes_and_loads_nothing(tmp_path: Path) -> None:
+    from rltransfer.agents.agent_policy import load_policy_tensors
+
+    cfg = R2D2Config(**SMALL)
+    src = _agent(cfg, seed=1)
+    tensors = dict(policy_tensors(src))
+    dst = _agent(cfg, seed=2)
+    before = {name: _snapshot(m) for name, m in dst.named_modules_for_transfer().items()}
+    bad = dict(tensors)
+    key = next(k for k in bad if k.startswith("policy/head."))
+    bad[key] = torch.zeros((*bad[key].shape, 2))
+    with pytest.raises(CheckpointError, match="head"):
+        load_policy_tensors(dst, bad, modules=("torso", "core", "head"), source="ckpt")
+    for name, module in dst.named_modules_for_transfer().items():  # nothing was copied
+        for k, v in module.state_dict().items():
+            assert torch.equal(v, before[name][k])
+    load_policy_tensors(dst, tensors, modules=("torso", "core", "head"), source="ckpt")
+    for k, v in dst.named_modules_for_transfer()["torso"].state_dict().items():
+        assert torch.equal(v, tensors[f"policy/torso.{k}"])
+    for k, v in dst.target_components()["head"].state_dict().items():  # target follows
+        assert torch.equal(v, tensors[f"policy/head.{k}"])

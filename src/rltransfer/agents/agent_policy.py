@@ -251,32 +251,17 @@ def load_policy_tensors(
         CheckpointError: a module is missing from the checkpoint, or a tensor's shape
             differs; the message names both sides. Nothing is copied in that case.
     """
-    targets = agent.named_modules_for_transfer()
-    plan: list[tuple[torch.Tensor, torch.Tensor]] = []
-    problems: list[str] = []
-    for name in modules:
-        if name not in targets:
-            raise CheckpointError(f"agent has no module {name!r} (has {sorted(targets)})")
-        for key, dest in targets[name].state_dict(keep_vars=True).items():
-            full = f"{POLICY_PREFIX}{name}.{key}"
-            if full not in tensors:
-                problems.append(f"{name}.{key}: missing in {source}")
-                continue
-            src = tensors[full]
-            if tuple(src.shape) != tuple(dest.shape):
-                problems.append(
-                    f"{name}.{key}: checkpoint {tuple(src.shape)} vs this agent {tuple(dest.shape)}"
-                )
-                continue
-            plan.append((dest, src))
-    if problems:
-        raise CheckpointError(
-            f"cannot load {', '.join(modules)} from {source}:\n  " + "\n  ".join(problems)
-        )
-    with torch.no_grad():
-        for dest, src in plan:
-            dest.copy_(src.to(dest.device, dest.dtype))
-    agent.sync_target()
+    from rltransfer.errors import ComponentMismatchError, UnknownComponentError
+    from rltransfer.methods.weight_transfer import (
+        checkpoint_component_tensors,
+        transfer_components,
+    )
+
+    try:
+        transfer_components(agent, checkpoint_component_tensors(tensors), modules,
+                            source=source)
+    except (ComponentMismatchError, UnknownComponentError) as e:
+        raise CheckpointError(str(e)) from e
 
 
 def load_policy(
