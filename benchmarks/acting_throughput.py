@@ -41,7 +41,7 @@ def acting_env_steps_per_second(env_id: str, num_envs: int, env_steps: int,
             agent=dataclasses.replace(R2D2Config()),
         )
         trainer = Trainer(cfg)
-        trainer.learning_resumes_at = 10**12
+        trainer.learning_starts_at = 10**12
         logger = MetricsLogger(tmp, tensorboard=False)
         start = time.perf_counter()
         trainer._loop(logger)

@@ -45,7 +45,7 @@ def loop_env_steps_per_second(cfg: TrainConfig) -> tuple[float, float, int]:
     marks: list[tuple[float, int]] = []
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(dataclasses.replace(cfg, run_dir=tmp))
-        trainer.learning_resumes_at = cfg.learning_starts_env_steps
+        trainer.learning_starts_at = cfg.learning_starts_env_steps
         logger = MetricsLogger(tmp, tensorboard=False)
         gather, after = ActorPool.gather, Trainer._after_env_steps
 

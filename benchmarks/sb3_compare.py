@@ -5,7 +5,7 @@ thread each, the same network, batch, replay ratio, replay kind, exploration sch
 learning start and target-copy period, each in its own subprocess, back to back. Reported for
 each: the wall time of the whole training (building the learner and env included), the
 training loop's time, the learning time (sampling a batch plus the gradient step: our
-``Trainer._update``, SB3's ``DQN.train``), env steps/s of the loop, the number of gradient
+``Trainer.update``, SB3's ``DQN.train``), env steps/s of the loop, the number of gradient
 updates, and the final greedy return over 10 evaluation episodes (our
 :func:`~rltransfer.evaluation.protocol.evaluate_policy` for both, SB3's model wrapped as an
 :class:`~rltransfer.sb3.SB3Policy`: same eval envs and seeds). Prints a table and writes JSON.
@@ -100,6 +100,13 @@ class Settings:
     sb3_net_arch: list[int] = field(default_factory=lambda: [128, 128, 128])
 
 
+
+def _set_learning_start(trainer: object, env_steps: int) -> None:
+    """Set when the trainer starts learning: ``learning_starts_at`` (``learning_resumes_at``
+    in code before issue 11, which ``--before-src`` runs)."""
+    old = hasattr(trainer, "learning_resumes_at") and not hasattr(trainer, "learning_starts_at")
+    setattr(trainer, "learning_resumes_at" if old else "learning_starts_at", env_steps)
+
 def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -151,7 +158,9 @@ def run_ours(s: Settings) -> dict[str, Any]:
         trainer = Trainer(cfg)
         t_built = time.perf_counter()
         update_time = [0.0, 0.0]
-        update = trainer._update
+        # ``update`` (``_update`` in code before issue 11, run by --before-src)
+        update_name = "_update" if hasattr(trainer, "_update") else "update"
+        update = getattr(trainer, update_name)
 
         def timed_update() -> dict[str, float]:
             start, cpu = time.perf_counter(), time.process_time()
@@ -160,8 +169,8 @@ def run_ours(s: Settings) -> dict[str, Any]:
             update_time[1] += time.process_time() - cpu
             return out
 
-        trainer._update = timed_update  # type: ignore[method-assign]
-        trainer.learning_resumes_at = cfg.learning_starts_env_steps
+        setattr(trainer, update_name, timed_update)
+        _set_learning_start(trainer, cfg.learning_starts_env_steps)
         logger = MetricsLogger(tmp, tensorboard=False)
         t_loop, cpu_loop = time.perf_counter(), time.process_time()
         trainer._loop(logger)
@@ -303,7 +312,7 @@ def acting_vs_raw(env_id: str, num_envs: int, env_steps: int) -> dict[str, Any]:
             prioritized=False, tensorboard=False, progress=False,
         )
         trainer = Trainer(cfg)
-        trainer.learning_resumes_at = 10**12
+        _set_learning_start(trainer, 10**12)
         logger = MetricsLogger(tmp, tensorboard=False)
         start = time.perf_counter()
         trainer._loop(logger)

@@ -237,15 +237,6 @@ class Trainer(TrainingLoop):
             "agent_config": to_dict(self.cfg.agent),
         }
 
-    @property
-    def learning_resumes_at(self) -> int:
-        """Earlier name of :attr:`learning_starts_at` (benchmarks set it)."""
-        return self.learning_starts_at
-
-    @learning_resumes_at.setter
-    def learning_resumes_at(self, value: int) -> None:
-        self.learning_starts_at = value
-
     def final_tensors(self) -> dict[str, Any]:
         """The policy artifact (:func:`~rltransfer.agents.agent_policy.policy_tensors`)."""
         return dict(policy_tensors(self.agent))
@@ -371,9 +362,6 @@ class Trainer(TrainingLoop):
     def update(self) -> dict[str, float]:
         """One R2D2 update from replay; new priorities written back; the intrinsic reward's
         networks trained on the same batch."""
-        return self._update()  # through the attribute: benchmarks/sb3_compare.py times it
-
-    def _update(self) -> dict[str, float]:
         batch = self.replay.sample(self.cfg.agent.batch_size, self.rng)
         metrics = self.agent.update(batch)
         self.replay.update_priorities(batch["indices"], self.agent.last_priorities)
