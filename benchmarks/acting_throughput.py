@@ -20,10 +20,10 @@ import time
 import torch
 
 from benchmarks.raw_env_throughput import raw_env_steps_per_second
-from rltransfer.agents.r2d2 import R2D2Config
-from rltransfer.config import TrainConfig
-from rltransfer.runtime.metrics import MetricsLogger
-from rltransfer.train_r2d2 import Trainer
+from rltransfer.agents.r2d2.agent import R2D2Config
+from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.train import Trainer
+from rltransfer.core.metrics import MetricsLogger
 
 DEFAULT_ENV_IDS = ("MinAtar/Breakout-v1", "ALE/Pong-v5")
 

@@ -27,9 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from rltransfer.evaluation.report import collect_runs, write_report
-from rltransfer.experiment import run_experiment
+from rltransfer.experiments.behavior_transfer import bt_minigrid, run_experiment
 from rltransfer.intrinsic.ngu import NGUConfig
-from rltransfer.recipes import bt_minigrid
 
 
 def main() -> None:

@@ -18,11 +18,11 @@ import time
 import numpy as np
 import torch
 
-from rltransfer.agents.mcts import MCTSConfig
+from rltransfer.agents.efficientzero.mcts import MCTSConfig
+from rltransfer.agents.efficientzero.networks import EfficientZeroNet, world_model_preset
+from rltransfer.agents.efficientzero.train import SearchPolicy
 from rltransfer.envs import env_spec, make_env
-from rltransfer.nets.world_model import EfficientZeroNet, world_model_preset
 from rltransfer.replay import FrameStacker
-from rltransfer.train_efficientzero import SearchPolicy
 
 
 def run(env_id: str, preset: str, num_envs: int, simulations: int, steps: int,

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from rltransfer.agents.efficientzero.train import train_efficientzero
+from rltransfer.core.policy import RandomPolicy
 from rltransfer.evaluation.protocol import evaluate_policy
 from rltransfer.evaluation.report import collect_runs, write_report
-from rltransfer.policy import RandomPolicy
-from rltransfer.recipes.efficientzero import ez_small
-from rltransfer.train_efficientzero import train_efficientzero
+from rltransfer.experiments.efficientzero import ez_small
 
 
 def main() -> None:

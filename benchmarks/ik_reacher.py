@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from rltransfer.encoder_experiment import run_encoder_experiment
-from rltransfer.recipes.encoder import ik_reacher
+from rltransfer.experiments.encoder_recipes import ik_reacher
+from rltransfer.methods.encoder_pretraining.experiment import run_encoder_experiment
 
 
 def main() -> None:

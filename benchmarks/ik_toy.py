@@ -21,13 +21,13 @@ import torch
 from tests.pretrain.toy_envs import square_vector_env
 from torch import nn
 
-from rltransfer.nets.pixel_encoders import PixelEncoderConfig
-from rltransfer.pretrain.inverse_dynamics import (
+from rltransfer.methods.encoder_pretraining.inverse_dynamics import (
     InverseDynamicsModel,
     collect_random_transitions,
     train_inverse_dynamics,
 )
-from rltransfer.pretrain.supervised import train_validation_split
+from rltransfer.methods.encoder_pretraining.supervised import train_validation_split
+from rltransfer.nets.pixel_encoders import PixelEncoderConfig
 
 
 class _HeadInputModel(InverseDynamicsModel):

@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from rltransfer.agents.mcts import BatchedMCTS, MCTSConfig, ModelOutput
+from rltransfer.agents.efficientzero.mcts import BatchedMCTS, MCTSConfig, ModelOutput
 
 LATENT_SHAPE = (64, 6, 6)
 REWARD_HIDDEN = 512

@@ -2,7 +2,7 @@
 
 Stage 1 (pretraining, no reward): the same R2D2 agent (small MLP torso, LSTM core without
 reward inputs, so the saved policy acts the same way as BT's prior) is trained on a MiniGrid
-maze by :func:`rltransfer.train_r2d2.train` with ``reward_free=True`` and
+maze by :func:`rltransfer.agents.r2d2.train.train` with ``reward_free=True`` and
 
 * ``ngu``: NGU's intrinsic reward (episodic k-NN novelty x RND life-long multiplier,
   Badia et al. 2020), one policy (``num_policies=1``);
@@ -48,13 +48,13 @@ import numpy as np
 import torch
 
 from rltransfer.agents.agent_policy import load_policy
-from rltransfer.config import TrainConfig
+from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.train import train
+from rltransfer.core.checkpoint import latest_checkpoint, load_checkpoint
 from rltransfer.envs import make_env
 from rltransfer.evaluation.aggregate import aggregate_scores
+from rltransfer.experiments.behavior_transfer import _small_agent
 from rltransfer.intrinsic.ngu import NGUConfig
-from rltransfer.recipes import _small_agent
-from rltransfer.runtime.checkpoint import latest_checkpoint, load_checkpoint
-from rltransfer.train_r2d2 import train
 
 AGENT_CELL = 10  # minigrid OBJECT_TO_IDX["agent"]; its state channel holds the direction
 

@@ -32,11 +32,11 @@ from typing import Any
 
 import torch
 
-from rltransfer.agents.r2d2 import R2D2Config
-from rltransfer.config import TrainConfig
+from rltransfer.agents.r2d2.agent import R2D2Config
+from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.train import Trainer
+from rltransfer.core.metrics import MetricsLogger
 from rltransfer.distributed import ActorPool, Round, init_ray
-from rltransfer.runtime.metrics import MetricsLogger
-from rltransfer.train_r2d2 import Trainer
 
 
 def loop_env_steps_per_second(cfg: TrainConfig) -> tuple[float, float, int]:

@@ -124,12 +124,12 @@ def _evaluate(policy: Any, s: Settings) -> list[float]:
 
 
 def run_ours(s: Settings) -> dict[str, Any]:
-    """Train our agent (``rltransfer.train_r2d2.Trainer``, local loop) and time it."""
+    """Train our agent (``rltransfer.agents.r2d2.train.Trainer``, local loop) and time it."""
     import torch
 
-    from rltransfer.config import suite_config
-    from rltransfer.runtime.metrics import MetricsLogger
-    from rltransfer.train_r2d2 import Trainer
+    from rltransfer.agents.r2d2.config import suite_config
+    from rltransfer.agents.r2d2.train import Trainer
+    from rltransfer.core.metrics import MetricsLogger
 
     torch.set_num_threads(1)
     load_before = _load()
@@ -295,9 +295,9 @@ def acting_vs_raw(env_id: str, num_envs: int, env_steps: int) -> dict[str, Any]:
     import torch
 
     from benchmarks.raw_env_throughput import raw_env_steps_per_second
-    from rltransfer.config import suite_config
-    from rltransfer.runtime.metrics import MetricsLogger
-    from rltransfer.train_r2d2 import Trainer
+    from rltransfer.agents.r2d2.config import suite_config
+    from rltransfer.agents.r2d2.train import Trainer
+    from rltransfer.core.metrics import MetricsLogger
 
     torch.set_num_threads(1)
     net = {"feature_dim": 128, "hidden": 128, "dueling": False,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from rltransfer.agents.r2d2 import R2D2Config
-from rltransfer.config import TrainConfig
-from rltransfer.train_r2d2 import train
+from rltransfer.agents.r2d2.agent import R2D2Config
+from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.train import train
 
 
 @pytest.mark.slow
@@ -44,7 +44,7 @@ def test_bt_on_ms_pacman(tmp_path: Path) -> None:
 
 
 def test_bt_atari_recipe_is_the_papers_recurrent_agent() -> None:
-    from rltransfer.recipes import get_recipe
+    from rltransfer.experiments.behavior_transfer import get_recipe
 
     exp = get_recipe("bt-atari")
     for cfg in (exp.pretrain, exp.train):
@@ -62,11 +62,11 @@ def test_bt_atari_partial_init_loads_conv_torso_and_lstm(tmp_path: Path) -> None
     import torch
 
     from rltransfer.agents.agent_policy import policy_tensors
-    from rltransfer.agents.r2d2 import R2D2Agent
-    from rltransfer.recipes import get_recipe
-    from rltransfer.runtime.checkpoint import save_checkpoint
-    from rltransfer.runtime.config import to_dict
-    from rltransfer.transfer.weights import initialise_from
+    from rltransfer.agents.r2d2.agent import R2D2Agent
+    from rltransfer.agents.r2d2.transfer import initialise_from
+    from rltransfer.core.checkpoint import save_checkpoint
+    from rltransfer.core.config import to_dict
+    from rltransfer.experiments.behavior_transfer import get_recipe
 
     cfg = get_recipe("bt-atari").train.agent
     obs, num_env_actions = (4, 84, 84), 9  # Ms. Pac-Man: 4 stacked 84x84 frames, |A| = 9

@@ -94,12 +94,12 @@ def test_user_errors_are_one_line_and_exit_2(
 def test_internal_key_and_value_errors_keep_their_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
-    import rltransfer.train_r2d2
+    import rltransfer.agents.r2d2.train
 
     def broken(cfg: object) -> None:
         raise error
 
-    monkeypatch.setattr(rltransfer.train_r2d2, "train", broken)
+    monkeypatch.setattr(rltransfer.agents.r2d2.train, "train", broken)
     with pytest.raises(type(error)) as exc:
         main(["train", "--env-id", ENV, "--run-dir", str(tmp_path / "r"), *TINY])
     assert exc.value is error  # not turned into SystemExit(2)
@@ -107,13 +107,13 @@ def test_internal_key_and_value_errors_keep_their_traceback(
 
 
 def test_user_error_classes_keep_their_old_bases() -> None:
+    from rltransfer.core.checkpoint import CheckpointError
+    from rltransfer.core.config import ConfigError
+    from rltransfer.core.policy import SpaceMismatchError
+    from rltransfer.core.run_dir import RunConflictError
     from rltransfer.envs import EnvOptionError, UnknownEnvError
     from rltransfer.errors import MissingDependencyError, UnknownRecipeError, UserError
-    from rltransfer.policy import SpaceMismatchError
-    from rltransfer.runtime.checkpoint import CheckpointError
-    from rltransfer.runtime.config import ConfigError
-    from rltransfer.runtime.run_dir import RunConflictError
-    from rltransfer.transfer.encoder import EncoderMismatchError
+    from rltransfer.methods.encoder_pretraining.transfer import EncoderMismatchError
 
     for cls in (ConfigError, CheckpointError, RunConflictError, UnknownEnvError,
                 EnvOptionError, EncoderMismatchError, SpaceMismatchError):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rltransfer.agents.r2d2 import R2D2Agent, R2D2Config
-from rltransfer.collector import (
+from rltransfer.agents.r2d2.actor import (
     Collector,
     StepBatch,
     acting_tensors,
@@ -14,7 +13,8 @@ from rltransfer.collector import (
     make_explorer,
     make_intrinsic,
 )
-from rltransfer.config import TrainConfig
+from rltransfer.agents.r2d2.agent import R2D2Agent, R2D2Config
+from rltransfer.agents.r2d2.config import TrainConfig
 from rltransfer.envs import make_env
 from rltransfer.explore import actor_epsilons
 from rltransfer.replay import TransitionReplay

@@ -10,18 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from rltransfer.agents.sac import SACConfig
-from rltransfer.encoder_experiment import plan, run_encoder_experiment, sac_config
-from rltransfer.nets.pixel_encoders import PixelEncoderConfig
-from rltransfer.pretrain.image_classification import ImageClassificationConfig
-from rltransfer.pretrain.inverse_dynamics import InverseDynamicsConfig
-from rltransfer.recipes.encoder import (
+from rltransfer.agents.sac.agent import SACConfig
+from rltransfer.experiments.encoder_recipes import (
     ENCODER_RECIPES,
     EncoderExperiment,
     ik_budget,
     ik_budget_small,
     ik_vs_images,
 )
+from rltransfer.methods.encoder_pretraining.experiment import (
+    plan,
+    run_encoder_experiment,
+    sac_config,
+)
+from rltransfer.methods.encoder_pretraining.image_classification import ImageClassificationConfig
+from rltransfer.methods.encoder_pretraining.inverse_dynamics import InverseDynamicsConfig
+from rltransfer.nets.pixel_encoders import PixelEncoderConfig
 
 
 def test_every_recipe_builds_and_plans(tmp_path: Path) -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rltransfer.agents.reanalyse import ReanalyseConfig
+from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig
+from rltransfer.agents.efficientzero.train import train_efficientzero, validate
 from rltransfer.cli import main
-from rltransfer.recipes.efficientzero import ez_small
-from rltransfer.runtime.checkpoint import load_checkpoint
-from rltransfer.runtime.config import ConfigError
-from rltransfer.train_efficientzero import train_efficientzero, validate
+from rltransfer.core.checkpoint import load_checkpoint
+from rltransfer.core.config import ConfigError
+from rltransfer.experiments.efficientzero import ez_small
 
 ENV = "MinAtar/Breakout-v1"
 TINY = [

@@ -20,11 +20,11 @@ import pytest
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
+import rltransfer.agents.r2d2.train as train_module
 import rltransfer.evaluation.protocol as protocol
-import rltransfer.train_r2d2 as train_module
-from rltransfer.agents.r2d2 import R2D2Config
-from rltransfer.config import TrainConfig
-from rltransfer.train_r2d2 import train
+from rltransfer.agents.r2d2.agent import R2D2Config
+from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.train import train
 
 ENV_ID = "CueRecall-test"
 

@@ -59,16 +59,15 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from rltransfer.agents.sac import SACConfig
-from rltransfer.config import TrainConfig
+from rltransfer.agents.efficientzero.train import EZTrainConfig, EZTrainer
+from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.train import Trainer
+from rltransfer.agents.sac.agent import SACConfig
+from rltransfer.agents.sac.train import SACTrainConfig, SACTrainer
 from rltransfer.envs.wrappers import TaskRewardInfo
-from rltransfer.experiment import strategy_config
+from rltransfer.experiments.behavior_transfer import get_recipe, strategy_config
+from rltransfer.experiments.efficientzero import ez_small
 from rltransfer.nets.pixel_encoders import PixelEncoderConfig
-from rltransfer.recipes import get_recipe
-from rltransfer.recipes.efficientzero import ez_small
-from rltransfer.train_efficientzero import EZTrainConfig, EZTrainer
-from rltransfer.train_r2d2 import Trainer
-from rltransfer.train_sac import SACTrainConfig, SACTrainer
 
 RTOL = 1e-4
 """Relative tolerance on float metrics (see the module docstring)."""

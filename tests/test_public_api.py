@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import rltransfer
-from rltransfer.runtime.config import ConfigError
+from rltransfer.core.config import ConfigError
 
 
 def test_every_public_name_resolves() -> None:

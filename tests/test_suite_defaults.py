@@ -10,18 +10,18 @@ from pathlib import Path
 import pytest
 
 from rltransfer import cli
-from rltransfer.agents.r2d2 import R2D2Config
-from rltransfer.config import (
+from rltransfer.agents.r2d2.agent import R2D2Config
+from rltransfer.agents.r2d2.config import (
     SUITE_DEFAULTS,
     TrainConfig,
     apply_suite_defaults,
     suite_config,
     suite_defaults,
 )
+from rltransfer.core.config import ConfigError
 from rltransfer.envs import UnknownEnvError
-from rltransfer.pretrain.reward_free import PRETRAIN_DEFAULTS
-from rltransfer.recipes import bt_atari, bt_minigrid, bt_minigrid_benchmark
-from rltransfer.runtime.config import ConfigError
+from rltransfer.experiments.behavior_transfer import bt_atari, bt_minigrid, bt_minigrid_benchmark
+from rltransfer.methods.reward_free import PRETRAIN_DEFAULTS
 
 LEARNER = ("gamma", "n_step", "lr", "adam_eps", "target_update_period_updates")
 

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rltransfer.config import suite_config
-from rltransfer.policy import SpaceMismatchError
-from rltransfer.runtime.checkpoint import CheckpointError, latest_checkpoint
-from rltransfer.train_r2d2 import RunConflictError, train
+from rltransfer.agents.r2d2.config import suite_config
+from rltransfer.agents.r2d2.train import RunConflictError, train
+from rltransfer.core.checkpoint import CheckpointError, latest_checkpoint
+from rltransfer.core.policy import SpaceMismatchError
 
-# MiniGrid's suite defaults (Adam eps 1e-6, ...; rltransfer.config.SUITE_DEFAULTS) with a
+# MiniGrid's suite defaults (Adam eps 1e-6, ...; rltransfer.agents.r2d2.config.SUITE_DEFAULTS) with
+# a
 # small, fast network and learner.
 SMALL = suite_config(
     "MiniGrid-Empty-5x5-v0", num_envs=4, learning_starts_env_steps=200, env_steps_per_update=4.0,

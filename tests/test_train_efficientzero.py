@@ -15,12 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rltransfer.agents.mcts import MCTSConfig
-from rltransfer.agents.reanalyse import ReanalyseConfig
-from rltransfer.recipes.efficientzero import ez_atari100k, ez_small
-from rltransfer.runtime.checkpoint import latest_checkpoint, load_checkpoint
-from rltransfer.runtime.config import ConfigError, save_config
-from rltransfer.train_efficientzero import (
+from rltransfer.agents.efficientzero.mcts import MCTSConfig
+from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig
+from rltransfer.agents.efficientzero.train import (
     MODEL_COMPONENTS,
     EZTrainConfig,
     EZTrainer,
@@ -30,6 +27,9 @@ from rltransfer.train_efficientzero import (
     train_efficientzero,
     validate,
 )
+from rltransfer.core.checkpoint import latest_checkpoint, load_checkpoint
+from rltransfer.core.config import ConfigError, save_config
+from rltransfer.experiments.efficientzero import ez_atari100k, ez_small
 
 
 def _tiny(run_dir: Path, total: int = 240) -> EZTrainConfig:
@@ -78,8 +78,8 @@ def test_smoke_checkpoint_sigkill_resume_and_final(tmp_path: Path) -> None:
     save_config(cfg, cfg_path)
     code = (
         "import sys, torch; torch.set_num_threads(1)\n"
-        "from rltransfer.runtime.config import load_config\n"
-        "from rltransfer.train_efficientzero import EZTrainConfig, train_efficientzero\n"
+        "from rltransfer.core.config import load_config\n"
+        "from rltransfer.agents.efficientzero.train import EZTrainConfig, train_efficientzero\n"
         "train_efficientzero(load_config(EZTrainConfig, sys.argv[1]))\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -7,11 +7,11 @@ import numpy as np
 import torch
 
 from rltransfer.agents.agent_policy import load_policy
-from rltransfer.agents.r2d2 import R2D2Config
-from rltransfer.config import TrainConfig, policy_family
+from rltransfer.agents.r2d2.agent import R2D2Config
+from rltransfer.agents.r2d2.config import TrainConfig, policy_family
+from rltransfer.agents.r2d2.train import train
+from rltransfer.core.checkpoint import latest_checkpoint, load_checkpoint
 from rltransfer.intrinsic.ngu import NGUConfig
-from rltransfer.runtime.checkpoint import latest_checkpoint, load_checkpoint
-from rltransfer.train_r2d2 import train
 
 
 def test_family_run_stores_j_and_scaled_rewards(tmp_path) -> None:

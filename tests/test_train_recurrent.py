@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rltransfer.agents.r2d2 import R2D2Config
-from rltransfer.config import TrainConfig
+from rltransfer.agents.r2d2.agent import R2D2Config
+from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.train import Trainer, train
+from rltransfer.core.checkpoint import latest_checkpoint, read_meta
 from rltransfer.intrinsic.ngu import NGUConfig, NGUReward
-from rltransfer.runtime.checkpoint import latest_checkpoint, read_meta
-from rltransfer.train_r2d2 import Trainer, train
 
 TINY_NGU = NGUConfig(embedding_torso="mlp", rnd_torso="mlp", embedding_dim=8,
                      inverse_dynamics_hidden=16, rnd_feature_dim=8, rnd_hidden=16,

@@ -18,13 +18,8 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from rltransfer.agents.sac import SACConfig
-from rltransfer.envs.wrappers import TaskRewardInfo
-from rltransfer.evaluation.protocol import evaluate_policy
-from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
-from rltransfer.runtime.checkpoint import latest_checkpoint
-from rltransfer.runtime.config import ConfigError
-from rltransfer.train_sac import (
+from rltransfer.agents.sac.agent import SACConfig
+from rltransfer.agents.sac.train import (
     RunConflictError,
     SACPolicy,
     SACTrainConfig,
@@ -32,6 +27,11 @@ from rltransfer.train_sac import (
     to_env_action,
     train_sac,
 )
+from rltransfer.core.checkpoint import latest_checkpoint
+from rltransfer.core.config import ConfigError
+from rltransfer.envs.wrappers import TaskRewardInfo
+from rltransfer.evaluation.protocol import evaluate_policy
+from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
 
 
 class DotEnv(gym.Env):
@@ -146,8 +146,8 @@ def test_warmup_end_bursts_warmup_updates(tmp_path: Path, monkeypatch: pytest.Mo
                                           ) -> None:
     """PAD's update schedule: no update during the warm-up, ``warmup_env_steps`` updates at
     the step it ends, then one per agent step. Counted per env step with one env."""
-    from rltransfer.agents.sac import SACAgent
-    from rltransfer.train_sac import SACTrainer
+    from rltransfer.agents.sac.agent import SACAgent
+    from rltransfer.agents.sac.train import SACTrainer
 
     cfg = dataclasses.replace(TINY, run_dir=str(tmp_path / "run"), num_envs=1,
                               total_env_steps=30, warmup_env_steps=20,
@@ -207,7 +207,7 @@ def test_config_errors(tmp_path: Path) -> None:
 
 
 def test_pretrained_frozen_encoder_is_loaded_and_kept(tmp_path: Path) -> None:
-    from rltransfer.transfer.encoder import save_encoder
+    from rltransfer.methods.encoder_pretraining.transfer import save_encoder
 
     enc = PixelEncoder(TINY.encoder, (6, 24, 24))
     path = save_encoder(enc, tmp_path / "enc", (6, 24, 24), "inverse_dynamics")
@@ -265,8 +265,8 @@ def test_dmc_reacher_smoke_with_kill_and_resume(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     code = (
         "import logging, sys; logging.basicConfig(level=logging.WARNING)\n"
-        "from rltransfer.train_sac import SACTrainConfig, train_sac\n"
-        "from rltransfer.agents.sac import SACConfig\n"
+        "from rltransfer.agents.sac.train import SACTrainConfig, train_sac\n"
+        "from rltransfer.agents.sac.agent import SACConfig\n"
         "from rltransfer.nets.pixel_encoders import PixelEncoderConfig\n"
         f"cfg = SACTrainConfig(env_id='DMC/reacher-easy', run_dir={str(run_dir)!r},\n"
         "    total_env_steps=200, warmup_env_steps=50, eval_every_env_steps=200,\n"

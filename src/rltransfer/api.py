@@ -1,7 +1,7 @@
 """The public Python API: ``import rltransfer`` re-exports what is defined or named here.
 
 Configs (:class:`TrainConfig`, :class:`SACTrainConfig`, :class:`EZTrainConfig`), the training
-entry points (:func:`train` accepts any :class:`~rltransfer.policy.Policy` as pi_p,
+entry points (:func:`train` accepts any :class:`~rltransfer.core.policy.Policy` as pi_p,
 :func:`train_sac`, :func:`train_efficientzero`), :func:`load_policy`, :func:`evaluate` and the
 recipes (:data:`RECIPES`, :func:`build_recipe`, :func:`run_recipe`).
 """
@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from rltransfer.agents.agent_policy import load_policy, resolve_checkpoint
-from rltransfer.config import TrainConfig
+from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.train import train_env_kwargs
+from rltransfer.core.checkpoint import CheckpointError, read_meta
+from rltransfer.core.config import ConfigError, from_dict
+from rltransfer.core.policy import Policy
 from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
-from rltransfer.policy import Policy
-from rltransfer.runtime.checkpoint import CheckpointError, read_meta
-from rltransfer.runtime.config import ConfigError, from_dict
-from rltransfer.train_r2d2 import train_env_kwargs
 
 
 def trained_env_settings(
@@ -29,7 +29,8 @@ def trained_env_settings(
     """The env to evaluate a saved R2D2 policy on: ``(env_id, make_env settings, frame_stack)``.
 
     On the env the policy was trained on (``env_id`` None or equal to it) the settings are the
-    run's training env settings (:func:`rltransfer.train_r2d2.train_env_kwargs` of the config in the
+    run's training env settings (:func:`rltransfer.agents.r2d2.train.train_env_kwargs` of the
+    config in the
     checkpoint: sticky actions, episode cap, ...), to be passed through
     :func:`rltransfer.evaluation.protocol.eval_env_kwargs`; on another env only ``task``.
     ``task`` (if given) replaces the run's task. ``frame_stack`` is the checkpoint's.
@@ -78,7 +79,7 @@ def evaluate(
     settings (:func:`trained_env_settings`) through the evaluation protocol
     (:func:`~rltransfer.evaluation.protocol.eval_env_kwargs`: life-loss terminals and
     reward-free off, unclipped task reward), unless ``env_id`` names another env. A
-    :class:`~rltransfer.policy.Policy` object needs ``env_id`` and is evaluated with
+    :class:`~rltransfer.core.policy.Policy` object needs ``env_id`` and is evaluated with
     ``env_kwargs`` (the training env's ``make_env`` settings) through the same protocol.
 
     Args:

@@ -23,13 +23,13 @@ from typing import Annotated, Any
 import numpy as np
 import tyro
 
-from rltransfer.config import TrainConfig, apply_suite_defaults
+from rltransfer.agents.efficientzero.train import EZTrainConfig
+from rltransfer.agents.r2d2.config import TrainConfig, apply_suite_defaults
+from rltransfer.agents.sac.train import SACTrainConfig
 from rltransfer.errors import UserError
-from rltransfer.pretrain.image_classification import ImageClassificationConfig
-from rltransfer.pretrain.inverse_dynamics import InverseDynamicsConfig
-from rltransfer.pretrain.reward_free import PRETRAIN_DEFAULTS, pretrain_reward_free
-from rltransfer.train_efficientzero import EZTrainConfig
-from rltransfer.train_sac import SACTrainConfig
+from rltransfer.methods.encoder_pretraining.image_classification import ImageClassificationConfig
+from rltransfer.methods.encoder_pretraining.inverse_dynamics import InverseDynamicsConfig
+from rltransfer.methods.reward_free import PRETRAIN_DEFAULTS, pretrain_reward_free
 
 Flat = tyro.conf.arg(name="")
 """Flags of a verb's config without a ``--cfg.`` prefix (nested ones keep theirs)."""
@@ -44,7 +44,7 @@ def pretrain(cfg: Annotated[TrainConfig, Flat] = PRETRAIN_DEFAULTS) -> None:
 
 def train_cmd(cfg: Annotated[TrainConfig, Flat]) -> None:
     """Train on the task reward: from scratch, with weight init, or with Behavior Transfer."""
-    from rltransfer.train_r2d2 import train
+    from rltransfer.agents.r2d2.train import train
 
     result = train(cfg)
     print(f"run {result.run_dir}: {result.env_steps} env steps, {result.num_updates} updates, "
@@ -53,14 +53,16 @@ def train_cmd(cfg: Annotated[TrainConfig, Flat]) -> None:
 
 def pretrain_encoder(cfg: Annotated[InverseDynamicsConfig, Flat]) -> None:
     """Pretrain a pixel encoder by inverse dynamics on random-action data (Kadavath et al.)."""
-    from rltransfer.pretrain.inverse_dynamics import pretrain_inverse_dynamics
+    from rltransfer.methods.encoder_pretraining.inverse_dynamics import pretrain_inverse_dynamics
 
     print(f"pretrained encoder: {pretrain_inverse_dynamics(cfg)}")
 
 
 def pretrain_images(cfg: Annotated[ImageClassificationConfig, Flat]) -> None:
     """Pretrain a grouped-conv pixel encoder by image classification on an image folder."""
-    from rltransfer.pretrain.image_classification import pretrain_image_classification
+    from rltransfer.methods.encoder_pretraining.image_classification import (
+        pretrain_image_classification,
+    )
 
     print(f"pretrained encoder: {pretrain_image_classification(cfg)}")
 
@@ -68,7 +70,7 @@ def pretrain_images(cfg: Annotated[ImageClassificationConfig, Flat]) -> None:
 def train_sac_cmd(cfg: Annotated[SACTrainConfig, Flat]) -> None:
     """Train pixel SAC on DeepMind Control, optionally from a pretrained encoder (whose
     architecture and image geometry are the defaults then)."""
-    from rltransfer.train_sac import config_from_pretrained_encoder, train_sac
+    from rltransfer.agents.sac.train import config_from_pretrained_encoder, train_sac
 
     if cfg.init_encoder_from is not None:
         # the defaults came from the checkpoint: a difference is a flag the user set
@@ -80,7 +82,7 @@ def train_sac_cmd(cfg: Annotated[SACTrainConfig, Flat]) -> None:
 
 def train_ez_cmd(cfg: Annotated[EZTrainConfig, Flat]) -> None:
     """Train EfficientZero (batched MCTS over a learned world model)."""
-    from rltransfer.train_efficientzero import train_efficientzero
+    from rltransfer.agents.efficientzero.train import train_efficientzero
 
     result = train_efficientzero(cfg)
     print(f"run {result.run_dir}: {result.env_steps} env steps, {result.num_updates} updates, "
@@ -131,7 +133,7 @@ class ReportArgs:
 
 def report(args: Annotated[ReportArgs, Flat]) -> None:
     """Write ``report.md`` with IQM/mean/median and 95% CIs, and learning curves."""
-    from rltransfer.experiment import write_experiment_report
+    from rltransfer.experiments.behavior_transfer import write_experiment_report
 
     out = Path(args.experiment_dir)
     runs = out / "runs"
@@ -167,8 +169,8 @@ class RunArgs:
 
 def run(args: Annotated[RunArgs, Flat]) -> None:
     """Run a recipe end to end (re-running the same command resumes it), or list them."""
+    from rltransfer.core.config import ConfigError
     from rltransfer.experiments import RecipeOverrides, recipe_table, run_recipe
-    from rltransfer.runtime.config import ConfigError
 
     if args.list:
         print(recipe_table())
@@ -216,7 +218,8 @@ def env_id_flag(argv: list[str]) -> str | None:
 def with_suite_defaults(verb: Any, base: TrainConfig, argv: list[str]) -> Any:
     """``verb`` (a function of one :class:`TrainConfig`) with its flags defaulting to
     ``base`` plus the R2D2 defaults of the suite of the env ``argv`` names
-    (:func:`rltransfer.config.apply_suite_defaults`; ``base.env_id`` without ``--env-id``).
+    (:func:`rltransfer.agents.r2d2.config.apply_suite_defaults`; ``base.env_id`` without
+    ``--env-id``).
 
     Flags the user passes override these defaults, so an explicit value always wins; the run
     records the resolved values in its ``config.json``. An env id of no suite (or DMC) keeps
@@ -252,12 +255,12 @@ def flag_value(argv: list[str], name: str) -> str | None:
 def with_encoder_defaults(verb: Any, argv: list[str]) -> Any:
     """``verb`` (a function of one :class:`SACTrainConfig`) whose defaults, when ``argv`` has
     ``--init-encoder-from PATH``, are the encoder architecture and image geometry recorded in
-    that checkpoint (:func:`rltransfer.train_sac.config_from_pretrained_encoder`): flags the
+    that checkpoint (:func:`rltransfer.agents.sac.train.config_from_pretrained_encoder`): flags the
     user passes override them, and ``verb`` reports a passed flag that contradicts the
     checkpoint as one error. An unreadable checkpoint keeps the plain defaults (the run then
     stops with its message)."""
+    from rltransfer.agents.sac.train import config_from_pretrained_encoder
     from rltransfer.errors import UserError
-    from rltransfer.train_sac import config_from_pretrained_encoder
 
     default = SACTrainConfig()
     path = flag_value(argv, "init-encoder-from")

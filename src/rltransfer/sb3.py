@@ -1,4 +1,4 @@
-"""A Stable-Baselines3 model as a :class:`~rltransfer.policy.Policy` (e.g. BT's pi_p).
+"""A Stable-Baselines3 model as a :class:`~rltransfer.core.policy.Policy` (e.g. BT's pi_p).
 
 Behavior Transfer treats pi_p as a black box (Campos et al. 2021, Sec. 3), so a policy trained
 with another library can drive the flights and resolve ``a+``. :class:`SB3Policy` wraps a
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from rltransfer.policy import SpaceMismatchError, checked_actions
+from rltransfer.core.policy import SpaceMismatchError, checked_actions
 
 ObsTransform = Callable[[np.ndarray], np.ndarray]
 """``uint8[B, C*S, H, W] -> the model's observation batch [B, *model.observation_space.shape]``."""
@@ -44,7 +44,7 @@ def default_obs_transform(observation_space: Any) -> tuple[ObsTransform, tuple[i
     Returns:
         ``(transform, obs_shape)``: for a 3-D space, the identity (cast to the space's dtype)
         and ``obs_shape = space.shape`` (checked against the task by
-        :func:`rltransfer.transfer.behavior.validate_prior`); for a 1-D space, a flatten to
+        :func:`rltransfer.methods.behavior_transfer.validate_prior`); for a 1-D space, a flatten to
         ``[B, prod]`` and ``obs_shape = None`` (the size is checked on each call).
 
     Raises:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rltransfer.agents.efficientzero import (
+from rltransfer.agents.efficientzero.agent import (
     COMPONENTS,
     BatchError,
     ComponentLoadError,
@@ -23,9 +23,9 @@ from rltransfer.agents.efficientzero import (
     scale_intensity,
     shift_and_crop,
 )
-from rltransfer.nets.world_model import world_model_preset
-from rltransfer.runtime.checkpoint import load_checkpoint, save_checkpoint
-from rltransfer.runtime.config import ConfigError, from_dict, to_dict
+from rltransfer.agents.efficientzero.networks import world_model_preset
+from rltransfer.core.checkpoint import load_checkpoint, save_checkpoint
+from rltransfer.core.config import ConfigError, from_dict, to_dict
 
 torch.set_num_threads(1)
 OBS = (4, 10, 10)
@@ -454,7 +454,7 @@ def test_consistency_targets_share_one_draw_obs_gets_its_own() -> None:
 
 def test_no_augmentation_when_switched_off_or_without_consistency(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import rltransfer.agents.efficientzero as ez
+    import rltransfer.agents.efficientzero.agent as ez
 
     calls: list[tuple[int, ...]] = []
 

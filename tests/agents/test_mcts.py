@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from rltransfer.agents.mcts import (
+from rltransfer.agents.efficientzero.mcts import (
     BatchedMCTS,
     MCTSConfig,
     ModelOutput,
     SearchInputError,
     select_action,
 )
-from rltransfer.runtime.config import ConfigError
+from rltransfer.core.config import ConfigError
 
 torch.set_num_threads(1)
 

@@ -1,5 +1,5 @@
 """NGU's policy family in the recurrent R2D2 agent: one-hot j, acting as j, learning per j,
-and the family's assignment (rltransfer.config.policy_family)."""
+and the family's assignment (rltransfer.agents.r2d2.config.policy_family)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from rltransfer.agents.r2d2 import R2D2Agent, R2D2Config
-from rltransfer.config import TrainConfig, policy_family
+from rltransfer.agents.r2d2.agent import R2D2Agent, R2D2Config
+from rltransfer.agents.r2d2.config import TrainConfig, policy_family
+from rltransfer.core.config import ConfigError
 from rltransfer.nets.cores import LSTMCore
 from rltransfer.replay import SequenceReplay
-from rltransfer.runtime.config import ConfigError
 from tests.agents.test_r2d2_recurrent import CFG, OBS
 
 

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from rltransfer.agents.r2d2 import (
+from rltransfer.agents.r2d2.agent import (
     NonFiniteLossError,
     R2D2Agent,
     R2D2Config,
@@ -207,8 +207,8 @@ def test_sequence_overlap_must_cover_n_step() -> None:
     """R2D2Config refuses an LSTM config whose overlap is below n_step, and the sequence
     replay shows why: steps whose bootstrap falls past a sequence's end are masked out, so
     with overlap < n_step some steps are in no sequence's loss."""
+    from rltransfer.core.config import ConfigError
     from rltransfer.replay import SequenceReplay
-    from rltransfer.runtime.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"sequence_overlap \(1\) must be >= n_step \(2\)"):
         R2D2Config(core="lstm", sequence_length=4, burn_in=0, sequence_overlap=1, n_step=2)

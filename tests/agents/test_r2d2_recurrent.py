@@ -14,12 +14,12 @@ from rltransfer.agents.agent_policy import (
     load_policy,
     policy_tensors,
 )
-from rltransfer.agents.r2d2 import R2D2Agent, R2D2Config, sequence_priority
+from rltransfer.agents.r2d2.agent import R2D2Agent, R2D2Config, sequence_priority
+from rltransfer.agents.r2d2.transfer import initialise_from
+from rltransfer.core.checkpoint import save_checkpoint
+from rltransfer.core.config import to_dict
 from rltransfer.nets.cores import LSTMCore
 from rltransfer.replay import SequenceReplay
-from rltransfer.runtime.checkpoint import save_checkpoint
-from rltransfer.runtime.config import to_dict
-from rltransfer.transfer.weights import initialise_from
 
 CFG = dict(core="lstm", torso="mlp", feature_dim=8, hidden=8, lstm_hidden=6, n_step=2,
            sequence_length=5, burn_in=2, sequence_overlap=2, gamma=0.9, batch_size=4)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from rltransfer.agents.mcts import MCTSConfig, ModelOutput, SearchResult
-from rltransfer.agents.reanalyse import (
+from rltransfer.agents.efficientzero.mcts import MCTSConfig, ModelOutput, SearchResult
+from rltransfer.agents.efficientzero.reanalyse import (
     ReanalyseConfig,
     Reanalyser,
     bootstrap_plan,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from rltransfer.agents.sac import (
+from rltransfer.agents.sac.agent import (
     Actor,
     DoubleQCritic,
     NonFiniteLossError,
@@ -21,8 +21,8 @@ from rltransfer.agents.sac import (
     random_shift,
     soft_update_,
 )
+from rltransfer.core.checkpoint import load_checkpoint, save_checkpoint
 from rltransfer.nets.pixel_encoders import PixelEncoderConfig
-from rltransfer.runtime.checkpoint import load_checkpoint, save_checkpoint
 
 torch.set_num_threads(1)
 

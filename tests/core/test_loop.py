@@ -19,7 +19,7 @@ from rltransfer.core.loop import (
     ReplayRatio,
     TrainingLoop,
 )
-from rltransfer.runtime.metrics import MetricsLogger
+from rltransfer.core.metrics import MetricsLogger
 
 
 class FakeEnvs:

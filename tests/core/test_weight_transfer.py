@@ -14,14 +14,15 @@ import pytest
 import torch
 from torch import nn
 
-from rltransfer.agents.efficientzero import (
+from rltransfer.agents.efficientzero.agent import (
     COMPONENTS,
     ComponentLoadError,
     EfficientZeroConfig,
     EfficientZeroLearner,
 )
-from rltransfer.agents.r2d2 import R2D2Agent, R2D2Config
-from rltransfer.agents.sac import SACAgent, SACConfig
+from rltransfer.agents.efficientzero.networks import world_model_preset
+from rltransfer.agents.r2d2.agent import R2D2Agent, R2D2Config
+from rltransfer.agents.sac.agent import SACAgent, SACConfig
 from rltransfer.core.types import Agent
 from rltransfer.errors import ComponentMismatchError, UnknownComponentError, UserError
 from rltransfer.methods.weight_transfer import (
@@ -30,7 +31,6 @@ from rltransfer.methods.weight_transfer import (
     freeze_components,
     transfer_components,
 )
-from rltransfer.nets.world_model import world_model_preset
 
 torch.set_num_threads(1)
 

@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rltransfer.agents.r2d2 import R2D2Config
-from rltransfer.collector import StepBatch, acting_tensors
-from rltransfer.config import TrainConfig
+from rltransfer.agents.r2d2.actor import StepBatch, acting_tensors
+from rltransfer.agents.r2d2.agent import R2D2Config
+from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.train import Trainer
+from rltransfer.core.checkpoint import latest_checkpoint
+from rltransfer.core.config import ConfigError, to_dict
 from rltransfer.distributed import ActorPool, actor_env_slice, init_ray
 from rltransfer.distributed.worker import CollectorWorker
-from rltransfer.runtime.checkpoint import latest_checkpoint
-from rltransfer.runtime.config import ConfigError, to_dict
-from rltransfer.train_r2d2 import Trainer
 
 ray = pytest.importorskip("ray")
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import pytest
 
+from rltransfer.agents.r2d2.train import Trainer
 from rltransfer.distributed import RayClusterError, init_ray, resolve_ray_address
 from rltransfer.errors import UserError
-from rltransfer.train_r2d2 import Trainer
 
 from .test_ray_backend import TINY, _records
 
@@ -167,7 +167,7 @@ def ray_cluster() -> Iterator[str]:
 _JOINED_RUN = """
 import dataclasses, json, sys
 import ray
-from rltransfer.train_r2d2 import Trainer
+from rltransfer.agents.r2d2.train import Trainer
 from tests.distributed.test_ray_backend import TINY
 trainer = Trainer(dataclasses.replace(TINY, run_dir=sys.argv[1], ray_address=sys.argv[2]))
 result = trainer.run()

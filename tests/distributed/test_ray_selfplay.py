@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from rltransfer.agents.reanalyse import ReanalyseConfig
+from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig
+from rltransfer.agents.efficientzero.train import EZTrainConfig, EZTrainer
+from rltransfer.core.config import to_dict
 from rltransfer.distributed import ActorPool
 from rltransfer.distributed.selfplay import (
     SelfPlayWorker,
     load_selfplay_tensors,
     selfplay_tensors,
 )
-from rltransfer.recipes.efficientzero import ez_small
-from rltransfer.runtime.config import to_dict
-from rltransfer.train_efficientzero import EZTrainConfig, EZTrainer
+from rltransfer.experiments.efficientzero import ez_small
 
 ray = pytest.importorskip("ray")
 

@@ -213,13 +213,13 @@ def test_ik_rl_and_eval_envs_show_the_same_background() -> None:
     the reacher arm and target, placed by the env seed, differ); another distraction seed
     shows another clip."""
     pytest.importorskip("dm_control")
+    from rltransfer.agents.sac.train import SACTrainConfig, default_env_factory, sac_env_kwargs
     from rltransfer.evaluation.protocol import eval_env_kwargs
-    from rltransfer.pretrain.inverse_dynamics import (
+    from rltransfer.methods.encoder_pretraining.inverse_dynamics import (
         InverseDynamicsConfig,
         _make_env_for,
         collect_random_transitions,
     )
-    from rltransfer.train_sac import SACTrainConfig, default_env_factory, sac_env_kwargs
 
     env_id, steps = "DMC/reacher-easy", 3
     ik_cfg = InverseDynamicsConfig(env_id=env_id, seed=0, render_size=100, crop_size=None,

@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from rltransfer.agents.sac import SACAgent
-from rltransfer.envs.wrappers import TaskRewardInfo
-from rltransfer.evaluation.protocol import evaluate_policy
-from rltransfer.policy import (
+from rltransfer.agents.sac.agent import SACAgent
+from rltransfer.agents.sac.train import SACPolicy
+from rltransfer.core.policy import (
     ContinuousPolicy,
     Policy,
     RandomPolicy,
     SpaceMismatchError,
     checked_box_actions,
 )
-from rltransfer.train_sac import SACPolicy
+from rltransfer.envs.wrappers import TaskRewardInfo
+from rltransfer.evaluation.protocol import evaluate_policy
 
 
 class ActionRewardEnv(gym.Env):

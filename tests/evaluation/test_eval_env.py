@@ -16,8 +16,10 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import rltransfer.evaluation.protocol as protocol
-from rltransfer.agents.r2d2 import R2D2Config
-from rltransfer.config import TrainConfig
+from rltransfer.agents.r2d2.agent import R2D2Config
+from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.train import train_env_kwargs
+from rltransfer.core.policy import RandomPolicy
 from rltransfer.envs import make_env
 from rltransfer.evaluation.protocol import (
     EVAL_ENV_OVERRIDES,
@@ -25,8 +27,6 @@ from rltransfer.evaluation.protocol import (
     eval_env_kwargs,
     evaluate_policy,
 )
-from rltransfer.policy import RandomPolicy
-from rltransfer.train_r2d2 import train_env_kwargs
 
 DIFFERENCES = {"terminal_on_life_loss", "reward_free"}
 """The documented env-level differences, written out by hand."""
@@ -92,8 +92,8 @@ def test_r2d2_config_on_ale_without_sticky_actions() -> None:
 
 
 def test_ez_atari100k_config() -> None:
-    from rltransfer.recipes.efficientzero import ez_atari100k
-    from rltransfer.train_efficientzero import ez_env_kwargs
+    from rltransfer.agents.efficientzero.train import ez_env_kwargs
+    from rltransfer.experiments.efficientzero import ez_atari100k
 
     train = ez_env_kwargs(ez_atari100k(run_dir="unused", device="cpu"))
     assert train == {"max_episode_frames": 108_000, "terminal_on_life_loss": True,
@@ -104,7 +104,7 @@ def test_ez_atari100k_config() -> None:
 
 
 def test_sac_config_with_distraction() -> None:
-    from rltransfer.train_sac import SACTrainConfig, sac_env_kwargs
+    from rltransfer.agents.sac.train import SACTrainConfig, sac_env_kwargs
 
     cfg = SACTrainConfig(env_id="DMC/walker-walk", action_repeat=2, render_size=100,
                          distraction="builtin")
@@ -144,9 +144,9 @@ def test_bt_atari_like_run_evaluates_without_sticky_actions_when_trained_without
     """The bt-atari recipe's env settings (Ms. Pac-Man, sticky actions 0) with a tiny agent:
     the training env and every evaluation env (intermediate and final) get sticky 0, the
     evaluation envs no life-loss terminals; the zero-shot score of pi_p too."""
-    import rltransfer.experiment as experiment
-    import rltransfer.train_r2d2 as train_module
-    from rltransfer.recipes import get_recipe
+    import rltransfer.agents.r2d2.train as train_module
+    import rltransfer.experiments.behavior_transfer as experiment
+    from rltransfer.experiments.behavior_transfer import get_recipe
 
     recorder = Recorder()
     monkeypatch.setattr(train_module, "make_env", recorder)
@@ -194,9 +194,9 @@ def test_efficientzero_evaluates_with_its_training_sticky_actions(
 ) -> None:
     """MinAtar's default is 0.1 sticky actions: a run trained with 0 evaluates with 0 (the
     old evaluate dropped the setting, so the suite default applied)."""
-    import rltransfer.train_efficientzero as ez
-    from rltransfer.agents.reanalyse import ReanalyseConfig
-    from rltransfer.recipes.efficientzero import ez_small
+    import rltransfer.agents.efficientzero.train as ez
+    from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig
+    from rltransfer.experiments.efficientzero import ez_small
 
     recorder = Recorder()
     monkeypatch.setattr(ez, "make_env", recorder)
@@ -242,11 +242,11 @@ def test_sac_evaluates_on_the_training_env_settings(
     """SACTrainer builds its training env from sac_env_kwargs and its evaluation envs from
     eval_env_kwargs of those (make_env recorded; a tiny pixel env stands in for DMC)."""
     import rltransfer.envs as envs_module
-    from rltransfer.agents.sac import SACConfig
+    from rltransfer.agents.sac.agent import SACConfig
+    from rltransfer.agents.sac.train import SACTrainConfig, SACTrainer, sac_env_kwargs
+    from rltransfer.core.metrics import MetricsLogger
     from rltransfer.envs.wrappers import TaskRewardInfo
     from rltransfer.nets.pixel_encoders import PixelEncoderConfig
-    from rltransfer.runtime.metrics import MetricsLogger
-    from rltransfer.train_sac import SACTrainConfig, SACTrainer, sac_env_kwargs
 
     calls: list[dict[str, Any]] = []
 

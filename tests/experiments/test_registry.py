@@ -12,20 +12,20 @@ from typing import Any
 
 import pytest
 
+from rltransfer.agents.r2d2.config import TrainConfig
 from rltransfer.cli import main
-from rltransfer.config import TrainConfig
+from rltransfer.core.config import ConfigError
 from rltransfer.errors import UnknownRecipeError
 from rltransfer.experiments import RECIPES, Recipe, RecipeOverrides, build_recipe, run_recipe
+from rltransfer.experiments.behavior_transfer import STRATEGIES, BTExperiment, Strategy, bt_minigrid
+from rltransfer.experiments.efficientzero import EZExperiment, ez_small
+from rltransfer.experiments.encoder_recipes import EncoderExperiment
 from rltransfer.experiments.registry import (
     BT_RECIPES,
     ENCODER_RECIPES,
     EZ_RECIPES,
     _index,
 )
-from rltransfer.recipes import STRATEGIES, BTExperiment, Strategy, bt_minigrid
-from rltransfer.recipes.efficientzero import EZExperiment, ez_small
-from rltransfer.recipes.encoder import EncoderExperiment
-from rltransfer.runtime.config import ConfigError
 
 NAMES = {
     "bt": ["bt-minigrid", "bt-minigrid-benchmark", "bt-atari"],
@@ -137,8 +137,8 @@ def test_overrides_are_validated() -> None:
 
 
 @pytest.mark.parametrize(("name", "runner"), [
-    ("bt-minigrid", "rltransfer.experiment.run_experiment"),
-    ("ik-budget-small", "rltransfer.encoder_experiment.run_encoder_experiment"),
+    ("bt-minigrid", "rltransfer.experiments.behavior_transfer.run_experiment"),
+    ("ik-budget-small", "rltransfer.methods.encoder_pretraining.experiment.run_encoder_experiment"),
     ("ez-small", "rltransfer.experiments.efficientzero.run_ez_experiment"),
 ])
 def test_cli_run_dispatches_each_kind_with_its_overrides(
@@ -193,7 +193,7 @@ def test_typed_strategy_rejects_a_bad_value() -> None:
 
 
 def test_strategy_config_passes_the_typed_fields_through(tmp_path: Path) -> None:
-    from rltransfer.experiment import strategy_config
+    from rltransfer.experiments.behavior_transfer import strategy_config
 
     exp = bt_minigrid()
     cfg = strategy_config(exp, "bt_partial_init", 2, tmp_path)
@@ -205,8 +205,8 @@ def test_strategy_config_passes_the_typed_fields_through(tmp_path: Path) -> None
 
 
 def test_old_import_paths_still_work() -> None:
-    from rltransfer.recipes import get_recipe
-    from rltransfer.recipes.encoder import ENCODER_RECIPES as OLD_ENCODER
+    from rltransfer.experiments.behavior_transfer import get_recipe
+    from rltransfer.experiments.encoder_recipes import ENCODER_RECIPES as OLD_ENCODER
 
     assert list(OLD_ENCODER) == NAMES["encoder"]
     assert isinstance(OLD_ENCODER["ik-cross"](), EncoderExperiment)

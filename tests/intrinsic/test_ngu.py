@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from rltransfer.core.checkpoint import load_checkpoint, save_checkpoint
+from rltransfer.core.config import ConfigError, from_dict
 from rltransfer.intrinsic import (
     IntrinsicInputError,
     IntrinsicReward,
@@ -16,8 +18,6 @@ from rltransfer.intrinsic import (
     ngu_betas,
     ngu_gammas,
 )
-from rltransfer.runtime.checkpoint import load_checkpoint, save_checkpoint
-from rltransfer.runtime.config import ConfigError, from_dict
 
 FRAME = (3, 7, 7)  # MiniGrid-like encoding
 
@@ -140,9 +140,9 @@ def test_first_episode_x0_enters_the_memory_like_later_ones() -> None:
     """The collector's first reset puts f(x_0) in each env's episodic memory, as the autoreset
     step does for every later episode (so x_1 is scored against {f(x_0)}, not an empty
     memory that pays 0)."""
-    from rltransfer.agents.r2d2 import R2D2Agent, R2D2Config
-    from rltransfer.collector import Collector, make_explorer, make_intrinsic
-    from rltransfer.config import TrainConfig
+    from rltransfer.agents.r2d2.actor import Collector, make_explorer, make_intrinsic
+    from rltransfer.agents.r2d2.agent import R2D2Agent, R2D2Config
+    from rltransfer.agents.r2d2.config import TrainConfig
     from rltransfer.envs import make_env
 
     cfg = TrainConfig(env_id="MiniGrid-Empty-5x5-v0", num_envs=2, intrinsic="ngu",

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from rltransfer.agents.mcts import ModelOutput
-from rltransfer.nets.value_transforms import support_to_scalar
-from rltransfer.nets.world_model import (
+from rltransfer.agents.efficientzero.mcts import ModelOutput
+from rltransfer.agents.efficientzero.networks import (
     EfficientZeroNet,
     ResidualBlock,
     WorldModelConfig,
@@ -16,7 +15,8 @@ from rltransfer.nets.world_model import (
     normalize_latent,
     world_model_preset,
 )
-from rltransfer.runtime.config import ConfigError, from_dict, to_dict
+from rltransfer.core.config import ConfigError, from_dict, to_dict
+from rltransfer.nets.value_transforms import support_to_scalar
 
 torch.set_num_threads(1)
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
-from rltransfer.pretrain.inverse_dynamics import (
+from rltransfer.core.checkpoint import load_checkpoint
+from rltransfer.core.config import ConfigError, from_dict
+from rltransfer.methods.encoder_pretraining.inverse_dynamics import (
     InverseDynamicsConfig,
     InverseDynamicsModel,
     center_crop_frames,
@@ -18,15 +19,14 @@ from rltransfer.pretrain.inverse_dynamics import (
     pretrain_inverse_dynamics,
     train_inverse_dynamics,
 )
-from rltransfer.pretrain.supervised import train_validation_split
-from rltransfer.replay.transition import FrameStacker
-from rltransfer.runtime.checkpoint import load_checkpoint
-from rltransfer.runtime.config import ConfigError, from_dict
-from rltransfer.transfer.encoder import (
+from rltransfer.methods.encoder_pretraining.supervised import train_validation_split
+from rltransfer.methods.encoder_pretraining.transfer import (
     EncoderMismatchError,
     load_pretrained_encoder,
     read_pretrained_architecture,
 )
+from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
+from rltransfer.replay.transition import FrameStacker
 from tests.pretrain.toy_envs import (
     counter_envs,
     counter_vector_env,
@@ -202,7 +202,7 @@ def test_frames_are_centre_crops_of_the_render() -> None:
     full = _PatternEnv().frame(2)
     np.testing.assert_array_equal(data.frames[2], full[:, 8:92, 8:92])
     assert data.frames[2, 0, 0, 0] == (8 + 2 * 8 + 2) % 256  # pixel (8, 8) of step 2
-    from rltransfer.agents.sac import center_crop
+    from rltransfer.agents.sac.agent import center_crop
 
     sac_view = center_crop(torch.from_numpy(full[None]), 84)[0].numpy()
     np.testing.assert_array_equal(data.frames[2], sac_view)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rltransfer.runtime.checkpoint import (
+from rltransfer.core.checkpoint import (
     CheckpointError,
     latest_checkpoint,
     load_checkpoint,

@@ -6,8 +6,8 @@ from typing import Literal
 
 import pytest
 
-from rltransfer.config import TrainConfig
-from rltransfer.runtime.config import ConfigError, from_dict, load_config, save_config, to_dict
+from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.core.config import ConfigError, from_dict, load_config, save_config, to_dict
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rltransfer.core.loop import RunResult, run_to_completion
-from rltransfer.runtime.metrics import MetricsLogger
+from rltransfer.core.metrics import MetricsLogger
 
 
 class FakeEnvs:
@@ -98,8 +98,8 @@ def test_a_failing_loop_still_closes_the_envs(tmp_path: Path) -> None:
 
 
 def _tiny_r2d2(run_dir: Path, **changes: object) -> object:
-    from rltransfer.agents.r2d2 import R2D2Config
-    from rltransfer.config import TrainConfig
+    from rltransfer.agents.r2d2.agent import R2D2Config
+    from rltransfer.agents.r2d2.config import TrainConfig
 
     cfg = TrainConfig(
         env_id="MiniGrid-Empty-5x5-v0", num_envs=2, total_env_steps=40,
@@ -114,7 +114,7 @@ def _tiny_r2d2(run_dir: Path, **changes: object) -> object:
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished tiny run: a valid prior / init checkpoint."""
-    from rltransfer.train_r2d2 import train
+    from rltransfer.agents.r2d2.train import train
 
     run = tmp_path_factory.mktemp("prior") / "pre"
     train(_tiny_r2d2(run))  # type: ignore[arg-type]
@@ -131,9 +131,9 @@ def _left_nothing(run_dir: Path) -> bool:
 def test_r2d2_run_that_fails_to_start_leaves_no_config(
     tmp_path: Path, pretrained: Path, mistake: str
 ) -> None:
+    from rltransfer.agents.r2d2.train import train
+    from rltransfer.core.checkpoint import CheckpointError
     from rltransfer.envs import UnknownEnvError
-    from rltransfer.runtime.checkpoint import CheckpointError
-    from rltransfer.train_r2d2 import train
 
     run = tmp_path / "run"
     good: dict[str, object] = {"env_id": "MiniGrid-Empty-5x5-v0"}
@@ -162,8 +162,8 @@ def test_r2d2_run_that_fails_to_start_leaves_no_config(
 def test_a_conflicting_run_dir_is_still_refused_before_anything_is_built(
     tmp_path: Path, pretrained: Path
 ) -> None:
-    import rltransfer.train_r2d2 as train_module
-    from rltransfer.runtime.run_dir import RunConflictError
+    import rltransfer.agents.r2d2.train as train_module
+    from rltransfer.core.run_dir import RunConflictError
 
     def no_env(*args: object, **kwargs: object) -> None:
         raise AssertionError("the env was built before the run dir was checked")
@@ -177,9 +177,9 @@ def test_a_conflicting_run_dir_is_still_refused_before_anything_is_built(
 
 
 def test_a_failed_start_closes_the_envs_it_built(tmp_path: Path) -> None:
-    import rltransfer.train_r2d2 as train_module
+    import rltransfer.agents.r2d2.train as train_module
+    from rltransfer.core.checkpoint import CheckpointError
     from rltransfer.envs import make_env
-    from rltransfer.runtime.checkpoint import CheckpointError
 
     built: list[object] = []
 
@@ -232,10 +232,10 @@ def _pixel_box_factory() -> object:
 
 
 def test_sac_run_with_a_bad_init_encoder_leaves_no_config(tmp_path: Path) -> None:
-    from rltransfer.agents.sac import SACConfig
+    from rltransfer.agents.sac.agent import SACConfig
+    from rltransfer.agents.sac.train import SACTrainConfig, train_sac
+    from rltransfer.methods.encoder_pretraining.transfer import EncoderMismatchError
     from rltransfer.nets.pixel_encoders import PixelEncoderConfig
-    from rltransfer.train_sac import SACTrainConfig, train_sac
-    from rltransfer.transfer.encoder import EncoderMismatchError
 
     run = tmp_path / "sac"
     good = SACTrainConfig(
@@ -254,9 +254,9 @@ def test_sac_run_with_a_bad_init_encoder_leaves_no_config(tmp_path: Path) -> Non
 
 
 def test_efficientzero_run_with_an_unknown_env_leaves_no_config(tmp_path: Path) -> None:
+    from rltransfer.agents.efficientzero.train import train_efficientzero
     from rltransfer.envs import UnknownEnvError
-    from rltransfer.recipes.efficientzero import ez_small
-    from rltransfer.train_efficientzero import train_efficientzero
+    from rltransfer.experiments.efficientzero import ez_small
 
     run = tmp_path / "ez"
     base = ez_small(run_dir=str(run), total_env_steps=8)

@@ -5,9 +5,13 @@ from typing import Any, cast
 import numpy as np
 import pytest
 
+from rltransfer.core.policy import CallablePolicy, Policy
 from rltransfer.explore import BehaviorTransferExplorer
-from rltransfer.policy import CallablePolicy, Policy
-from rltransfer.transfer.behavior import PriorPolicyDriver, SpaceMismatchError, validate_prior
+from rltransfer.methods.behavior_transfer import (
+    PriorPolicyDriver,
+    SpaceMismatchError,
+    validate_prior,
+)
 
 
 class StepCounterPolicy:

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
-from rltransfer.runtime.checkpoint import load_checkpoint, save_checkpoint
-from rltransfer.transfer.encoder import (
+from rltransfer.core.checkpoint import load_checkpoint, save_checkpoint
+from rltransfer.methods.encoder_pretraining.transfer import (
     EncoderMismatchError,
     load_pretrained_encoder,
     save_encoder,
 )
+from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
 
 torch.set_num_threads(1)
 
@@ -176,7 +176,7 @@ def _ik_like_checkpoint(tmp_path: Path) -> Path:
 
 
 def test_read_pretrained_architecture(tmp_path: Path) -> None:
-    from rltransfer.transfer.encoder import read_pretrained_architecture
+    from rltransfer.methods.encoder_pretraining.transfer import read_pretrained_architecture
 
     path = _ik_like_checkpoint(tmp_path)
     arch = read_pretrained_architecture(tmp_path / "ik")  # the run dir works too
@@ -194,7 +194,7 @@ def test_read_pretrained_architecture(tmp_path: Path) -> None:
 
 
 def test_sac_config_defaults_come_from_the_checkpoint(tmp_path: Path) -> None:
-    from rltransfer.train_sac import SACTrainConfig, config_from_pretrained_encoder
+    from rltransfer.agents.sac.train import SACTrainConfig, config_from_pretrained_encoder
 
     path = _ik_like_checkpoint(tmp_path)
     plain = SACTrainConfig()
@@ -213,8 +213,8 @@ def test_sac_config_defaults_come_from_the_checkpoint(tmp_path: Path) -> None:
 
 
 def test_sac_config_conflicts_are_one_error(tmp_path: Path) -> None:
-    from rltransfer.agents.sac import SACConfig
-    from rltransfer.train_sac import SACTrainConfig, config_from_pretrained_encoder
+    from rltransfer.agents.sac.agent import SACConfig
+    from rltransfer.agents.sac.train import SACTrainConfig, config_from_pretrained_encoder
 
     path = str(_ik_like_checkpoint(tmp_path))
     cfg = SACTrainConfig(init_encoder_from=path, render_size=64, frame_stack=2,
@@ -241,8 +241,8 @@ def test_sac_config_conflicts_are_one_error(tmp_path: Path) -> None:
 def test_image_classification_checkpoint_keeps_the_run_geometry(tmp_path: Path) -> None:
     """A checkpoint without render / crop sizes (image classification: 3 images of 84x84)
     gives its encoder and frame stack; the run renders at the encoder's input size."""
-    from rltransfer.agents.sac import SACConfig
-    from rltransfer.train_sac import SACTrainConfig, config_from_pretrained_encoder
+    from rltransfer.agents.sac.agent import SACConfig
+    from rltransfer.agents.sac.train import SACTrainConfig, config_from_pretrained_encoder
 
     grouped = PixelEncoderConfig(kind="drq4", num_filters=12, feature_dim=50, groups=3)
     path = save_encoder(PixelEncoder(grouped, (9, 84, 84)), tmp_path / "ic", (9, 84, 84),

@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 from rltransfer.agents.agent_policy import AgentPolicy, RecurrentPolicyState
-from rltransfer.agents.r2d2 import R2D2Agent, R2D2Config
-from rltransfer.collector import Collector
+from rltransfer.agents.r2d2.actor import Collector
+from rltransfer.agents.r2d2.agent import R2D2Agent, R2D2Config
+from rltransfer.core.policy import CallablePolicy, RandomPolicy, observe_step
 from rltransfer.evaluation.protocol import evaluate_policy
 from rltransfer.explore import EpsilonGreedy
 from rltransfer.intrinsic.constant import ConstantReward
-from rltransfer.policy import CallablePolicy, RandomPolicy, observe_step
-from rltransfer.transfer.behavior import PriorPolicyDriver
+from rltransfer.methods.behavior_transfer import PriorPolicyDriver
 
 FRAME = (1, 2, 2)
 LSTM = R2D2Config(core="lstm", torso="mlp", feature_dim=8, hidden=8, lstm_hidden=6)
@@ -209,7 +209,7 @@ def test_evaluation_tells_the_policy_the_executed_actions_and_rewards() -> None:
 
 
 def test_epsilon_wrapper_replaces_actions_with_the_seeded_uniform_draws() -> None:
-    from rltransfer.transfer.behavior import EpsilonPolicy, with_epsilon
+    from rltransfer.methods.behavior_transfer import EpsilonPolicy, with_epsilon
 
     base = CallablePolicy(lambda o: np.full(o.shape[0], 6), 7)
     assert with_epsilon(base, 0.0) is base

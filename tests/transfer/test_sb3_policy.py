@@ -11,15 +11,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rltransfer.agents.r2d2 import R2D2Config
-from rltransfer.config import TrainConfig
+from rltransfer.agents.r2d2.agent import R2D2Config
+from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.train import Trainer, train
+from rltransfer.core.config import ConfigError
+from rltransfer.core.policy import CallablePolicy, SpaceMismatchError
+from rltransfer.core.run_dir import RunConflictError
 from rltransfer.envs.minigrid import minigrid_env_fn
 from rltransfer.explore.base import Selection
-from rltransfer.policy import CallablePolicy, SpaceMismatchError
-from rltransfer.runtime.config import ConfigError
-from rltransfer.runtime.run_dir import RunConflictError
 from rltransfer.sb3 import SB3Policy
-from rltransfer.train_r2d2 import Trainer, train
 
 ENV = "MiniGrid-Empty-5x5-v0"
 

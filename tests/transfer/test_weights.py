@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from rltransfer.agents.agent_policy import agent_from_checkpoint, policy_tensors
-from rltransfer.agents.r2d2 import R2D2Agent, R2D2Config
-from rltransfer.config import TrainConfig
-from rltransfer.runtime.checkpoint import CheckpointError, save_checkpoint
-from rltransfer.runtime.config import to_dict
-from rltransfer.train_r2d2 import Trainer, train
-from rltransfer.transfer.weights import head_output_layer, initialise_from
+from rltransfer.agents.r2d2.agent import R2D2Agent, R2D2Config
+from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.train import Trainer, train
+from rltransfer.agents.r2d2.transfer import head_output_layer, initialise_from
+from rltransfer.core.checkpoint import CheckpointError, save_checkpoint
+from rltransfer.core.config import to_dict
 
 OBS = (2, 3, 3)
 SMALL = dict(torso="mlp", feature_dim=8, hidden=8, lstm_hidden=6)

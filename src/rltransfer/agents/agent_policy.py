@@ -1,4 +1,4 @@
-"""A trained Q-learning agent seen as a :class:`~rltransfer.policy.Policy`, and loading one.
+"""A trained Q-learning agent seen as a :class:`~rltransfer.core.policy.Policy`, and loading one.
 
 A pretrained artifact is a checkpoint directory whose ``meta.json`` says what it is (the
 agent config, the observation shape and scale, the action counts), so a path is enough to
@@ -14,15 +14,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from rltransfer.agents.r2d2 import R2D2Agent, R2D2Config
-from rltransfer.policy import observe_step
-from rltransfer.runtime.checkpoint import (
+from rltransfer.agents.r2d2.agent import R2D2Agent, R2D2Config
+from rltransfer.core.checkpoint import (
     CheckpointError,
     latest_checkpoint,
     load_checkpoint,
     read_meta,
 )
-from rltransfer.runtime.config import ConfigError, from_dict
+from rltransfer.core.config import ConfigError, from_dict
+from rltransfer.core.policy import observe_step
 
 POLICY_PREFIX = "policy/"
 """Checkpoint tensors under this prefix are the online networks, ``policy/<module>.<param>``."""
@@ -58,7 +58,7 @@ class AgentPolicy:
 
     A recurrent agent's LSTM takes the previous action and rewards (R2D2 / Agent57 inputs).
     Whoever steps the env should call :meth:`observe` after each step (through
-    :func:`rltransfer.policy.observe_step`) with the executed actions and the step's rewards:
+    :func:`rltransfer.core.policy.observe_step`) with the executed actions and the step's rewards:
     as Behavior Transfer's pi_p this policy proposes an action on every step, but the
     learner's is executed on most of them, and the LSTM must see what really happened. A
     caller that never calls :meth:`observe` gets the old behaviour: the previous action is
@@ -158,7 +158,7 @@ class AgentPolicy:
     ) -> Any:
         """Record the executed actions ``int64[B]`` and the step's rewards ``float[B]`` as
         the next step's previous action / rewards (recurrent agent), and pass them to the
-        prior (:meth:`rltransfer.policy.ObservingPolicy.observe`). Returns the next state.
+        prior (:meth:`rltransfer.core.policy.ObservingPolicy.observe`). Returns the next state.
         """
         acts = np.asarray(actions, dtype=np.int64).reshape(-1)
         r_e = np.asarray(rewards_extrinsic, dtype=np.float32).reshape(-1)

@@ -20,8 +20,8 @@ checkpoint (:meth:`TrainingLoop.architecture`, :meth:`TrainingLoop.final_tensors
 
 Before that, a trainer's constructor validates everything the run needs (config, env, prior,
 init checkpoint) before it writes anything to the run directory
-(:func:`rltransfer.runtime.run_dir.check_run_dir` first,
-:func:`~rltransfer.runtime.run_dir.prepare_run_dir` last), and closes the envs it built if it
+(:func:`rltransfer.core.run_dir.check_run_dir` first,
+:func:`~rltransfer.core.run_dir.prepare_run_dir` last), and closes the envs it built if it
 fails (:func:`closes_envs_on_failure`).
 """
 
@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 import numpy as np
 import torch
 
-from rltransfer.runtime.checkpoint import (
+from rltransfer.core.checkpoint import (
     CheckpointError,
     latest_checkpoint,
     load_checkpoint,
@@ -48,11 +48,11 @@ from rltransfer.runtime.checkpoint import (
     save_checkpoint,
     step_dirname,
 )
-from rltransfer.runtime.config import to_dict
-from rltransfer.runtime.metrics import MetricsLogger
-from rltransfer.runtime.progress import RunProgress
-from rltransfer.runtime.run_dir import check_run_dir
-from rltransfer.runtime.seeding import (
+from rltransfer.core.config import to_dict
+from rltransfer.core.metrics import MetricsLogger
+from rltransfer.core.progress import RunProgress
+from rltransfer.core.run_dir import check_run_dir
+from rltransfer.core.seeding import (
     generator_state,
     restore_generator,
     restore_torch_rng,

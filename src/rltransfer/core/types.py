@@ -13,12 +13,31 @@ A component's tensors are addressed as ``<component>/<state_dict key>`` (e.g.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Agent"]
+__all__ = ["Agent", "UpdateResult"]
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """What every agent's ``update(batch)`` returns (the same for R2D2, SAC, EfficientZero).
+
+    Attributes:
+        metrics: scalar training metrics of this update (losses, Q / value means, ...), by
+            name; written to ``metrics.jsonl`` / TensorBoard by the training loop.
+        priorities: ``float64[B]``, the new replay priorities of the ``B`` sampled items in
+            batch order (R2D2: ``eta * max|delta| + (1 - eta) * mean|delta|`` per sequence;
+            EfficientZero: the first step's value error), or ``None`` when the agent's replay
+            is uniform (SAC). The caller writes them back with the batch's indices.
+    """
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    priorities: np.ndarray | None = None
 
 
 @runtime_checkable
@@ -53,6 +72,18 @@ class Agent(Protocol):
 
         Raises:
             UnknownComponentError: a name that is not a component.
+        """
+        ...
+
+    def update(self, batch: Any) -> UpdateResult:
+        """One learning step on a replay batch (the agent's own batch type).
+
+        Returns:
+            The step's metrics and, for prioritized replay, the sampled items' new
+            priorities (:class:`UpdateResult`).
+
+        Raises:
+            NonFiniteLossError: the loss is NaN or infinite; nothing is stepped.
         """
         ...
 

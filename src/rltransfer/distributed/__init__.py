@@ -1,6 +1,6 @@
 """Distributed acting on Ray: N actor processes feed one learner's replay.
 
-R2D2 / Behavior Transfer actors run the same :class:`~rltransfer.collector.Collector` as the
+R2D2 / Behavior Transfer actors run the same :class:`~rltransfer.agents.r2d2.actor.Collector` as the
 local loop (:class:`CollectorWorker`, ``TrainConfig.backend="ray"``); EfficientZero actors run
 batched MCTS self-play (:class:`~rltransfer.distributed.selfplay.SelfPlayWorker`,
 ``EZTrainConfig.backend="ray"``). One :class:`ActorPool` drives either. See

@@ -5,7 +5,7 @@ Design (simplest that keeps the learner fast and the replay unchanged):
 * ``N`` Ray actors, each a separate process with its own vector env of
   ``b = num_envs / N`` envs (distinct seeds) and a copy of the learner's acting network. The
   actor class is the agent's: :class:`~rltransfer.distributed.worker.CollectorWorker` (R2D2 /
-  Behavior Transfer / NGU: a :class:`~rltransfer.collector.Collector` with its explorer) or
+  Behavior Transfer / NGU: a :class:`~rltransfer.agents.r2d2.actor.Collector` with its explorer) or
   :class:`~rltransfer.distributed.selfplay.SelfPlayWorker` (EfficientZero: batched MCTS
   self-play). Both follow :class:`Worker`; the pool does not know which it drives.
 * The learner asks every actor for a chunk of ``T`` vector steps (a *round*), then, while the

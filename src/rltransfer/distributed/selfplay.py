@@ -5,7 +5,7 @@ The same :class:`~rltransfer.distributed.pool.ActorPool` as R2D2's actors drives
 (rounds of ``T`` vector steps, weights as named numpy arrays, restart of a dead actor); only
 the worker differs. Each :class:`SelfPlayWorker` plays ``b = num_envs / N`` games with one
 batched search per step (root Dirichlet noise, the temperature schedule of the run's env-step
-counter), as the local loop of :mod:`rltransfer.train_efficientzero` does for all ``B``
+counter), as the local loop of :mod:`rltransfer.agents.efficientzero.train` does for all ``B``
 games (Ye et al. 2021; the public EfficientZero runs its self-play workers as Ray actors the
 same way, with the learner's weights pulled periodically).
 
@@ -26,18 +26,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from rltransfer.agents.efficientzero import COMPONENTS
-from rltransfer.agents.mcts import select_action
+from rltransfer.agents.efficientzero.agent import COMPONENTS
+from rltransfer.agents.efficientzero.mcts import select_action
+from rltransfer.agents.efficientzero.networks import EfficientZeroNet
+from rltransfer.core.config import from_dict, to_dict
 from rltransfer.distributed.worker import actor_device, actor_env_slice
 from rltransfer.envs import env_spec, make_env
-from rltransfer.nets.world_model import EfficientZeroNet
 from rltransfer.replay import FrameStacker
-from rltransfer.runtime.config import from_dict, to_dict
 
 if TYPE_CHECKING:
-    from rltransfer.runtime.metrics import MetricsLogger
-    from rltransfer.runtime.progress import RunProgress
-    from rltransfer.train_efficientzero import EZTrainer
+    from rltransfer.agents.efficientzero.train import EZTrainer
+    from rltransfer.core.metrics import MetricsLogger
+    from rltransfer.core.progress import RunProgress
 
 
 def selfplay_tensors(network: EfficientZeroNet) -> dict[str, np.ndarray]:
@@ -80,7 +80,7 @@ class SelfPlayWorker:
     def __init__(self, config: dict[str, Any], num_actors: int, actor_index: int,
                  env_seed: int, weights: dict[str, np.ndarray] | None,
                  incarnation: int = 0) -> None:
-        from rltransfer.train_efficientzero import (
+        from rltransfer.agents.efficientzero.train import (
             EZTrainConfig,
             SearchPolicy,
             ez_env_kwargs,
@@ -144,7 +144,7 @@ class SelfPlayWorker:
         Raises:
             ValueError: ``num_steps < 1``.
         """
-        from rltransfer.train_efficientzero import random_warmup_actions, temperature_at
+        from rltransfer.agents.efficientzero.train import random_warmup_actions, temperature_at
 
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
@@ -199,7 +199,8 @@ class SelfPlayWorker:
 
 
 def selfplay_on_ray(trainer: EZTrainer, logger: MetricsLogger, progress: RunProgress) -> None:
-    """The Ray loop of an :class:`~rltransfer.train_efficientzero.EZTrainer`: while the actors
+    """The Ray loop of an :class:`~rltransfer.agents.efficientzero.train.EZTrainer`: while the
+    actors
     play round ``k+1``, the learner writes round ``k`` into its replay step by step, learning,
     checkpointing and evaluating after each vector step exactly as the local loop does.
 

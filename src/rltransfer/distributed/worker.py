@@ -3,7 +3,7 @@
 :class:`CollectorWorker` is a plain class (testable without Ray); :mod:`.pool` wraps it with
 ``ray.remote`` so each instance lives in its own process. It holds a copy of the learner's
 agent whose online network (and the intrinsic reward's acting parts) are refreshed from named
-numpy arrays (:func:`rltransfer.collector.acting_tensors`), as Ape-X / R2D2 actors copy the
+numpy arrays (:func:`rltransfer.agents.r2d2.actor.acting_tensors`), as Ape-X / R2D2 actors copy the
 learner's parameters periodically (Horgan et al. 2018; Kapturowski et al. 2019).
 """
 
@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from rltransfer.agents.agent_policy import load_policy
-from rltransfer.agents.r2d2 import R2D2Agent
-from rltransfer.collector import (
+from rltransfer.agents.r2d2.actor import (
     Collector,
     StepBatch,
     acting_tensors,
@@ -27,10 +26,11 @@ from rltransfer.collector import (
     make_explorer,
     make_intrinsic,
 )
-from rltransfer.config import TrainConfig, policy_family
+from rltransfer.agents.r2d2.agent import R2D2Agent
+from rltransfer.agents.r2d2.config import TrainConfig, policy_family
+from rltransfer.core.config import from_dict
 from rltransfer.envs import env_spec, make_env
-from rltransfer.runtime.config import from_dict
-from rltransfer.transfer.behavior import PriorPolicyDriver, validate_prior
+from rltransfer.methods.behavior_transfer import PriorPolicyDriver, validate_prior
 
 
 def actor_env_slice(num_envs: int, num_actors: int, actor_index: int) -> slice:
@@ -64,9 +64,9 @@ class CollectorWorker:
         config: ``to_dict(TrainConfig)`` of the run (plain data; rebuilt with ``from_dict``).
         num_actors: ``N`` actors sharing ``config["num_envs"]`` envs.
         actor_index: ``k`` in ``[0, N)``; its envs get the Ape-X epsilons of global indices
-            ``k*b .. (k+1)*b - 1`` (:func:`rltransfer.collector.epsilon_at`).
+            ``k*b .. (k+1)*b - 1`` (:func:`rltransfer.agents.r2d2.actor.epsilon_at`).
         env_seed: seed of this actor's envs (env ``i`` of the actor gets ``env_seed + i``).
-        weights: :func:`rltransfer.collector.acting_tensors` of the learner (``None``: keep
+        weights: :func:`rltransfer.agents.r2d2.actor.acting_tensors` of the learner (``None``: keep
             this copy's own initialisation, seeded by ``config["seed"]``).
         incarnation: how many times this actor slot was restarted (varies the RNG stream).
 
@@ -86,7 +86,7 @@ class CollectorWorker:
         envs_slice = actor_env_slice(cfg.num_envs, num_actors, actor_index)
         b = envs_slice.stop - envs_slice.start
         spec = env_spec(cfg.env_id)
-        from rltransfer.train_r2d2 import train_env_kwargs  # the learner's env settings
+        from rltransfer.agents.r2d2.train import train_env_kwargs  # the learner's env settings
 
         envs = make_env(cfg.env_id, b, env_seed, **train_env_kwargs(cfg))
         shape = envs.single_observation_space.shape
@@ -128,7 +128,8 @@ class CollectorWorker:
         self.collector.begin(env_seed)
 
     def acting_tensors(self) -> dict[str, np.ndarray]:
-        """This actor's current acting weights (:func:`rltransfer.collector.acting_tensors`)."""
+        """This actor's current acting weights
+        (:func:`rltransfer.agents.r2d2.actor.acting_tensors`)."""
         return acting_tensors(self.agent, self.collector.intrinsic)
 
     def pid(self) -> int:

@@ -1,5 +1,5 @@
-"""Evaluation episodes on the task reward, for any :class:`~rltransfer.policy.Policy`
-(discrete actions) or :class:`~rltransfer.policy.ContinuousPolicy` (Box actions).
+"""Evaluation episodes on the task reward, for any :class:`~rltransfer.core.policy.Policy`
+(discrete actions) or :class:`~rltransfer.core.policy.ContinuousPolicy` (Box actions).
 
 The same function scores a policy being trained, a finished run, and the zero-shot
 performance of a pretrained policy on a task it never saw a reward for. Returns are sums of
@@ -16,14 +16,14 @@ import numpy as np
 from gymnasium.spaces import Box, Discrete
 from gymnasium.vector import VectorEnv
 
-from rltransfer.envs import env_spec, make_env
-from rltransfer.policy import (
+from rltransfer.core.policy import (
     ContinuousPolicy,
     Policy,
     SpaceMismatchError,
     checked_box_actions,
     observe_step,
 )
+from rltransfer.envs import env_spec, make_env
 from rltransfer.replay import FrameStacker
 
 EVAL_ENV_OVERRIDES: Mapping[str, Any] = MappingProxyType({
@@ -103,10 +103,10 @@ def evaluate_policy(
     ``max_steps``, Atari's 108k frames, DMC's time limit).
 
     Discrete and continuous actions: on a ``Discrete`` action space ``policy`` is a
-    :class:`~rltransfer.policy.Policy` (``num_actions`` must match) and is told the executed
-    actions and rewards (:func:`~rltransfer.policy.observe_step`); on a ``Box`` action space
-    it is a :class:`~rltransfer.policy.ContinuousPolicy` (``action_shape`` must match) whose
-    actions are checked to lie in the env's bounds (:func:`~rltransfer.policy.
+    :class:`~rltransfer.core.policy.Policy` (``num_actions`` must match) and is told the executed
+    actions and rewards (:func:`~rltransfer.core.policy.observe_step`); on a ``Box`` action space
+    it is a :class:`~rltransfer.core.policy.ContinuousPolicy` (``action_shape`` must match) whose
+    actions are checked to lie in the env's bounds (:func:`~rltransfer.core.policy.
     checked_box_actions`).
 
     Args:

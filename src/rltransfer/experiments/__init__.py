@@ -1,7 +1,7 @@
 """Named experiments: the one recipe registry and the one runner.
 
 ``rltransfer run --list`` prints :func:`recipe_table`; ``rltransfer run NAME`` is
-:func:`run_recipe`. The presets' settings are in :mod:`rltransfer.recipes`.
+:func:`run_recipe`. The presets' settings are in :mod:`rltransfer.experiments.behavior_transfer`.
 """
 
 from rltransfer.experiments.registry import (

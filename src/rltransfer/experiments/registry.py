@@ -5,15 +5,18 @@ config, a one-line description, its runtime on the project's 2-core CPU machine 
 in ``docs/benchmarks.md`` (``"not measured"`` where nothing was recorded) and whether it
 needs a GPU. Three kinds, each with its config type and runner:
 
-* ``bt``: :class:`~rltransfer.recipes.BTExperiment` (Behavior Transfer, Campos et al. 2021),
-  run by :func:`rltransfer.experiment.run_experiment`;
-* ``encoder``: :class:`~rltransfer.recipes.encoder.EncoderExperiment` (encoder pretraining
+* ``bt``: :class:`~rltransfer.experiments.behavior_transfer.BTExperiment` (Behavior Transfer,
+Campos et al. 2021),
+  run by :func:`rltransfer.experiments.behavior_transfer.run_experiment`;
+* ``encoder``: :class:`~rltransfer.experiments.encoder_recipes.EncoderExperiment` (encoder
+pretraining
   for pixel SAC, Kadavath et al. 2021), run by
-  :func:`rltransfer.encoder_experiment.run_encoder_experiment`;
-* ``efficientzero``: :class:`~rltransfer.recipes.efficientzero.EZExperiment` (EfficientZero,
+  :func:`rltransfer.methods.encoder_pretraining.experiment.run_encoder_experiment`;
+* ``efficientzero``: :class:`~rltransfer.experiments.efficientzero.EZExperiment` (EfficientZero,
   Ye et al. 2021), run by :func:`rltransfer.experiments.efficientzero.run_ez_experiment`.
 
-The presets themselves (their settings and sources) are in :mod:`rltransfer.recipes`.
+The presets themselves (their settings and sources) are in
+:mod:`rltransfer.experiments.behavior_transfer`.
 """
 
 from __future__ import annotations
@@ -23,14 +26,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
+from rltransfer.core.config import ConfigError
 from rltransfer.errors import UnknownRecipeError
-from rltransfer.recipes import BTExperiment, bt_atari, bt_minigrid, bt_minigrid_benchmark
-from rltransfer.recipes.efficientzero import (
+from rltransfer.experiments.behavior_transfer import (
+    BTExperiment,
+    bt_atari,
+    bt_minigrid,
+    bt_minigrid_benchmark,
+)
+from rltransfer.experiments.efficientzero import (
     EZExperiment,
     ez_atari100k_experiment,
     ez_small_experiment,
 )
-from rltransfer.recipes.encoder import (
+from rltransfer.experiments.encoder_recipes import (
     EncoderExperiment,
     ik_budget,
     ik_budget_small,
@@ -40,7 +49,6 @@ from rltransfer.recipes.encoder import (
     ik_reacher,
     ik_vs_images,
 )
-from rltransfer.runtime.config import ConfigError
 
 RecipeKind = Literal["bt", "encoder", "efficientzero"]
 """``bt``: Behavior Transfer; ``encoder``: encoder pretraining for pixel SAC;
@@ -94,7 +102,7 @@ BT_RECIPES: tuple[Recipe[BTExperiment], ...] = (
            "pretraining, 50M env steps per run.",
            needs_gpu=True),
 )
-"""Behavior Transfer recipes (:mod:`rltransfer.recipes`)."""
+"""Behavior Transfer recipes (:mod:`rltransfer.experiments.behavior_transfer`)."""
 
 ENCODER_RECIPES: tuple[Recipe[EncoderExperiment], ...] = (
     Recipe("ik-reacher", "encoder", ik_reacher,
@@ -118,7 +126,7 @@ ENCODER_RECIPES: tuple[Recipe[EncoderExperiment], ...] = (
            "IK vs image-classification (grouped encoder, synthetic shapes) vs scratch on "
            "three DMC tasks."),
 )
-"""Encoder-pretraining recipes for pixel SAC (:mod:`rltransfer.recipes.encoder`)."""
+"""Encoder-pretraining recipes for pixel SAC (:mod:`rltransfer.experiments.encoder_recipes`)."""
 
 EZ_RECIPES: tuple[Recipe[EZExperiment], ...] = (
     Recipe("ez-small", "efficientzero", ez_small_experiment,
@@ -129,7 +137,7 @@ EZ_RECIPES: tuple[Recipe[EZExperiment], ...] = (
            "EfficientZero's Atari100k settings on Ms. Pac-Man (50 simulations, batch 256).",
            needs_gpu=True),
 )
-"""EfficientZero recipes (:mod:`rltransfer.recipes.efficientzero`)."""
+"""EfficientZero recipes (:mod:`rltransfer.experiments.efficientzero`)."""
 
 KIND_CONFIG: dict[RecipeKind, type] = {
     "bt": BTExperiment, "encoder": EncoderExperiment, "efficientzero": EZExperiment,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rltransfer.experiments.behavior_transfer import BTExperiment
+from rltransfer.experiments.encoder_recipes import EncoderExperiment
 from rltransfer.experiments.registry import RecipeOverrides, build_recipe
-from rltransfer.recipes import BTExperiment
-from rltransfer.recipes.encoder import EncoderExperiment
 
 
 def run_recipe(name: str, overrides: RecipeOverrides | None = None,
@@ -25,11 +25,11 @@ def run_recipe(name: str, overrides: RecipeOverrides | None = None,
     exp = build_recipe(name, overrides)
     out = Path(out_dir) if out_dir is not None else Path("runs") / name
     if isinstance(exp, BTExperiment):
-        from rltransfer.experiment import run_experiment
+        from rltransfer.experiments.behavior_transfer import run_experiment
 
         return run_experiment(exp, out)
     if isinstance(exp, EncoderExperiment):
-        from rltransfer.encoder_experiment import run_encoder_experiment
+        from rltransfer.methods.encoder_pretraining.experiment import run_encoder_experiment
 
         return run_encoder_experiment(exp, out)
     from rltransfer.experiments.efficientzero import run_ez_experiment

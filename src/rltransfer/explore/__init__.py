@@ -7,10 +7,10 @@ from rltransfer.explore.base import (
     Selection,
     actor_epsilons,
 )
-from rltransfer.explore.behavior_transfer import BehaviorTransferExplorer
 from rltransfer.explore.factory import EXPLORER_KINDS, UnknownExplorerError, make_explorer
 from rltransfer.explore.greedy import EpsilonGreedy, EZGreedy
 from rltransfer.explore.zeta import DEFAULT_MAX_LENGTH, sample_zeta, zeta_cdf_table, zeta_pmf
+from rltransfer.methods.behavior_transfer import BehaviorTransferExplorer
 
 __all__ = [
     "DEFAULT_MAX_LENGTH",

@@ -6,9 +6,9 @@ import numpy as np
 
 from rltransfer.errors import UserError
 from rltransfer.explore.base import Explorer
-from rltransfer.explore.behavior_transfer import BehaviorTransferExplorer
 from rltransfer.explore.greedy import EpsilonGreedy, EZGreedy
 from rltransfer.explore.zeta import DEFAULT_MAX_LENGTH
+from rltransfer.methods.behavior_transfer import BehaviorTransferExplorer
 
 __all__ = ["EXPLORER_KINDS", "UnknownExplorerError", "make_explorer"]
 

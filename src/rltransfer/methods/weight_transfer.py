@@ -90,7 +90,7 @@ def load_component_tensors(
         CheckpointError: nothing loadable there, or a corrupt checkpoint.
     """
     from rltransfer.agents.agent_policy import resolve_checkpoint
-    from rltransfer.runtime.checkpoint import load_checkpoint
+    from rltransfer.core.checkpoint import load_checkpoint
 
     ckpt = resolve_checkpoint(path)
     tensors, meta = load_checkpoint(ckpt)

@@ -88,7 +88,7 @@ class GameSegmentReplay(SlotRing):
 
     ``add`` is called once per vector-env step for all ``B`` envs. ``sample`` draws positions
     by priority; :meth:`segment` and :meth:`stacked_obs` give what target computation
-    (:mod:`rltransfer.agents.reanalyse`) needs.
+    (:mod:`rltransfer.agents.efficientzero.reanalyse`) needs.
 
     Args:
         num_envs: ``B``.

@@ -1,0 +1,519 @@
+"""Pixel SAC training loop on DeepMind Control: collect, learn, evaluate, checkpoint, resume.
+
+The loop of Kadavath et al. 2021 (code built on PAD, Hansen et al. 2021), see REFERENCE.md:
+``warmup_env_steps`` (1000) uniformly random actions, then, at the step the warm-up ends, a
+burst of ``warmup_env_steps`` updates at once, then one SAC update per agent step
+(``updates_per_env_step``), deterministic evaluation every ``eval_every_env_steps`` (10k) agent
+steps over ``eval_episodes`` (10) episodes. "Env steps" here are **agent steps** (one action,
+repeated ``action_repeat`` times by the env: frames = env steps x action repeat).
+
+Observations are single RGB frames ``uint8[B, 3, H, W]``; the agent sees the last
+``frame_stack`` (3) frames stacked (``FrameStacker``), and replay stores each frame once
+(``TransitionReplay`` with float actions, uniform, n-step ``agent.n_step``).
+
+A run directory holds ``config.json``, ``metrics.jsonl`` (``episode``, ``train``, ``eval``
+records), ``tb/``, ``checkpoints/step_*`` (agent + optimizer + replay + RNG state: a killed run
+resumes from the latest one when started again with the same directory), and ``final/`` (the
+trained agent, loadable with :func:`load_sac_agent`). A finished run is not run again.
+
+Encoder transfer: ``init_encoder_from`` loads a pretrained encoder checkpoint
+(:func:`rltransfer.methods.encoder_pretraining.transfer.load_pretrained_encoder`) into the critic's
+encoder (whose
+convs the actor shares), optionally frozen (``freeze_encoder``), then copies it to the target.
+The encoder's architecture and image geometry come from the checkpoint's metadata unless the
+config sets them (:func:`config_from_pretrained_encoder`).
+
+Evaluation goes through the one protocol,
+:func:`~rltransfer.evaluation.protocol.evaluate_policy`, with the agent wrapped as a
+continuous-action policy (:class:`SACPolicy`: deterministic ``tanh(mu)``, centre crop, the
+env's action bounds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import VectorEnv
+
+from rltransfer.agents.sac.agent import SACAgent, SACConfig
+from rltransfer.core.checkpoint import CheckpointError, load_checkpoint, read_meta
+from rltransfer.core.config import ConfigError, from_dict, to_dict
+from rltransfer.core.loop import (
+    EpisodeTracker,
+    LoopSchedule,
+    ReplayRatio,
+    RunResult,
+    TrainingLoop,
+    closes_envs_on_failure,
+    sub_tensors,
+)
+from rltransfer.core.metrics import MetricsLogger
+from rltransfer.core.run_dir import RunConflictError, prepare_run_dir
+from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
+from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
+from rltransfer.replay import FrameStacker, TransitionReplay
+
+EnvFactory = Callable[[int, int], VectorEnv]
+"""``(num_envs, seed) -> VectorEnv`` following the DMC contract (uint8 ``[B, C, H, W]`` frames,
+Box actions, NEXT_STEP autoreset, ``info["task_reward"]``)."""
+
+
+@dataclass
+class SACTrainConfig:
+    """One pixel-SAC run. Budgets are in agent steps (``*_env_steps``); defaults follow
+    Kadavath et al. 2021 / PAD (REFERENCE.md) except the scaled-down budget."""
+
+    env_id: str = "DMC/reacher-easy"
+    """``DMC/<domain>-<task>`` (see :func:`rltransfer.envs.make_env`)."""
+    num_envs: int = 1
+    """Parallel envs collecting (the papers use 1)."""
+    total_env_steps: int = 100_000
+    """Agent steps (actions) to train for, over all envs."""
+    seed: int = 0
+    run_dir: str = "runs/sac"
+    frame_stack: int | None = None
+    """Frames stacked into an observation; ``None``: the suite's default (3 for DMC)."""
+    action_repeat: int | None = None
+    """Env frames per agent step; ``None``: the env's default (4 for cheetah/reacher/walker)."""
+    render_size: int | None = None
+    """Rendered frame size; ``None``: 100 with ``agent.augmentation="crop"`` (cropped to 84),
+    else 84."""
+    distraction: str | None = None
+    """Distracting-background source (``"builtin"``, a folder of frames or a video file), or
+    ``None``."""
+    distraction_seed: int = 0
+    """Which builtin distraction clip (independent of ``seed``): pass the IK pretraining's
+    value so that pretraining, training and evaluation show the same clip."""
+    agent: SACConfig = field(default_factory=SACConfig)
+    encoder: PixelEncoderConfig = field(default_factory=PixelEncoderConfig)
+    replay_capacity_env_steps: int = 100_000
+    """Replay slots in all (split evenly over envs)."""
+    warmup_env_steps: int = 1000
+    """Uniformly random actions before the policy acts and updates start. The step the
+    warm-up ends does ``warmup_env_steps * updates_per_env_step`` updates at once (PAD's
+    ``num_updates = init_steps if step == init_steps else 1``), so from then on the number
+    of updates keeps pace with the collected steps."""
+    updates_per_env_step: float = 1.0
+    """SAC updates per agent step after the warm-up."""
+    init_encoder_from: str | None = None
+    """Pretrained encoder checkpoint (``transfer/encoder.save_encoder`` output) or ``None``."""
+    init_encoder_head: bool = False
+    """Also load the encoder's head (FC + LayerNorm) from ``init_encoder_from``."""
+    freeze_encoder: bool = False
+    """Keep the loaded conv layers fixed (needs ``init_encoder_from``)."""
+    eval_every_env_steps: int = 10_000
+    eval_episodes: int = 10
+    checkpoint_every_env_steps: int = 10_000
+    keep_checkpoints: int = 2
+    checkpoint_replay: bool = True
+    """Store the replay in checkpoints (exact resume; ~21 kB per transition at 84x84)."""
+    device: str = "cpu"
+    torch_threads: int = 1
+    progress: bool = True
+    tensorboard: bool = True
+
+
+SACRunResult = RunResult
+"""Kept for callers of earlier versions: :class:`rltransfer.core.loop.RunResult`."""
+
+
+def _validate(cfg: SACTrainConfig) -> None:
+    problems = []
+    for name in ("num_envs", "total_env_steps", "eval_every_env_steps", "eval_episodes",
+                 "checkpoint_every_env_steps", "keep_checkpoints", "torch_threads"):
+        if int(getattr(cfg, name)) < 1:
+            problems.append(f"{name} must be >= 1 (got {getattr(cfg, name)})")
+    if cfg.warmup_env_steps < 0:
+        problems.append("warmup_env_steps must be >= 0")
+    if not cfg.updates_per_env_step > 0:
+        problems.append("updates_per_env_step must be > 0")
+    if cfg.freeze_encoder and cfg.init_encoder_from is None:
+        problems.append("freeze_encoder needs init_encoder_from PATH (a pretrained encoder)")
+    if cfg.init_encoder_head and cfg.init_encoder_from is None:
+        problems.append("init_encoder_head needs init_encoder_from PATH")
+    if problems:
+        raise ConfigError("invalid SACTrainConfig: " + "; ".join(problems))
+
+
+def resolved_render_size(cfg: SACTrainConfig) -> int:
+    """The frame size rendered: ``cfg.render_size``, else 100 for crop augmentation, else 84."""
+    if cfg.render_size is not None:
+        return int(cfg.render_size)
+    return 100 if cfg.agent.augmentation == "crop" else 84
+
+
+def sac_env_kwargs(cfg: SACTrainConfig) -> dict[str, Any]:
+    """The :func:`~rltransfer.envs.make_env` settings of ``cfg``'s training env (after
+    ``env_id, num_envs, seed``): render size, and the action repeat and distraction ``cfg``
+    sets. Evaluation uses :func:`~rltransfer.evaluation.protocol.eval_env_kwargs` of these."""
+    kwargs: dict[str, Any] = {"render_size": resolved_render_size(cfg)}
+    if cfg.action_repeat is not None:
+        kwargs["action_repeat"] = cfg.action_repeat
+    if cfg.distraction is not None:
+        kwargs["distraction"] = cfg.distraction
+        kwargs["distraction_seed"] = cfg.distraction_seed
+    return kwargs
+
+
+def default_env_factory(cfg: SACTrainConfig,
+                        env_kwargs: dict[str, Any] | None = None) -> EnvFactory:
+    """``make_env(cfg.env_id, n, seed, **env_kwargs)``; ``env_kwargs`` defaults to
+    :func:`sac_env_kwargs` (the training env; pass ``eval_env_kwargs(sac_env_kwargs(cfg))``
+    for the evaluation env)."""
+    from rltransfer.envs import make_env
+
+    kwargs = sac_env_kwargs(cfg) if env_kwargs is None else dict(env_kwargs)
+
+    def build(num_envs: int, seed: int) -> VectorEnv:
+        return make_env(cfg.env_id, num_envs, seed, **kwargs)
+
+    return build
+
+
+def config_from_pretrained_encoder(
+    cfg: SACTrainConfig, *, strict: bool = False
+) -> SACTrainConfig:
+    """``cfg`` with the encoder architecture and image geometry of its ``init_encoder_from``
+    checkpoint filled in (``cfg`` itself without one).
+
+    Taken from the checkpoint's metadata (:func:`rltransfer.methods.encoder_pretraining.transfer.
+    read_pretrained_architecture`) unless ``cfg`` sets them: the encoder config (kind,
+    filters, feature size, groups), ``frame_stack``, ``render_size`` and, for an encoder
+    trained on centre crops of larger renders (inverse dynamics at 100 -> 84), crop
+    augmentation with the checkpoint's crop size. A value counts as set when it differs from
+    :class:`SACTrainConfig`'s default (``None`` for ``frame_stack`` / ``render_size``); with
+    ``strict`` every value that differs from the checkpoint's counts as set (the CLI: its
+    defaults are the checkpoint's, so a difference is a flag the user passed). The feature
+    size only matters with ``init_encoder_head``.
+
+    Raises:
+        EncoderMismatchError: one message listing every setting of ``cfg`` that contradicts
+            the checkpoint (drop them to take the checkpoint's, or pretrain again).
+        CheckpointError: unreadable checkpoint metadata.
+    """
+    if cfg.init_encoder_from is None:
+        return cfg
+    from rltransfer.methods.encoder_pretraining.transfer import (
+        EncoderMismatchError,
+        read_pretrained_architecture,
+    )
+
+    arch = read_pretrained_architecture(cfg.init_encoder_from)
+    default = SACTrainConfig()
+    conflicts: list[str] = []
+
+    def take(name: str, ours: Any, default_value: Any, theirs: Any, matters: bool = True) -> Any:
+        if theirs is None or ours == theirs:
+            return ours
+        if ours == default_value and not strict:
+            return theirs
+        if matters:
+            conflicts.append(f"{name} {ours!r} (set here) vs {theirs!r} (checkpoint)")
+        return ours
+
+    encoder = dataclasses.replace(cfg.encoder, **{
+        f.name: take(f"encoder.{f.name}", getattr(cfg.encoder, f.name),
+                     getattr(default.encoder, f.name), getattr(arch.encoder_config, f.name),
+                     matters=f.name != "feature_dim" or cfg.init_encoder_head)
+        for f in dataclasses.fields(PixelEncoderConfig)
+    })
+    frame_stack = take("frame_stack", cfg.frame_stack, None, arch.frame_stack)
+    input_size = arch.obs_shape[1]
+    agent, render_size = cfg.agent, cfg.render_size
+    if (arch.crop_size is not None and arch.render_size is not None
+            and arch.crop_size < arch.render_size):
+        # trained on centre crops of larger renders: RL crops the same renders
+        augmentation = take("agent.augmentation", agent.augmentation,
+                            default.agent.augmentation, "crop")
+        crop_size = take("agent.crop_size", agent.crop_size, default.agent.crop_size,
+                         arch.crop_size)
+        agent = dataclasses.replace(agent, augmentation=augmentation, crop_size=crop_size)
+        render_size = take("render_size", render_size, None, arch.render_size)
+    elif agent.augmentation == "crop":
+        crop_size = take("agent.crop_size", agent.crop_size, default.agent.crop_size,
+                         input_size)
+        agent = dataclasses.replace(agent, crop_size=crop_size)
+    else:
+        render_size = take("render_size", render_size, None, input_size)
+    if conflicts:
+        raise EncoderMismatchError(
+            f"init_encoder_from {arch.path} does not fit this run's settings: "
+            + "; ".join(conflicts)
+            + ". Leave these settings out to take them from the checkpoint, or pretrain again "
+            "with them."
+        )
+    return dataclasses.replace(cfg, encoder=encoder, frame_stack=frame_stack,
+                               render_size=render_size, agent=agent)
+
+
+def to_env_action(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Map agent actions in ``[-1, 1]`` to the env's Box ``[low, high]`` (float32, same shape)."""
+    return (low + (np.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (high - low)).astype(np.float32)
+
+
+class SACPolicy:
+    """A pixel SAC agent as a :class:`~rltransfer.core.policy.ContinuousPolicy`, for
+    :func:`~rltransfer.evaluation.protocol.evaluate_policy`.
+
+    Acts with the deterministic policy ``tanh(mu)`` (:meth:`SACAgent.act` with
+    ``deterministic=True``; with ``"crop"`` augmentation the agent centre-crops), mapped from
+    ``[-1, 1]`` to the env's ``[low, high]`` by :func:`to_env_action` as in training, then
+    clipped to ``[low, high]`` (a no-op except for float32 rounding at the bounds).
+    Stateless.
+
+    Args:
+        agent: the SAC agent; its observations are ``uint8[B, C*S, H, W]`` stacked frames.
+        action_low, action_high: the env's ``Box`` bounds (the action's shape; their size
+            must be ``agent.action_dim``).
+
+    Raises:
+        ValueError: bounds of different shapes, or of a size other than ``agent.action_dim``.
+    """
+
+    def __init__(self, agent: SACAgent, action_low: np.ndarray, action_high: np.ndarray
+                 ) -> None:
+        self.agent = agent
+        self.action_low = np.asarray(action_low, np.float32)
+        self.action_high = np.asarray(action_high, np.float32)
+        if self.action_low.shape != self.action_high.shape:
+            raise ValueError(f"action bounds of shapes {self.action_low.shape} and "
+                             f"{self.action_high.shape}")
+        if self.action_low.size != agent.action_dim:
+            raise ValueError(f"the agent has {agent.action_dim} action dimensions, the bounds "
+                             f"{self.action_low.size}")
+        self.action_shape: tuple[int, ...] = tuple(int(d) for d in self.action_low.shape)
+
+    def reset(self, num_envs: int) -> None:
+        return None
+
+    def act(self, obs: np.ndarray, state: Any, first: np.ndarray) -> tuple[np.ndarray, Any]:
+        """``float32[B, *action_shape]`` env actions for ``obs`` ``uint8[B, C*S, H, W]``."""
+        action = self.agent.act(obs, deterministic=True)
+        action = action.reshape((action.shape[0], *self.action_shape))
+        env_action = to_env_action(action, self.action_low, self.action_high)
+        return np.clip(env_action, self.action_low, self.action_high), None
+
+
+class SACTrainer(TrainingLoop):
+    """Owns the envs, SAC agent and replay of one run.
+
+    Args:
+        cfg: the run's :class:`SACTrainConfig`.
+        env_factory: ``(num_envs, seed) -> VectorEnv``; default :func:`default_env_factory`
+            (``make_env`` on ``cfg.env_id``). Tests pass tiny envs here.
+
+    Raises:
+        ConfigError: inconsistent config. RunConflictError: the run dir holds another run.
+        EncoderMismatchError / CheckpointError: ``init_encoder_from`` does not fit (see
+            :func:`config_from_pretrained_encoder`).
+        ConfigError: the env is not a pixel env with Box actions.
+    """
+
+    @closes_envs_on_failure
+    def __init__(self, cfg: SACTrainConfig, env_factory: EnvFactory | None = None) -> None:
+        _validate(cfg)
+        cfg = config_from_pretrained_encoder(cfg)
+        # Nothing is written to the run dir before the env and init encoder are validated.
+        self.open_run(cfg)
+        self.make_envs = env_factory or default_env_factory(cfg)
+        # Evaluation: the training env except the protocol's differences (a factory given by
+        # the caller builds both).
+        self.make_eval_envs = env_factory or default_env_factory(
+            cfg, eval_env_kwargs(sac_env_kwargs(cfg)))
+        self.envs = self.make_envs(cfg.num_envs, cfg.seed)
+        shape = self.envs.single_observation_space.shape
+        space = self.envs.single_action_space
+        if shape is None or len(shape) != 3 or not hasattr(space, "low"):
+            raise ConfigError(
+                f"{cfg.env_id}: pixel SAC needs uint8 [C, H, W] frames and Box actions, got "
+                f"observations {shape} and actions {space}"
+            )
+        self.frame_shape: tuple[int, int, int] = (int(shape[0]), int(shape[1]), int(shape[2]))
+        if cfg.frame_stack is not None:
+            self.frame_stack = int(cfg.frame_stack)
+        else:
+            from rltransfer.envs import env_spec
+
+            try:
+                self.frame_stack = int(env_spec(cfg.env_id).frame_stack)
+            except ValueError:
+                self.frame_stack = 3
+        self.action_low = np.asarray(space.low, np.float32)
+        self.action_high = np.asarray(space.high, np.float32)  # type: ignore[attr-defined]
+        self.action_dim = int(np.prod(self.action_low.shape))
+        c, h, w = self.frame_shape
+        self.obs_shape = (c * self.frame_stack, h, w)
+        self.agent = SACAgent(cfg.agent, self.obs_shape, self.action_dim, cfg.encoder,
+                              device=cfg.device, seed=cfg.seed)
+        self.loaded_encoder_tensors: list[str] = []
+        if cfg.init_encoder_from is not None:
+            from rltransfer.methods.encoder_pretraining.transfer import load_pretrained_encoder
+
+            if not isinstance(self.agent.encoder, PixelEncoder):
+                raise ConfigError("init_encoder_from needs pixel observations")
+            self.loaded_encoder_tensors = load_pretrained_encoder(
+                self.agent.encoder, cfg.init_encoder_from,
+                freeze=cfg.freeze_encoder, include_head=cfg.init_encoder_head,
+            )
+            if cfg.freeze_encoder:
+                self.agent.set_encoder_frozen(True, include_head=cfg.init_encoder_head)
+            self.agent.sync_targets()
+        capacity = max(1, cfg.replay_capacity_env_steps // cfg.num_envs)
+        self.replay = TransitionReplay(
+            num_envs=cfg.num_envs, capacity_per_env=capacity, frame_shape=self.frame_shape,
+            frame_stack=self.frame_stack, n_step=cfg.agent.n_step, gamma=cfg.agent.gamma,
+            prioritized=False, action_shape=(self.action_dim,), action_dtype=np.float32,
+        )
+        self.stacker = FrameStacker(cfg.num_envs, self.frame_shape, self.frame_stack)
+        self.episode_tracker = EpisodeTracker(cfg.num_envs)
+        # Steps taken at agent-step counts >= warmup_env_steps are followed by updates (PAD:
+        # ``if step >= init_steps: agent.update``), i.e. the loop's count after the vector
+        # step is >= warmup + B. The first such step does a burst of warmup_env_steps
+        # updates in place of one agent step's update (PAD: ``num_updates = init_steps if
+        # step == init_steps else 1``): with one env, num_updates = env_steps - 1 from then
+        # on, as in PAD.
+        self.init_loop(LoopSchedule.from_config(
+            cfg, ReplayRatio(cfg.updates_per_env_step, 1), cfg.warmup_env_steps + cfg.num_envs,
+            warmup_burst_env_steps=max(cfg.warmup_env_steps - 1, 0), recent_episodes=10,
+        ), tensorboard=cfg.tensorboard)
+        prepare_run_dir(cfg, cfg.run_dir)
+
+    # ------------------------------------------------------------------ checkpoints
+    def architecture(self) -> dict[str, Any]:
+        """What a reader needs to rebuild the agent (see :func:`load_sac_agent`)."""
+        return {
+            "kind": "sac",
+            "env_id": self.cfg.env_id,
+            "obs_shape": list(self.obs_shape),
+            "frame_shape": list(self.frame_shape),
+            "frame_stack": self.frame_stack,
+            "action_dim": self.action_dim,
+            "action_low": self.action_low.tolist(),
+            "action_high": self.action_high.tolist(),
+            "action_repeat": self.cfg.action_repeat,
+            "render_size": resolved_render_size(self.cfg),
+            "agent_config": to_dict(self.cfg.agent),
+            "encoder_config": to_dict(self.cfg.encoder),
+        }
+
+    def final_tensors(self) -> dict[str, Any]:
+        """The trained agent (``agent/``, loadable with :func:`load_sac_agent`)."""
+        return {f"agent/{k}": v for k, v in self.agent.state_tensors().items()}
+
+    def checkpoint_meta(self, final: bool) -> dict[str, Any]:
+        return {"agent_state": self.agent.state_meta()}
+
+    def state_tensors(self) -> dict[str, Any]:
+        """The agent (networks, optimizers, counters) and its sampling generator."""
+        tensors = self.final_tensors()
+        tensors["rng/agent"] = self.agent.generator.get_state()
+        return tensors
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor],
+                           meta: dict[str, Any]) -> None:
+        self.agent.load_state_tensors(sub_tensors(tensors, "agent/"), meta["agent_state"])
+        if "rng/agent" in tensors:
+            self.agent.generator.set_state(tensors["rng/agent"].to(torch.uint8))
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, logger: MetricsLogger) -> float:
+        """Deterministic evaluation (``eval_episodes`` episodes) on the training env's settings
+        (:func:`~rltransfer.evaluation.protocol.eval_env_kwargs`); logs an ``eval`` record."""
+        # 5 envs: the count SAC's evaluation has always used (fixed-seed runs unchanged).
+        returns = evaluate_policy(
+            SACPolicy(self.agent, self.action_low, self.action_high), self.cfg.env_id,
+            self.cfg.eval_episodes, seed=self.cfg.seed + 1_000_003 + self.env_steps,
+            frame_stack=self.frame_stack, num_envs=5, make_envs=self.make_eval_envs,
+        )
+        self.last_eval_return = float(np.mean(returns))
+        logger.log("eval", self.env_steps, return_mean=self.last_eval_return,
+                   return_std=float(np.std(returns)), returns=[float(r) for r in returns],
+                   num_updates=self.num_updates)
+        return self.last_eval_return
+
+    # ------------------------------------------------------------------ acting, learning
+    def start_collecting(self) -> None:
+        self._obs, _ = self.envs.reset(seed=self.cfg.seed + 31 * self.env_steps)
+        self.episode_tracker.reset()
+        self.replay.begin_stream()
+        self.stacker.reset()
+
+    def collect_step(self, logger: MetricsLogger) -> None:
+        """One agent step of every env: uniform actions during the warm-up, else the
+        policy's sample; the transition goes to replay."""
+        cfg = self.cfg
+        stacked = self.stacker.push(self._obs, self.episode_tracker.first)
+        if self.env_steps < cfg.warmup_env_steps:
+            action = self.rng.uniform(-1.0, 1.0, (cfg.num_envs, self.action_dim)
+                                      ).astype(np.float32)
+        else:
+            action = self.agent.act(stacked)
+        next_obs, _, terminated, truncated, info = self.envs.step(
+            to_env_action(action, self.action_low, self.action_high)
+        )
+        terminated = np.asarray(terminated, bool)
+        truncated = np.asarray(truncated, bool)
+        reward = np.asarray(info["task_reward"], dtype=np.float64)
+        self.replay.add(self._obs, action, None, None, reward, terminated, truncated)
+        returns, lengths = self.episode_tracker.record(reward, terminated, truncated)
+        self._log_episodes(logger, returns, lengths, step=self.env_steps + cfg.num_envs)
+        self._obs = next_obs
+
+    def update(self) -> dict[str, float]:
+        """One SAC update from a uniform replay batch."""
+        return self.agent.update(self.replay.sample(self.cfg.agent.batch_size, self.rng))
+
+
+def train_sac(cfg: SACTrainConfig, env_factory: EnvFactory | None = None) -> SACRunResult:
+    """Run (or resume) one pixel-SAC training run to completion; see :class:`SACTrainer`."""
+    return SACTrainer(cfg, env_factory).run()
+
+
+def load_sac_agent(path: str | Path, device: str = "cpu") -> tuple[SACAgent, dict[str, Any]]:
+    """Rebuild the agent saved in a run's ``final/`` (or any ``checkpoints/step_*``).
+
+    Returns:
+        ``(agent, architecture)``; ``architecture`` has ``obs_shape``, ``frame_stack``,
+        ``action_low`` / ``action_high`` (map actions with :func:`to_env_action`), ...
+
+    Raises:
+        CheckpointError: missing or corrupt checkpoint, or not a SAC checkpoint.
+    """
+    meta = read_meta(path)
+    arch = meta.get("architecture", {})
+    if arch.get("kind") != "sac":
+        raise CheckpointError(f"{path} is not a SAC checkpoint (kind {arch.get('kind')!r})")
+    tensors, _ = load_checkpoint(path)
+    agent = SACAgent(
+        from_dict(SACConfig, arch["agent_config"]), tuple(arch["obs_shape"]),
+        int(arch["action_dim"]), from_dict(PixelEncoderConfig, arch["encoder_config"]),
+        device=device,
+    )
+    agent.load_state_tensors(
+        {k[len("agent/"):]: v for k, v in tensors.items() if k.startswith("agent/")},
+        meta.get("agent_state"),
+    )
+    return agent, arch
+
+
+__all__ = [
+    "EnvFactory",
+    "RunConflictError",
+    "SACPolicy",
+    "SACRunResult",
+    "SACTrainConfig",
+    "SACTrainer",
+    "config_from_pretrained_encoder",
+    "default_env_factory",
+    "load_sac_agent",
+    "resolved_render_size",
+    "sac_env_kwargs",
+    "to_env_action",
+    "train_sac",
+]
