@@ -318,3 +318,116 @@ def curves(
         point, low, high = _interval_estimate(name, ys, seed_stat, reps, seed, confidence)
         out[name] = CurveEstimate(grid, point, low, high)
     return out
+
+
+def probability_of_improvement(
+    scores: Mapping[str, np.ndarray | Sequence[float]],
+    baseline: str,
+    reps: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, Estimate]:
+    """Probability that each strategy improves on ``baseline``, with a bootstrap CI.
+
+    ``P(X > Y)`` is ``rliable.metrics.probability_of_improvement``: per task, the Mann-Whitney
+    U statistic of X's runs against Y's runs divided by ``n_X * n_Y`` (the probability that a
+    random run of X scores above a random run of Y, ties counting one half), averaged over
+    tasks. The CI is ``rliable.library.get_interval_estimates`` on the pair ``[X, Y]``
+    (``StratifiedIndependentBootstrap``: the runs of X and of Y are resampled independently
+    within each task), percentile method (Agarwal et al. 2021, Sec. 4 and Fig. 8).
+
+    Args:
+        scores: strategy -> float ``[num_seeds, num_tasks]`` (or ``[num_seeds]``); every
+            strategy must have the baseline's number of tasks (seed counts may differ).
+        baseline: the strategy every other one is compared with (e.g.
+            ``"scratch_eps_greedy"``).
+        reps, seed, confidence: as in :func:`aggregate_scores` (the bootstrap of pair ``X``
+            draws from numpy's global RNG seeded with ``(seed, "X>baseline")``).
+
+    Returns:
+        strategy (every one but ``baseline``) -> :class:`Estimate` of ``P(strategy > baseline)``
+        in ``[0, 1]``; 0.5 means no difference.
+
+    Raises:
+        AggregateInputError (a ``ValueError``): ``baseline`` missing, task counts that differ,
+            NaN/inf or empty scores, bad ``reps`` / ``seed`` / ``confidence``.
+    """
+    _check_bootstrap_args(reps, confidence, seed)
+    if baseline not in scores:
+        raise AggregateInputError(
+            f"baseline {baseline!r} has no scores; strategies given: {list(scores)}"
+        )
+    base = _as_score_matrix(baseline, scores[baseline])
+
+    def poi(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # -> [1]
+        return np.array([rl_metrics.probability_of_improvement(x, y)], dtype=np.float64)
+
+    out: dict[str, Estimate] = {}
+    for name, raw in scores.items():
+        if name == baseline:
+            continue
+        arr = _as_score_matrix(name, raw)
+        if arr.shape[1] != base.shape[1]:
+            raise AggregateInputError(
+                f"{name!r} has {arr.shape[1]} task(s) but the baseline {baseline!r} has "
+                f"{base.shape[1]}; compare strategies on the same tasks"
+            )
+        key = f"{name}>{baseline}"
+        with _seeded_global_rng(seed, key):
+            points, intervals = rl_library.get_interval_estimates(
+                {key: [arr, base]}, poi, method="percentile", reps=reps,
+                confidence_interval_size=confidence,
+            )
+        interval = np.asarray(intervals[key], dtype=np.float64).reshape(2)
+        out[name] = Estimate(
+            point=float(np.asarray(points[key]).reshape(-1)[0]),
+            low=float(interval[0]), high=float(interval[1]),
+        )
+    return out
+
+
+def performance_profiles(
+    scores: Mapping[str, np.ndarray | Sequence[float]],
+    taus: np.ndarray | Sequence[float],
+    reps: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, CurveEstimate]:
+    """Score distributions (performance profiles) with stratified-bootstrap bands.
+
+    At each threshold ``tau`` the profile is the fraction of all ``(seed, task)`` runs whose
+    score exceeds ``tau`` (``rliable.library.create_performance_profile`` with
+    ``use_score_distribution=True``; Agarwal et al. 2021, Sec. 4, "performance profiles"),
+    and its CI comes from the same stratified bootstrap as :func:`aggregate_scores`.
+
+    Args:
+        scores: strategy -> float ``[num_seeds, num_tasks]`` (or ``[num_seeds]``), normalised
+            scores (the thresholds are in the same units).
+        taus: thresholds, 1-D, non-empty, finite.
+        reps, seed, confidence: as in :func:`aggregate_scores`.
+
+    Returns:
+        strategy -> :class:`CurveEstimate` ``(taus, fraction, low, high)``, float64 1-D arrays;
+        fractions in ``[0, 1]``, non-increasing in ``tau``.
+
+    Raises:
+        AggregateInputError (a ``ValueError``): empty / non-finite ``taus`` or scores, bad
+            ``reps`` / ``seed`` / ``confidence``.
+    """
+    _check_bootstrap_args(reps, confidence, seed)
+    grid = np.asarray(taus, dtype=np.float64).reshape(-1)
+    if grid.size == 0:
+        raise AggregateInputError("taus must hold at least one threshold")
+    _check_finite(grid, "taus")
+
+    def fraction_above(x: np.ndarray) -> np.ndarray:  # [num_seeds, num_tasks] -> [len(taus)]
+        return np.array([np.mean(x > t) for t in grid], dtype=np.float64)
+
+    out: dict[str, CurveEstimate] = {}
+    for name, raw in scores.items():
+        arr = _as_score_matrix(name, raw)
+        point, low, high = _interval_estimate(
+            f"profile:{name}", arr, fraction_above, reps, seed, confidence
+        )
+        out[name] = CurveEstimate(grid, point, low, high)
+    return out

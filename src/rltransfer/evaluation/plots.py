@@ -166,3 +166,78 @@ def plot_interval_estimates(
         fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path, dpi)
+
+
+def plot_probability_of_improvement(
+    poi: Mapping[str, Estimate],
+    baseline: str,
+    path: str | Path,
+    dpi: int = 120,
+) -> Path:
+    """Probability of improvement over ``baseline``: one bar (the CI) per strategy, a tick at
+    the point, a dashed line at 0.5 (no difference); the layout of rliable's
+    ``plot_probability_of_improvement`` (Agarwal et al. 2021, Fig. 8).
+
+    Args:
+        poi: strategy -> :class:`~rltransfer.evaluation.aggregate.Estimate` of
+            ``P(strategy > baseline)`` (from
+            :func:`~rltransfer.evaluation.aggregate.probability_of_improvement`).
+        baseline: the baseline's name (axis label).
+        path: output PNG file (parent folders are created).
+        dpi: resolution.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: ``poi`` is empty.
+    """
+    if not poi:
+        raise ValueError("plot_probability_of_improvement needs at least one strategy")
+    names = list(poi)
+    colors = _colors(names)
+    fig = Figure(figsize=(6.0, 0.9 + 0.45 * len(names)))
+    ax = fig.add_subplot(1, 1, 1)
+    ys = np.arange(len(names))[::-1]
+    for y, name in zip(ys, names, strict=True):
+        est = poi[name]
+        ax.barh(y, max(est.high - est.low, 0.0), left=est.low, height=0.6,
+                color=colors[name], alpha=0.75)
+        ax.vlines(est.point, y - 0.3, y + 0.3, color="k", linewidth=2.0)
+    ax.axvline(0.5, color="0.3", linestyle="--", linewidth=1.0)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_yticks(ys)
+    ax.set_yticklabels(names)
+    ax.set_xlabel(f"P(X > {baseline})")
+    ax.grid(True, axis="x", alpha=0.3)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    ax.tick_params(axis="y", length=0)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def plot_performance_profiles(
+    profiles: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    path: str | Path,
+    xlabel: str = "normalised score (tau)",
+    dpi: int = 120,
+) -> Path:
+    """Performance profiles: the fraction of runs scoring above ``tau`` against ``tau``, one
+    line per strategy with its CI band (Agarwal et al. 2021, Fig. 5).
+
+    Args:
+        profiles: strategy -> ``(taus, fraction, low, high)`` 1-D arrays (from
+            :func:`~rltransfer.evaluation.aggregate.performance_profiles`).
+        path: output PNG file (parent folders are created).
+        xlabel: the thresholds' unit.
+        dpi: resolution.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: no profiles, or arrays of one profile with different shapes.
+    """
+    return plot_learning_curves(profiles, path, title="Performance profiles", xlabel=xlabel,
+                                ylabel="fraction of runs with score > tau", dpi=dpi)

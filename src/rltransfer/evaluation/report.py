@@ -32,8 +32,16 @@ from rltransfer.evaluation.aggregate import (
     Estimate,
     aggregate_scores,
     curves,
+    performance_profiles,
+    probability_of_improvement,
 )
-from rltransfer.evaluation.plots import plot_interval_estimates, plot_learning_curves
+from rltransfer.evaluation.plots import (
+    plot_interval_estimates,
+    plot_learning_curves,
+    plot_performance_profiles,
+    plot_probability_of_improvement,
+)
+from rltransfer.evaluation.verdict import compare_with_baseline
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
@@ -241,6 +249,55 @@ def _as_matrix(name: str, values: np.ndarray | Sequence[float] | float) -> np.nd
     return arr
 
 
+def _comparison_sections(
+    out: Path,
+    scores: Mapping[str, np.ndarray],
+    poi: Mapping[str, Estimate],
+    baseline: str,
+    score_label: str,
+    reps: int,
+    seed: int,
+    confidence: float,
+) -> list[str]:
+    pct = f"{100 * confidence:g}%"
+    poi_png = plot_probability_of_improvement(poi, baseline, out.with_name(f"{out.stem}_poi.png"))
+    lines = [
+        f"## Probability of improvement over {baseline}",
+        "",
+        f"| strategy | P(X > {baseline}) [{pct} CI] |",
+        "|---|---:|",
+    ]
+    lines += [f"| {name} | {_fmt_estimate(est)} |" for name, est in poi.items()]
+    lines += [
+        "",
+        "P(X > Y): the probability that a run of X on a task scores above a run of Y on the "
+        "same task (ties count one half), averaged over tasks (Mann-Whitney U / (n_X n_Y); "
+        f"Agarwal et al. 2021); 0.5 is no difference. CIs: {reps} stratified independent "
+        "bootstrap resamples of both strategies' seeds.",
+        "",
+        f"![probability of improvement]({poi_png.name})",
+        "",
+    ]
+    pooled = np.concatenate([a.reshape(-1) for a in scores.values()])
+    top = max(1.0, float(pooled.max()))
+    low = min(0.0, float(pooled.min()))
+    profiles = performance_profiles(scores, np.linspace(low, top, 41), reps=reps, seed=seed,
+                                    confidence=confidence)
+    prof_png = plot_performance_profiles(profiles, out.with_name(f"{out.stem}_profiles.png"),
+                                         xlabel=f"{score_label} (tau)")
+    lines += [
+        "## Performance profiles",
+        "",
+        f"![performance profiles]({prof_png.name})",
+        "",
+        f"Fraction of all (task, seed) runs whose {score_label} exceeds tau; shaded: {pct} "
+        "stratified-bootstrap CI (Agarwal et al. 2021). A curve above another at every tau "
+        "dominates it stochastically.",
+        "",
+    ]
+    return lines
+
+
 def write_report(
     path: str | Path,
     title: str,
@@ -254,6 +311,7 @@ def write_report(
     description: str | None = None,
     extra_sections: Mapping[str, str] | None = None,
     curve_metric: str = "iqm",
+    baseline: str | None = None,
     reps: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
@@ -262,6 +320,10 @@ def write_report(
 
     Files written: ``path`` (markdown), ``<stem>_intervals.png`` and, when ``learning_curves``
     is given, ``<stem>_curves.png`` in the same folder (linked relatively from the markdown).
+    With ``baseline`` (one of the strategies, every strategy on the same tasks) the report
+    opens with the verdict of :func:`~rltransfer.evaluation.verdict.compare_with_baseline`
+    and adds the probability of improvement over the baseline (``<stem>_poi.png``) and
+    performance profiles (``<stem>_profiles.png``).
 
     Args:
         path: the markdown file to write (e.g. ``.../report.md``); parent folders are created.
@@ -279,6 +341,8 @@ def write_report(
         description: optional paragraph under the title (setup, env, budget).
         extra_sections: optional heading -> markdown body appended at the end.
         curve_metric: ``"iqm"`` or ``"mean"`` over seeds for the learning curves.
+        baseline: the strategy the verdict compares every other one with (e.g.
+            ``"scratch_eps_greedy"``); ``None`` or absent from ``final_scores``: no verdict.
         reps, seed, confidence: bootstrap settings, see
             :func:`~rltransfer.evaluation.aggregate.aggregate_scores`.
 
@@ -305,6 +369,15 @@ def write_report(
     pct = f"{100 * confidence:g}%"
 
     lines = [f"# {title}", ""]
+    compare = baseline is not None and baseline in scores and len(scores) > 1
+    compare = compare and len(num_tasks) == 1
+    poi: dict[str, Estimate] = {}
+    if compare and baseline is not None:
+        poi = probability_of_improvement(scores, baseline, reps=reps, seed=seed,
+                                         confidence=confidence)
+        verdict = compare_with_baseline(scores, baseline, estimates=estimates, poi=poi,
+                                        confidence=confidence)
+        lines += [verdict.markdown(), ""]
     if description:
         lines += [description.strip(), ""]
 
@@ -334,6 +407,10 @@ def write_report(
     intervals_png = out.with_name(f"{out.stem}_intervals.png")
     plot_interval_estimates(estimates, intervals_png, xlabel=score_label)
     lines += [f"![interval estimates]({intervals_png.name})", ""]
+
+    if compare and baseline is not None:
+        lines += _comparison_sections(out, scores, poi, baseline, score_label, reps, seed,
+                                      confidence)
 
     if learning_curves:
         curve_est = curves(
