@@ -12,14 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from rltransfer.core.loop import (
-    EpisodeTracker,
-    LoopSchedule,
-    NonFiniteMetricError,
-    ReplayRatio,
-    TrainingLoop,
-)
+from rltransfer.core.episodes import EpisodeTracker
+from rltransfer.core.loop import NonFiniteMetricError, TrainingLoop
 from rltransfer.core.metrics import MetricsLogger
+from rltransfer.core.schedule import LoopSchedule, ReplayRatio
 
 
 class FakeEnvs:

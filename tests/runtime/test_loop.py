@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rltransfer.core.loop import RunResult, run_to_completion
 from rltransfer.core.metrics import MetricsLogger
+from rltransfer.core.run import RunResult, run_to_completion
 
 
 class FakeEnvs:

@@ -1,41 +1,30 @@
-"""The one training loop of every learner (R2D2 / Behavior Transfer in ``train_r2d2.py``,
-pixel SAC in ``train_sac.py``, EfficientZero in ``train_efficientzero.py``).
-
-Every run goes the same way (:func:`run_to_completion`): a run directory whose ``final/``
-exists is finished, so its recorded result comes back without training. Otherwise the run
-resumes from its latest checkpoint if there is one; ``metrics.jsonl`` is cut back to the
-checkpoint's env step so that no record is duplicated. It then trains to its budget,
-evaluates, and writes a last checkpoint and ``final/``.
+"""The one training loop of every learner (R2D2 / Behavior Transfer in ``agents/r2d2/train.py``,
+pixel SAC in ``agents/sac/train.py``, EfficientZero in ``agents/efficientzero/train.py``).
 
 :class:`TrainingLoop` is the part the three trainers share, split as Acme splits actor and
 learner: the loop owns the counters (env steps, updates, episodes), the warm-up (no update
 before ``learning_starts_at``), the replay ratio (update debt in **updates per env step**,
-:class:`ReplayRatio`), the evaluation and checkpoint cadence, saving and resuming its
-counters, the NaN guard on update metrics, and the progress bar. A trainer implements the
-acting (:meth:`TrainingLoop.collect_step`, or its own :meth:`TrainingLoop.drive` for Ray
-actors), one learner update (:meth:`TrainingLoop.update`), evaluation, and its part of a
-checkpoint (:meth:`TrainingLoop.architecture`, :meth:`TrainingLoop.final_tensors`,
+:class:`~rltransfer.core.schedule.ReplayRatio`), the evaluation and checkpoint cadence
+(:class:`~rltransfer.core.schedule.LoopSchedule`), saving and resuming its counters, the NaN
+guard on update metrics, and the progress bar. A trainer implements the acting
+(:meth:`TrainingLoop.collect_step`, or its own :meth:`TrainingLoop.drive` for Ray actors), one
+learner update (:meth:`TrainingLoop.update`), evaluation, and its part of a checkpoint
+(:meth:`TrainingLoop.architecture`, :meth:`TrainingLoop.final_tensors`,
 :meth:`TrainingLoop.state_tensors` / :meth:`TrainingLoop.load_state_tensors`,
 :meth:`TrainingLoop.checkpoint_meta`).
 
-Before that, a trainer's constructor validates everything the run needs (config, env, prior,
-init checkpoint) before it writes anything to the run directory
-(:func:`rltransfer.core.run_dir.check_run_dir` first,
-:func:`~rltransfer.core.run_dir.prepare_run_dir` last), and closes the envs it built if it
-fails (:func:`closes_envs_on_failure`).
+How a run starts, resumes and ends (finished run, resume, train, evaluate, ``final/``) is
+:func:`rltransfer.core.run.run_to_completion`; per-env episode returns are
+:class:`rltransfer.core.episodes.EpisodeTracker`.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -51,7 +40,9 @@ from rltransfer.core.checkpoint import (
 from rltransfer.core.config import to_dict
 from rltransfer.core.metrics import MetricsLogger
 from rltransfer.core.progress import RunProgress
+from rltransfer.core.run import RunResult, run_to_completion
 from rltransfer.core.run_dir import check_run_dir
+from rltransfer.core.schedule import LoopSchedule
 from rltransfer.core.seeding import (
     generator_state,
     restore_generator,
@@ -63,254 +54,12 @@ from rltransfer.core.seeding import (
 if TYPE_CHECKING:
     from gymnasium.vector import VectorEnv
 
-__all__ = [
-    "EpisodeTracker",
-    "LoopSchedule",
-    "NonFiniteMetricError",
-    "ReplayRatio",
-    "RunResult",
-    "Trainer",
-    "TrainingLoop",
-    "closes_envs_on_failure",
-    "finished_result",
-    "run_to_completion",
-]
-
-log = logging.getLogger(__name__)
-
-_P = ParamSpec("_P")
-_S = TypeVar("_S")
-
-
-def closes_envs_on_failure(
-    init: Callable[Concatenate[_S, _P], None],
-) -> Callable[Concatenate[_S, _P], None]:
-    """Decorate a trainer's ``__init__`` so that, if it raises, the envs it already built
-    (``self.envs``, if set) are closed before the exception propagates (no renderer or
-    emulator is left open behind the error message)."""
-
-    @functools.wraps(init)
-    def wrapper(self: _S, *args: _P.args, **kwargs: _P.kwargs) -> None:
-        try:
-            init(self, *args, **kwargs)
-        except BaseException:
-            envs = getattr(self, "envs", None)
-            if envs is not None:
-                try:
-                    envs.close()
-                except Exception:  # the original error is the one to report
-                    log.exception("closing the envs after a failed start also failed")
-            raise
-
-    return wrapper
-
-
-@dataclass
-class RunResult:
-    """What a finished run reports: its directory, counters and final evaluation.
-
-    ``final_return_mean`` is the mean return of the final evaluation (NaN if none was
-    recorded); ``wall_seconds`` is 0 for a run that was already finished.
-    """
-
-    run_dir: Path
-    env_steps: int
-    num_updates: int
-    final_return_mean: float
-    wall_seconds: float
-
-
-class Trainer(Protocol):
-    """What :func:`run_to_completion` needs from a training loop (:class:`TrainingLoop`
-    implements it)."""
-
-    run_dir: Path
-    env_steps: int
-    num_updates: int
-    last_eval_return: float
-    envs: Any  # a gymnasium VectorEnv (closed at the end)
-
-    def try_resume(self) -> bool:
-        """Load the latest checkpoint of ``run_dir`` if there is one; True if it did."""
-        ...
-
-    def _loop(self, logger: MetricsLogger) -> None:
-        """Act and learn until the env-step budget is spent."""
-        ...
-
-    def evaluate(self, logger: MetricsLogger) -> float:
-        """Evaluate, log an ``eval`` record, return the mean return."""
-        ...
-
-    def save(self, final: bool = False) -> Path:
-        """Write a checkpoint (``final=True``: the ``final/`` directory)."""
-        ...
-
-
-def finished_result(run_dir: Path) -> RunResult | None:
-    """The recorded result of a run whose ``final/meta.json`` exists, else None."""
-    final_meta = run_dir / "final" / "meta.json"
-    if not final_meta.is_file():
-        return None
-    meta = json.loads(final_meta.read_text())
-    return RunResult(run_dir, int(meta["env_steps"]), int(meta["num_updates"]),
-                     float(meta.get("final_return_mean", math.nan)), 0.0)
-
-
-def run_to_completion(trainer: Trainer, *, tensorboard: bool) -> RunResult:
-    """Run ``trainer`` to its budget: return a finished run's recorded result at once, else
-    resume if possible, train, evaluate, save the last checkpoint and ``final/``. The logger
-    and the envs are closed however the run ends.
-
-    Raises:
-        CheckpointError: from ``trainer.try_resume`` (a corrupt or foreign checkpoint);
-            nothing on disk is changed. Whatever the loop raises (e.g. a NaN loss), after
-            closing the logger and the envs.
-    """
-    start = time.perf_counter()
-    done = finished_result(trainer.run_dir)
-    if done is not None:
-        trainer.envs.close()
-        return done
-    resumed = trainer.try_resume()
-    logger = MetricsLogger(trainer.run_dir, tensorboard=tensorboard)
-    if resumed:
-        logger.truncate_after(trainer.env_steps)
-        log.warning("resumed %s at %d env steps", trainer.run_dir, trainer.env_steps)
-    try:
-        trainer._loop(logger)
-        trainer.evaluate(logger)
-        trainer.save()
-        trainer.save(final=True)
-    finally:
-        logger.close()
-        trainer.envs.close()
-    return RunResult(trainer.run_dir, trainer.env_steps, trainer.num_updates,
-                     trainer.last_eval_return, time.perf_counter() - start)
+__all__ = ["NonFiniteMetricError", "TrainingLoop", "sub_tensors"]
 
 
 class NonFiniteMetricError(RuntimeError):
     """An update reported a NaN/inf loss (the loop's NaN guard): the run stops; its latest
     checkpoint is from before the failure."""
-
-
-@dataclass(frozen=True)
-class ReplayRatio:
-    """Learner updates per env step as the exact fraction ``updates / env_steps`` (R2D2's
-    "one update per 4 env steps" is ``ReplayRatio(1, 4)``, SAC's and EfficientZero's
-    ``updates_per_env_step`` ``u`` is ``ReplayRatio(u, 1)``).
-
-    Kept as two numbers so that the update debt added for ``n`` env steps,
-    ``n * updates / env_steps``, is the same float as the trainers computed before (``n / 4``
-    and ``n * u``), which keeps fixed-seed runs bit-identical.
-    """
-
-    updates: float = 1.0
-    env_steps: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not (self.updates > 0 and self.env_steps > 0):
-            raise ValueError(f"a replay ratio needs updates > 0 and env_steps > 0, got {self}")
-
-    @property
-    def updates_per_env_step(self) -> float:
-        """``updates / env_steps``."""
-        return self.updates / self.env_steps
-
-    def debt(self, num_env_steps: float) -> float:
-        """Updates owed for ``num_env_steps`` new env steps (fractional)."""
-        return num_env_steps * self.updates / self.env_steps
-
-
-@dataclass(frozen=True)
-class LoopSchedule:
-    """When the loop learns, evaluates and checkpoints (all counts in env steps of all envs
-    together; SAC's are agent steps).
-
-    Attributes:
-        total_env_steps: the budget.
-        num_envs: env steps per vector step (``B``).
-        replay_ratio: updates per env step once learning has started.
-        learning_starts_env_steps: no update while ``env_steps`` (counted after the vector
-            step) is below this; after a resume without a saved replay, learning waits this
-            many env steps again.
-        warmup_burst_env_steps: the first vector step that learns also owes the updates of
-            this many env steps (PAD / SAC: the warm-up's updates at once); 0: none.
-        eval_every_env_steps / checkpoint_every_env_steps / keep_checkpoints /
-            checkpoint_replay: cadences and what a checkpoint holds.
-        recent_episodes: how many latest episode returns ``recent_return`` averages.
-        run_name / progress: the progress bar's label, and whether it is shown.
-    """
-
-    total_env_steps: int
-    num_envs: int
-    replay_ratio: ReplayRatio
-    learning_starts_env_steps: int
-    eval_every_env_steps: int
-    checkpoint_every_env_steps: int
-    keep_checkpoints: int
-    checkpoint_replay: bool
-    run_name: str
-    progress: bool
-    warmup_burst_env_steps: int = 0
-    recent_episodes: int = 20
-
-    @classmethod
-    def from_config(cls, cfg: Any, replay_ratio: ReplayRatio, learning_starts_env_steps: int,
-                    **overrides: Any) -> LoopSchedule:
-        """The schedule of a run config with the common fields (``total_env_steps``,
-        ``num_envs``, ``eval_every_env_steps``, ``checkpoint_every_env_steps``,
-        ``keep_checkpoints``, ``checkpoint_replay``, ``run_dir``, ``progress``);
-        ``overrides``: ``warmup_burst_env_steps``, ``recent_episodes``."""
-        return cls(
-            total_env_steps=cfg.total_env_steps, num_envs=cfg.num_envs,
-            replay_ratio=replay_ratio, learning_starts_env_steps=learning_starts_env_steps,
-            eval_every_env_steps=cfg.eval_every_env_steps,
-            checkpoint_every_env_steps=cfg.checkpoint_every_env_steps,
-            keep_checkpoints=cfg.keep_checkpoints, checkpoint_replay=cfg.checkpoint_replay,
-            run_name=Path(cfg.run_dir).name, progress=cfg.progress, **overrides)
-
-
-class EpisodeTracker:
-    """Per-env episode returns and lengths of a gymnasium vector env with NEXT_STEP autoreset
-    (the step after an episode ends is a reset step, counted in no episode).
-
-    Attributes:
-        first: ``bool[B]``, True where the observation being acted on starts an episode.
-    """
-
-    def __init__(self, num_envs: int) -> None:
-        self.num_envs = int(num_envs)
-        self.reset()
-
-    def reset(self) -> None:
-        """Every env starts a new episode (after ``envs.reset``)."""
-        b = self.num_envs
-        self.first = np.ones(b, dtype=bool)
-        self._autoreset = np.zeros(b, dtype=bool)
-        self._returns = np.zeros(b)
-        self._lengths = np.zeros(b, dtype=np.int64)
-
-    def record(self, reward: np.ndarray, terminated: np.ndarray,
-               truncated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Add one vector step's ``float64[B]`` rewards and end flags.
-
-        Returns:
-            ``(returns float64[E], lengths int64[E])`` of the ``E`` episodes that ended at
-            this step, in env order.
-        """
-        valid = ~self._autoreset
-        self._returns += np.where(valid, reward, 0.0)
-        self._lengths += valid
-        ends = np.asarray(terminated) | np.asarray(truncated)
-        done = ends & valid
-        ended = np.flatnonzero(done)
-        out = self._returns[ended], self._lengths[ended]
-        self._returns[done] = 0.0
-        self._lengths[done] = 0
-        self.first = self._autoreset
-        self._autoreset = ends
-        return out
 
 
 class TrainingLoop:

@@ -50,19 +50,14 @@ from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig, Reanalyse
 from rltransfer.core.checkpoint import CheckpointError
 from rltransfer.core.checkpoint_components import check_component_names
 from rltransfer.core.config import ConfigError, to_dict
-from rltransfer.core.loop import (
-    EpisodeTracker,
-    LoopSchedule,
-    ReplayRatio,
-    RunResult,
-    TrainingLoop,
-    closes_envs_on_failure,
-    sub_tensors,
-)
+from rltransfer.core.episodes import EpisodeTracker
+from rltransfer.core.loop import TrainingLoop, sub_tensors
 from rltransfer.core.metrics import MetricsLogger
 from rltransfer.core.progress import RunProgress
+from rltransfer.core.run import RunResult, closes_envs_on_failure
 from rltransfer.core.run_dir import RunConflictError as RunConflictError  # re-export
 from rltransfer.core.run_dir import prepare_run_dir
+from rltransfer.core.schedule import LoopSchedule, ReplayRatio
 from rltransfer.core.seeding import generator_state, restore_generator
 from rltransfer.envs import env_spec, make_env
 from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy

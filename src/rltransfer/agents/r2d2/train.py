@@ -43,18 +43,13 @@ from rltransfer.agents.r2d2.config import (
 )
 from rltransfer.agents.r2d2.transfer import initialise_from
 from rltransfer.core.config import ConfigError, to_dict
-from rltransfer.core.loop import (
-    LoopSchedule,
-    ReplayRatio,
-    RunResult,
-    TrainingLoop,
-    closes_envs_on_failure,
-    sub_tensors,
-)
+from rltransfer.core.loop import TrainingLoop, sub_tensors
 from rltransfer.core.metrics import MetricsLogger
 from rltransfer.core.policy import Policy
 from rltransfer.core.progress import RunProgress
+from rltransfer.core.run import RunResult, closes_envs_on_failure
 from rltransfer.core.run_dir import RunConflictError, prepare_run_dir
+from rltransfer.core.schedule import LoopSchedule, ReplayRatio
 from rltransfer.envs import env_spec, make_env
 from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.intrinsic.ngu import NGUReward

@@ -44,17 +44,12 @@ from gymnasium.vector import VectorEnv
 from rltransfer.agents.sac.agent import SACAgent, SACConfig
 from rltransfer.core.checkpoint import CheckpointError, load_checkpoint, read_meta
 from rltransfer.core.config import ConfigError, from_dict, to_dict
-from rltransfer.core.loop import (
-    EpisodeTracker,
-    LoopSchedule,
-    ReplayRatio,
-    RunResult,
-    TrainingLoop,
-    closes_envs_on_failure,
-    sub_tensors,
-)
+from rltransfer.core.episodes import EpisodeTracker
+from rltransfer.core.loop import TrainingLoop, sub_tensors
 from rltransfer.core.metrics import MetricsLogger
+from rltransfer.core.run import RunResult, closes_envs_on_failure
 from rltransfer.core.run_dir import RunConflictError, prepare_run_dir
+from rltransfer.core.schedule import LoopSchedule, ReplayRatio
 from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
 from rltransfer.replay import FrameStacker, TransitionReplay
