@@ -21,11 +21,9 @@ import torch
 from tests.pretrain.toy_envs import square_vector_env
 from torch import nn
 
-from rltransfer.methods.encoder_pretraining.inverse_dynamics import (
-    InverseDynamicsModel,
-    collect_random_transitions,
-    train_inverse_dynamics,
-)
+from rltransfer.methods.encoder_pretraining.inverse_dynamics import train_inverse_dynamics
+from rltransfer.methods.encoder_pretraining.inverse_dynamics_data import collect_random_transitions
+from rltransfer.methods.encoder_pretraining.inverse_dynamics_model import InverseDynamicsModel
 from rltransfer.methods.encoder_pretraining.supervised import train_validation_split
 from rltransfer.nets.pixel_encoders import PixelEncoderConfig
 

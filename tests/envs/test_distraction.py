@@ -218,6 +218,8 @@ def test_ik_rl_and_eval_envs_show_the_same_background() -> None:
     from rltransfer.methods.encoder_pretraining.inverse_dynamics import (
         InverseDynamicsConfig,
         _make_env_for,
+    )
+    from rltransfer.methods.encoder_pretraining.inverse_dynamics_data import (
         collect_random_transitions,
     )
 

@@ -11,13 +11,17 @@ from PIL import Image, ImageDraw
 from rltransfer.core.checkpoint import load_checkpoint
 from rltransfer.core.config import ConfigError
 from rltransfer.methods.encoder_pretraining.image_classification import (
-    GroupedImageClassifier,
     ImageClassificationConfig,
+    pretrain_image_classification,
+)
+from rltransfer.methods.encoder_pretraining.image_classification_data import (
     ImageFolderError,
     group_into_datapoints,
     load_image_folder,
-    pretrain_image_classification,
     stack_datapoints,
+)
+from rltransfer.methods.encoder_pretraining.image_classification_model import (
+    GroupedImageClassifier,
 )
 from rltransfer.methods.encoder_pretraining.transfer import (
     EncoderMismatchError,
@@ -183,7 +187,7 @@ def test_pretrain_learns_shapes_and_saves_grouped_convs(tmp_path: Path) -> None:
 
 
 def test_generated_shapes_are_a_deterministic_labelled_folder(tmp_path: Path) -> None:
-    from rltransfer.methods.encoder_pretraining.image_classification import (
+    from rltransfer.methods.encoder_pretraining.image_classification_data import (
         COLOUR_FAMILIES,
         SHAPE_KINDS,
         draw_shape_image,
@@ -224,7 +228,9 @@ def test_pretrain_learns_the_generated_shapes(tmp_path: Path) -> None:
     """The project's own image data set is learnable by the grouped classifier: 8 red shapes
     (colour gives nothing away; chance 1/8). Measured on seeds 0-2: val accuracy 0.60, 0.60,
     0.57."""
-    from rltransfer.methods.encoder_pretraining.image_classification import generate_shape_images
+    from rltransfer.methods.encoder_pretraining.image_classification_data import (
+        generate_shape_images,
+    )
 
     root = generate_shape_images(tmp_path / "shapes", num_classes=8, images_per_class=150,
                                  size=32, seed=0)

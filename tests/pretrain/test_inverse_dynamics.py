@@ -12,12 +12,16 @@ from rltransfer.core.checkpoint import load_checkpoint
 from rltransfer.core.config import ConfigError, from_dict
 from rltransfer.methods.encoder_pretraining.inverse_dynamics import (
     InverseDynamicsConfig,
-    InverseDynamicsModel,
-    center_crop_frames,
-    collect_random_transitions,
-    evaluate_inverse_dynamics,
     pretrain_inverse_dynamics,
     train_inverse_dynamics,
+)
+from rltransfer.methods.encoder_pretraining.inverse_dynamics_data import (
+    center_crop_frames,
+    collect_random_transitions,
+)
+from rltransfer.methods.encoder_pretraining.inverse_dynamics_model import (
+    InverseDynamicsModel,
+    evaluate_inverse_dynamics,
 )
 from rltransfer.methods.encoder_pretraining.supervised import train_validation_split
 from rltransfer.methods.encoder_pretraining.transfer import (

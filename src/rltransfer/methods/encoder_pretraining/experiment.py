@@ -42,8 +42,10 @@ from rltransfer.experiments.encoder_recipes import GROUPED_STRATEGIES, EncoderEx
 from rltransfer.experiments.pool import run_jobs
 from rltransfer.methods.encoder_pretraining.image_classification import (
     ImageClassificationConfig,
-    generate_shape_images,
     pretrain_image_classification,
+)
+from rltransfer.methods.encoder_pretraining.image_classification_data import (
+    generate_shape_images,
 )
 from rltransfer.methods.encoder_pretraining.inverse_dynamics import (
     InverseDynamicsConfig,

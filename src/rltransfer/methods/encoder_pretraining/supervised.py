@@ -1,11 +1,14 @@
 """Shared pieces of the supervised encoder-pretraining loops (inverse dynamics, grouped-conv
-image classification): train/validation splits, device and thread setup, and an epoch
-progress bar."""
+image classification): train/validation splits, device and thread setup, an epoch progress
+bar, and the one epoch loop both pretrainings run (:func:`fit_epochs`)."""
 
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +24,11 @@ from rich.progress import (
 )
 
 from rltransfer.core.config import ConfigError
+from rltransfer.core.metrics import MetricsLogger
+
+V = TypeVar("V")
+"""Value type of the validation metrics (``float``, or ``float | list[float]`` for
+per-head accuracies)."""
 
 
 def train_validation_split(
@@ -117,4 +125,73 @@ class EpochProgress:
             self._progress.stop()
 
 
-__all__ = ["EpochProgress", "resolve_device", "set_torch_threads", "train_validation_split"]
+def fit_epochs(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int,
+    epoch_batches: Callable[[], Iterable[Any]],
+    batch_loss: Callable[[Any], torch.Tensor],
+    validate: Callable[[], Mapping[str, V]] | None,
+    progress: EpochProgress,
+    logger: MetricsLogger | None = None,
+    log_step: int = 0,
+) -> list[dict[str, float | V]]:
+    """Minimise ``batch_loss`` with ``optimizer`` for ``epochs`` passes; validate after each.
+
+    Every epoch: ``model.train()``, then ``epoch_batches()`` (called once per epoch, so it can
+    draw a new shuffle) yields the batches; for each, ``batch_loss(batch)`` (a scalar with
+    gradient), ``zero_grad(set_to_none=True)``, ``backward``, ``step``. Then ``validate()``
+    (when given) adds its metrics with a ``val_`` prefix.
+
+    Args:
+        model: the network being trained (put in training mode every epoch).
+        optimizer: its optimizer.
+        epochs: number of passes (0: nothing happens).
+        epoch_batches: the batches of one epoch, called at the start of each epoch.
+        batch_loss: the loss of one batch (mean over its items).
+        validate: metrics on held-out data (None: no validation).
+        progress: the bar, advanced once per update and given the epoch's ``val_loss`` /
+            ``val_accuracy``.
+        logger: each record is also logged as kind ``"pretrain"`` at ``log_step``.
+        log_step: the step the records are logged at (e.g. env steps of the data).
+
+    Returns:
+        One record per epoch: ``epoch``, ``train_loss`` (mean over the epoch's updates), the
+        ``val_*`` metrics, and ``seconds`` (wall-clock time of the epoch).
+    """
+    history: list[dict[str, float | V]] = []
+    for epoch in range(1, epochs + 1):
+        start_time = time.perf_counter()
+        model.train()
+        losses = []
+        for batch in epoch_batches():
+            loss = batch_loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            progress.advance()
+        record: dict[str, float | V] = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+        if validate is not None:
+            record.update({f"val_{k}": v for k, v in validate().items()})
+        record["seconds"] = time.perf_counter() - start_time
+        history.append(record)
+        if logger is not None:
+            logger.log("pretrain", log_step, **record)
+        shown = ", ".join(
+            f"{k}={v:.4g}"
+            for k, v in record.items()
+            if k in ("val_loss", "val_accuracy") and isinstance(v, float)
+        )
+        progress.advance(0, info=f"epoch {epoch}: {shown}")
+    return history
+
+
+__all__ = [
+    "EpochProgress",
+    "fit_epochs",
+    "resolve_device",
+    "set_torch_threads",
+    "train_validation_split",
+]

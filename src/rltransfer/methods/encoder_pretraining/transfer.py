@@ -295,9 +295,8 @@ def freeze_module(module: nn.Module) -> None:
     for sub in module.modules():
         if isinstance(sub, nn.modules.batchnorm._BatchNorm):
             sub.eval()
-            if not getattr(sub, "_rltransfer_frozen", False):
+            if _keep_eval not in sub._forward_pre_hooks.values():  # hooked once
                 sub.register_forward_pre_hook(_keep_eval)
-                sub._rltransfer_frozen = True  # type: ignore[assignment]
 
 
 def load_pretrained_encoder(
