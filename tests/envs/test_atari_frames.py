@@ -11,7 +11,8 @@ ale_py = pytest.importorskip("ale_py")
 from gymnasium.vector import AutoresetMode  # noqa: E402
 
 from rltransfer.envs import make_env  # noqa: E402
-from rltransfer.envs.atari import AreaResize, AtariRamVectorEnv, area_resize_matrix  # noqa: E402
+from rltransfer.envs.atari import AtariRamVectorEnv  # noqa: E402
+from rltransfer.envs.atari_frames import AreaResize, area_resize_matrix  # noqa: E402
 
 
 def test_area_resize_matrix_hand_values() -> None:

@@ -9,13 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rltransfer.envs.distraction import (
-    DistractionError,
-    VideoBackground,
-    builtin_frames,
-    load_frames,
-    small_skybox_assets,
-)
+from rltransfer.envs.distraction import VideoBackground, small_skybox_assets
+from rltransfer.envs.distraction_clips import DistractionError, builtin_frames, load_frames
 
 
 def _solid(colour: tuple[int, int, int], size: tuple[int, int] = (20, 30)) -> Image.Image:

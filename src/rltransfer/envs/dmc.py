@@ -276,9 +276,9 @@ class DMCVectorEnv(VectorEnv):
         from rltransfer.envs.distraction import (
             DEFAULT_GROUND_ALPHA,
             VideoBackground,
-            load_frames,
             small_skybox_assets,
         )
+        from rltransfer.envs.distraction_clips import load_frames
 
         self.env_id, self.domain, self.task_name = env_id, domain, task
         self.num_envs = int(num_envs)
