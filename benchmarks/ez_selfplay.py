@@ -18,9 +18,9 @@ import time
 import numpy as np
 import torch
 
+from rltransfer.agents.efficientzero.actor import SearchPolicy
 from rltransfer.agents.efficientzero.mcts import MCTSConfig
 from rltransfer.agents.efficientzero.networks import EfficientZeroNet, world_model_preset
-from rltransfer.agents.efficientzero.train import SearchPolicy
 from rltransfer.envs import env_spec, make_env
 from rltransfer.replay import FrameStacker
 

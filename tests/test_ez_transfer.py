@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from rltransfer.agents.efficientzero.config import validate
 from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig
-from rltransfer.agents.efficientzero.train import train_efficientzero, validate
+from rltransfer.agents.efficientzero.train import train_efficientzero
 from rltransfer.cli import main
 from rltransfer.core.checkpoint import load_checkpoint
 from rltransfer.core.config import ConfigError

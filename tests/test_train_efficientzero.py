@@ -15,17 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rltransfer.agents.efficientzero.config import (
+    EZTrainConfig,
+    importance_exponent_at,
+    temperature_at,
+    validate,
+)
 from rltransfer.agents.efficientzero.mcts import MCTSConfig
 from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig
 from rltransfer.agents.efficientzero.train import (
     MODEL_COMPONENTS,
-    EZTrainConfig,
     EZTrainer,
     RunConflictError,
-    importance_exponent_at,
-    temperature_at,
     train_efficientzero,
-    validate,
 )
 from rltransfer.core.checkpoint import latest_checkpoint, load_checkpoint
 from rltransfer.core.config import ConfigError, save_config
@@ -79,7 +81,8 @@ def test_smoke_checkpoint_sigkill_resume_and_final(tmp_path: Path) -> None:
     code = (
         "import sys, torch; torch.set_num_threads(1)\n"
         "from rltransfer.core.config import load_config\n"
-        "from rltransfer.agents.efficientzero.train import EZTrainConfig, train_efficientzero\n"
+        "from rltransfer.agents.efficientzero.config import EZTrainConfig\n"
+        "from rltransfer.agents.efficientzero.train import train_efficientzero\n"
         "train_efficientzero(load_config(EZTrainConfig, sys.argv[1]))\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -120,7 +123,8 @@ def test_smoke_checkpoint_sigkill_resume_and_final(tmp_path: Path) -> None:
         train_efficientzero(dataclasses.replace(cfg, batch_size=4))
 
 
-def test_warmup_actions_are_uniform_and_need_no_search(tmp_path: Path) -> None:
+def test_warmup_actions_are_uniform_and_need_no_search(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # No learning in this run: every action is a warm-up action.
     cfg = dataclasses.replace(
         _tiny(tmp_path / "run", total=2_400), num_envs=8, warmup_env_steps=2_400,
@@ -132,7 +136,7 @@ def test_warmup_actions_are_uniform_and_need_no_search(tmp_path: Path) -> None:
     def no_search(*args: object, **kwargs: object) -> None:
         raise AssertionError("searched before learning started")
 
-    trainer.actor.search = no_search  # type: ignore[method-assign]
+    monkeypatch.setattr(trainer.actor, "search", no_search)
     result = trainer.run()
     assert result.env_steps == 2_400 and result.num_updates == 0
     replay = trainer.replay
@@ -148,7 +152,7 @@ def test_warmup_actions_are_uniform_and_need_no_search(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_search_starts_with_learning(tmp_path: Path) -> None:
+def test_search_starts_with_learning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     base = _tiny(tmp_path / "run")
     cfg = dataclasses.replace(base, mcts=dataclasses.replace(base.mcts, num_simulations=8))
     trainer = EZTrainer(cfg)
@@ -157,9 +161,9 @@ def test_search_starts_with_learning(tmp_path: Path) -> None:
 
     def spy(obs: np.ndarray, *args: object, **kwargs: object) -> object:
         at.append((trainer.env_steps, trainer.num_updates))
-        return search(obs, *args, **kwargs)  # type: ignore[arg-type]
+        return search(obs)
 
-    trainer.actor.search = spy  # type: ignore[method-assign]
+    monkeypatch.setattr(trainer.actor, "search", spy)
     trainer.run()
     assert at and all(updates > 0 for _, updates in at)
     first_step = at[0][0] // cfg.num_envs  # replay position of the first searched step

@@ -24,7 +24,7 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "rltransfer.agents.r2d2.config",
     "suite_config": "rltransfer.agents.r2d2.config",
     "SACTrainConfig": "rltransfer.agents.sac.train",
-    "EZTrainConfig": "rltransfer.agents.efficientzero.train",
+    "EZTrainConfig": "rltransfer.agents.efficientzero.config",
     "train": "rltransfer.agents.r2d2.train",
     "train_sac": "rltransfer.agents.sac.train",
     "train_efficientzero": "rltransfer.agents.efficientzero.train",

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import numpy as np
 import tyro
 
-from rltransfer.agents.efficientzero.train import EZTrainConfig
+from rltransfer.agents.efficientzero.config import EZTrainConfig
 from rltransfer.agents.r2d2.config import TrainConfig, apply_suite_defaults
 from rltransfer.agents.sac.train import SACTrainConfig
 from rltransfer.errors import UserError

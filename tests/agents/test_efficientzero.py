@@ -8,21 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from rltransfer.agents.efficientzero.agent import (
-    COMPONENTS,
-    BatchError,
-    ComponentLoadError,
-    EfficientZeroConfig,
-    EfficientZeroLearner,
-    EZBatch,
-    NonFiniteLossError,
+from rltransfer.agents.efficientzero.augmentation import (
     augment_observations,
-    learning_rate_at,
-    negative_cosine,
-    scale_gradient,
     scale_intensity,
     shift_and_crop,
 )
+from rltransfer.agents.efficientzero.config import EfficientZeroConfig, learning_rate_at
+from rltransfer.agents.efficientzero.learner import (
+    COMPONENTS,
+    BatchError,
+    ComponentLoadError,
+    EfficientZeroLearner,
+    EZBatch,
+    NonFiniteLossError,
+)
+from rltransfer.agents.efficientzero.losses import negative_cosine, scale_gradient
 from rltransfer.agents.efficientzero.networks import world_model_preset
 from rltransfer.core.checkpoint import load_checkpoint, save_checkpoint
 from rltransfer.core.config import ConfigError, from_dict, to_dict
@@ -124,7 +124,8 @@ def test_first_update_losses_and_priorities_hand_computed() -> None:
     batch = make_batch()
     batch.mask[:4, 3:] = 0.0  # episode ends for half of the batch
     batch.target_policies[:4, 3:] = 0.0
-    metrics, prio = learner.update(batch)
+    result = learner.update(batch)
+    metrics, prio = result.metrics, result.priorities
     assert math.isclose(metrics["value_loss"], 6 * math.log(41), rel_tol=1e-5)
     assert math.isclose(metrics["value_prefix_loss"], 5 * math.log(21), rel_tol=1e-5)
     mean_steps = float(batch.mask.sum(1).mean())
@@ -134,7 +135,7 @@ def test_first_update_losses_and_priorities_hand_computed() -> None:
     np.testing.assert_allclose(prio, expected, atol=1e-4)
     assert metrics["lr"] == 0.05 and learner.num_updates == 1
     # total = mean_b w_b (0.25 * value + 1.0 * policy + 1.0 * prefix [+ 2.0 * consistency])
-    no_cons, _ = make_learner(consistency_loss_coef=0.0).update(batch)
+    no_cons = make_learner(consistency_loss_coef=0.0).update(batch).metrics
     per_sample = (0.25 * 6 * math.log(41) + 5 * math.log(21)
                   + batch.mask.sum(1).double() * math.log(3))
     expected_loss = float((batch.weights.double() * per_sample).mean())
@@ -145,9 +146,10 @@ def test_first_update_losses_and_priorities_hand_computed() -> None:
 def test_loss_decreases_on_a_fixed_batch() -> None:
     learner = make_learner()
     batch = make_batch(b=8)
-    first, _ = learner.update(batch)
+    first = learner.update(batch).metrics
     for _ in range(48):
-        last, prio = learner.update(batch)
+        result = learner.update(batch)
+        last, prio = result.metrics, result.priorities
     assert last["loss"] < 0.5 * first["loss"], (first, last)
     assert last["value_loss"] < first["value_loss"]
     assert last["value_prefix_loss"] < first["value_prefix_loss"]
@@ -169,8 +171,8 @@ def test_zero_weight_samples_do_not_affect_the_update() -> None:
     other.target_value_prefixes[5] = -40.0
     other.target_policies[5] = torch.tensor([1.0, 0.0, 0.0])
     one, two = make_learner(), make_learner()
-    m1, _ = one.update(batch)
-    m2, _ = two.update(other)
+    m1 = one.update(batch).metrics
+    m2 = two.update(other).metrics
     for comp in COMPONENTS:
         for k, v in params_of(one, comp).items():
             torch.testing.assert_close(v, params_of(two, comp)[k], msg=k)
@@ -200,7 +202,7 @@ def test_consistency_loss_hand_computed(monkeypatch: pytest.MonkeyPatch) -> None
     batch = make_batch()
     learner = make_learner()
     _fix_projections(learner, monkeypatch, [1.0, 2.0, 0.0], [3.0, 6.0, 0.0])
-    metrics, _ = learner.update(batch)
+    metrics = learner.update(batch).metrics
     assert metrics["consistency_loss"] == pytest.approx(-5.0, abs=1e-6)
     # the total loss holds 2.0 * (-5) per sample: compare with the hand-computed other terms
     per_sample = (0.25 * 6 * math.log(41) + 5 * math.log(21) + 6 * math.log(3) + 2.0 * -5.0)
@@ -209,14 +211,14 @@ def test_consistency_loss_hand_computed(monkeypatch: pytest.MonkeyPatch) -> None
     # orthogonal: 0; at 45 degrees: -1/sqrt(2) per step
     learner = make_learner()
     _fix_projections(learner, monkeypatch, [1.0, 0.0, 0.0], [0.0, 0.0, 2.0])
-    assert learner.update(batch)[0]["consistency_loss"] == pytest.approx(0.0, abs=1e-6)
+    assert learner.update(batch).metrics["consistency_loss"] == pytest.approx(0.0, abs=1e-6)
     learner = make_learner()
     _fix_projections(learner, monkeypatch, [1.0, 0.0, 0.0], [1.0, 1.0, 0.0])
-    assert learner.update(batch)[0]["consistency_loss"] == pytest.approx(-5 / math.sqrt(2))
+    assert learner.update(batch).metrics["consistency_loss"] == pytest.approx(-5 / math.sqrt(2))
     # opposite: +1 per step
     learner = make_learner()
     _fix_projections(learner, monkeypatch, [1.0, 0.0, 0.0], [-2.0, 0.0, 0.0])
-    assert learner.update(batch)[0]["consistency_loss"] == pytest.approx(5.0)
+    assert learner.update(batch).metrics["consistency_loss"] == pytest.approx(5.0)
 
 
 def test_consistency_is_masked_by_the_transition_mask(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -225,7 +227,7 @@ def test_consistency_is_masked_by_the_transition_mask(monkeypatch: pytest.Monkey
     def consistency(batch: EZBatch) -> dict[str, float]:
         learner = make_learner()
         _fix_projections(learner, monkeypatch, [0.0, 1.0, 0.0], [0.0, 4.0, 0.0])
-        return learner.update(batch)[0]
+        return learner.update(batch).metrics
 
     batch = make_batch()
     batch.mask[:, 1:] = 0.0  # only step 0 inside: the transition t -> t+1 still counts
@@ -273,8 +275,10 @@ def test_checkpoint_round_trip_is_exact(tmp_path) -> None:
     for key, value in b.state_tensors().items():
         assert torch.equal(value, tensors[key]), key
     batch2 = make_batch(seed=1)
-    ma, pa = a.update(batch2)
-    mb, pb = b.update(batch2)
+    result = a.update(batch2)
+    ma, pa = result.metrics, result.priorities
+    result = b.update(batch2)
+    mb, pb = result.metrics, result.priorities
     assert ma == mb
     np.testing.assert_array_equal(pa, pb)
     b_tensors = b.state_tensors()
@@ -362,8 +366,8 @@ def test_muzero_gradient_scale_mode_differs_only_in_scale() -> None:
     ez = make_learner(momentum=0.0, weight_decay=0.0, max_grad_norm=1e9)
     mz = make_learner(momentum=0.0, weight_decay=0.0, max_grad_norm=1e9,
                       gradient_scale_mode="muzero")
-    m_ez, _ = ez.update(batch)
-    m_mz, _ = mz.update(batch)
+    m_ez = ez.update(batch).metrics
+    m_mz = mz.update(batch).metrics
     assert m_ez["loss"] == pytest.approx(m_mz["loss"], rel=1e-6)  # reported loss unscaled
     assert m_mz["grad_norm"] > m_ez["grad_norm"]
 
@@ -454,7 +458,7 @@ def test_consistency_targets_share_one_draw_obs_gets_its_own() -> None:
 
 def test_no_augmentation_when_switched_off_or_without_consistency(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import rltransfer.agents.efficientzero.agent as ez
+    import rltransfer.agents.efficientzero.augmentation as ez
 
     calls: list[tuple[int, ...]] = []
 
@@ -481,10 +485,12 @@ def test_augmented_update_resumes_exactly() -> None:
     a.update(batch)
     b = make_learner(seed=5, augmentation="shift_intensity")
     b.load_state_tensors(a.state_tensors(), a.state_meta())
-    ma, pa = a.update(batch)
-    mb, pb = b.update(batch)
+    result = a.update(batch)
+    ma, pa = result.metrics, result.priorities
+    result = b.update(batch)
+    mb, pb = result.metrics, result.priorities
     assert ma == mb
     np.testing.assert_array_equal(pa, pb)
     fresh = make_learner(augmentation="shift_intensity")
     fresh.load_state_tensors(a.state_tensors())
-    assert fresh.update(batch)[0] == a.update(batch)[0]
+    assert fresh.update(batch).metrics == a.update(batch).metrics

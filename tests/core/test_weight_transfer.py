@@ -14,10 +14,10 @@ import pytest
 import torch
 from torch import nn
 
-from rltransfer.agents.efficientzero.agent import (
+from rltransfer.agents.efficientzero.config import EfficientZeroConfig
+from rltransfer.agents.efficientzero.learner import (
     COMPONENTS,
     ComponentLoadError,
-    EfficientZeroConfig,
     EfficientZeroLearner,
 )
 from rltransfer.agents.efficientzero.networks import world_model_preset

@@ -12,15 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from rltransfer.agents.efficientzero.actor import load_selfplay_tensors, selfplay_tensors
+from rltransfer.agents.efficientzero.config import EZTrainConfig
 from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig
-from rltransfer.agents.efficientzero.train import EZTrainConfig, EZTrainer
+from rltransfer.agents.efficientzero.train import EZTrainer
 from rltransfer.core.config import to_dict
 from rltransfer.distributed import ActorPool
-from rltransfer.distributed.selfplay import (
-    SelfPlayWorker,
-    load_selfplay_tensors,
-    selfplay_tensors,
-)
+from rltransfer.distributed.selfplay import SelfPlayWorker
 from rltransfer.experiments.efficientzero import ez_small
 
 ray = pytest.importorskip("ray")

@@ -92,7 +92,7 @@ def test_r2d2_config_on_ale_without_sticky_actions() -> None:
 
 
 def test_ez_atari100k_config() -> None:
-    from rltransfer.agents.efficientzero.train import ez_env_kwargs
+    from rltransfer.agents.efficientzero.config import ez_env_kwargs
     from rltransfer.experiments.efficientzero import ez_atari100k
 
     train = ez_env_kwargs(ez_atari100k(run_dir="unused", device="cpu"))

@@ -3,11 +3,11 @@ and send game steps to the learner's :class:`~rltransfer.replay.game_segment.Gam
 
 The same :class:`~rltransfer.distributed.pool.ActorPool` as R2D2's actors drives them
 (rounds of ``T`` vector steps, weights as named numpy arrays, restart of a dead actor); only
-the worker differs. Each :class:`SelfPlayWorker` plays ``b = num_envs / N`` games with one
-batched search per step (root Dirichlet noise, the temperature schedule of the run's env-step
-counter), as the local loop of :mod:`rltransfer.agents.efficientzero.train` does for all ``B``
-games (Ye et al. 2021; the public EfficientZero runs its self-play workers as Ray actors the
-same way, with the learner's weights pulled periodically).
+the worker differs. Each :class:`SelfPlayWorker` runs the local loop's acting code, a
+:class:`~rltransfer.agents.efficientzero.actor.SelfPlayActor`, over ``b = num_envs / N`` games
+(one batched search per step, root Dirichlet noise, the temperature schedule of the run's
+env-step counter; Ye et al. 2021; the public EfficientZero runs its self-play workers as Ray
+actors the same way, with the learner's weights pulled periodically).
 
 Weights are the self-play network's ``state_dict`` named by component
 (``representation/<name>``, ``dynamics/<name>``, ``prediction/<name>``, ``projection/<name>``,
@@ -26,13 +26,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from rltransfer.agents.efficientzero.agent import COMPONENTS
-from rltransfer.agents.efficientzero.mcts import select_action
+from rltransfer.agents.efficientzero.actor import (
+    SelfPlayActor,
+    SelfPlayStep,
+    discrete_actions,
+    load_selfplay_tensors,
+    selfplay_tensors,
+)
+from rltransfer.agents.efficientzero.config import EZTrainConfig, ez_env_kwargs, ez_net_config
 from rltransfer.agents.efficientzero.networks import EfficientZeroNet
 from rltransfer.core.config import from_dict, to_dict
 from rltransfer.distributed.worker import actor_device, actor_env_slice
 from rltransfer.envs import env_spec, make_env
-from rltransfer.replay import FrameStacker
 
 if TYPE_CHECKING:
     from rltransfer.agents.efficientzero.train import EZTrainer
@@ -40,29 +45,10 @@ if TYPE_CHECKING:
     from rltransfer.core.progress import RunProgress
 
 
-def selfplay_tensors(network: EfficientZeroNet) -> dict[str, np.ndarray]:
-    """The self-play network's parameters and BatchNorm buffers as named CPU numpy arrays:
-    ``<component>/<name>`` for each of ``representation``, ``dynamics``, ``prediction``,
-    ``projection``."""
-    return {f"{comp}/{name}": v.detach().cpu().numpy().copy()
-            for comp in COMPONENTS for name, v in getattr(network, comp).state_dict().items()}
-
-
-def load_selfplay_tensors(network: EfficientZeroNet, tensors: dict[str, np.ndarray]) -> None:
-    """Load :func:`selfplay_tensors` output into an actor's network copy (by name).
-
-    Raises:
-        RuntimeError: a missing, unexpected or mis-shaped tensor (another architecture).
-    """
-    for comp in COMPONENTS:
-        prefix = f"{comp}/"
-        getattr(network, comp).load_state_dict(
-            {k[len(prefix):]: torch.from_numpy(np.array(v, copy=True))
-             for k, v in tensors.items() if k.startswith(prefix)})
-
-
 class SelfPlayWorker:
-    """One EfficientZero self-play actor over games ``actor_env_slice(...)`` of the run.
+    """One EfficientZero self-play actor over games ``actor_env_slice(...)`` of the run: a
+    :class:`~rltransfer.agents.efficientzero.actor.SelfPlayActor` with its own copy of the
+    self-play network.
 
     Args:
         config: ``to_dict(EZTrainConfig)`` of the run.
@@ -80,42 +66,33 @@ class SelfPlayWorker:
     def __init__(self, config: dict[str, Any], num_actors: int, actor_index: int,
                  env_seed: int, weights: dict[str, np.ndarray] | None,
                  incarnation: int = 0) -> None:
-        from rltransfer.agents.efficientzero.train import (
-            EZTrainConfig,
-            SearchPolicy,
-            ez_env_kwargs,
-            ez_net_config,
-        )
-
         cfg = from_dict(EZTrainConfig, config)
         torch.set_num_threads(cfg.torch_threads)
         self.cfg = cfg
         device = actor_device(cfg.ray_gpus_per_actor)
         envs_slice = actor_env_slice(cfg.num_envs, num_actors, actor_index)
-        self.num_envs = b = envs_slice.stop - envs_slice.start
-        self.envs = make_env(cfg.env_id, b, env_seed, **ez_env_kwargs(cfg))
-        shape = self.envs.single_observation_space.shape
+        b = envs_slice.stop - envs_slice.start
+        envs = make_env(cfg.env_id, b, env_seed, **ez_env_kwargs(cfg))
+        shape = envs.single_observation_space.shape
         assert shape is not None and len(shape) == 3, shape
-        frame_shape = (int(shape[0]), int(shape[1]), int(shape[2]))
         frame_stack = cfg.frame_stack or env_spec(cfg.env_id).frame_stack
-        obs_shape = (frame_shape[0] * frame_stack, frame_shape[1], frame_shape[2])
-        self.num_actions = int(self.envs.single_action_space.n)  # type: ignore[attr-defined]
+        obs_shape = (int(shape[0]) * frame_stack, int(shape[1]), int(shape[2]))
         torch.manual_seed(cfg.seed + 1_000 * (1 + actor_index) + incarnation)
-        self.network = EfficientZeroNet(ez_net_config(cfg), obs_shape, self.num_actions)
-        self.network.to(device).eval().requires_grad_(False)
+        network = EfficientZeroNet(ez_net_config(cfg), obs_shape, discrete_actions(envs))
+        network.to(device).eval().requires_grad_(False)
         if weights is not None:
-            load_selfplay_tensors(self.network, weights)
-        self.policy = SearchPolicy(
-            self.network, cfg.mcts, self.num_actions, device=device, deterministic=False,
+            load_selfplay_tensors(network, weights)
+        self.actor = SelfPlayActor(
+            envs, network, cfg, device=device,
             seed=int(np.random.SeedSequence([cfg.seed, 7_919, 1 + actor_index, incarnation])
                      .generate_state(1)[0]),
         )
-        self.stacker = FrameStacker(b, frame_shape, frame_stack)
-        self.obs, _ = self.envs.reset(seed=env_seed)
-        self.first = np.ones(b, dtype=bool)
-        self.autoreset = np.zeros(b, dtype=bool)
-        self.episode_return = np.zeros(b)
-        self.episode_length = np.zeros(b, dtype=np.int64)
+        self.actor.begin(env_seed)
+
+    @property
+    def network(self) -> EfficientZeroNet:
+        """This actor's copy of the self-play network."""
+        return self.actor.network
 
     def pid(self) -> int:
         """The process id (tests kill it)."""
@@ -134,68 +111,40 @@ class SelfPlayWorker:
                 first update; uniform policy targets, root values 0).
 
         Returns:
-            Time-major ``[T, b, ...]`` arrays, the arguments of ``GameSegmentReplay.add``:
-            ``obs`` (uint8 frames), ``actions`` int64, ``reward`` float64 (the learner's,
-            clipped if ``clip_rewards``), ``terminated`` / ``truncated`` bool,
-            ``root_values`` float32, ``policy`` float32 ``[T, b, A]``; and per finished
-            episode ``episode_return`` float64 (game reward), ``episode_length`` int64,
-            ``episode_step`` int64 (the step ``t`` it ended on).
+            Time-major ``[T, b, ...]`` arrays, the fields of
+            :class:`~rltransfer.agents.efficientzero.actor.SelfPlayStep` (the arguments of
+            ``GameSegmentReplay.add``): ``obs`` (uint8 frames), ``actions`` int64,
+            ``reward`` float64 (the learner's, clipped if ``clip_rewards``), ``terminated`` /
+            ``truncated`` bool, ``root_values`` float32, ``policy`` float32 ``[T, b, A]``;
+            and per finished episode ``episode_return`` float64 (game reward),
+            ``episode_length`` int64, ``episode_step`` int64 (the step ``t`` it ended on).
 
         Raises:
             ValueError: ``num_steps < 1``.
         """
-        from rltransfer.agents.efficientzero.train import random_warmup_actions, temperature_at
-
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         if weights is not None:
-            load_selfplay_tensors(self.network, weights)
-        cfg, b = self.cfg, self.num_envs
-        keys = ("obs", "actions", "reward", "terminated", "truncated", "root_values", "policy")
-        out: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+            load_selfplay_tensors(self.actor.network, weights)
+        steps: list[SelfPlayStep] = []
         ret, length, at = [], [], []
         for t in range(num_steps):
-            obs = self.obs
-            stacked = self.stacker.push(obs, self.first)
-            if random_actions:
-                actions, root_values, policy = random_warmup_actions(
-                    self.policy.rng, b, self.num_actions)
-            else:
-                result = self.policy.search(stacked)
-                actions = select_action(
-                    result.visit_counts,
-                    temperature_at(cfg, env_steps + t * cfg.num_envs), self.policy.rng)
-                root_values, policy = result.root_values, result.policy
-            next_obs, reward, terminated, truncated, info = self.envs.step(actions)
-            learner_reward = np.asarray(reward, dtype=np.float64)
-            if cfg.clip_rewards:
-                learner_reward = np.sign(learner_reward)
-            for k, v in zip(keys, (np.array(obs, copy=True), actions, learner_reward,
-                                   terminated, truncated, root_values, policy), strict=True):
-                out[k].append(np.asarray(v))
-            valid = ~self.autoreset
-            self.episode_return += np.where(
-                valid, np.asarray(info["task_reward"], dtype=np.float64), 0.0)
-            self.episode_length += valid
-            done = (terminated | truncated) & valid
-            ended = np.flatnonzero(done)
-            ret.append(self.episode_return[ended].copy())
-            length.append(self.episode_length[ended].copy())
-            at.append(np.full(ended.size, t, dtype=np.int64))
-            self.episode_return[done] = 0.0
-            self.episode_length[done] = 0
-            self.first = self.autoreset
-            self.autoreset = terminated | truncated
-            self.obs = next_obs
-        chunk = {k: np.stack(v) for k, v in out.items()}
-        chunk["episode_return"] = np.concatenate(ret)
-        chunk["episode_length"] = np.concatenate(length)
-        chunk["episode_step"] = np.concatenate(at)
-        return chunk
+            record, returns, lengths = self.actor.step(env_steps + t * self.cfg.num_envs,
+                                                       random_actions=random_actions)
+            record.obs = np.array(record.obs, copy=True)  # envs may reuse their obs buffer
+            steps.append(record)
+            ret.append(returns)
+            length.append(lengths)
+            at.append(np.full(returns.shape[0], t, dtype=np.int64))
+        out = SelfPlayStep.stack(steps).to_arrays()
+        out["episode_return"] = np.concatenate(ret)
+        out["episode_length"] = np.concatenate(length)
+        out["episode_step"] = np.concatenate(at)
+        return out
 
     def close(self) -> None:
         """Close the envs."""
-        self.envs.close()
+        self.actor.close()
 
 
 def selfplay_on_ray(trainer: EZTrainer, logger: MetricsLogger, progress: RunProgress) -> None:
@@ -223,13 +172,10 @@ def selfplay_on_ray(trainer: EZTrainer, logger: MetricsLogger, progress: RunProg
                                  cfg.ray_learner_gpus),
     )
 
-    def warming_up() -> bool:
-        return cfg.random_warmup_actions and trainer.num_updates == 0
-
     round_env_steps = cfg.actor_chunk_steps * cfg.num_envs
     synced = trainer.num_updates // interval
     try:
-        pool.request(trainer.env_steps, random_actions=warming_up())
+        pool.request(trainer.env_steps, random_actions=trainer.warming_up())
         while trainer.env_steps < cfg.total_env_steps:
             tick = time.perf_counter()
             got = pool.gather()
@@ -241,18 +187,16 @@ def selfplay_on_ray(trainer: EZTrainer, logger: MetricsLogger, progress: RunProg
             if got is None:  # an actor failed and was restarted: its round is dropped
                 logger.log("actors", trainer.env_steps, restarts=pool.restarts)
                 trainer.replay.begin_stream()
-                pool.request(trainer.env_steps, weights, random_actions=warming_up())
+                pool.request(trainer.env_steps, weights, random_actions=trainer.warming_up())
                 continue
             if trainer.env_steps + round_env_steps < cfg.total_env_steps:
                 pool.request(trainer.env_steps + round_env_steps, weights,
-                             random_actions=warming_up())
-            s = got.steps
+                             random_actions=trainer.warming_up())
+            steps = SelfPlayStep.from_arrays(got.steps)
             for t in range(got.num_steps):
                 if trainer.env_steps >= cfg.total_env_steps:
                     break
-                trainer.replay.add(s["obs"][t], s["actions"][t], s["reward"][t],
-                                   s["terminated"][t], s["truncated"][t], s["root_values"][t],
-                                   s["policy"][t])
+                steps.at(t).add_to(trainer.replay)
                 ended = got.ended_at(t)
                 trainer._log_episodes(logger, ended["episode_return"], ended["episode_length"])
                 trainer.env_steps += cfg.num_envs

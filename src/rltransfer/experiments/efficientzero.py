@@ -39,10 +39,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from rltransfer.agents.efficientzero.agent import EfficientZeroConfig
+from rltransfer.agents.efficientzero.config import EfficientZeroConfig, EZTrainConfig
 from rltransfer.agents.efficientzero.mcts import MCTSConfig
 from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig
-from rltransfer.agents.efficientzero.train import EZTrainConfig
 from rltransfer.core.config import ConfigError
 from rltransfer.evaluation.report import collect_runs, write_report
 from rltransfer.experiments.pool import run_jobs

@@ -1,8 +1,7 @@
 """EfficientZero training targets from replay, with reanalysis by the target network.
 
 For each sampled position ``t`` (see :class:`rltransfer.replay.game_segment.GameSegmentReplay`)
-this module builds an :class:`rltransfer.agents.efficientzero.agent.EZBatch` with ``K`` unroll
-steps:
+this module builds an :class:`EZBatch` with ``K`` unroll steps:
 
 * **Value-prefix targets** (EfficientZero, Ye et al. 2021, Sec. 4.2): the reward LSTM predicts
   the sum of rewards since its hidden state was last reset; the hidden state is reset every
@@ -44,7 +43,7 @@ from typing import Literal, Protocol
 import numpy as np
 import torch
 
-from rltransfer.agents.efficientzero.agent import EZBatch
+from rltransfer.agents.efficientzero.batch import EZBatch
 from rltransfer.agents.efficientzero.mcts import BatchedMCTS, MCTSConfig, ModelOutput
 from rltransfer.replay.game_segment import GameSegmentReplay
 
