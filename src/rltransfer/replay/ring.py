@@ -30,11 +30,13 @@ A subclass validates its arguments, calls ``SlotRing.__init__``, allocates its o
 arrays and implements :meth:`SlotRing._refresh_recent` (which recent items became
 sampleable); its ``add`` validates the inputs, calls :meth:`SlotRing._append` and writes its
 own arrays at the returned slot, then calls :meth:`SlotRing._refresh_recent`.
+:class:`BatchRing` adds what the transition and sequence replays share on top: ``sample`` /
+``gather`` of one dict of arrays per batch with a fixed importance exponent.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -48,7 +50,7 @@ from rltransfer.replay.slots import (
 )
 from rltransfer.replay.sum_tree import SumTree
 
-__all__ = ["SlotRing"]
+__all__ = ["BatchRing", "SlotRing", "StepInputs"]
 
 _RING_ARRAYS = ("frames", "terminated", "truncated", "valid", "first", "eligible")
 
@@ -133,10 +135,6 @@ class SlotRing:
 
     def _refresh_recent(self, last: int) -> None:
         """Recompute the eligibility of the items that writing step ``last`` may change."""
-        raise NotImplementedError
-
-    def _gather(self, flat: np.ndarray) -> dict[str, np.ndarray]:
-        """The batch dict of the items at checked flat ids (replays that sample dicts)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ info
@@ -292,22 +290,6 @@ class SlotRing:
         )
         return flat, weights
 
-    def _sample_batch(self, batch_size: int, rng: np.random.Generator,
-                      importance_exponent: float, empty_hint: str) -> dict[str, np.ndarray]:
-        """:meth:`_draw`, then :meth:`_gather`; the weights under ``"weights"``."""
-        flat, weights = self._draw(batch_size, rng, importance_exponent, empty_hint)
-        batch = self._gather(flat)
-        batch["weights"] = weights
-        return batch
-
-    def _gather_checked(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        """:meth:`_gather` of sampleable flat ids, weights 1; raises ValueError for ids out
-        of range or not sampleable now."""
-        flat = check_indices(indices, self.eligible, f"{self._item}s")
-        batch = self._gather(flat)
-        batch["weights"] = np.ones(flat.shape[0], dtype=np.float32)
-        return batch
-
     def _stack(self, envs: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """Stacked observations ``uint8[M, C*S, H, W]`` at stored absolute ``steps`` of
         ``envs`` (both ``int[M]``), oldest frame first; frames from before the episode's
@@ -379,3 +361,118 @@ class SlotRing:
         self._prev_done = arrays["prev_done"].copy()
         self._prev_autoreset = arrays["prev_autoreset"].copy()
         self.num_eligible = int(self.eligible.sum())
+
+
+class StepInputs(NamedTuple):
+    """One vector-env step's ``add`` inputs as :meth:`BatchRing._check_step` validated them
+    (``B`` envs)."""
+
+    obs: np.ndarray  # uint8[B, C, H, W]
+    action: np.ndarray  # int64[B] (discrete) or float32[B, A] (continuous)
+    agent_action: np.ndarray  # int64[B] in A+ (``action`` when not given or continuous)
+    extra: np.ndarray  # bool[B]
+    reward: np.ndarray  # float64[B], finite
+    terminated: np.ndarray  # bool[B]
+    truncated: np.ndarray  # bool[B]
+
+
+class BatchRing(SlotRing):
+    """A :class:`SlotRing` whose items are sampled and gathered as one dict of numpy arrays
+    with a fixed importance exponent (the transition and sequence replays; the game-segment
+    replay gathers :class:`~rltransfer.replay.game_segment.Segment` objects and anneals its
+    exponent, so it builds on :class:`SlotRing` directly).
+
+    Args:
+        importance_exponent: beta of the importance weights (Schaul et al. 2016, Sec. 3.4),
+            validated by the subclass; the other arguments are :class:`SlotRing`'s.
+
+    A subclass implements :meth:`_gather` (the batch of checked flat ids) and
+    :meth:`_empty_hint`, validates the inputs of its ``add`` with :meth:`_check_step`
+    (overriding :meth:`_check_actions` for other kinds of action), and documents its batch
+    layout in its class docstring.
+    """
+
+    def __init__(self, num_envs: int, capacity_per_env: int, frame_shape: tuple[int, ...], *,
+                 frame_stack: int, prioritized: bool, priority_exponent: float,
+                 importance_exponent: float, min_priority: float, overwrite_reach: int) -> None:
+        super().__init__(
+            num_envs, capacity_per_env, frame_shape, frame_stack=frame_stack,
+            prioritized=prioritized, priority_exponent=priority_exponent,
+            min_priority=min_priority, overwrite_reach=overwrite_reach,
+        )
+        self.importance_exponent = float(importance_exponent)
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _gather(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """The batch dict of the items at checked flat ids ``int64[N]`` (without
+        ``weights``)."""
+        raise NotImplementedError
+
+    def _empty_hint(self) -> str:
+        """What an item needs before it can be sampled (for the empty-replay error)."""
+        raise NotImplementedError
+
+    def _check_actions(self, action: Any,
+                       agent_action: Any | None) -> tuple[np.ndarray, np.ndarray]:
+        """Discrete actions: ``action`` and ``agent_action`` (``None``: ``action``) as
+        ``int64[B]``, both >= 0. Raises ValueError (wrong shape, non-integer, negative)."""
+        action_a = self._vector("action", action, np.int64)
+        agent_a = action_a if agent_action is None else self._vector(
+            "agent_action", agent_action, np.int64)
+        if action_a.min() < 0 or agent_a.min() < 0:
+            raise ValueError(f"{self._add_label}: actions must be >= 0")
+        return action_a, agent_a
+
+    def _check_finite(self, name: str, reward: np.ndarray) -> None:
+        """Raises ValueError if a reward input ``float64[B]`` is NaN or infinite."""
+        if not np.all(np.isfinite(reward)):
+            raise ValueError(
+                f"{self._add_label}: non-finite {name} {reward}; check the reward function")
+
+    # ------------------------------------------------------------------ writing
+    def _check_step(self, obs: Any, action: Any, agent_action: Any | None, extra: Any | None,
+                    reward: Any, terminated: Any, truncated: Any) -> StepInputs:
+        """Validate the inputs ``add`` has in common (``uint8[B, C, H, W]`` frame, actions by
+        :meth:`_check_actions`, ``bool[B]`` extra (``None``: all false), finite ``float[B]``
+        reward, ``bool[B]`` end flags).
+
+        Raises:
+            ValueError: wrong shape/dtype, negative actions, non-finite rewards.
+        """
+        frame = self._check_frame(obs)
+        action_a, agent_a = self._check_actions(action, agent_action)
+        extra_a = (np.zeros(self.num_envs, bool) if extra is None
+                   else self._vector("extra", extra, bool))
+        reward_a = self._vector("reward", reward, np.float64)
+        term = self._vector("terminated", terminated, bool)
+        trunc = self._vector("truncated", truncated, bool)
+        self._check_finite("reward", reward_a)
+        return StepInputs(frame, action_a, agent_a, extra_a, reward_a, term, trunc)
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Sample ``batch_size`` items with replacement, proportionally to priority
+        (uniformly when not prioritized); the batch layout is the subclass's (see its class
+        docstring), with importance weights ``float32[batch_size]`` (max 1; ones when
+        uniform) under ``"weights"`` (Schaul et al. 2016, Sec. 3.3-3.4).
+
+        Raises:
+            ValueError: ``batch_size < 1`` or nothing to sample yet (see :meth:`can_sample`).
+        """
+        flat, weights = self._draw(batch_size, rng, self.importance_exponent,
+                                   self._empty_hint())
+        batch = self._gather(flat)
+        batch["weights"] = weights
+        return batch
+
+    def gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """The items at flat ``indices`` (``int[N]``, ``env * capacity_per_env + slot``), as
+        ``sample`` returns them, with ``weights`` all 1.
+
+        Raises:
+            ValueError: an index is out of range or not sampleable now.
+        """
+        flat = check_indices(indices, self.eligible, f"{self._item}s")
+        batch = self._gather(flat)
+        batch["weights"] = np.ones(flat.shape[0], dtype=np.float32)
+        return batch

@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from rltransfer.replay.ring import SlotRing
+from rltransfer.replay.ring import BatchRing
 
 _SLOT = ("actions", "agent_actions", "rewards", "prev_rewards_in", "intrinsic_rewards",
          "episode_pos", "state_row", "policy_index", "extra")
 
 
-class SequenceReplay(SlotRing):
+class SequenceReplay(BatchRing):
     """Prioritized replay of overlapping, padded sequences with stored recurrent states.
 
     Args:
@@ -76,8 +76,32 @@ class SequenceReplay(SlotRing):
     ``p`` the smallest spacing of window starts (``L - overlap`` with the default ``burn_in``
     a multiple of it).
 
+    Batches: ``sample(batch_size, rng)`` draws ``N = batch_size`` sequences with replacement,
+    proportionally to priority; ``gather(indices)`` returns the sequences at given flat ids
+    with weights 1 (both :class:`~rltransfer.replay.ring.BatchRing`; ``ValueError`` for
+    ``batch_size < 1``, nothing sampleable yet, or ids out of range or not sampleable). A
+    batch is a dict of numpy arrays, ``T = burn_in + sequence_length`` (window index
+    ``burn_in`` is the first training step):
+
+    * ``obs`` ``uint8[N, T, C*S, H, W]`` (zeros outside the episode);
+    * ``action``, ``agent_action`` ``int64[N, T]``; ``extra`` ``bool[N, T]``;
+      ``reward`` ``float32[N, T]`` (learner reward);
+    * ``prev_action`` ``int64[N, T]`` (-1 at the episode's first step and outside it),
+      ``prev_reward``, ``prev_intrinsic_reward`` ``float32[N, T]``: the core's inputs;
+    * ``in_episode`` ``bool[N, T]``; ``valid`` ``bool[N, T]`` (in the episode and not
+      the autoreset slot: a real transition);
+    * ``n_step_return``, ``bootstrap_discount`` ``float32[N, T]``,
+      ``bootstrap_index`` ``int64[N, T]`` (window index; own index where unused or
+      after a termination),
+      ``loss_mask`` ``bool[N, T]`` (training steps with a target); returns and
+      discounts use ``policy_gammas[policy_index]`` of each step;
+    * ``policy_index`` ``int64[N, T]``: the NGU policy ``j`` of each step (outside
+      the episode: ``j`` of the training start);
+    * ``core_state`` ``float32[N, D]`` at the window's first in-episode step;
+    * ``weights`` ``float32[N]`` (importance weights, max 1), ``indices`` ``int64[N]``.
+
     The ring (write cursor, stream flags, eligibility, sum tree, sampling, checkpoints) is
-    :class:`~rltransfer.replay.ring.SlotRing`; this class adds the per-slot inputs of the
+    :class:`~rltransfer.replay.ring.BatchRing`; this class adds the per-slot inputs of the
     recurrent core, the stored states and the sequence rule.
 
     Raises:
@@ -137,7 +161,8 @@ class SequenceReplay(SlotRing):
         super().__init__(
             num_envs, capacity_per_env, frame_shape, frame_stack=frame_stack,
             prioritized=prioritized, priority_exponent=priority_exponent,
-            min_priority=min_priority, overwrite_reach=burn_in + frame_stack,
+            importance_exponent=importance_exponent, min_priority=min_priority,
+            overwrite_reach=burn_in + frame_stack,
         )
         self.state_dim = int(state_dim)
         self.sequence_length = int(sequence_length)
@@ -148,7 +173,6 @@ class SequenceReplay(SlotRing):
         self.gamma = float(gamma)
         self.policy_gammas = gammas
         self.num_policies = int(gammas.size)
-        self.importance_exponent = float(importance_exponent)
         # Smallest gap between two state-row slots (see class docstring) -> ring size.
         rem = self.burn_in % self.period
         min_gap = self.period - rem if rem else self.period
@@ -179,6 +203,9 @@ class SequenceReplay(SlotRing):
         return self.burn_in + self.sequence_length
 
     # ------------------------------------------------------------------ ring hooks
+    def _empty_hint(self) -> str:
+        return f"a sequence needs {self.sequence_length} steps or its episode's end written"
+
     def _slot_arrays(self) -> tuple[str, ...]:
         return _SLOT
 
@@ -229,13 +256,8 @@ class SequenceReplay(SlotRing):
                 policy indices out of range.
         """
         b = self.num_envs
-        obs = self._check_frame(obs)
-        action_a = self._vector("action", action, np.int64)
-        agent_a = action_a if agent_action is None else self._vector(
-            "agent_action", agent_action, np.int64)
-        extra_a = np.zeros(b, bool) if extra is None else self._vector("extra", extra, bool)
-        reward_a = self._vector("reward", reward, np.float64)
-        ext_a = reward_a if extrinsic_reward is None else self._vector(
+        x = self._check_step(obs, action, agent_action, extra, reward, terminated, truncated)
+        ext_a = x.reward if extrinsic_reward is None else self._vector(
             "extrinsic_reward", extrinsic_reward, np.float64)
         int_a = np.zeros(b) if intrinsic_reward is None else self._vector(
             "intrinsic_reward", intrinsic_reward, np.float64)
@@ -246,14 +268,8 @@ class SequenceReplay(SlotRing):
                 f"replay.add: policy_index must be in [0, {self.num_policies}) (one per "
                 f"policy_gammas entry), got {pol}"
             )
-        term = self._vector("terminated", terminated, bool)
-        trunc = self._vector("truncated", truncated, bool)
-        if action_a.min() < 0 or agent_a.min() < 0:
-            raise ValueError("replay.add: actions must be >= 0")
-        for name, r in (("reward", reward_a), ("extrinsic_reward", ext_a),
-                        ("intrinsic_reward", int_a)):
-            if not np.all(np.isfinite(r)):
-                raise ValueError(f"replay.add: non-finite {name} {r}; check the reward function")
+        self._check_finite("extrinsic_reward", ext_a)
+        self._check_finite("intrinsic_reward", int_a)
         if self.state_dim:
             if core_state is None:
                 raise ValueError(f"replay.add needs core_state float32[{b}, {self.state_dim}]")
@@ -263,12 +279,12 @@ class SequenceReplay(SlotRing):
                     f"core_state must be finite float32[{b}, {self.state_dim}], got {st.shape}"
                 )
 
-        t, p, first = self._append(obs, term, trunc)
+        t, p, first = self._append(x.obs, x.terminated, x.truncated)
         pos = np.where(first, 0, self._prev_pos + 1)
-        self.actions[:, p] = action_a
-        self.agent_actions[:, p] = agent_a
-        self.extra[:, p] = extra_a
-        self.rewards[:, p] = reward_a
+        self.actions[:, p] = x.action
+        self.agent_actions[:, p] = x.agent_action
+        self.extra[:, p] = x.extra
+        self.rewards[:, p] = x.reward
         self.prev_rewards_in[:, p] = ext_a
         self.intrinsic_rewards[:, p] = int_a
         self.policy_index[:, p] = pol
@@ -284,47 +300,6 @@ class SequenceReplay(SlotRing):
             self.next_state_row[envs] += 1
         self._prev_pos = pos
         self._refresh_recent(t)
-
-    # ------------------------------------------------------------------ sampling
-    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """Sample ``batch_size`` sequences (with replacement, proportionally to priority).
-
-        Returns:
-            dict of numpy arrays, ``N = batch_size``, ``T = burn_in + sequence_length``
-            (window index ``burn_in`` is the first training step):
-
-            * ``obs`` ``uint8[N, T, C*S, H, W]`` (zeros outside the episode);
-            * ``action``, ``agent_action`` ``int64[N, T]``; ``extra`` ``bool[N, T]``;
-              ``reward`` ``float32[N, T]`` (learner reward);
-            * ``prev_action`` ``int64[N, T]`` (-1 at the episode's first step and outside it),
-              ``prev_reward``, ``prev_intrinsic_reward`` ``float32[N, T]``: the core's inputs;
-            * ``in_episode`` ``bool[N, T]``; ``valid`` ``bool[N, T]`` (in the episode and not
-              the autoreset slot: a real transition);
-            * ``n_step_return``, ``bootstrap_discount`` ``float32[N, T]``,
-              ``bootstrap_index`` ``int64[N, T]`` (window index; own index where unused or
-              after a termination),
-              ``loss_mask`` ``bool[N, T]`` (training steps with a target); returns and
-              discounts use ``policy_gammas[policy_index]`` of each step;
-            * ``policy_index`` ``int64[N, T]``: the NGU policy ``j`` of each step (outside
-              the episode: ``j`` of the training start);
-            * ``core_state`` ``float32[N, D]`` at the window's first in-episode step;
-            * ``weights`` ``float32[N]`` (importance weights, max 1), ``indices`` ``int64[N]``.
-
-        Raises:
-            ValueError: ``batch_size < 1`` or nothing to sample yet (see :meth:`can_sample`).
-        """
-        return self._sample_batch(
-            batch_size, rng, self.importance_exponent,
-            f"a sequence needs {self.sequence_length} steps or its episode's end written",
-        )
-
-    def gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        """The sequences at flat ``indices`` (as :meth:`sample` returns them, weights 1).
-
-        Raises:
-            ValueError: an index is out of range or not sampleable now.
-        """
-        return self._gather_checked(indices)
 
     # ------------------------------------------------------------------ internals
     def _config_int(self) -> np.ndarray:

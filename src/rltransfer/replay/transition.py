@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from rltransfer.replay.ring import SlotRing
+from rltransfer.replay.ring import BatchRing
 
 
 @njit(cache=True)
@@ -120,7 +120,7 @@ class FrameStacker:
         return self._frames.reshape(self.num_envs, *self.stacked_shape).copy()
 
 
-class TransitionReplay(SlotRing):
+class TransitionReplay(BatchRing):
     """Frame-once circular replay of n-step transitions, one buffer per env.
 
     ``add`` is called once per vector-env step for all ``B`` envs; ``sample`` returns n-step
@@ -170,8 +170,23 @@ class TransitionReplay(SlotRing):
         action_dtype: an integer dtype (discrete; stored as int32, sampled as int64) or a
             floating dtype (continuous; stored and sampled as float32).
 
+    Batches: ``sample(batch_size, rng)`` draws ``N = batch_size`` transitions with
+    replacement (proportionally to priority when prioritized); ``gather(indices)`` returns the
+    transitions at given flat ids with weights 1 (both
+    :class:`~rltransfer.replay.ring.BatchRing`; ``ValueError`` for ``batch_size < 1``,
+    nothing sampleable yet, or ids out of range or not sampleable). A batch is a dict of
+    numpy arrays with leading dimension ``N``: ``obs`` / ``next_obs`` ``uint8[N, C*S, H, W]``
+    (``next_obs`` zeros after a termination whose final frame is not stored yet), ``action``
+    ``int64`` (in A), ``agent_action`` ``int64`` (in A+), ``extra`` ``bool``, ``reward``
+    ``float32`` (first reward), ``n_step_return`` ``float32``, ``bootstrap_discount``
+    ``float32`` (continuous mode: ``action`` and ``agent_action`` are ``float32[N, A]``),
+    ``weights`` ``float32`` (importance weights, max 1; all 1 if uniform), ``indices``
+    ``int64`` (flat ids for :meth:`update_priorities`), ``next_frame`` ``uint8[N, C, H, W]``
+    (the single frame one step later, ``x_{t+1}``; zeros where not stored yet) and
+    ``next_frame_valid`` ``bool[N]`` (it is stored).
+
     The ring (write cursor, stream flags, eligibility, sum tree, sampling, checkpoints) is
-    :class:`~rltransfer.replay.ring.SlotRing`; this class adds the actions, rewards and
+    :class:`~rltransfer.replay.ring.BatchRing`; this class adds the actions, rewards and
     ``extra`` flags per slot and the n-step window rule.
 
     Raises:
@@ -221,11 +236,11 @@ class TransitionReplay(SlotRing):
         super().__init__(
             num_envs, capacity_per_env, frame_shape, frame_stack=frame_stack,
             prioritized=prioritized, priority_exponent=priority_exponent,
-            min_priority=min_priority, overwrite_reach=frame_stack,
+            importance_exponent=importance_exponent, min_priority=min_priority,
+            overwrite_reach=frame_stack,
         )
         self.n_step = int(n_step)
         self.gamma = float(gamma)
-        self.importance_exponent = float(importance_exponent)
         self.action_shape = tuple(int(a) for a in action_shape)
         kind = np.dtype(action_dtype).kind
         if kind not in "iuf":
@@ -259,6 +274,9 @@ class TransitionReplay(SlotRing):
         self._gamma_pows = self.gamma ** np.arange(self.n_step + 1, dtype=np.float64)
 
     # ------------------------------------------------------------------ ring hooks
+    def _empty_hint(self) -> str:
+        return f"a transition needs its {self.n_step}-step window written"
+
     def _slot_arrays(self) -> tuple[str, ...]:
         if self.continuous:  # agent_actions is actions: stored once
             return ("actions", "rewards", "extra")
@@ -290,68 +308,14 @@ class TransitionReplay(SlotRing):
         Raises:
             ValueError: wrong shape/dtype, negative actions, non-finite rewards.
         """
-        b = self.num_envs
-        obs = self._check_frame(obs)
-        if self.continuous:
-            action_a = self._continuous_action(action)
-            if agent_action is not None:
-                raise ValueError(
-                    "replay.add: continuous-action replay has no agent_action; pass None"
-                )
-            agent_a = action_a
-        else:
-            action_a = self._vector("action", action, np.int64)
-            agent_a = action_a if agent_action is None else self._vector(
-                "agent_action", agent_action, np.int64
-            )
-        extra_a = np.zeros(b, bool) if extra is None else self._vector("extra", extra, bool)
-        reward_a = self._vector("reward", reward, np.float64)
-        term = self._vector("terminated", terminated, bool)
-        trunc = self._vector("truncated", truncated, bool)
-        if not self.continuous and (action_a.min() < 0 or agent_a.min() < 0):
-            raise ValueError("replay.add: actions must be >= 0")
-        if not np.all(np.isfinite(reward_a)):
-            raise ValueError(f"replay.add: non-finite reward {reward_a}; check the reward function")
-
-        t, p, _ = self._append(obs, term, trunc)
-        self.actions[:, p] = action_a
+        x = self._check_step(obs, action, agent_action, extra, reward, terminated, truncated)
+        t, p, _ = self._append(x.obs, x.terminated, x.truncated)
+        self.actions[:, p] = x.action
         if not self.continuous:
-            self.agent_actions[:, p] = agent_a
-        self.extra[:, p] = extra_a
-        self.rewards[:, p] = reward_a
+            self.agent_actions[:, p] = x.agent_action
+        self.extra[:, p] = x.extra
+        self.rewards[:, p] = x.reward
         self._refresh_recent(t)
-
-    # ------------------------------------------------------------------ sampling
-    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """Sample ``batch_size`` transitions (with replacement).
-
-        Returns:
-            dict of numpy arrays with leading dimension ``batch_size``:
-            ``obs`` / ``next_obs`` ``uint8[B, C*S, H, W]`` (``next_obs`` zeros after a
-            termination whose final frame is not stored yet), ``action`` ``int64`` (in A),
-            ``agent_action`` ``int64`` (in A+), ``extra`` ``bool``, ``reward`` ``float32``
-            (first reward), ``n_step_return`` ``float32``, ``bootstrap_discount`` ``float32``,
-            (continuous mode: ``action`` and ``agent_action`` are ``float32[batch, A]``),
-            ``weights`` ``float32`` (importance weights, max 1; all 1 if uniform), ``indices``
-            ``int64`` (flat ids for :meth:`update_priorities`), ``next_frame``
-            ``uint8[B, C, H, W]`` (the single frame one step later, ``x_{t+1}``; zeros where
-            not stored yet) and ``next_frame_valid`` ``bool[B]`` (it is stored).
-
-        Raises:
-            ValueError: ``batch_size < 1`` or nothing to sample yet (see :meth:`can_sample`).
-        """
-        return self._sample_batch(
-            batch_size, rng, self.importance_exponent,
-            f"a transition needs its {self.n_step}-step window written",
-        )
-
-    def gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        """The transitions at flat ``indices`` (as :meth:`sample` returns them, weights 1).
-
-        Raises:
-            ValueError: an index is out of range or not sampleable now.
-        """
-        return self._gather_checked(indices)
 
     # ------------------------------------------------------------------ internals
     def _config_int(self) -> np.ndarray:
@@ -364,8 +328,14 @@ class TransitionReplay(SlotRing):
             dtype=np.int64,
         )
 
-    def _continuous_action(self, value: Any) -> np.ndarray:
-        a = np.asarray(value)
+    def _check_actions(self, action: Any,
+                       agent_action: Any | None) -> tuple[np.ndarray, np.ndarray]:
+        """Discrete: as :meth:`BatchRing._check_actions`. Continuous: ``action`` finite
+        ``float[B, A]`` (as ``float32``), ``agent_action`` must be ``None`` (it is
+        ``action``). Raises ValueError otherwise."""
+        if not self.continuous:
+            return super()._check_actions(action, agent_action)
+        a = np.asarray(action)
         want = (self.num_envs, *self.action_shape)
         if a.shape != want or not np.issubdtype(a.dtype, np.floating):
             raise ValueError(
@@ -374,7 +344,10 @@ class TransitionReplay(SlotRing):
             )
         if not np.all(np.isfinite(a)):
             raise ValueError("replay.add: non-finite continuous action; check the policy output")
-        return a.astype(np.float32, copy=False)
+        if agent_action is not None:
+            raise ValueError("replay.add: continuous-action replay has no agent_action; pass None")
+        action_a = a.astype(np.float32, copy=False)
+        return action_a, action_a
 
     def _config_float(self) -> np.ndarray:
         return np.array(
