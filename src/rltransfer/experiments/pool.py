@@ -36,19 +36,20 @@ def run_jobs(
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    results: list[R | None] = [None] * len(jobs)
     if workers == 1 or len(jobs) <= 1:
+        results: list[R] = []
         for i, job in enumerate(jobs):
-            results[i] = fn(job)
+            results.append(fn(job))
             if on_done is not None:
-                on_done(i + 1, len(jobs), results[i])  # type: ignore[arg-type]
-        return results  # type: ignore[return-value]
+                on_done(i + 1, len(jobs), results[i])
+        return results
+    by_index: dict[int, R] = {}
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
         for done, future in enumerate(as_completed(futures), start=1):
             result = future.result()
-            results[futures[future]] = result
+            by_index[futures[future]] = result
             if on_done is not None:
                 on_done(done, len(jobs), result)
-    return results  # type: ignore[return-value]
+    return [by_index[i] for i in range(len(jobs))]

@@ -5,18 +5,19 @@ config, a one-line description, its runtime on the project's 2-core CPU machine 
 in ``docs/benchmarks.md`` (``"not measured"`` where nothing was recorded) and whether it
 needs a GPU. Three kinds, each with its config type and runner:
 
-* ``bt``: :class:`~rltransfer.experiments.behavior_transfer.BTExperiment` (Behavior Transfer,
-Campos et al. 2021),
-  run by :func:`rltransfer.experiments.behavior_transfer.run_experiment`;
+* ``bt``: :class:`~rltransfer.experiments.behavior_transfer.BTExperiment` (Behavior
+  Transfer, Campos et al. 2021), run by
+  :func:`rltransfer.experiments.behavior_transfer.run_experiment`;
 * ``encoder``: :class:`~rltransfer.experiments.encoder_recipes.EncoderExperiment` (encoder
-pretraining
-  for pixel SAC, Kadavath et al. 2021), run by
+  pretraining for pixel SAC, Kadavath et al. 2021), run by
   :func:`rltransfer.methods.encoder_pretraining.experiment.run_encoder_experiment`;
-* ``efficientzero``: :class:`~rltransfer.experiments.efficientzero.EZExperiment` (EfficientZero,
-  Ye et al. 2021), run by :func:`rltransfer.experiments.efficientzero.run_ez_experiment`.
+* ``efficientzero``: :class:`~rltransfer.experiments.efficientzero.EZExperiment`
+  (EfficientZero, Ye et al. 2021), run by
+  :func:`rltransfer.experiments.efficientzero.run_ez_experiment`.
 
 The presets themselves (their settings and sources) are in
-:mod:`rltransfer.experiments.behavior_transfer`.
+:mod:`rltransfer.experiments.behavior_transfer`, :mod:`rltransfer.experiments.encoder_recipes`
+and :mod:`rltransfer.experiments.efficientzero`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from rltransfer.core.config import ConfigError
 from rltransfer.errors import UnknownRecipeError
@@ -50,6 +51,9 @@ from rltransfer.experiments.encoder_recipes import (
     ik_vs_images,
 )
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 RecipeKind = Literal["bt", "encoder", "efficientzero"]
 """``bt``: Behavior Transfer; ``encoder``: encoder pretraining for pixel SAC;
 ``efficientzero``: EfficientZero runs over seeds."""
@@ -58,6 +62,7 @@ Experiment = BTExperiment | EncoderExperiment | EZExperiment
 """The typed config of any recipe."""
 
 E = TypeVar("E", BTExperiment, EncoderExperiment, EZExperiment)
+_C = TypeVar("_C", bound="DataclassInstance")
 
 NOT_MEASURED = "not measured"
 
@@ -201,8 +206,11 @@ class RecipeOverrides:
     strategies: tuple[str, ...] | None = None
 
 
-def _pick(new: int | None, old: int) -> int:
-    return old if new is None else new
+def _with(config: _C, value: int | None, *names: str) -> _C:
+    """``config`` with the fields ``names`` set to ``value`` (a new config, validated
+    again); ``config`` itself when ``value`` is None."""
+    return config if value is None else dataclasses.replace(
+        config, **dict.fromkeys(names, value))
 
 
 def apply_overrides(exp: Experiment, changes: RecipeOverrides, name: str = "") -> Experiment:
@@ -213,38 +221,25 @@ def apply_overrides(exp: Experiment, changes: RecipeOverrides, name: str = "") -
             ``pretrain_env_steps`` for EfficientZero), or an invalid value (e.g.
             ``num_seeds`` < 1). UnknownRecipeError: an unknown strategy (``bt``).
     """
+    common: dict[str, Any] = {
+        key: value for key, value in (("num_seeds", changes.num_seeds),
+                                      ("workers", changes.workers),
+                                      ("strategies", changes.strategies))
+        if value is not None
+    }
+    pretrain_steps, train_steps = changes.pretrain_env_steps, changes.train_env_steps
     if isinstance(exp, BTExperiment):
-        pretrain, train = exp.pretrain, exp.train
-        if changes.pretrain_env_steps is not None:
-            pretrain = dataclasses.replace(pretrain, total_env_steps=changes.pretrain_env_steps)
-        if changes.train_env_steps is not None:
-            train = dataclasses.replace(train, total_env_steps=changes.train_env_steps)
         return dataclasses.replace(
-            exp, num_seeds=_pick(changes.num_seeds, exp.num_seeds),
-            workers=_pick(changes.workers, exp.workers),
-            strategies=exp.strategies if changes.strategies is None else changes.strategies,
-            pretrain=pretrain, train=train,
-        )
+            exp, pretrain=_with(exp.pretrain, pretrain_steps, "total_env_steps"),
+            train=_with(exp.train, train_steps, "total_env_steps"), **common)
     if isinstance(exp, EncoderExperiment):
-        ik, sac = exp.ik, exp.sac
-        if changes.pretrain_env_steps is not None:
-            ik = dataclasses.replace(ik, num_transitions=changes.pretrain_env_steps)
-        if changes.train_env_steps is not None:
-            sac = dataclasses.replace(sac, total_env_steps=changes.train_env_steps)
         return dataclasses.replace(
-            exp, num_seeds=_pick(changes.num_seeds, exp.num_seeds),
-            workers=_pick(changes.workers, exp.workers),
-            strategies=exp.strategies if changes.strategies is None else changes.strategies,
-            ik=ik, sac=sac,
-        )
-    if changes.strategies is not None or changes.pretrain_env_steps is not None:
+            exp, ik=_with(exp.ik, pretrain_steps, "num_transitions"),
+            sac=_with(exp.sac, train_steps, "total_env_steps"), **common)
+    if changes.strategies is not None or pretrain_steps is not None:
         raise ConfigError(f"{name or exp.name} has no strategies or pretraining; drop those flags")
-    ez = exp.train
-    if changes.train_env_steps is not None:
-        ez = dataclasses.replace(ez, total_env_steps=changes.train_env_steps,
-                                 replay_capacity_env_steps=changes.train_env_steps)
-    return dataclasses.replace(exp, num_seeds=_pick(changes.num_seeds, exp.num_seeds),
-                               workers=_pick(changes.workers, exp.workers), train=ez)
+    ez = _with(exp.train, train_steps, "total_env_steps", "replay_capacity_env_steps")
+    return dataclasses.replace(exp, train=ez, **common)
 
 
 def build_recipe(name: str, overrides: RecipeOverrides | None = None) -> Experiment:

@@ -19,8 +19,9 @@ def run_recipe(name: str, overrides: RecipeOverrides | None = None,
         The path of the experiment's ``report.md``.
 
     Raises:
-        UnknownRecipeError, ConfigError: see :func:`~rltransfer.experiments.registry.
-            build_recipe` (raised before anything runs); whatever the runs raise.
+        UnknownRecipeError, ConfigError: see
+            :func:`~rltransfer.experiments.registry.build_recipe` (raised before anything
+            runs); whatever the runs raise.
     """
     exp = build_recipe(name, overrides)
     out = Path(out_dir) if out_dir is not None else Path("runs") / name
