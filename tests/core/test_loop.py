@@ -1,5 +1,6 @@
-"""The one training loop (core/loop.py): replay ratio, warm-up burst, cadences, NaN guard,
-save/resume of the counters, episode bookkeeping. Expected values are counted by hand."""
+"""The one training loop (core/loop.py, core/schedule.py, core/episodes.py): replay ratio,
+warm-up burst, cadences, NaN guard, save/resume of the counters, episode bookkeeping.
+Expected values are counted by hand."""
 
 from __future__ import annotations
 
