@@ -240,9 +240,9 @@ def test_new_episodes_take_a_fresh_snapshot_after_the_refresh_period() -> None:
     got = ngu.embed_acting(x)
     torch.testing.assert_close(got[0], ngu.embed(x)[0])
     torch.testing.assert_close(got[1], initial[1])
-    assert len(ngu._snapshots) == 2
+    assert ngu.embedding.num_snapshots == 2
     ngu.reset(np.array([False, True]))  # env 1 joins the newest; the old one is dropped
-    assert len(ngu._snapshots) == 1
+    assert ngu.embedding.num_snapshots == 1
     torch.testing.assert_close(ngu.embed_acting(x), ngu.embed(x))
     with pytest.raises(ValueError, match="embedding_refresh_env_steps"):
         NGUConfig(embedding_refresh_env_steps=0)
@@ -274,10 +274,10 @@ def test_inverse_dynamics_loss_decreases() -> None:
 def test_update_masks_invalid_transitions_and_checks_input() -> None:
     ngu = NGUReward((1, 5, 5), 4, 2, config=small_config(), obs_scale=1.0)
     obs, actions, next_obs = toy_transitions(np.random.default_rng(5), 8)
-    params = [p.detach().clone() for p in ngu.embedding.parameters()]
+    params = [p.detach().clone() for p in ngu.embedding.network.parameters()]
     out = ngu.update(next_obs, prev_obs_batch=obs, actions=actions, valid=np.zeros(8, bool))
     assert math.isnan(out["inverse_dynamics_loss"])
-    assert all(torch.equal(a, b) for a, b in zip(params, ngu.embedding.parameters(),
+    assert all(torch.equal(a, b) for a, b in zip(params, ngu.embedding.network.parameters(),
                                                   strict=True))
     with pytest.raises(IntrinsicInputError, match="prev_obs_batch"):
         ngu.update(next_obs)

@@ -16,7 +16,15 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-__all__ = ["IntrinsicInputError", "IntrinsicReward", "check_frames"]
+from rltransfer.core.checkpoint_components import load_optimizer_state, optimizer_tensors
+
+__all__ = [
+    "IntrinsicInputError",
+    "IntrinsicReward",
+    "check_frames",
+    "load_optimizer_state_tensors",
+    "optimizer_state_tensors",
+]
 
 
 class IntrinsicInputError(ValueError):
@@ -72,3 +80,35 @@ def check_frames(frames: np.ndarray, frame_shape: tuple[int, ...], name: str) ->
             f"frame, channels first), got {arr.shape}; pass the last frame of the stack only"
         )
     return arr
+
+
+def _parameter_indices(optimizer: torch.optim.Optimizer) -> dict[int, str]:
+    """``id(parameter) -> str(index)``, the index over all parameter groups in order."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    return {id(p): str(index) for index, p in enumerate(params)}
+
+
+def optimizer_state_tensors(
+    optimizer: torch.optim.Optimizer, prefix: str = "optimizer."
+) -> dict[str, torch.Tensor]:
+    """The optimizer's per-parameter state (e.g. Adam's ``exp_avg``, ``exp_avg_sq``,
+    ``step``) as CPU tensors keyed ``<prefix><parameter index>.<field>``, the layout of the
+    intrinsic rewards' checkpoints (written by
+    :func:`rltransfer.core.checkpoint_components.optimizer_tensors`)."""
+    return optimizer_tensors(optimizer, _parameter_indices(optimizer), prefix)
+
+
+def load_optimizer_state_tensors(
+    optimizer: torch.optim.Optimizer,
+    tensors: dict[str, torch.Tensor],
+    device: torch.device | str = "cpu",
+    prefix: str = "optimizer.",
+) -> None:
+    """Restore :func:`optimizer_state_tensors` from ``tensors`` (keys without ``prefix`` are
+    ignored; parameters without saved state start with none)."""
+    saved: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix):
+            index, field = key[len(prefix):].split(".", 1)
+            saved.setdefault(index, {})[field] = value
+    load_optimizer_state(optimizer, _parameter_indices(optimizer), saved, device)

@@ -4,9 +4,9 @@
 
 * ``r^episodic``: :class:`~rltransfer.intrinsic.episodic_memory.EpisodicMemory`, a per-episode
   k-NN memory of controllable-state embeddings ``f(x)``;
-* ``f``: a torso (:mod:`rltransfer.nets.encoders`) -> ``embedding_dim`` (32) features, trained
-  by inverse dynamics: an MLP (one hidden ReLU layer of 128) on ``[f(x_t), f(x_{t+1})]``
-  gives a softmax over actions, trained with cross-entropy to predict ``a_t`` (Adam 5e-4);
+* ``f``: :class:`~rltransfer.intrinsic.ngu_embedding.InverseDynamicsEmbedding`, a torso ->
+  ``embedding_dim`` (32) features, trained by inverse dynamics (an MLP on
+  ``[f(x_t), f(x_{t+1})]`` predicts ``a_t``, cross-entropy, Adam 5e-4);
 * ``alpha_t = 1 + (err_t - mu_err) / sigma_err``, the life-long novelty multiplier, where
   ``err_t = ||g_hat(x_t) - g(x_t)||^2`` is the prediction error of
   :class:`~rltransfer.intrinsic.rnd.RND` (normalised, clipped inputs) and ``mu_err``,
@@ -36,20 +36,18 @@ The policy family (Sec. 3, App. A): :func:`ngu_betas` and :func:`ngu_gammas`.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
-from torch.nn import functional as F
 
 from rltransfer.intrinsic.base import IntrinsicInputError, check_frames
 from rltransfer.intrinsic.episodic_memory import EpisodicMemory
+from rltransfer.intrinsic.ngu_embedding import InverseDynamicsEmbedding
 from rltransfer.intrinsic.normalizer import RunningMeanStd
 from rltransfer.intrinsic.rnd import RND
-from rltransfer.nets.encoders import ENCODER_KINDS, Torso, encoder_body
+from rltransfer.nets.encoders import ENCODER_KINDS
 
 __all__ = ["NGUConfig", "NGUReward", "lifelong_multiplier", "ngu_betas", "ngu_gammas"]
 
@@ -251,6 +249,10 @@ class NGUReward:
         ValueError: bad sizes; ``UnknownEncoderKindError`` on an unknown torso kind.
 
     Attributes:
+        embedding: ``f`` and its inverse-dynamics training, with the per-episode snapshots
+            (:class:`~rltransfer.intrinsic.ngu_embedding.InverseDynamicsEmbedding`).
+        rnd: the :class:`RND` whose prediction error drives the life-long multiplier.
+        memory: the per-env :class:`EpisodicMemory` of ``f(x)``.
         last_episodic: ``float32[B]``, ``r^episodic`` of the last :meth:`compute`.
         last_multiplier: ``float32[B]``, ``clip(alpha, 1, L)`` of the last :meth:`compute`.
     """
@@ -284,23 +286,12 @@ class NGUReward:
             hidden=cfg.rnd_hidden, torso=cfg.rnd_torso, learning_rate=cfg.rnd_learning_rate,
             obs_clip=cfg.rnd_obs_clip, device=self.device, seed=seed,
         )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed) + 1)
-            # encoder_body + a linear output: make_torso's trailing ReLU would clip the
-            # embedding to >= 0; NGU's f ends in a plain linear layer of 32 units.
-            body, num_features = encoder_body(cfg.embedding_torso, self.frame_shape)
-            encoder = nn.Sequential(*body, nn.Linear(num_features, cfg.embedding_dim))
-            self.embedding = Torso(encoder, self.frame_shape, obs_scale, cfg.embedding_dim)
-            self.inverse_head = nn.Sequential(
-                nn.Linear(2 * cfg.embedding_dim, cfg.inverse_dynamics_hidden),
-                nn.ReLU(),
-                nn.Linear(cfg.inverse_dynamics_hidden, self.num_actions),
-            )
-        self.embedding.to(self.device)
-        self.inverse_head.to(self.device)
-        self.optimizer = torch.optim.Adam(
-            [*self.embedding.parameters(), *self.inverse_head.parameters()],
-            lr=cfg.learning_rate,
+        self.embedding = InverseDynamicsEmbedding(
+            self.frame_shape, self.num_actions, self.num_envs,
+            embedding_dim=cfg.embedding_dim, torso=cfg.embedding_torso,
+            hidden=cfg.inverse_dynamics_hidden, learning_rate=cfg.learning_rate,
+            refresh_env_steps=cfg.embedding_refresh_env_steps, obs_scale=obs_scale,
+            device=self.device, seed=int(seed) + 1,
         )
         self.memory = EpisodicMemory(
             self.num_envs, cfg.embedding_dim, capacity=cfg.memory_capacity,
@@ -310,44 +301,19 @@ class NGUReward:
             device=self.device,
         )
         self.error_rms = RunningMeanStd(())
-        # Frozen snapshots of f, one per episode (module docstring): id -> module.
-        self._snapshots: dict[int, nn.Module] = {}
-        self._env_snapshot = np.zeros(self.num_envs, dtype=np.int64)
-        self._next_snapshot_id = 0
-        self._latest_snapshot_step = 0
-        self._acting_steps = 0
-        self._assign_snapshots(np.ones(self.num_envs, dtype=bool), force_new=True)
         self.last_episodic = np.zeros(self.num_envs, dtype=np.float32)
         self.last_multiplier = np.ones(self.num_envs, dtype=np.float32)
 
     # ------------------------------------------------------------------ acting
 
     def embed(self, frames: np.ndarray) -> torch.Tensor:
-        """``f(x)``: ``uint8[N, C, H, W]`` -> ``float32[N, embedding_dim]`` (no gradient).
+        """``f(x)`` with the learner's ``f``: ``uint8[N, C, H, W]`` ->
+        ``float32[N, embedding_dim]`` (no gradient).
 
         Raises:
             IntrinsicInputError: wrong frame shape.
         """
-        frames = check_frames(frames, self.frame_shape, "frames")
-        with torch.no_grad():
-            return self.embedding(torch.as_tensor(frames, device=self.device))
-
-    def _assign_snapshots(self, mask: np.ndarray, *, force_new: bool = False) -> None:
-        """Give the envs in ``mask`` (starting an episode) the current snapshot of ``f``,
-        taking a new one if the latest is ``embedding_refresh_env_steps`` old (or
-        ``force_new``); snapshots no env uses any more are dropped."""
-        if not mask.any():
-            return
-        age = self._acting_steps - self._latest_snapshot_step
-        if force_new or not self._snapshots or age >= self.config.embedding_refresh_env_steps:
-            snapshot = copy.deepcopy(self.embedding).eval().requires_grad_(False)
-            self._snapshots[self._next_snapshot_id] = snapshot
-            self._latest_snapshot_step = self._acting_steps
-            self._next_snapshot_id += 1
-        self._env_snapshot[mask] = self._next_snapshot_id - 1
-        in_use = set(self._env_snapshot.tolist())
-        for key in [k for k in self._snapshots if k not in in_use]:
-            del self._snapshots[key]
+        return self.embedding.embed(frames)
 
     def _env_frames(self, frames: np.ndarray, name: str) -> np.ndarray:
         """``frames`` checked as ``uint8[B, C, H, W]``, one per env (IntrinsicInputError)."""
@@ -365,18 +331,7 @@ class NGUReward:
         Raises:
             IntrinsicInputError: wrong frame shape or number of envs.
         """
-        frames = self._env_frames(frames, "frames")
-        x = torch.as_tensor(frames, device=self.device)
-        ids = np.unique(self._env_snapshot)
-        with torch.no_grad():
-            if ids.size == 1:
-                return self._snapshots[int(ids[0])](x)
-            out = torch.empty(self.num_envs, self.config.embedding_dim, device=self.device)
-            for key in ids.tolist():
-                rows = torch.as_tensor(np.flatnonzero(self._env_snapshot == key),
-                                       device=self.device)
-                out[rows] = self._snapshots[key](x[rows])
-            return out
+        return self.embedding.embed_acting(self._env_frames(frames, "frames"))
 
     def update_obs_stats(self, frames: np.ndarray) -> None:
         """Add frames to RND's observation statistics (warm-up, as for :class:`RND`)."""
@@ -390,7 +345,7 @@ class NGUReward:
             IntrinsicInputError: ``done_mask`` does not have ``B`` entries.
         """
         self.memory.reset(done_mask)
-        self._assign_snapshots(np.asarray(done_mask, dtype=bool).reshape(-1))
+        self.embedding.start_episodes(np.asarray(done_mask, dtype=bool).reshape(-1))
 
     def compute(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
         """``r^i = r^episodic(f(x_{t+1})) * clip(alpha(x_{t+1}), 1, L)``; then ``f(x_{t+1})``
@@ -409,7 +364,7 @@ class NGUReward:
         """
         next_obs = self._env_frames(next_obs, "next_obs")
         episodic = self.memory.compute_and_insert(self.embed_acting(next_obs)).cpu().numpy()
-        self._acting_steps += 1
+        self.embedding.record_acting_step()
         error = self.rnd.novelty(next_obs).astype(np.float64)
         self.error_rms.update(error)
         multiplier = lifelong_multiplier(
@@ -422,11 +377,6 @@ class NGUReward:
         return (episodic.astype(np.float64) * multiplier).astype(np.float32)
 
     # ------------------------------------------------------------------ training
-
-    def inverse_dynamics_logits(self, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-        """Action logits ``float32[N, |A|]`` from ``[f(x_t), f(x_{t+1})]`` (with gradient)."""
-        features = torch.cat([self.embedding(obs), self.embedding(next_obs)], dim=1)
-        return self.inverse_head(features)
 
     def update(
         self,
@@ -460,41 +410,11 @@ class NGUReward:
                 "NGUReward.update needs one-step transitions for its inverse-dynamics "
                 "embedding: pass prev_obs_batch=x_t and actions=a_t along with x_{t+1}"
             )
-        nxt = check_frames(obs_batch, self.frame_shape, "obs_batch")
-        prev = check_frames(prev_obs_batch, self.frame_shape, "prev_obs_batch")
-        act = np.asarray(actions).reshape(-1)
-        n = nxt.shape[0]
-        if prev.shape[0] != n or act.shape[0] != n:
-            raise IntrinsicInputError(
-                f"obs_batch, prev_obs_batch and actions need the same length, got {n}, "
-                f"{prev.shape[0]}, {act.shape[0]}"
-            )
-        if act.size and (act.min() < 0 or act.max() >= self.num_actions):
-            raise IntrinsicInputError(
-                f"actions must be environment actions in [0, {self.num_actions}); "
-                "map the extra action a+ to the executed action first"
-            )
-        mask = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, bool).reshape(-1)
-        if mask.shape[0] != n:
-            raise IntrinsicInputError(f"valid has {mask.shape[0]} entries for {n} transitions")
-
-        metrics = self.rnd.update(nxt)
-        if not mask.any():
-            return {**metrics, "inverse_dynamics_loss": math.nan,
-                    "inverse_dynamics_accuracy": math.nan}
-        keep = np.flatnonzero(mask)
-        logits = self.inverse_dynamics_logits(
-            torch.as_tensor(prev[keep], device=self.device),
-            torch.as_tensor(nxt[keep], device=self.device),
+        nxt, prev, act, mask = self.embedding.check_transitions(
+            obs_batch, prev_obs_batch, actions, valid
         )
-        target = torch.as_tensor(act[keep], dtype=torch.int64, device=self.device)
-        loss = F.cross_entropy(logits, target)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        accuracy = (logits.detach().argmax(dim=1) == target).float().mean()
-        metrics["inverse_dynamics_loss"] = float(loss.detach())
-        metrics["inverse_dynamics_accuracy"] = float(accuracy)
+        metrics = self.rnd.update(nxt)
+        metrics.update(self.embedding.update(nxt, prev, act, mask))
         return metrics
 
     # ------------------------------------------------------------------ checkpoints
@@ -508,14 +428,7 @@ class NGUReward:
         :meth:`EpisodicMemory.state_tensors`, which also converts the older shared-scalar
         form).
         """
-        out: dict[str, torch.Tensor] = {}
-        for name, tensor in self.embedding.state_dict().items():
-            out[f"embedding.{name}"] = tensor.detach().cpu().clone()
-        for name, tensor in self.inverse_head.state_dict().items():
-            out[f"inverse_head.{name}"] = tensor.detach().cpu().clone()
-        for index, slots in self.optimizer.state_dict()["state"].items():
-            for slot, value in slots.items():
-                out[f"optimizer.{index}.{slot}"] = torch.as_tensor(value).detach().cpu().clone()
+        out = self.embedding.state_tensors()
         out.update({f"rnd.{k}": v for k, v in self.rnd.state_tensors().items()})
         out.update(self.error_rms.state_tensors("error_rms."))
         out.update({f"memory.{k}": v for k, v in self.memory.state_tensors().items()})
@@ -530,16 +443,7 @@ class NGUReward:
         def sub(prefix: str) -> dict[str, torch.Tensor]:
             return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
-        self.embedding.load_state_dict(sub("embedding."))
-        self.inverse_head.load_state_dict(sub("inverse_head."))
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in sub("optimizer.").items():
-            index, slot = key.split(".", 1)
-            state.setdefault(int(index), {})[slot] = value
-        optimizer_state = self.optimizer.state_dict()
-        optimizer_state["state"] = state
-        self.optimizer.load_state_dict(optimizer_state)
+        self.embedding.load_state_tensors(tensors)
         self.rnd.load_state_tensors(sub("rnd."))
         self.error_rms.load_state_tensors(tensors, "error_rms.")
         self.memory.load_state_tensors(sub("memory."))
-        self._assign_snapshots(np.ones(self.num_envs, dtype=bool), force_new=True)

@@ -36,7 +36,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from rltransfer.intrinsic.base import IntrinsicInputError, check_frames
+from rltransfer.intrinsic.base import (
+    IntrinsicInputError,
+    check_frames,
+    load_optimizer_state_tensors,
+    optimizer_state_tensors,
+)
 from rltransfer.intrinsic.normalizer import RunningMeanStd
 from rltransfer.nets.encoders import check_encoder_kind, encoder_body
 
@@ -270,15 +275,14 @@ class RND:
     # ------------------------------------------------------------------ checkpoints
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        """Networks, Adam state, statistics and per-env returns as named CPU tensors."""
+        """Networks, Adam state (``optimizer.<parameter index>.<field>``), statistics and
+        per-env returns as named CPU tensors."""
         out: dict[str, torch.Tensor] = {}
         for name, tensor in self.target.state_dict().items():
             out[f"target.{name}"] = tensor.detach().cpu().clone()
         for name, tensor in self.predictor.state_dict().items():
             out[f"predictor.{name}"] = tensor.detach().cpu().clone()
-        for index, slots in self.optimizer.state_dict()["state"].items():
-            for slot, value in slots.items():
-                out[f"optimizer.{index}.{slot}"] = torch.as_tensor(value).detach().cpu().clone()
+        out.update(optimizer_state_tensors(self.optimizer))
         out.update(self.obs_rms.state_tensors("obs_rms."))
         out.update(self.return_rms.state_tensors("return_rms."))
         out["intrinsic_returns"] = torch.from_numpy(self.intrinsic_returns.copy())
@@ -296,14 +300,7 @@ class RND:
         self.predictor.load_state_dict(
             {k[len("predictor.") :]: v for k, v in tensors.items() if k.startswith("predictor.")}
         )
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if key.startswith("optimizer."):
-                _, index, slot = key.split(".", 2)
-                state.setdefault(int(index), {})[slot] = value
-        optimizer_state = self.optimizer.state_dict()
-        optimizer_state["state"] = state
-        self.optimizer.load_state_dict(optimizer_state)
+        load_optimizer_state_tensors(self.optimizer, tensors, self.device)
         self.obs_rms.load_state_tensors(tensors, "obs_rms.")
         self.return_rms.load_state_tensors(tensors, "return_rms.")
         self.intrinsic_returns = tensors["intrinsic_returns"].cpu().numpy().astype(np.float64)
