@@ -20,8 +20,7 @@ import time
 import torch
 
 from benchmarks.raw_env_throughput import raw_env_steps_per_second
-from rltransfer.agents.r2d2.agent import R2D2Config
-from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.config import R2D2Config, TrainConfig
 from rltransfer.agents.r2d2.train import Trainer
 from rltransfer.core.metrics import MetricsLogger
 

@@ -32,8 +32,7 @@ from typing import Any
 
 import torch
 
-from rltransfer.agents.r2d2.agent import R2D2Config
-from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.config import R2D2Config, TrainConfig
 from rltransfer.agents.r2d2.train import Trainer
 from rltransfer.core.metrics import MetricsLogger
 from rltransfer.distributed import ActorPool, Round, init_ray

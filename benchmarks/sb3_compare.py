@@ -107,6 +107,21 @@ def _set_learning_start(trainer: object, env_steps: int) -> None:
     old = hasattr(trainer, "learning_resumes_at") and not hasattr(trainer, "learning_starts_at")
     setattr(trainer, "learning_resumes_at" if old else "learning_starts_at", env_steps)
 
+def _suite_config() -> Any:
+    """``suite_config`` from ``rltransfer.agents.r2d2.suites`` (``...r2d2.config`` in code
+    before the R2D2 folder split, which ``--before-src`` runs)."""
+    import importlib
+
+    for name in ("rltransfer.agents.r2d2.suites", "rltransfer.agents.r2d2.config"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(module, "suite_config"):
+            return module.suite_config
+    raise ImportError("no rltransfer.agents.r2d2 module defines suite_config")
+
+
 def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -127,7 +142,7 @@ def run_ours(s: Settings) -> dict[str, Any]:
     """Train our agent (``rltransfer.agents.r2d2.train.Trainer``, local loop) and time it."""
     import torch
 
-    from rltransfer.agents.r2d2.config import suite_config
+    suite_config = _suite_config()
     from rltransfer.agents.r2d2.train import Trainer
     from rltransfer.core.metrics import MetricsLogger
 
@@ -295,7 +310,7 @@ def acting_vs_raw(env_id: str, num_envs: int, env_steps: int) -> dict[str, Any]:
     import torch
 
     from benchmarks.raw_env_throughput import raw_env_steps_per_second
-    from rltransfer.agents.r2d2.config import suite_config
+    suite_config = _suite_config()
     from rltransfer.agents.r2d2.train import Trainer
     from rltransfer.core.metrics import MetricsLogger
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rltransfer.agents.r2d2.agent import R2D2Config
-from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.config import R2D2Config, TrainConfig
 from rltransfer.agents.r2d2.train import train
 
 
@@ -62,7 +61,7 @@ def test_bt_atari_partial_init_loads_conv_torso_and_lstm(tmp_path: Path) -> None
     import torch
 
     from rltransfer.agents.agent_policy import policy_tensors
-    from rltransfer.agents.r2d2.agent import R2D2Agent
+    from rltransfer.agents.r2d2.learner import R2D2Agent
     from rltransfer.agents.r2d2.transfer import initialise_from
     from rltransfer.core.checkpoint import save_checkpoint
     from rltransfer.core.config import to_dict

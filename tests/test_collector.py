@@ -13,8 +13,8 @@ from rltransfer.agents.r2d2.actor import (
     make_explorer,
     make_intrinsic,
 )
-from rltransfer.agents.r2d2.agent import R2D2Agent, R2D2Config
-from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.config import R2D2Config, TrainConfig
+from rltransfer.agents.r2d2.learner import R2D2Agent
 from rltransfer.envs import make_env
 from rltransfer.explore import actor_epsilons
 from rltransfer.replay import TransitionReplay

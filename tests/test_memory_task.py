@@ -22,8 +22,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import rltransfer.agents.r2d2.train as train_module
 import rltransfer.evaluation.protocol as protocol
-from rltransfer.agents.r2d2.agent import R2D2Config
-from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.config import R2D2Config, TrainConfig
 from rltransfer.agents.r2d2.train import train
 
 ENV_ID = "CueRecall-test"

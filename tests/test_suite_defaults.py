@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from rltransfer import cli
-from rltransfer.agents.r2d2.agent import R2D2Config
 from rltransfer.agents.r2d2.config import (
     SUITE_DEFAULTS,
+    R2D2Config,
     TrainConfig,
     apply_suite_defaults,
     suite_config,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rltransfer.agents.r2d2.config import suite_config
+from rltransfer.agents.r2d2.suites import suite_config
 from rltransfer.agents.r2d2.train import RunConflictError, train
 from rltransfer.core.checkpoint import CheckpointError, latest_checkpoint
 from rltransfer.core.policy import SpaceMismatchError

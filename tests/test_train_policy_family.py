@@ -7,8 +7,7 @@ import numpy as np
 import torch
 
 from rltransfer.agents.agent_policy import load_policy
-from rltransfer.agents.r2d2.agent import R2D2Config
-from rltransfer.agents.r2d2.config import TrainConfig, policy_family
+from rltransfer.agents.r2d2.config import R2D2Config, TrainConfig, policy_family
 from rltransfer.agents.r2d2.train import train
 from rltransfer.core.checkpoint import latest_checkpoint, load_checkpoint
 from rltransfer.intrinsic.ngu import NGUConfig

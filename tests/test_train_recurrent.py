@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rltransfer.agents.r2d2.agent import R2D2Config
-from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.config import R2D2Config, TrainConfig
 from rltransfer.agents.r2d2.train import Trainer, train
 from rltransfer.core.checkpoint import latest_checkpoint, read_meta
 from rltransfer.intrinsic.ngu import NGUConfig, NGUReward

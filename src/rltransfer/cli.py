@@ -24,7 +24,8 @@ import numpy as np
 import tyro
 
 from rltransfer.agents.efficientzero.config import EZTrainConfig
-from rltransfer.agents.r2d2.config import TrainConfig, apply_suite_defaults
+from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.suites import apply_suite_defaults
 from rltransfer.agents.sac.train import SACTrainConfig
 from rltransfer.errors import UserError
 from rltransfer.methods.encoder_pretraining.image_classification import ImageClassificationConfig

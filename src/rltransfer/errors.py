@@ -13,7 +13,7 @@ them): ``ConfigError`` (runtime/config.py), ``CheckpointError`` (runtime/checkpo
 ``MetricsFileError`` (evaluate/report.py), ``UnknownExplorerError`` (explore/factory.py),
 ``UnknownEncoderKindError`` (nets/encoders.py), ``PixelEncoderConfigError``
 (nets/pixel_encoders.py), ``ComponentLoadError`` (agents/efficientzero.py), and the four
-below.
+below. :class:`NonFiniteLossError`, also here, is a ``RuntimeError`` (not a user's mistake).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 __all__ = [
     "ComponentMismatchError",
     "MissingDependencyError",
+    "NonFiniteLossError",
     "UnknownComponentError",
     "UnknownRecipeError",
     "UserError",
@@ -54,3 +55,10 @@ class UnknownComponentError(UserError):
 class ComponentMismatchError(UserError):
     """Component tensors that do not fit an agent: missing, unexpected, or of another shape;
     the message names each tensor and, for a shape, both shapes."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """A learner's loss or gradient norm was NaN/inf; the update was skipped (parameters,
+    optimizer state and update counter unchanged). Raised by the learners' ``update`` (R2D2,
+    SAC); not a :class:`UserError` (the cause is in the run: learning rate, rewards,
+    observations), so it keeps its traceback."""

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from rltransfer.agents.r2d2.agent import R2D2Agent, R2D2Config
-from rltransfer.agents.r2d2.config import TrainConfig, policy_family
+from rltransfer.agents.r2d2.config import R2D2Config, TrainConfig, policy_family
+from rltransfer.agents.r2d2.learner import R2D2Agent
 from rltransfer.core.config import ConfigError
 from rltransfer.nets.cores import LSTMCore
 from rltransfer.replay import SequenceReplay
@@ -81,7 +81,7 @@ def test_learner_feeds_each_sequences_j() -> None:
     q = agent.unroll(agent.online, batch, grad=False)
     flipped = dict(batch, policy_index=1 - batch["policy_index"])
     assert not torch.allclose(q, agent.unroll(agent.online, flipped, grad=False))
-    metrics = agent.update(batch)
+    metrics = agent.update(batch).metrics
     assert np.isfinite(metrics["loss"])
     del batch["policy_index"]
     with pytest.raises(KeyError, match="policy_index"):

@@ -9,12 +9,10 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from rltransfer.agents.r2d2.agent import (
-    NonFiniteLossError,
-    R2D2Agent,
-    R2D2Config,
-    n_step_double_q_target,
-)
+from rltransfer.agents.r2d2.config import R2D2Config
+from rltransfer.agents.r2d2.learner import R2D2Agent
+from rltransfer.agents.r2d2.losses import n_step_double_q_target
+from rltransfer.errors import NonFiniteLossError
 from rltransfer.nets.value_transforms import inverse_value_rescale, value_rescale
 from rltransfer.replay import FrameStacker, TransitionReplay
 
@@ -116,13 +114,14 @@ def test_extra_action_target_sharing_hand_computed() -> None:
         "bootstrap_discount": np.zeros(3, np.float32),  # y = h(R): 1.003, 1.003, 0
         "weights": np.array([1.0, 0.5, 0.25], np.float32),
     }
-    metrics = agent.update(batch)
+    result = agent.update(batch)
+    metrics = result.metrics
     d0 = 0.5 - 1.003
     d1_env, d1_plus = 1.5 - 1.003, -1.5 - 1.003
     d2 = -0.5
     loss = (0.5 * d0**2 + 0.5 * 0.5 * (d1_env**2 + d1_plus**2) + 0.5 * 0.25 * d2**2) / 3
     assert metrics["loss"] == pytest.approx(loss, rel=1e-5)
-    np.testing.assert_allclose(agent.last_priorities, [0.503, 2.503, 0.5], rtol=1e-5)
+    np.testing.assert_allclose(result.priorities, [0.503, 2.503, 0.5], rtol=1e-5)
     assert metrics["td_abs_mean"] == pytest.approx((0.503 + 0.497 + 0.5) / 3, rel=1e-5)
     grad = captured[-1].grad
     expected = torch.zeros(3, 4)
@@ -138,10 +137,13 @@ def test_update_learns_towards_target_and_counts() -> None:
     rng = np.random.default_rng(0)
     batch = _batch(rng)
     batch["bootstrap_discount"][:] = 0.0
-    losses = [agent.update(batch)["loss"] for _ in range(30)]
+    results = [agent.update(batch) for _ in range(30)]
+    losses = [r.metrics["loss"] for r in results]
     assert losses[-1] < 0.5 * losses[0]
     assert agent.num_updates == 30
-    assert agent.last_priorities.shape == (8,) and agent.last_priorities.dtype == np.float32
+    prio = results[-1].priorities
+    assert prio is not None and prio.shape == (8,) and prio.dtype == np.float32
+    assert not hasattr(agent, "last_priorities")  # returned, not stashed (UpdateResult)
 
 
 def test_target_network_copied_every_period() -> None:
@@ -278,9 +280,9 @@ def test_checkpoint_round_trip_gives_identical_q_and_next_update() -> None:
     obs = rng.integers(0, 2, (4, 2, 5, 5), dtype=np.uint8)
     np.testing.assert_array_equal(a.q_values(obs), b.q_values(obs))
     batch = _batch(rng)
-    ma, mb = a.update(batch), b.update(batch)  # update 4 also syncs the target
-    assert ma == mb
-    np.testing.assert_array_equal(a.last_priorities, b.last_priorities)
+    ra, rb = a.update(batch), b.update(batch)  # update 4 also syncs the target
+    assert ra.metrics == rb.metrics
+    np.testing.assert_array_equal(ra.priorities, rb.priorities)
     sa, sb = a.state_tensors(), b.state_tensors()
     assert sa.keys() == sb.keys()
     for k in sa:
@@ -350,8 +352,8 @@ def test_agent_learns_sparse_reward_corridor() -> None:
         first, autoreset, obs = autoreset, term | trunc, next_obs
         if step >= 50 and replay.can_sample():
             batch = replay.sample(cfg.batch_size, rng)
-            agent.update(batch)
-            replay.update_priorities(batch["indices"], agent.last_priorities)
+            result = agent.update(batch)
+            replay.update_priorities(batch["indices"], result.priorities)
     assert goals > 0
     # Greedy rollout from the start reaches the goal in the minimum number of steps.
     probe = Corridor(1, length, max_steps=3 * length)

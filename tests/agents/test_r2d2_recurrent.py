@@ -14,7 +14,9 @@ from rltransfer.agents.agent_policy import (
     load_policy,
     policy_tensors,
 )
-from rltransfer.agents.r2d2.agent import R2D2Agent, R2D2Config, sequence_priority
+from rltransfer.agents.r2d2.config import R2D2Config
+from rltransfer.agents.r2d2.learner import R2D2Agent
+from rltransfer.agents.r2d2.losses import sequence_priority
 from rltransfer.agents.r2d2.transfer import initialise_from
 from rltransfer.core.checkpoint import save_checkpoint
 from rltransfer.core.config import to_dict
@@ -139,9 +141,9 @@ def test_sequence_update_matches_hand_targets_with_a_plus(double_q: bool) -> Non
             d_abs.append(max(abs(delta), abs(dplus)))
         loss_rows.append(batch["weights"][i] * np.sum(per_step) / max(1, len(per_step)))
         prios.append(0.9 * max(d_abs) + 0.1 * np.mean(d_abs) if d_abs else 0.0)
-    metrics = agent.update(batch)
-    np.testing.assert_allclose(metrics["loss"], np.mean(loss_rows), rtol=1e-5)
-    np.testing.assert_allclose(agent.last_priorities, prios, rtol=1e-5, atol=1e-6)
+    result = agent.update(batch)
+    np.testing.assert_allclose(result.metrics["loss"], np.mean(loss_rows), rtol=1e-5)
+    np.testing.assert_allclose(result.priorities, prios, rtol=1e-5, atol=1e-6)
     assert agent.num_updates == 1
 
 
@@ -172,8 +174,9 @@ def test_recurrent_agent_learns_and_roundtrips_state() -> None:
     first = None
     for _ in range(30):
         batch = replay.sample(4, rng)
-        m = agent.update(batch)
-        replay.update_priorities(batch["indices"], agent.last_priorities)
+        result = agent.update(batch)
+        replay.update_priorities(batch["indices"], result.priorities)
+        m = result.metrics
         first = first if first is not None else m["loss"]
     assert np.isfinite(m["loss"])
     other = _agent(seed=5)

@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from rltransfer.agents.sac.agent import SACAgent, SACConfig
 from torch import nn
 
 from rltransfer.agents.efficientzero.config import EfficientZeroConfig
@@ -21,8 +22,8 @@ from rltransfer.agents.efficientzero.learner import (
     EfficientZeroLearner,
 )
 from rltransfer.agents.efficientzero.networks import world_model_preset
-from rltransfer.agents.r2d2.agent import R2D2Agent, R2D2Config
-from rltransfer.agents.sac.agent import SACAgent, SACConfig
+from rltransfer.agents.r2d2.config import R2D2Config
+from rltransfer.agents.r2d2.learner import R2D2Agent
 from rltransfer.core.types import Agent
 from rltransfer.errors import ComponentMismatchError, UnknownComponentError, UserError
 from rltransfer.methods.weight_transfer import (

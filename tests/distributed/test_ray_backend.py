@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from rltransfer.agents.r2d2.actor import StepBatch, acting_tensors
-from rltransfer.agents.r2d2.agent import R2D2Config
-from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.config import R2D2Config, TrainConfig
 from rltransfer.agents.r2d2.train import Trainer
 from rltransfer.core.checkpoint import latest_checkpoint
 from rltransfer.core.config import ConfigError, to_dict

@@ -16,8 +16,7 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import rltransfer.evaluation.protocol as protocol
-from rltransfer.agents.r2d2.agent import R2D2Config
-from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.config import R2D2Config, TrainConfig
 from rltransfer.agents.r2d2.train import train_env_kwargs
 from rltransfer.core.policy import RandomPolicy
 from rltransfer.envs import make_env
@@ -241,8 +240,9 @@ def test_sac_evaluates_on_the_training_env_settings(
 ) -> None:
     """SACTrainer builds its training env from sac_env_kwargs and its evaluation envs from
     eval_env_kwargs of those (make_env recorded; a tiny pixel env stands in for DMC)."""
-    import rltransfer.envs as envs_module
     from rltransfer.agents.sac.agent import SACConfig
+
+    import rltransfer.envs as envs_module
     from rltransfer.agents.sac.train import SACTrainConfig, SACTrainer, sac_env_kwargs
     from rltransfer.core.metrics import MetricsLogger
     from rltransfer.envs.wrappers import TaskRewardInfo

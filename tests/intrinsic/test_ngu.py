@@ -141,8 +141,8 @@ def test_first_episode_x0_enters_the_memory_like_later_ones() -> None:
     step does for every later episode (so x_1 is scored against {f(x_0)}, not an empty
     memory that pays 0)."""
     from rltransfer.agents.r2d2.actor import Collector, make_explorer, make_intrinsic
-    from rltransfer.agents.r2d2.agent import R2D2Agent, R2D2Config
-    from rltransfer.agents.r2d2.config import TrainConfig
+    from rltransfer.agents.r2d2.config import R2D2Config, TrainConfig
+    from rltransfer.agents.r2d2.learner import R2D2Agent
     from rltransfer.envs import make_env
 
     cfg = TrainConfig(env_id="MiniGrid-Empty-5x5-v0", num_envs=2, intrinsic="ngu",

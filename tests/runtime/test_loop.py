@@ -98,8 +98,7 @@ def test_a_failing_loop_still_closes_the_envs(tmp_path: Path) -> None:
 
 
 def _tiny_r2d2(run_dir: Path, **changes: object) -> object:
-    from rltransfer.agents.r2d2.agent import R2D2Config
-    from rltransfer.agents.r2d2.config import TrainConfig
+    from rltransfer.agents.r2d2.config import R2D2Config, TrainConfig
 
     cfg = TrainConfig(
         env_id="MiniGrid-Empty-5x5-v0", num_envs=2, total_env_steps=40,
@@ -233,6 +232,7 @@ def _pixel_box_factory() -> object:
 
 def test_sac_run_with_a_bad_init_encoder_leaves_no_config(tmp_path: Path) -> None:
     from rltransfer.agents.sac.agent import SACConfig
+
     from rltransfer.agents.sac.train import SACTrainConfig, train_sac
     from rltransfer.methods.encoder_pretraining.transfer import EncoderMismatchError
     from rltransfer.nets.pixel_encoders import PixelEncoderConfig

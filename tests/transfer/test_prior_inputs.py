@@ -15,7 +15,8 @@ import torch
 
 from rltransfer.agents.agent_policy import AgentPolicy, RecurrentPolicyState
 from rltransfer.agents.r2d2.actor import Collector
-from rltransfer.agents.r2d2.agent import R2D2Agent, R2D2Config
+from rltransfer.agents.r2d2.config import R2D2Config
+from rltransfer.agents.r2d2.learner import R2D2Agent
 from rltransfer.core.policy import CallablePolicy, RandomPolicy, observe_step
 from rltransfer.evaluation.protocol import evaluate_policy
 from rltransfer.explore import EpsilonGreedy

@@ -11,8 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rltransfer.agents.r2d2.agent import R2D2Config
-from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.config import R2D2Config, TrainConfig
 from rltransfer.agents.r2d2.train import Trainer, train
 from rltransfer.core.config import ConfigError
 from rltransfer.core.policy import CallablePolicy, SpaceMismatchError

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from rltransfer.agents.agent_policy import agent_from_checkpoint, policy_tensors
-from rltransfer.agents.r2d2.agent import R2D2Agent, R2D2Config
-from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.config import R2D2Config, TrainConfig
+from rltransfer.agents.r2d2.learner import R2D2Agent
 from rltransfer.agents.r2d2.train import Trainer, train
 from rltransfer.agents.r2d2.transfer import head_output_layer, initialise_from
 from rltransfer.core.checkpoint import CheckpointError, save_checkpoint

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rltransfer.agents.r2d2.agent import R2D2Agent, R2D2Config
+from rltransfer.agents.r2d2.config import R2D2Config
+from rltransfer.agents.r2d2.learner import R2D2Agent
 from rltransfer.core.checkpoint import (
     CheckpointError,
     latest_checkpoint,

@@ -26,8 +26,8 @@ from rltransfer.agents.r2d2.actor import (
     make_explorer,
     make_intrinsic,
 )
-from rltransfer.agents.r2d2.agent import R2D2Agent
 from rltransfer.agents.r2d2.config import TrainConfig, policy_family
+from rltransfer.agents.r2d2.learner import R2D2Agent
 from rltransfer.core.config import from_dict
 from rltransfer.envs import env_spec, make_env
 from rltransfer.methods.behavior_transfer import PriorPolicyDriver, validate_prior

@@ -54,8 +54,7 @@ import numpy as np
 from rich.console import Console
 
 from rltransfer.agents.agent_policy import load_policy
-from rltransfer.agents.r2d2.agent import R2D2Config
-from rltransfer.agents.r2d2.config import TrainConfig
+from rltransfer.agents.r2d2.config import R2D2Config, TrainConfig
 from rltransfer.agents.r2d2.train import train, train_env_kwargs
 from rltransfer.core.config import ConfigError
 from rltransfer.errors import UnknownRecipeError, UserError

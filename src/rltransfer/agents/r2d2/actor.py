@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from rltransfer.agents.r2d2.agent import R2D2Agent
+from rltransfer.agents.r2d2.learner import R2D2Agent
 from rltransfer.explore import (
     BehaviorTransferExplorer,
     EpsilonGreedy,

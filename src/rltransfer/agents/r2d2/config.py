@@ -1,21 +1,177 @@
-"""The training configuration shared by ``rltransfer pretrain`` and ``rltransfer train``.
+"""The R2D2 configurations: :class:`R2D2Config` (the learner) and :class:`TrainConfig` (one
+run of ``rltransfer pretrain`` / ``rltransfer train``: env, learner, exploration, transfer).
 
 Reward-free pretraining is an ordinary agent trained on an intrinsic reward: the same loop,
 the same config, with ``reward_free=True`` and ``intrinsic="rnd"`` (or ``"constant"``).
+Per-suite starting values are in :mod:`rltransfer.agents.r2d2.suites`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
-from rltransfer.agents.r2d2.agent import R2D2Config
 from rltransfer.core.config import ConfigError
 from rltransfer.intrinsic.ngu import NGUConfig, ngu_betas, ngu_gammas
+from rltransfer.nets.encoders import ENCODER_KINDS
+
+
+@dataclass
+class R2D2Config:
+    """Learner hyperparameters; defaults from R2D2 (Kapturowski et al. 2019, Table 2).
+
+    These field defaults are the Atari suite's. ``rltransfer train`` / ``pretrain`` and
+    :func:`rltransfer.agents.r2d2.suites.suite_config` start ``gamma``, ``n_step``, ``lr``,
+    ``adam_eps`` and ``target_update_period_updates`` from the env's suite defaults instead
+    (:data:`rltransfer.agents.r2d2.suites.SUITE_DEFAULTS`; MiniGrid: lr 1e-3, Adam eps 1e-6,
+    gamma 0.9, target copy every 250 updates); values the user sets win.
+
+    ``gamma``, ``n_step``, ``priority_exponent`` and ``importance_exponent`` configure the
+    replay (:class:`rltransfer.replay.TransitionReplay`), which computes the n-step returns and
+    discounts the agent consumes; ``batch_size`` is the learner batch the loop samples.
+    """
+
+    gamma: float = 0.997
+    """Discount per env step."""
+    n_step: int = 5
+    """Steps of the n-step return."""
+    lr: float = 1e-4
+    """Adam learning rate."""
+    adam_eps: float = 1e-3
+    """Adam epsilon."""
+    max_grad_norm: float = 40.0
+    """Global gradient-norm clip."""
+    target_update_period_updates: int = 2500
+    """Copy online -> target every this many updates."""
+    value_rescaling: bool = True
+    """Use h / h^-1 around the bootstrap (off: plain n-step targets)."""
+    value_rescaling_eps: float = 1e-3
+    """eps of h(x) = sign(x)(sqrt(|x|+1) - 1) + eps x."""
+    batch_size: int = 64
+    """Transitions per update."""
+    feature_dim: int = 512
+    """Torso output width."""
+    torso: str = "auto"
+    """Encoder kind (:data:`rltransfer.nets.encoders.EncoderKind`): ``"auto"`` (Nature CNN
+    if H, W >= 36, else the small CNN), ``"nature_cnn"``, ``"small_cnn"`` or ``"mlp"``
+    (no convs; cheapest for tiny grids such as MiniGrid's 3x5x5 view)."""
+    hidden: int = 512
+    """Core output width and head hidden width."""
+    dueling: bool = True
+    """Dueling head (else a plain MLP head)."""
+    double_q: bool = True
+    """Double Q-learning: argmax by the online net, value by the target net."""
+    priority_eta: float = 0.9
+    """R2D2 sequence-priority mix ``eta max|delta| + (1 - eta) mean|delta|`` (unused by the
+    feedforward agent: transitions use |delta|)."""
+    core: str = "feedforward"
+    """``"feedforward"`` (Linear + ReLU, transition replay) or ``"lstm"`` (R2D2's recurrent
+    core over replayed sequences)."""
+    lstm_hidden: int = 512
+    """LSTM width (R2D2: 512; a small value for CPU runs). The head's hidden width is
+    ``hidden``."""
+    core_reward_inputs: bool = True
+    """LSTM core: feed the previous extrinsic and intrinsic rewards (Agent57); off: features
+    and the previous action only (e.g. for a prior used where no reward is known)."""
+    sequence_length: int = 80
+    """LSTM core: training steps per replayed sequence (R2D2: 80)."""
+    burn_in: int = 40
+    """LSTM core: steps before the training part unrolled without gradient from the stored
+    state (R2D2: a 40-step prefix); stored sequences span ``burn_in + sequence_length``."""
+    sequence_overlap: int = 40
+    """LSTM core: training parts of consecutive sequences of an episode overlap by this many
+    steps (R2D2: 40), i.e. a sequence starts every ``sequence_length - sequence_overlap``
+    steps. Must be >= ``n_step`` with the LSTM core (checked): the last ``n_step`` steps of
+    a sequence (no bootstrap inside it) are trained by the next one."""
+    priority_exponent: float = 0.9
+    """alpha of proportional prioritized replay."""
+    importance_exponent: float = 0.6
+    """beta of the importance-sampling weights."""
+    num_policies: int = 1
+    """NGU policy family size ``N`` (Badia et al. 2020: 32). ``1``: a single policy (reward
+    ``r_e + intrinsic_scale r_i``, discount ``gamma``). ``N > 1`` needs ``core="lstm"``: the
+    core is fed one-hot ``j``; policy ``j`` uses ``beta_j`` (``ngu_betas(N,
+    intrinsic_scale)``) and ``gamma_j`` from ``gamma`` (j = 0) down to ``gamma_min``
+    (j = N - 1); env ``i`` acts as ``j = i mod N``."""
+    gamma_min: float = 0.99
+    """Discount of the most exploratory policy ``j = N - 1`` (NGU: 0.99; unused for N = 1)."""
+    eval_policy: int = 0
+    """Policy index ``j`` used when acting without an explicit one: evaluation and a saved
+    policy loaded as BT's prior. Default 0, NGU's exploitative policy (``beta_0 = 0``,
+    ``gamma_0 = gamma``); reward-free pretraining of a family must pick an exploratory ``j``
+    (e.g. ``N - 1``), since policy 0's reward is then 0."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0.0 <= self.gamma <= 1.0:
+            problems.append(f"gamma must be in [0, 1] (got {self.gamma})")
+        for name in ("n_step", "target_update_period_updates", "batch_size", "feature_dim",
+                     "hidden"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
+        for name in ("lr", "adam_eps", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0 (got {getattr(self, name)})")
+        if self.value_rescaling_eps < 0:
+            problems.append(f"value_rescaling_eps must be >= 0 (got {self.value_rescaling_eps})")
+        if not 0.0 <= self.priority_eta <= 1.0:
+            problems.append(f"priority_eta must be in [0, 1] (got {self.priority_eta})")
+        if self.priority_exponent < 0 or self.importance_exponent < 0:
+            problems.append("priority_exponent and importance_exponent must be >= 0")
+        if self.core not in ("feedforward", "lstm"):
+            problems.append(f"core must be 'feedforward' or 'lstm' (got {self.core!r})")
+        if self.lstm_hidden < 1 or self.sequence_length < 1:
+            problems.append("lstm_hidden and sequence_length must be >= 1")
+        if self.burn_in < 0:
+            problems.append(f"burn_in must be >= 0 (got {self.burn_in})")
+        if not 0 <= self.sequence_overlap < self.sequence_length:
+            problems.append(
+                f"sequence_overlap must be in [0, sequence_length) (got {self.sequence_overlap}"
+                f" with sequence_length {self.sequence_length})"
+            )
+        if self.core == "lstm" and 0 <= self.sequence_overlap < self.n_step:
+            problems.append(
+                f"sequence_overlap ({self.sequence_overlap}) must be >= n_step ({self.n_step}) "
+                "with core='lstm': a training step whose n-step bootstrap lies past the end "
+                "of its sequence is masked out of the loss, so the last n_step steps of each "
+                "sequence are trained only by the next sequence, which covers them only if "
+                "the two overlap by at least n_step steps; with less, n_step - "
+                "sequence_overlap steps per sequence are never trained (R2D2: overlap 40, "
+                "n_step 5)"
+            )
+        if self.core == "lstm" and self.sequence_length <= self.n_step:
+            problems.append(
+                f"sequence_length ({self.sequence_length}) must exceed n_step ({self.n_step}): "
+                "targets bootstrap inside the sequence"
+            )
+        if self.torso not in ENCODER_KINDS:
+            problems.append(
+                f"torso must be one of {', '.join(ENCODER_KINDS)} (got {self.torso!r})"
+            )
+        if self.num_policies < 1:
+            problems.append(f"num_policies must be >= 1 (got {self.num_policies})")
+        elif self.num_policies > 1:
+            if self.core != "lstm":
+                problems.append(
+                    f"num_policies={self.num_policies} (NGU policy family) needs core='lstm': "
+                    "the feedforward agent has no policy input; use core='lstm' or "
+                    "num_policies=1"
+                )
+            if not 0.0 <= self.gamma_min <= self.gamma < 1.0:
+                problems.append(
+                    f"the policy family needs 0 <= gamma_min <= gamma < 1 (got gamma_min="
+                    f"{self.gamma_min}, gamma={self.gamma})"
+                )
+        if not 0 <= self.eval_policy < max(1, self.num_policies):
+            problems.append(
+                f"eval_policy must be in [0, num_policies={self.num_policies}) "
+                f"(got {self.eval_policy})"
+            )
+        if problems:
+            raise ConfigError("invalid R2D2Config: " + "; ".join(problems))
 
 
 @dataclass
@@ -260,130 +416,3 @@ def policy_family(cfg: TrainConfig) -> PolicyFamily:
     env_policy = np.arange(cfg.num_envs, dtype=np.int64) % n
     return PolicyFamily(betas=betas, gammas=gammas, env_policy=env_policy,
                         env_betas=betas[env_policy])
-
-
-# ---------------------------------------------------------------------- per-suite defaults
-@dataclass(frozen=True)
-class SuiteDefaults:
-    """The R2D2 learner and loop values a suite's runs start from (as rl-zoo keeps
-    hyperparameters per env): ``rltransfer train`` / ``pretrain`` and :func:`suite_config`
-    take them for every field the user does not set; a value the user sets always wins, and
-    the run's ``config.json`` records the resolved values.
-
-    Attributes:
-        gamma: ``agent.gamma``, discount per env step.
-        n_step: ``agent.n_step``.
-        lr: ``agent.lr``, Adam learning rate.
-        adam_eps: ``agent.adam_eps``.
-        target_update_period_updates: ``agent.target_update_period_updates``.
-        learning_starts_env_steps: env steps collected before the first update.
-        env_steps_per_update: replay ratio (env steps per gradient update).
-        epsilon_schedule: acting epsilons (see :attr:`TrainConfig.epsilon_schedule`).
-        source: where the values come from.
-    """
-
-    gamma: float
-    n_step: int
-    lr: float
-    adam_eps: float
-    target_update_period_updates: int
-    learning_starts_env_steps: int
-    env_steps_per_update: float
-    epsilon_schedule: Literal["ape_x", "constant", "linear"]
-    source: str
-
-
-SUITE_AGENT_FIELDS: tuple[str, ...] = (
-    "gamma", "n_step", "lr", "adam_eps", "target_update_period_updates")
-""":class:`SuiteDefaults` fields that set :class:`~rltransfer.agents.r2d2.agent.R2D2Config`
-fields."""
-SUITE_LOOP_FIELDS: tuple[str, ...] = (
-    "learning_starts_env_steps", "env_steps_per_update", "epsilon_schedule")
-""":class:`SuiteDefaults` fields that set :class:`TrainConfig` fields."""
-
-R2D2_PAPER_DEFAULTS = SuiteDefaults(
-    gamma=0.997, n_step=5, lr=1e-4, adam_eps=1e-3, target_update_period_updates=2_500,
-    learning_starts_env_steps=2_000, env_steps_per_update=4.0, epsilon_schedule="ape_x",
-    source="R2D2 (Kapturowski et al. 2019, Table 2) for the learner and the Ape-X epsilons; "
-           "the field defaults of TrainConfig / R2D2Config",
-)
-"""Atari: R2D2's values, equal to the :class:`TrainConfig` / ``R2D2Config`` field defaults."""
-
-MINIGRID_DEFAULTS = SuiteDefaults(
-    gamma=0.9, n_step=5, lr=1e-3, adam_eps=1e-6, target_update_period_updates=250,
-    learning_starts_env_steps=2_000, env_steps_per_update=4.0, epsilon_schedule="ape_x",
-    source="measured here (docs/benchmarks.md, 'R2D2 defaults on MiniGrid'; docs/decisions.md, "
-           "'Per-suite defaults'); the values of the bt-minigrid recipes' learner",
-)
-"""MiniGrid: returns <= 1 and episodes of tens of steps. R2D2's Adam epsilon 1e-3 is ~10x
-the gradients there and shrinks every step: with R2D2's values greedy return is 0 on
-Empty-5x5 after 20k env steps (seeds 0-2). lr 1e-3, epsilon 1e-6, gamma 0.9 (no-op actions'
-Q-values must differ from moves by more than the approximation noise) and a target copy every
-250 updates (R2D2's 2,500 is one copy per 10k env steps) reach the optimum, 0.955, on
-Empty-5x5 by 10k env steps on seeds 0-4."""
-
-SUITE_DEFAULTS: dict[str, SuiteDefaults] = {
-    "atari": R2D2_PAPER_DEFAULTS,
-    # MinAtar: R2D2's values until MinAtar-specific ones are measured (docs/decisions.md).
-    "minatar": R2D2_PAPER_DEFAULTS,
-    "minigrid": MINIGRID_DEFAULTS,
-}
-"""Per suite (:func:`rltransfer.envs.spec.suite_of`) the R2D2 defaults; DMC has none (its
-actions are continuous: ``rltransfer train-sac``)."""
-
-
-def suite_defaults(env_id: str) -> SuiteDefaults:
-    """The R2D2 learner and loop defaults of ``env_id``'s suite (:data:`SUITE_DEFAULTS`).
-
-    Raises:
-        UnknownEnvError: ``env_id`` belongs to no suite.
-        ConfigError: the suite has no R2D2 defaults (DMC: continuous actions).
-    """
-    from rltransfer.envs.spec import suite_of
-
-    suite = suite_of(env_id)
-    if suite not in SUITE_DEFAULTS:
-        raise ConfigError(
-            f"{env_id} ({suite}) has continuous actions, which the R2D2 learner cannot act "
-            "in; train it with rltransfer train-sac"
-        )
-    return SUITE_DEFAULTS[suite]
-
-
-def apply_suite_defaults(cfg: TrainConfig, env_id: str | None = None) -> TrainConfig:
-    """``cfg`` for ``env_id`` (default ``cfg.env_id``) with that suite's
-    :class:`SuiteDefaults` in place of ``cfg``'s values of those fields.
-
-    Meant for a base config whose other fields are defaults (the CLI applies it to the verb's
-    default before parsing the flags, so that flags win); values already in ``cfg`` for the
-    suite's fields are replaced.
-
-    Raises:
-        UnknownEnvError, ConfigError: from :func:`suite_defaults`.
-    """
-    env = cfg.env_id if env_id is None else env_id
-    d = suite_defaults(env)
-    agent = dataclasses.replace(cfg.agent, **{f: getattr(d, f) for f in SUITE_AGENT_FIELDS})
-    loop: dict[str, Any] = {f: getattr(d, f) for f in SUITE_LOOP_FIELDS}
-    return dataclasses.replace(cfg, env_id=env, agent=agent, **loop)
-
-
-def suite_config(env_id: str, *, agent: Mapping[str, Any] | None = None,
-                 **changes: Any) -> TrainConfig:
-    """A :class:`TrainConfig` for ``env_id`` from its suite's defaults, then the caller's values.
-
-    The Python counterpart of ``rltransfer train --env-id ENV ...``: field defaults, then
-    :func:`suite_defaults` of ``env_id``, then ``agent`` (``R2D2Config`` field -> value) and
-    ``changes`` (``TrainConfig`` field -> value), which always win. (``TrainConfig(...)``
-    itself holds R2D2's Atari values whatever its ``env_id``.)
-
-    Example: ``suite_config("MiniGrid-Empty-5x5-v0", num_envs=4, agent={"hidden": 64})``.
-
-    Raises:
-        UnknownEnvError, ConfigError: from :func:`suite_defaults`; ConfigError from the
-            configs' own checks. TypeError: a name that is not a field.
-    """
-    cfg = apply_suite_defaults(TrainConfig(), env_id)
-    if agent:
-        changes["agent"] = dataclasses.replace(cfg.agent, **agent)
-    return dataclasses.replace(cfg, **changes)

@@ -34,13 +34,13 @@ from rltransfer.agents.r2d2.actor import (
     make_explorer,
     make_intrinsic,
 )
-from rltransfer.agents.r2d2.agent import R2D2Agent
 from rltransfer.agents.r2d2.config import (
     TrainConfig,
     is_prior_object_marker,
     policy_family,
     with_prior_object,
 )
+from rltransfer.agents.r2d2.learner import R2D2Agent
 from rltransfer.agents.r2d2.transfer import initialise_from
 from rltransfer.core.config import ConfigError, to_dict
 from rltransfer.core.loop import TrainingLoop, sub_tensors
@@ -360,8 +360,10 @@ class Trainer(TrainingLoop):
         """One R2D2 update from replay; new priorities written back; the intrinsic reward's
         networks trained on the same batch."""
         batch = self.replay.sample(self.cfg.agent.batch_size, self.rng)
-        metrics = self.agent.update(batch)
-        self.replay.update_priorities(batch["indices"], self.agent.last_priorities)
+        result = self.agent.update(batch)
+        if result.priorities is not None:
+            self.replay.update_priorities(batch["indices"], result.priorities)
+        metrics = result.metrics
         if self.intrinsic is not None:
             metrics.update(self._update_intrinsic(batch))
         return metrics

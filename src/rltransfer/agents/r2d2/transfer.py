@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from rltransfer.agents.agent_policy import POLICY_PREFIX
-from rltransfer.agents.r2d2.agent import R2D2Agent
+from rltransfer.agents.r2d2.learner import R2D2Agent
 from rltransfer.core.checkpoint import CheckpointError
 from rltransfer.core.checkpoint_components import check_component_names
 from rltransfer.core.policy import SpaceMismatchError
