@@ -324,3 +324,21 @@ def test_checkpoint_roundtrip(tmp_path: Path) -> None:
     a = ngu.update(next_obs, prev_obs_batch=obs, actions=actions)
     b = restored.update(next_obs, prev_obs_batch=obs, actions=actions)
     assert a == pytest.approx(b, rel=1e-6)
+
+
+def test_checkpoint_keys_keep_their_layout() -> None:
+    """Checkpoints written before the embedding moved to its own class still load: f, the
+    head and Adam's moments keep their keys (``optimizer.<parameter index>.<field>``)."""
+    ngu = NGUReward((1, 5, 5), 4, 2, config=small_config(), obs_scale=1.0)
+    obs, actions, next_obs = toy_transitions(np.random.default_rng(3), 8)
+    ngu.update(next_obs, prev_obs_batch=obs, actions=actions)
+    keys = set(ngu.state_tensors())
+    assert {"optimizer.0.step", "optimizer.0.exp_avg", "optimizer.0.exp_avg_sq",
+            "rnd.optimizer.0.exp_avg", "error_rms.mean", "memory.distance_sum"} <= keys
+    assert {k.split(".")[0] for k in keys} == {
+        "embedding", "inverse_head", "optimizer", "rnd", "error_rms", "memory"}
+    num_params = len(list(ngu.embedding.network.parameters())) + len(
+        list(ngu.embedding.inverse_head.parameters()))
+    assert {k for k in keys if k.startswith("optimizer.")} == {
+        f"optimizer.{i}.{field}" for i in range(num_params)
+        for field in ("step", "exp_avg", "exp_avg_sq")}
