@@ -1,26 +1,17 @@
 """Joining an existing Ray cluster: the address comes from --ray-address, else RAY_ADDRESS,
 else a local instance; an unreachable address is one UserError line; and a tiny R2D2 run
 against a cluster started here with ``ray start --head`` on the loopback address counts the
-same env steps and updates as a local run.
-
-The cluster is started with ``--block`` in its own process group and stopped by signalling
-that group (the processes this test started), not with ``ray stop``, which would stop every
-Ray instance of the user on this shared machine.
+same env steps and updates as a local run (the cluster and the fresh driver process:
+``conftest.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import signal
 import socket
 import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,57 +104,6 @@ def test_cli_reports_an_unreachable_cluster_in_one_line(
     assert len(err) == 1 and address in err[0] and "ray start --head" in err[0]
 
 
-@pytest.fixture
-def ray_cluster() -> Iterator[str]:
-    """``ray start --head`` on 127.0.0.1 with 2 CPUs; yields its ``HOST:PORT``.
-
-    The cluster runs without token authentication (``RAY_AUTH_MODE=disabled``): Ray >= 2.5x
-    turns it on when a token exists (a local ``ray.init`` creates ``~/.ray/auth_token``),
-    and this driver process, whose Ray config was read at import, could not join it then.
-    (A user of a token cluster starts the driver with ``RAY_AUTH_MODE=token``.)
-    """
-    if ray.is_initialized():
-        ray.shutdown()
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    port = _free_port()
-    temp_dir = tempfile.mkdtemp(prefix="rlt-ray-")  # short: Ray's socket paths must fit
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.Popen(
-        [ray_bin, "start", "--head", "--block",
-         "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-         "--include-dashboard=false", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"ray start --head exited ({proc.returncode}) or timed "
-                                       "out before its port opened") from None
-                time.sleep(0.5)
-        yield f"127.0.0.1:{port}"
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)  # the group this fixture started
-            proc.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-        time.sleep(2)  # Ray's processes share the head's fate; then kill what is left
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=10)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
 _JOINED_RUN = """
 import dataclasses, json, sys
 import ray
@@ -178,20 +118,11 @@ print(json.dumps({"env_steps": result.env_steps, "num_updates": result.num_updat
 
 @pytest.mark.slow
 def test_r2d2_run_on_a_joined_cluster_counts_like_a_local_run(
-    ray_cluster: str, tmp_path: Path
+    ray_cluster: str, fresh_driver: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path
 ) -> None:
-    # The joined run is driven from a fresh process, as a user's would be: a driver that
-    # already ran a local Ray (this pytest process, after test_ray_backend) keeps that
-    # instance's auth settings, which Ray reads once at import, and its actors on a cluster
-    # without auth die at start.
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
-    env.pop("RAY_ADDRESS", None)
-    root = Path(__file__).resolve().parents[2]
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
-    out = subprocess.run(
-        [sys.executable, "-c", _JOINED_RUN, str(tmp_path / "cluster"), ray_cluster],
-        env=env, cwd=root, capture_output=True, text=True, timeout=600,
-    )
+    # Driven from a fresh process, as a user's would be (see conftest.fresh_driver).
+    out = fresh_driver(_JOINED_RUN, str(tmp_path / "cluster"), ray_cluster)
     assert out.returncode == 0, out.stderr[-3000:]
     joined = json.loads(out.stdout.strip().splitlines()[-1])
     assert joined["connected"] is False  # disconnected; the cluster itself keeps running
