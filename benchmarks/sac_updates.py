@@ -1,6 +1,6 @@
 """SAC learner throughput: updates per second at batch 128 on 84x84x9 (3 stacked RGB frames).
 
-Measures :meth:`rltransfer.agents.sac.agent.SACAgent.update` (critic every update, actor +
+Measures :meth:`rltransfer.agents.sac.learner.SACAgent.update` (critic every update, actor +
 temperature + soft target update every 2nd, DrQ shift augmentation) with the paper's sizes
 (hidden 1024; drq4: feature 50, pad11: feature 100) on random uint8 batches, for the two
 pixel encoders and 1 / 2 torch threads. Sampling from replay is not included (see
@@ -20,7 +20,8 @@ import time
 import numpy as np
 import torch
 
-from rltransfer.agents.sac.agent import SACAgent, SACConfig
+from rltransfer.agents.sac.config import SACConfig
+from rltransfer.agents.sac.learner import SACAgent
 from rltransfer.nets.pixel_encoders import PixelEncoderConfig
 
 FEATURE_DIM = {"drq4": 50, "pad11": 100}

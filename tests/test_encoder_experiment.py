@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rltransfer.agents.sac.agent import SACConfig
+from rltransfer.agents.sac.config import SACConfig
 from rltransfer.experiments.encoder_recipes import (
     ENCODER_RECIPES,
     EncoderExperiment,

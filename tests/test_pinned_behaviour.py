@@ -62,8 +62,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from rltransfer.agents.efficientzero.train import EZTrainConfig, EZTrainer
 from rltransfer.agents.r2d2.config import TrainConfig
 from rltransfer.agents.r2d2.train import Trainer
-from rltransfer.agents.sac.agent import SACConfig
-from rltransfer.agents.sac.train import SACTrainConfig, SACTrainer
+from rltransfer.agents.sac.config import SACConfig, SACTrainConfig
+from rltransfer.agents.sac.train import SACTrainer
 from rltransfer.envs.wrappers import TaskRewardInfo
 from rltransfer.experiments.behavior_transfer import get_recipe, strategy_config
 from rltransfer.experiments.efficientzero import ez_small

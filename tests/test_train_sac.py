@@ -18,17 +18,17 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from rltransfer.agents.sac.agent import SACConfig
+from rltransfer.agents.sac.config import SACConfig, SACTrainConfig
 from rltransfer.agents.sac.train import (
     RunConflictError,
     SACPolicy,
-    SACTrainConfig,
     load_sac_agent,
     to_env_action,
     train_sac,
 )
 from rltransfer.core.checkpoint import latest_checkpoint
 from rltransfer.core.config import ConfigError
+from rltransfer.core.types import UpdateResult
 from rltransfer.envs.wrappers import TaskRewardInfo
 from rltransfer.evaluation.protocol import evaluate_policy
 from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
@@ -146,7 +146,7 @@ def test_warmup_end_bursts_warmup_updates(tmp_path: Path, monkeypatch: pytest.Mo
                                           ) -> None:
     """PAD's update schedule: no update during the warm-up, ``warmup_env_steps`` updates at
     the step it ends, then one per agent step. Counted per env step with one env."""
-    from rltransfer.agents.sac.agent import SACAgent
+    from rltransfer.agents.sac.learner import SACAgent
     from rltransfer.agents.sac.train import SACTrainer
 
     cfg = dataclasses.replace(TINY, run_dir=str(tmp_path / "run"), num_envs=1,
@@ -154,9 +154,9 @@ def test_warmup_end_bursts_warmup_updates(tmp_path: Path, monkeypatch: pytest.Mo
                               eval_every_env_steps=1000, checkpoint_every_env_steps=1000)
     calls: list[int] = []
 
-    def counting_update(self: SACAgent, batch: dict[str, Any]) -> dict[str, float]:
+    def counting_update(self: SACAgent, batch: dict[str, Any]) -> UpdateResult:
         calls.append(trainer.env_steps)
-        return {}
+        return UpdateResult()
 
     trainer = SACTrainer(cfg, dot_factory())
     monkeypatch.setattr(SACAgent, "update", counting_update)
@@ -265,8 +265,8 @@ def test_dmc_reacher_smoke_with_kill_and_resume(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     code = (
         "import logging, sys; logging.basicConfig(level=logging.WARNING)\n"
-        "from rltransfer.agents.sac.train import SACTrainConfig, train_sac\n"
-        "from rltransfer.agents.sac.agent import SACConfig\n"
+        "from rltransfer.agents.sac.train import train_sac\n"
+        "from rltransfer.agents.sac.config import SACConfig, SACTrainConfig\n"
         "from rltransfer.nets.pixel_encoders import PixelEncoderConfig\n"
         f"cfg = SACTrainConfig(env_id='DMC/reacher-easy', run_dir={str(run_dir)!r},\n"
         "    total_env_steps=200, warmup_env_steps=50, eval_every_env_steps=200,\n"

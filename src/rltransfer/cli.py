@@ -26,7 +26,7 @@ import tyro
 from rltransfer.agents.efficientzero.config import EZTrainConfig
 from rltransfer.agents.r2d2.config import TrainConfig
 from rltransfer.agents.r2d2.suites import apply_suite_defaults
-from rltransfer.agents.sac.train import SACTrainConfig
+from rltransfer.agents.sac.config import SACTrainConfig
 from rltransfer.errors import UserError
 from rltransfer.methods.encoder_pretraining.image_classification import ImageClassificationConfig
 from rltransfer.methods.encoder_pretraining.inverse_dynamics import InverseDynamicsConfig
@@ -71,7 +71,8 @@ def pretrain_images(cfg: Annotated[ImageClassificationConfig, Flat]) -> None:
 def train_sac_cmd(cfg: Annotated[SACTrainConfig, Flat]) -> None:
     """Train pixel SAC on DeepMind Control, optionally from a pretrained encoder (whose
     architecture and image geometry are the defaults then)."""
-    from rltransfer.agents.sac.train import config_from_pretrained_encoder, train_sac
+    from rltransfer.agents.sac.config import config_from_pretrained_encoder
+    from rltransfer.agents.sac.train import train_sac
 
     if cfg.init_encoder_from is not None:
         # the defaults came from the checkpoint: a difference is a flag the user set
@@ -256,11 +257,11 @@ def flag_value(argv: list[str], name: str) -> str | None:
 def with_encoder_defaults(verb: Any, argv: list[str]) -> Any:
     """``verb`` (a function of one :class:`SACTrainConfig`) whose defaults, when ``argv`` has
     ``--init-encoder-from PATH``, are the encoder architecture and image geometry recorded in
-    that checkpoint (:func:`rltransfer.agents.sac.train.config_from_pretrained_encoder`): flags the
+    that checkpoint (:func:`rltransfer.agents.sac.config.config_from_pretrained_encoder`): flags the
     user passes override them, and ``verb`` reports a passed flag that contradicts the
     checkpoint as one error. An unreadable checkpoint keeps the plain defaults (the run then
     stops with its message)."""
-    from rltransfer.agents.sac.train import config_from_pretrained_encoder
+    from rltransfer.agents.sac.config import config_from_pretrained_encoder
     from rltransfer.errors import UserError
 
     default = SACTrainConfig()

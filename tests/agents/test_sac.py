@@ -10,18 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from rltransfer.agents.sac.agent import (
-    Actor,
-    DoubleQCritic,
-    NonFiniteLossError,
-    SACAgent,
-    SACConfig,
-    center_crop,
-    random_crop,
-    random_shift,
-    soft_update_,
-)
+from rltransfer.agents.sac import losses
+from rltransfer.agents.sac.augmentation import center_crop, random_crop, random_shift
+from rltransfer.agents.sac.config import SACConfig
+from rltransfer.agents.sac.learner import SACAgent
+from rltransfer.agents.sac.networks import Actor, DoubleQCritic, soft_update_
 from rltransfer.core.checkpoint import load_checkpoint, save_checkpoint
+from rltransfer.core.types import UpdateResult
+from rltransfer.errors import NonFiniteLossError
 from rltransfer.nets.pixel_encoders import PixelEncoderConfig
 
 torch.set_num_threads(1)
@@ -61,17 +57,22 @@ def _constant_q(critic: DoubleQCritic, q1: float, q2: float) -> None:
             last.bias.fill_(value)
 
 
+def _fixed_policy(monkeypatch: pytest.MonkeyPatch, agent: SACAgent, log_prob: torch.Tensor
+                  ) -> None:
+    """Make the actor sample action 0 with ``log pi = log_prob`` for every state."""
+    def fake_sample(feats: torch.Tensor, generator: object = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b = log_prob.shape[0]
+        return torch.zeros(b, agent.action_dim), log_prob, torch.zeros(b, agent.action_dim)
+
+    monkeypatch.setattr(agent.actor, "sample", fake_sample)
+
+
 # ---------------------------------------------------------------------- math
 def test_target_hand_values(monkeypatch: pytest.MonkeyPatch) -> None:
     agent = _state_agent(init_temperature=0.1)
     _constant_q(agent.critic_target, 3.0, 5.0)
-    fixed_logp = torch.tensor([-0.5, -0.5])
-
-    def fake_sample(feats: torch.Tensor, generator: object = None
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return torch.zeros(2, 1), fixed_logp, torch.zeros(2, 1)
-
-    monkeypatch.setattr(agent.actor, "sample", fake_sample)
+    _fixed_policy(monkeypatch, agent, torch.tensor([-0.5, -0.5]))
     y = agent.critic_target_values(torch.zeros(2, 2), torch.tensor([1.0, 2.0]),
                                    torch.tensor([0.99, 0.0]))
     # y = r + d (min(3, 5) - 0.1 * (-0.5)) = 1 + 0.99 * 3.05 = 4.0195 ; terminal: y = r = 2
@@ -81,13 +82,7 @@ def test_target_hand_values(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_actor_and_alpha_loss_signs(monkeypatch: pytest.MonkeyPatch) -> None:
     agent = _state_agent(init_temperature=0.1)
     _constant_q(agent.critic, 3.0, 4.0)
-    logp = torch.tensor([-0.5, -0.5], requires_grad=True)
-
-    def fake_sample(feats: torch.Tensor, generator: object = None
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return torch.zeros(2, 1), logp, torch.zeros(2, 1)
-
-    monkeypatch.setattr(agent.actor, "sample", fake_sample)
+    _fixed_policy(monkeypatch, agent, torch.tensor([-0.5, -0.5], requires_grad=True))
     loss, _ = agent.actor_loss(torch.zeros(2, 2))
     # alpha * log pi - min Q = 0.1 * -0.5 - 3 = -3.05
     assert float(loss.detach()) == pytest.approx(-3.05, abs=1e-6)
@@ -111,18 +106,14 @@ def test_update_losses_hand_values(monkeypatch: pytest.MonkeyPatch) -> None:
     agent = _state_agent(init_temperature=0.1)
     _constant_q(agent.critic, 1.0, 2.0)
     _constant_q(agent.critic_target, 3.0, 5.0)
-    logp = torch.tensor([-0.5, -0.5], requires_grad=True)
-
-    def fake_sample(feats: torch.Tensor, generator: object = None
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return torch.zeros(2, 1), logp, torch.zeros(2, 1)
-
-    monkeypatch.setattr(agent.actor, "sample", fake_sample)
+    _fixed_policy(monkeypatch, agent, torch.tensor([-0.5, -0.5], requires_grad=True))
     batch = {"obs": np.zeros((2, 2), np.float32), "next_obs": np.ones((2, 2), np.float32),
              "action": np.zeros((2, 1), np.float32),
              "n_step_return": np.array([1.0, 2.0], np.float32),
              "bootstrap_discount": np.array([0.99, 0.0], np.float32)}
-    metrics = agent.update(batch)
+    result = agent.update(batch)
+    assert isinstance(result, UpdateResult) and result.priorities is None  # uniform replay
+    metrics = result.metrics
     # y = R + d (min(3, 5) - 0.1 * (-0.5)) = [1 + 0.99 * 3.05, 2] = [4.0195, 2]
     assert metrics["target_mean"] == pytest.approx((4.0195 + 2.0) / 2, rel=1e-6)
     # critic loss = mean((1 - y)^2) + mean((2 - y)^2)
@@ -136,6 +127,49 @@ def test_update_losses_hand_values(monkeypatch: pytest.MonkeyPatch) -> None:
     # Adam's first step moves log alpha by -lr * sign(grad) (grad 0.15 > 0): alpha shrinks.
     lr = agent.config.alpha_lr
     assert metrics["alpha"] == pytest.approx(0.1 * math.exp(-lr), rel=1e-4)
+
+
+def test_losses_hand_values() -> None:
+    """The pure losses on hand-set tensors (Haarnoja et al. 2018, Eq. 2-3, 5, 7, 18)."""
+    alpha = torch.tensor(0.1)
+    y = losses.soft_bellman_target(torch.tensor([3.0, 3.0]), torch.tensor([5.0, 1.0]),
+                                   torch.tensor([-0.5, -0.5]), alpha,
+                                   torch.tensor([1.0, 2.0]), torch.tensor([0.99, 0.5]))
+    # min(3, 5) = 3 and min(3, 1) = 1: y = [1 + 0.99 * 3.05, 2 + 0.5 * 1.05]
+    torch.testing.assert_close(y, torch.tensor([4.0195, 2.525]))
+    q1, q2 = torch.tensor([1.0, 2.0]), torch.tensor([2.0, 2.0])
+    target = torch.tensor([2.0, 4.0])
+    # mean((1-2)^2, (2-4)^2) + mean((2-2)^2, (2-4)^2) = 2.5 + 2 = 4.5
+    assert float(losses.critic_loss(q1, q2, target)) == pytest.approx(4.5)
+    logp = torch.tensor([-1.0, 1.0], requires_grad=True)
+    # mean(0.1 * [-1, 1] - [1, 2]) = mean([-1.1, -1.9]) = -1.5
+    a_loss = losses.actor_loss(logp, q1, q2, alpha.requires_grad_())
+    assert float(a_loss.detach()) == pytest.approx(-1.5)
+    a_loss.backward()
+    assert alpha.grad is None  # alpha is a constant of the actor loss
+    assert logp.grad is not None
+    torch.testing.assert_close(logp.grad, torch.tensor([0.05, 0.05]))
+    log_alpha = torch.tensor(math.log(0.1), requires_grad=True)
+    # mean(0.1 * (-[-1, 1] - (-2))) = 0.1 * mean([3, 1]) = 0.2; no gradient into log pi
+    t_loss = losses.temperature_loss(log_alpha, logp, -2.0)
+    assert float(t_loss.detach()) == pytest.approx(0.2)
+    logp.grad = None
+    t_loss.backward()
+    assert logp.grad is None and float(log_alpha.grad) == pytest.approx(0.2)
+
+
+def test_losses_reject_mismatched_shapes() -> None:
+    b2, b3 = torch.zeros(2), torch.zeros(3)
+    with pytest.raises(ValueError, match="one batch size"):
+        losses.critic_loss(b2, b2, b3)
+    with pytest.raises(ValueError, match=r"\[B\]"):
+        losses.critic_loss(b2, b2, torch.zeros(2, 1))
+    with pytest.raises(ValueError, match="alpha must be a 0-d"):
+        losses.actor_loss(b2, b2, b2, torch.ones(1))
+    with pytest.raises(ValueError, match="one batch size"):
+        losses.soft_bellman_target(b2, b2, b2, torch.tensor(0.1), b2, b3)
+    with pytest.raises(ValueError, match="log_alpha must be a 0-d"):
+        losses.temperature_loss(torch.zeros(2), b2, -1.0)
 
 
 def test_squashed_gaussian_log_prob_matches_torch_distributions() -> None:
@@ -184,7 +218,7 @@ def test_update_soft_updates_targets_with_both_taus() -> None:
     # update 1: no target update (every 2 updates), no actor update
     before = [p.clone() for p in agent.critic_target.parameters()]
     actor_before = [p.clone() for p in agent.actor.parameters()]
-    metrics = agent.update(_pixel_batch(agent, seed=1))
+    metrics = agent.update(_pixel_batch(agent, seed=1)).metrics
     assert "actor_loss" not in metrics
     for a, b in zip(before, agent.critic_target.parameters(), strict=True):
         torch.testing.assert_close(a, b)
@@ -323,8 +357,8 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
         torch.testing.assert_close(cloned[k], v, msg=k)
     agent.generator.manual_seed(5)
     clone.generator.manual_seed(5)
-    m1 = agent.update(_pixel_batch(agent, seed=9))
-    m2 = clone.update(_pixel_batch(agent, seed=9))
+    m1 = agent.update(_pixel_batch(agent, seed=9)).metrics
+    m2 = clone.update(_pixel_batch(agent, seed=9)).metrics
     assert m1 == pytest.approx(m2)
     cloned = clone.state_tensors()
     for k, v in agent.state_tensors().items():

@@ -12,7 +12,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from rltransfer.agents.sac.agent import SACAgent, SACConfig
 from torch import nn
 
 from rltransfer.agents.efficientzero.config import EfficientZeroConfig
@@ -24,6 +23,8 @@ from rltransfer.agents.efficientzero.learner import (
 from rltransfer.agents.efficientzero.networks import world_model_preset
 from rltransfer.agents.r2d2.config import R2D2Config
 from rltransfer.agents.r2d2.learner import R2D2Agent
+from rltransfer.agents.sac.config import SACConfig
+from rltransfer.agents.sac.learner import SACAgent
 from rltransfer.core.types import Agent
 from rltransfer.errors import ComponentMismatchError, UnknownComponentError, UserError
 from rltransfer.methods.weight_transfer import (

@@ -208,7 +208,8 @@ def test_ik_rl_and_eval_envs_show_the_same_background() -> None:
     the reacher arm and target, placed by the env seed, differ); another distraction seed
     shows another clip."""
     pytest.importorskip("dm_control")
-    from rltransfer.agents.sac.train import SACTrainConfig, default_env_factory, sac_env_kwargs
+    from rltransfer.agents.sac.config import SACTrainConfig, sac_env_kwargs
+    from rltransfer.agents.sac.train import default_env_factory
     from rltransfer.evaluation.protocol import eval_env_kwargs
     from rltransfer.methods.encoder_pretraining.inverse_dynamics import (
         InverseDynamicsConfig,

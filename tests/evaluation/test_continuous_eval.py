@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from rltransfer.agents.sac.agent import SACAgent
+from rltransfer.agents.sac.learner import SACAgent
 from rltransfer.agents.sac.train import SACPolicy
 from rltransfer.core.policy import (
     ContinuousPolicy,

@@ -103,7 +103,7 @@ def test_ez_atari100k_config() -> None:
 
 
 def test_sac_config_with_distraction() -> None:
-    from rltransfer.agents.sac.train import SACTrainConfig, sac_env_kwargs
+    from rltransfer.agents.sac.config import SACTrainConfig, sac_env_kwargs
 
     cfg = SACTrainConfig(env_id="DMC/walker-walk", action_repeat=2, render_size=100,
                          distraction="builtin")
@@ -240,10 +240,9 @@ def test_sac_evaluates_on_the_training_env_settings(
 ) -> None:
     """SACTrainer builds its training env from sac_env_kwargs and its evaluation envs from
     eval_env_kwargs of those (make_env recorded; a tiny pixel env stands in for DMC)."""
-    from rltransfer.agents.sac.agent import SACConfig
-
     import rltransfer.envs as envs_module
-    from rltransfer.agents.sac.train import SACTrainConfig, SACTrainer, sac_env_kwargs
+    from rltransfer.agents.sac.config import SACConfig, SACTrainConfig, sac_env_kwargs
+    from rltransfer.agents.sac.train import SACTrainer
     from rltransfer.core.metrics import MetricsLogger
     from rltransfer.envs.wrappers import TaskRewardInfo
     from rltransfer.nets.pixel_encoders import PixelEncoderConfig

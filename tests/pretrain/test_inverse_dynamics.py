@@ -206,7 +206,7 @@ def test_frames_are_centre_crops_of_the_render() -> None:
     full = _PatternEnv().frame(2)
     np.testing.assert_array_equal(data.frames[2], full[:, 8:92, 8:92])
     assert data.frames[2, 0, 0, 0] == (8 + 2 * 8 + 2) % 256  # pixel (8, 8) of step 2
-    from rltransfer.agents.sac.agent import center_crop
+    from rltransfer.agents.sac.augmentation import center_crop
 
     sac_view = center_crop(torch.from_numpy(full[None]), 84)[0].numpy()
     np.testing.assert_array_equal(data.frames[2], sac_view)

@@ -231,9 +231,8 @@ def _pixel_box_factory() -> object:
 
 
 def test_sac_run_with_a_bad_init_encoder_leaves_no_config(tmp_path: Path) -> None:
-    from rltransfer.agents.sac.agent import SACConfig
-
-    from rltransfer.agents.sac.train import SACTrainConfig, train_sac
+    from rltransfer.agents.sac.config import SACConfig, SACTrainConfig
+    from rltransfer.agents.sac.train import train_sac
     from rltransfer.methods.encoder_pretraining.transfer import EncoderMismatchError
     from rltransfer.nets.pixel_encoders import PixelEncoderConfig
 

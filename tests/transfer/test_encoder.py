@@ -194,7 +194,7 @@ def test_read_pretrained_architecture(tmp_path: Path) -> None:
 
 
 def test_sac_config_defaults_come_from_the_checkpoint(tmp_path: Path) -> None:
-    from rltransfer.agents.sac.train import SACTrainConfig, config_from_pretrained_encoder
+    from rltransfer.agents.sac.config import SACTrainConfig, config_from_pretrained_encoder
 
     path = _ik_like_checkpoint(tmp_path)
     plain = SACTrainConfig()
@@ -213,8 +213,11 @@ def test_sac_config_defaults_come_from_the_checkpoint(tmp_path: Path) -> None:
 
 
 def test_sac_config_conflicts_are_one_error(tmp_path: Path) -> None:
-    from rltransfer.agents.sac.agent import SACConfig
-    from rltransfer.agents.sac.train import SACTrainConfig, config_from_pretrained_encoder
+    from rltransfer.agents.sac.config import (
+        SACConfig,
+        SACTrainConfig,
+        config_from_pretrained_encoder,
+    )
 
     path = str(_ik_like_checkpoint(tmp_path))
     cfg = SACTrainConfig(init_encoder_from=path, render_size=64, frame_stack=2,
@@ -241,8 +244,11 @@ def test_sac_config_conflicts_are_one_error(tmp_path: Path) -> None:
 def test_image_classification_checkpoint_keeps_the_run_geometry(tmp_path: Path) -> None:
     """A checkpoint without render / crop sizes (image classification: 3 images of 84x84)
     gives its encoder and frame stack; the run renders at the encoder's input size."""
-    from rltransfer.agents.sac.agent import SACConfig
-    from rltransfer.agents.sac.train import SACTrainConfig, config_from_pretrained_encoder
+    from rltransfer.agents.sac.config import (
+        SACConfig,
+        SACTrainConfig,
+        config_from_pretrained_encoder,
+    )
 
     grouped = PixelEncoderConfig(kind="drq4", num_filters=12, feature_dim=50, groups=3)
     path = save_encoder(PixelEncoder(grouped, (9, 84, 84)), tmp_path / "ic", (9, 84, 84),

@@ -31,8 +31,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rltransfer.agents.sac.agent import SACConfig
-from rltransfer.agents.sac.train import SACTrainConfig
+from rltransfer.agents.sac.config import SACConfig, SACTrainConfig
 from rltransfer.core.config import ConfigError
 from rltransfer.methods.encoder_pretraining.image_classification import ImageClassificationConfig
 from rltransfer.methods.encoder_pretraining.inverse_dynamics import InverseDynamicsConfig

@@ -17,11 +17,11 @@ resumes from the latest one when started again with the same directory), and ``f
 trained agent, loadable with :func:`load_sac_agent`). A finished run is not run again.
 
 Encoder transfer: ``init_encoder_from`` loads a pretrained encoder checkpoint
-(:func:`rltransfer.methods.encoder_pretraining.transfer.load_pretrained_encoder`) into the critic's
-encoder (whose
-convs the actor shares), optionally frozen (``freeze_encoder``), then copies it to the target.
+(:func:`rltransfer.methods.encoder_pretraining.transfer.load_pretrained_encoder`) into the
+critic's encoder (whose convs the actor shares), optionally frozen (``freeze_encoder``), then
+copies it to the target.
 The encoder's architecture and image geometry come from the checkpoint's metadata unless the
-config sets them (:func:`config_from_pretrained_encoder`).
+config sets them (:func:`~rltransfer.agents.sac.config.config_from_pretrained_encoder`).
 
 Evaluation goes through the one protocol,
 :func:`~rltransfer.evaluation.protocol.evaluate_policy`, with the agent wrapped as a
@@ -31,17 +31,24 @@ env's action bounds).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from gymnasium.spaces import Box
 from gymnasium.vector import VectorEnv
 
-from rltransfer.agents.sac.agent import SACAgent, SACConfig
+from rltransfer.agents.sac.config import (
+    SACConfig,
+    SACTrainConfig,
+    config_from_pretrained_encoder,
+    resolved_render_size,
+    sac_env_kwargs,
+    validate_train_config,
+)
+from rltransfer.agents.sac.learner import SACAgent
 from rltransfer.core.checkpoint import CheckpointError, load_checkpoint, read_meta
 from rltransfer.core.config import ConfigError, from_dict, to_dict
 from rltransfer.core.episodes import EpisodeTracker
@@ -59,103 +66,6 @@ EnvFactory = Callable[[int, int], VectorEnv]
 Box actions, NEXT_STEP autoreset, ``info["task_reward"]``)."""
 
 
-@dataclass
-class SACTrainConfig:
-    """One pixel-SAC run. Budgets are in agent steps (``*_env_steps``); defaults follow
-    Kadavath et al. 2021 / PAD (REFERENCE.md) except the scaled-down budget."""
-
-    env_id: str = "DMC/reacher-easy"
-    """``DMC/<domain>-<task>`` (see :func:`rltransfer.envs.make_env`)."""
-    num_envs: int = 1
-    """Parallel envs collecting (the papers use 1)."""
-    total_env_steps: int = 100_000
-    """Agent steps (actions) to train for, over all envs."""
-    seed: int = 0
-    run_dir: str = "runs/sac"
-    frame_stack: int | None = None
-    """Frames stacked into an observation; ``None``: the suite's default (3 for DMC)."""
-    action_repeat: int | None = None
-    """Env frames per agent step; ``None``: the env's default (4 for cheetah/reacher/walker)."""
-    render_size: int | None = None
-    """Rendered frame size; ``None``: 100 with ``agent.augmentation="crop"`` (cropped to 84),
-    else 84."""
-    distraction: str | None = None
-    """Distracting-background source (``"builtin"``, a folder of frames or a video file), or
-    ``None``."""
-    distraction_seed: int = 0
-    """Which builtin distraction clip (independent of ``seed``): pass the IK pretraining's
-    value so that pretraining, training and evaluation show the same clip."""
-    agent: SACConfig = field(default_factory=SACConfig)
-    encoder: PixelEncoderConfig = field(default_factory=PixelEncoderConfig)
-    replay_capacity_env_steps: int = 100_000
-    """Replay slots in all (split evenly over envs)."""
-    warmup_env_steps: int = 1000
-    """Uniformly random actions before the policy acts and updates start. The step the
-    warm-up ends does ``warmup_env_steps * updates_per_env_step`` updates at once (PAD's
-    ``num_updates = init_steps if step == init_steps else 1``), so from then on the number
-    of updates keeps pace with the collected steps."""
-    updates_per_env_step: float = 1.0
-    """SAC updates per agent step after the warm-up."""
-    init_encoder_from: str | None = None
-    """Pretrained encoder checkpoint (``transfer/encoder.save_encoder`` output) or ``None``."""
-    init_encoder_head: bool = False
-    """Also load the encoder's head (FC + LayerNorm) from ``init_encoder_from``."""
-    freeze_encoder: bool = False
-    """Keep the loaded conv layers fixed (needs ``init_encoder_from``)."""
-    eval_every_env_steps: int = 10_000
-    eval_episodes: int = 10
-    checkpoint_every_env_steps: int = 10_000
-    keep_checkpoints: int = 2
-    checkpoint_replay: bool = True
-    """Store the replay in checkpoints (exact resume; ~21 kB per transition at 84x84)."""
-    device: str = "cpu"
-    torch_threads: int = 1
-    progress: bool = True
-    tensorboard: bool = True
-
-
-SACRunResult = RunResult
-"""Kept for callers of earlier versions: :class:`rltransfer.core.loop.RunResult`."""
-
-
-def _validate(cfg: SACTrainConfig) -> None:
-    problems = []
-    for name in ("num_envs", "total_env_steps", "eval_every_env_steps", "eval_episodes",
-                 "checkpoint_every_env_steps", "keep_checkpoints", "torch_threads"):
-        if int(getattr(cfg, name)) < 1:
-            problems.append(f"{name} must be >= 1 (got {getattr(cfg, name)})")
-    if cfg.warmup_env_steps < 0:
-        problems.append("warmup_env_steps must be >= 0")
-    if not cfg.updates_per_env_step > 0:
-        problems.append("updates_per_env_step must be > 0")
-    if cfg.freeze_encoder and cfg.init_encoder_from is None:
-        problems.append("freeze_encoder needs init_encoder_from PATH (a pretrained encoder)")
-    if cfg.init_encoder_head and cfg.init_encoder_from is None:
-        problems.append("init_encoder_head needs init_encoder_from PATH")
-    if problems:
-        raise ConfigError("invalid SACTrainConfig: " + "; ".join(problems))
-
-
-def resolved_render_size(cfg: SACTrainConfig) -> int:
-    """The frame size rendered: ``cfg.render_size``, else 100 for crop augmentation, else 84."""
-    if cfg.render_size is not None:
-        return int(cfg.render_size)
-    return 100 if cfg.agent.augmentation == "crop" else 84
-
-
-def sac_env_kwargs(cfg: SACTrainConfig) -> dict[str, Any]:
-    """The :func:`~rltransfer.envs.make_env` settings of ``cfg``'s training env (after
-    ``env_id, num_envs, seed``): render size, and the action repeat and distraction ``cfg``
-    sets. Evaluation uses :func:`~rltransfer.evaluation.protocol.eval_env_kwargs` of these."""
-    kwargs: dict[str, Any] = {"render_size": resolved_render_size(cfg)}
-    if cfg.action_repeat is not None:
-        kwargs["action_repeat"] = cfg.action_repeat
-    if cfg.distraction is not None:
-        kwargs["distraction"] = cfg.distraction
-        kwargs["distraction_seed"] = cfg.distraction_seed
-    return kwargs
-
-
 def default_env_factory(cfg: SACTrainConfig,
                         env_kwargs: dict[str, Any] | None = None) -> EnvFactory:
     """``make_env(cfg.env_id, n, seed, **env_kwargs)``; ``env_kwargs`` defaults to
@@ -169,82 +79,6 @@ def default_env_factory(cfg: SACTrainConfig,
         return make_env(cfg.env_id, num_envs, seed, **kwargs)
 
     return build
-
-
-def config_from_pretrained_encoder(
-    cfg: SACTrainConfig, *, strict: bool = False
-) -> SACTrainConfig:
-    """``cfg`` with the encoder architecture and image geometry of its ``init_encoder_from``
-    checkpoint filled in (``cfg`` itself without one).
-
-    Taken from the checkpoint's metadata (:func:`rltransfer.methods.encoder_pretraining.transfer.
-    read_pretrained_architecture`) unless ``cfg`` sets them: the encoder config (kind,
-    filters, feature size, groups), ``frame_stack``, ``render_size`` and, for an encoder
-    trained on centre crops of larger renders (inverse dynamics at 100 -> 84), crop
-    augmentation with the checkpoint's crop size. A value counts as set when it differs from
-    :class:`SACTrainConfig`'s default (``None`` for ``frame_stack`` / ``render_size``); with
-    ``strict`` every value that differs from the checkpoint's counts as set (the CLI: its
-    defaults are the checkpoint's, so a difference is a flag the user passed). The feature
-    size only matters with ``init_encoder_head``.
-
-    Raises:
-        EncoderMismatchError: one message listing every setting of ``cfg`` that contradicts
-            the checkpoint (drop them to take the checkpoint's, or pretrain again).
-        CheckpointError: unreadable checkpoint metadata.
-    """
-    if cfg.init_encoder_from is None:
-        return cfg
-    from rltransfer.methods.encoder_pretraining.transfer import (
-        EncoderMismatchError,
-        read_pretrained_architecture,
-    )
-
-    arch = read_pretrained_architecture(cfg.init_encoder_from)
-    default = SACTrainConfig()
-    conflicts: list[str] = []
-
-    def take(name: str, ours: Any, default_value: Any, theirs: Any, matters: bool = True) -> Any:
-        if theirs is None or ours == theirs:
-            return ours
-        if ours == default_value and not strict:
-            return theirs
-        if matters:
-            conflicts.append(f"{name} {ours!r} (set here) vs {theirs!r} (checkpoint)")
-        return ours
-
-    encoder = dataclasses.replace(cfg.encoder, **{
-        f.name: take(f"encoder.{f.name}", getattr(cfg.encoder, f.name),
-                     getattr(default.encoder, f.name), getattr(arch.encoder_config, f.name),
-                     matters=f.name != "feature_dim" or cfg.init_encoder_head)
-        for f in dataclasses.fields(PixelEncoderConfig)
-    })
-    frame_stack = take("frame_stack", cfg.frame_stack, None, arch.frame_stack)
-    input_size = arch.obs_shape[1]
-    agent, render_size = cfg.agent, cfg.render_size
-    if (arch.crop_size is not None and arch.render_size is not None
-            and arch.crop_size < arch.render_size):
-        # trained on centre crops of larger renders: RL crops the same renders
-        augmentation = take("agent.augmentation", agent.augmentation,
-                            default.agent.augmentation, "crop")
-        crop_size = take("agent.crop_size", agent.crop_size, default.agent.crop_size,
-                         arch.crop_size)
-        agent = dataclasses.replace(agent, augmentation=augmentation, crop_size=crop_size)
-        render_size = take("render_size", render_size, None, arch.render_size)
-    elif agent.augmentation == "crop":
-        crop_size = take("agent.crop_size", agent.crop_size, default.agent.crop_size,
-                         input_size)
-        agent = dataclasses.replace(agent, crop_size=crop_size)
-    else:
-        render_size = take("render_size", render_size, None, input_size)
-    if conflicts:
-        raise EncoderMismatchError(
-            f"init_encoder_from {arch.path} does not fit this run's settings: "
-            + "; ".join(conflicts)
-            + ". Leave these settings out to take them from the checkpoint, or pretrain again "
-            "with them."
-        )
-    return dataclasses.replace(cfg, encoder=encoder, frame_stack=frame_stack,
-                               render_size=render_size, agent=agent)
 
 
 def to_env_action(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -312,7 +146,7 @@ class SACTrainer(TrainingLoop):
 
     @closes_envs_on_failure
     def __init__(self, cfg: SACTrainConfig, env_factory: EnvFactory | None = None) -> None:
-        _validate(cfg)
+        validate_train_config(cfg)
         cfg = config_from_pretrained_encoder(cfg)
         # Nothing is written to the run dir before the env and init encoder are validated.
         self.open_run(cfg)
@@ -324,7 +158,7 @@ class SACTrainer(TrainingLoop):
         self.envs = self.make_envs(cfg.num_envs, cfg.seed)
         shape = self.envs.single_observation_space.shape
         space = self.envs.single_action_space
-        if shape is None or len(shape) != 3 or not hasattr(space, "low"):
+        if shape is None or len(shape) != 3 or not isinstance(space, Box):
             raise ConfigError(
                 f"{cfg.env_id}: pixel SAC needs uint8 [C, H, W] frames and Box actions, got "
                 f"observations {shape} and actions {space}"
@@ -340,7 +174,7 @@ class SACTrainer(TrainingLoop):
             except ValueError:
                 self.frame_stack = 3
         self.action_low = np.asarray(space.low, np.float32)
-        self.action_high = np.asarray(space.high, np.float32)  # type: ignore[attr-defined]
+        self.action_high = np.asarray(space.high, np.float32)
         self.action_dim = int(np.prod(self.action_low.shape))
         c, h, w = self.frame_shape
         self.obs_shape = (c * self.frame_stack, h, w)
@@ -462,10 +296,10 @@ class SACTrainer(TrainingLoop):
 
     def update(self) -> dict[str, float]:
         """One SAC update from a uniform replay batch."""
-        return self.agent.update(self.replay.sample(self.cfg.agent.batch_size, self.rng))
+        return self.agent.update(self.replay.sample(self.cfg.agent.batch_size, self.rng)).metrics
 
 
-def train_sac(cfg: SACTrainConfig, env_factory: EnvFactory | None = None) -> SACRunResult:
+def train_sac(cfg: SACTrainConfig, env_factory: EnvFactory | None = None) -> RunResult:
     """Run (or resume) one pixel-SAC training run to completion; see :class:`SACTrainer`."""
     return SACTrainer(cfg, env_factory).run()
 
@@ -501,14 +335,9 @@ __all__ = [
     "EnvFactory",
     "RunConflictError",
     "SACPolicy",
-    "SACRunResult",
-    "SACTrainConfig",
     "SACTrainer",
-    "config_from_pretrained_encoder",
     "default_env_factory",
     "load_sac_agent",
-    "resolved_render_size",
-    "sac_env_kwargs",
     "to_env_action",
     "train_sac",
 ]

@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from rltransfer.agents.sac.train import SACTrainConfig, resolved_render_size, train_sac
+from rltransfer.agents.sac.config import SACTrainConfig, resolved_render_size
+from rltransfer.agents.sac.train import train_sac
 from rltransfer.evaluation.aggregate import aggregate_scores
 from rltransfer.evaluation.plots import plot_interval_estimates
 from rltransfer.evaluation.report import collect_runs, write_report

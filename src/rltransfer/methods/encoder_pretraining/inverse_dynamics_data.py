@@ -148,7 +148,7 @@ def _action_sampler(space: gym.Space[Any]) -> tuple[bool, int, Any]:
 def center_crop_frames(frames: np.ndarray, size: int) -> np.ndarray:
     """The centre ``size x size`` window of ``[..., H, W]`` frames (top row ``(H - size) // 2``,
     left column ``(W - size) // 2``: the public code's 8:-8 crop of 100 -> 84, and the same
-    window as :func:`rltransfer.agents.sac.agent.center_crop`).
+    window as :func:`rltransfer.agents.sac.augmentation.center_crop`).
 
     Raises:
         ValueError: ``size`` exceeds ``H`` or ``W``.
