@@ -22,7 +22,6 @@ from rltransfer.agents.efficientzero.learner import (
     EZBatch,
     NonFiniteLossError,
 )
-from rltransfer.agents.efficientzero.losses import negative_cosine, scale_gradient
 from rltransfer.agents.efficientzero.networks import world_model_preset
 from rltransfer.core.checkpoint import load_checkpoint, save_checkpoint
 from rltransfer.core.config import ConfigError, from_dict, to_dict
@@ -103,17 +102,6 @@ def test_learning_rate_schedule_hand_values() -> None:
     no_warmup = EfficientZeroConfig(lr_warmup_updates=0, lr_decay_interval_updates=10)
     assert [round(learning_rate_at(no_warmup, u), 6) for u in (0, 9, 10, 25)] == \
         [0.2, 0.2, 0.02, 0.002]
-
-
-def test_scale_gradient_and_negative_cosine_hand_values() -> None:
-    x = torch.tensor([2.0, -3.0], requires_grad=True)
-    y = scale_gradient(x, 0.5)
-    assert y.tolist() == [2.0, -3.0]
-    (y * torch.tensor([1.0, 4.0])).sum().backward()
-    assert x.grad is not None and x.grad.tolist() == [0.5, 2.0]
-    out = negative_cosine(torch.tensor([[1.0, 0.0], [3.0, 0.0]]),
-                          torch.tensor([[1.0, 1.0], [-2.0, 0.0]]))
-    torch.testing.assert_close(out, torch.tensor([-1 / math.sqrt(2), 1.0]))
 
 
 def test_first_update_losses_and_priorities_hand_computed() -> None:
