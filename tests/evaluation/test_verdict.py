@@ -71,6 +71,9 @@ def test_verdict_identical_scores_and_one_seed() -> None:
     one = compare_with_baseline({"scratch_eps_greedy": [0.0], "bt": [1.0]}, reps=REPS)
     assert one.names("too few seeds") == ["bt"]
     assert "No verdict" in one.markdown()
+    two = compare_with_baseline({"scratch_eps_greedy": SCRATCH[:2], "bt": CLEARLY_BETTER[:2]},
+                                reps=REPS)
+    assert two.names("too few seeds") == ["bt"]  # 2 seeds: bootstrap CIs too narrow
 
 
 def test_ablation_sentences() -> None:

@@ -4,8 +4,10 @@ The rule (never stronger than the CIs): strategy X *beats* the baseline only whe
 of X's IQM confidence interval is above the upper end of the baseline's (the two 95%
 stratified-bootstrap CIs do not overlap, Agarwal et al. 2021); it is *below* the baseline when
 its upper end is under the baseline's lower end; otherwise the data *do not separate* them.
-Touching intervals (``low_X == high_baseline``) count as overlapping. With fewer than 2 seeds
-a bootstrap CI collapses to the point, so no verdict is given for that strategy. Non-overlap of
+Touching intervals (``low_X == high_baseline``) count as overlapping. With fewer than
+:data:`MIN_SEEDS` (3) seeds no verdict is given for that strategy: with 1 seed a bootstrap CI
+collapses to the point, and with 2 the percentile bootstrap has only 3 distinct resamples per
+task, so its CIs are too narrow to mean 95%. Non-overlap of
 two 95% CIs is a conservative test (it implies a difference at well under the 5% level), so a
 "not separated" is not evidence of equality either, and the report says so.
 
@@ -37,6 +39,9 @@ Outcome = Literal["better", "worse", "not separated", "too few seeds"]
 
 BASELINE = "scratch_eps_greedy"
 """The default baseline: learning the task from scratch with epsilon-greedy exploration."""
+
+MIN_SEEDS = 3
+"""Fewest seeds (of the strategy and of the baseline) for a verdict."""
 
 FLIGHTS_ONLY = "bt_flights_only"
 EXTRA_ACTION_ONLY = "bt_extra_action_only"
@@ -117,7 +122,7 @@ class Verdict:
                          "this number of seeds do not say which is better): "
                          + "; ".join(cite(n) for n in unsep) + ".")
         if few:
-            lines.append("- **No verdict** (fewer than 2 seeds, the CI says nothing): "
+            lines.append(f"- **No verdict** (fewer than {MIN_SEEDS} seeds, the CI means little): "
                          + ", ".join(f"`{n}`" for n in few) + ".")
         lines += [f"- {sentence}" for sentence in self.ablation]
         return "\n".join(lines)
@@ -149,14 +154,14 @@ def _pair_sentence(a: str, ea: Estimate, b: str, eb: Estimate) -> str:
 def _ablation(iqms: Mapping[str, Estimate], seeds: Mapping[str, int]) -> tuple[str, ...]:
     if FLIGHTS_ONLY not in iqms or EXTRA_ACTION_ONLY not in iqms:
         return ()
-    if min(seeds[FLIGHTS_ONLY], seeds[EXTRA_ACTION_ONLY]) < 2:
-        return ("Ablations: fewer than 2 seeds, no verdict on flights vs a+.",)
+    if min(seeds[FLIGHTS_ONLY], seeds[EXTRA_ACTION_ONLY]) < MIN_SEEDS:
+        return (f"Ablations: fewer than {MIN_SEEDS} seeds, no verdict on flights vs a+.",)
     parts = [
         "Ablations (Behavior Transfer's components): "
         + _pair_sentence(FLIGHTS_ONLY, iqms[FLIGHTS_ONLY], EXTRA_ACTION_ONLY,
                          iqms[EXTRA_ACTION_ONLY]) + "."
     ]
-    if FULL_BT in iqms and seeds[FULL_BT] >= 2:
+    if FULL_BT in iqms and seeds[FULL_BT] >= MIN_SEEDS:
         parts.append(
             "Against full BT: "
             + _pair_sentence(FLIGHTS_ONLY, iqms[FLIGHTS_ONLY], FULL_BT, iqms[FULL_BT]) + "; "
@@ -216,7 +221,7 @@ def compare_with_baseline(
         if name == baseline:
             continue
         outcome: Outcome = (
-            "too few seeds" if min(seeds[name], seeds[baseline]) < 2
+            "too few seeds" if min(seeds[name], seeds[baseline]) < MIN_SEEDS
             else classify(iqms[name], base)
         )
         comparisons.append(Comparison(name, outcome, iqms[name], poi.get(name)))
@@ -224,4 +229,5 @@ def compare_with_baseline(
                    confidence)
 
 
-__all__ = ["BASELINE", "Comparison", "Outcome", "Verdict", "classify", "compare_with_baseline"]
+__all__ = ["BASELINE", "MIN_SEEDS", "Comparison", "Outcome", "Verdict", "classify",
+           "compare_with_baseline"]

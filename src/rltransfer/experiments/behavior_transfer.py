@@ -60,6 +60,7 @@ from rltransfer.core.config import ConfigError
 from rltransfer.errors import UnknownRecipeError, UserError
 from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.evaluation.report import collect_runs, write_report
+from rltransfer.evaluation.verdict import BASELINE
 from rltransfer.experiments.pool import run_jobs
 from rltransfer.intrinsic.ngu import NGUConfig
 
@@ -119,6 +120,16 @@ STRATEGIES: dict[str, Strategy] = {
 """Standard strategies (Campos et al. 2021, Sec. 5 and Table 1 ablations)."""
 
 
+@dataclass(frozen=True)
+class SuiteEnv:
+    """One environment of a suite: one reward-free policy is pretrained on ``env_id`` and
+    transferred to each of ``tasks`` (MiniGrid task variants, :mod:`rltransfer.envs.minigrid`).
+    """
+
+    env_id: str
+    tasks: tuple[str, ...] = ("goal", "key", "door")
+
+
 @dataclass
 class BTExperiment:
     """Pretrain without reward, transfer with each strategy, compare over seeds.
@@ -131,6 +142,10 @@ class BTExperiment:
         num_seeds: seeds per strategy (0 .. num_seeds - 1).
         zero_shot_episodes: episodes to score the pretrained policy on the task reward.
         workers: training runs in parallel (processes, one torch thread each).
+        suite: empty for one task (``pretrain.env_id`` / ``train.task``); else every
+            environment of the suite with its tasks, run by
+            :func:`rltransfer.experiments.bt_suite.run_suite` (``pretrain`` and ``train`` give
+            every other setting; their ``env_id`` / ``task`` are set per environment / task).
 
     Raises:
         UnknownRecipeError: a strategy not in :data:`STRATEGIES` (at construction).
@@ -152,6 +167,7 @@ class BTExperiment:
     zero_shot_episodes: int = 20
     workers: int = 2
     description: str = ""
+    suite: tuple[SuiteEnv, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.strategies if s not in STRATEGIES]
@@ -274,7 +290,7 @@ def get_recipe(name: str) -> BTExperiment:
     return bt[name].build()
 
 
-__all__ = ["STRATEGIES", "BTExperiment", "Explore", "Init", "Strategy", "bt_atari",
+__all__ = ["STRATEGIES", "BTExperiment", "Explore", "Init", "Strategy", "SuiteEnv", "bt_atari",
            "bt_minigrid", "bt_minigrid_benchmark", "get_recipe"]
 
 
@@ -282,8 +298,11 @@ log = logging.getLogger(__name__)
 console = Console(stderr=True)
 
 
-def strategy_config(exp: BTExperiment, strategy: str, seed: int, out: Path) -> TrainConfig:
-    """The training config of one (strategy, seed) run of ``exp``.
+def strategy_config(exp: BTExperiment, strategy: str, seed: int, out: Path,
+                    pretrain_dir: Path | None = None) -> TrainConfig:
+    """The training config of one (strategy, seed) run of ``exp``, in
+    ``out/runs/<strategy>/seed_<seed>``; the pretrained policy is read from ``pretrain_dir``
+    (default ``out/pretrain``).
 
     Raises:
         UnknownRecipeError (a ``KeyError``): unknown strategy name.
@@ -293,7 +312,8 @@ def strategy_config(exp: BTExperiment, strategy: str, seed: int, out: Path) -> T
             f"unknown strategy {strategy!r}; available: {', '.join(STRATEGIES)}"
         )
     s = STRATEGIES[strategy]
-    prior = str(out / "pretrain") if s.uses_pretraining else None
+    pretrained = out / "pretrain" if pretrain_dir is None else pretrain_dir
+    prior = str(pretrained) if s.uses_pretraining else None
     return dataclasses.replace(
         exp.train,
         explore=s.explore,
@@ -308,19 +328,23 @@ def strategy_config(exp: BTExperiment, strategy: str, seed: int, out: Path) -> T
     )
 
 
-def _train_quiet(cfg: TrainConfig) -> tuple[str, float, float]:
+def train_quiet(cfg: TrainConfig) -> tuple[str, float, float]:
+    """Train one run without progress output (a pool job); ``(run_dir, final return,
+    wall seconds)``."""
     result = train(cfg)
     return str(result.run_dir), result.final_return_mean, result.wall_seconds
 
 
-def zero_shot(exp: BTExperiment, out: Path) -> list[float]:
-    """Score the pretrained policy on the task reward (cached in ``zero_shot.json``), on the
-    transfer runs' evaluation env (``eval_env_kwargs(train_env_kwargs(exp.train))``: the same
-    sticky actions, episode cap and task as the runs it is compared with)."""
+def zero_shot(exp: BTExperiment, out: Path, pretrain_dir: Path | None = None) -> list[float]:
+    """Score the pretrained policy (``pretrain_dir``, default ``out/pretrain``) on the task
+    reward (cached in ``out/zero_shot.json``), on the transfer runs' evaluation env
+    (``eval_env_kwargs(train_env_kwargs(exp.train))``: the same sticky actions, episode cap
+    and task as the runs it is compared with)."""
     path = out / "zero_shot.json"
     if path.exists():
         return [float(r) for r in json.loads(path.read_text())["returns"]]
-    policy = load_policy(out / "pretrain", epsilon=exp.train.eval_epsilon)
+    policy = load_policy(out / "pretrain" if pretrain_dir is None else pretrain_dir,
+                         epsilon=exp.train.eval_epsilon)
     returns = evaluate_policy(
         policy, exp.train.env_id, exp.zero_shot_episodes, seed=exp.train.seed + 2_000_003,
         frame_stack=exp.train.frame_stack, env_kwargs=eval_env_kwargs(train_env_kwargs(exp.train)),
@@ -339,6 +363,10 @@ def run_experiment(exp: BTExperiment, out_dir: str | Path) -> Path:
     Returns:
         The path of ``report.md``.
     """
+    if exp.suite:
+        from rltransfer.experiments.bt_suite import run_suite
+
+        return run_suite(exp, out_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -360,7 +388,7 @@ def run_experiment(exp: BTExperiment, out_dir: str | Path) -> Path:
         run_dir, ret, secs = result
         console.print(f"    [{count}/{total}] {run_dir}: final return {ret:.3f} ({secs:.0f}s)")
 
-    run_jobs(_train_quiet, configs, exp.workers, on_done=done)
+    run_jobs(train_quiet, configs, exp.workers, on_done=done)
     console.print("[bold]3/3 report[/]")
     report = write_experiment_report(
         out, title=exp.name,
@@ -412,5 +440,5 @@ def write_experiment_report(
     return write_report(
         out / "report.md", title, finals, learning_curves=learning, zero_shot=zero,
         seed_labels={s: [d.name for d in dirs] for s, dirs in run_dirs.items()},
-        description=description,
+        description=description, baseline=BASELINE,
     )

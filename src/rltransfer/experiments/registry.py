@@ -35,6 +35,7 @@ from rltransfer.experiments.behavior_transfer import (
     bt_minigrid,
     bt_minigrid_benchmark,
 )
+from rltransfer.experiments.bt_suite import bt_suite
 from rltransfer.experiments.efficientzero import (
     EZExperiment,
     ez_atari100k_experiment,
@@ -102,6 +103,10 @@ BT_RECIPES: tuple[Recipe[BTExperiment], ...] = (
            "NGU reward-free pretraining on MiniGrid DoorKey-8x8, then 5 transfer strategies "
            "x 5 seeds on the goal task.",
            runtime="not measured (estimated 1.5 h)"),
+    Recipe("bt-suite", "bt", bt_suite,
+           "Behavior Transfer suite: one NGU policy per env (DoorKey-5x5, -6x6) transferred "
+           "to goal/key/door, 9 strategies and ablations x 5 seeds, verdict vs scratch.",
+           runtime="not measured (estimated 1.5 h from per-run timings)"),
     Recipe("bt-atari", "bt", bt_atari,
            "Paper-scale Behavior Transfer on Ms. Pac-Man: conv + LSTM R2D2 agent, NGU "
            "pretraining, 50M env steps per run.",
