@@ -6,6 +6,17 @@ recurrent step of R2D2's LSTM core, Kapturowski et al. 2019 Sec. 3, fed the prev
 and rewards; NGU's policy index ``j``, Badia et al. 2020). No gradient; the collector
 (:mod:`rltransfer.agents.r2d2.actor`) and :class:`~rltransfer.agents.agent_policy.AgentPolicy`
 call them once per vector step.
+
+NGU policy family (Badia et al. 2020, Sec. 3 and App. F; Agent57): with ``num_policies = N >
+1`` one network represents N Q-functions ``Q(x, a, j)``, policy ``j`` having intrinsic scale
+``beta_j`` and discount ``gamma_j`` (:func:`rltransfer.agents.r2d2.config.policy_family`). The
+LSTM core also receives one-hot ``j``; the replay stores each step's ``j`` and computes the
+n-step returns and discounts with ``gamma_j`` per sample (the learner reward ``r_e + beta_j
+r_i`` is stored by the loop), so the learner update is unchanged apart from feeding ``j``.
+Acting uses each actor's ``j``; calls without ``policy_index`` (evaluation, a loaded policy
+used as BT's prior) act as ``eval_policy`` (default 0: the exploitative ``beta_0 = 0``,
+``gamma_0 = gamma``). The family needs the LSTM core (a feedforward agent raises ConfigError
+for N > 1).
 """
 
 from __future__ import annotations

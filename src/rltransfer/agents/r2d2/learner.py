@@ -17,16 +17,8 @@ the training part, applies the n-step double-Q targets inside the unroll (bootst
 ``t + n`` of the same unroll), and gives each sequence R2D2's priority ``eta max_t|delta_t| +
 (1 - eta) mean_t|delta_t|`` (eta = 0.9).
 
-NGU policy family (Badia et al. 2020, Sec. 3 and App. F; Agent57): with ``num_policies = N >
-1`` one network represents N Q-functions ``Q(x, a, j)``, policy ``j`` having intrinsic scale
-``beta_j`` and discount ``gamma_j`` (:func:`rltransfer.agents.r2d2.config.policy_family`). The
-LSTM core also receives one-hot ``j``; the replay stores each step's ``j`` and computes the
-n-step returns and discounts with ``gamma_j`` per sample (the learner reward ``r_e + beta_j
-r_i`` is stored by the loop), so the learner update is unchanged apart from feeding ``j``.
-Acting uses each actor's ``j``; calls without ``policy_index`` (evaluation, a loaded policy
-used as BT's prior) act as ``eval_policy`` (default 0: the exploitative ``beta_0 = 0``,
-``gamma_0 = gamma``). The family needs the LSTM core (a feedforward agent raises ConfigError
-for N > 1).
+NGU's policy family (``num_policies > 1``, LSTM core only): see
+:mod:`rltransfer.agents.r2d2.acting`; the update only feeds each step's policy index ``j``.
 """
 
 from __future__ import annotations
@@ -295,24 +287,11 @@ class R2D2Agent(ActingMixin):
     # ------------------------------------------------------------------ sequences
     def unroll(self, net: nn.ModuleDict, batch: dict[str, np.ndarray], *,
                grad: bool) -> torch.Tensor:
-        """Q-values over the training part of replayed sequences (R2D2 Sec. 3, burn-in;
-        :func:`rltransfer.agents.r2d2.networks.unroll`).
-
-        Args:
-            net: ``self.online`` or ``self.target``.
-            batch: :meth:`SequenceReplay.sample` output (keys ``obs``, ``prev_action``,
-                ``prev_reward``, ``prev_intrinsic_reward``, ``in_episode``, ``core_state``;
-                ``policy_index`` ``int[N, T]`` when ``num_policies > 1``).
-            grad: keep the graph of the training part.
-
-        Returns:
-            ``float32[N, L, num_actions]``, ``L = T - burn_in``.
-
-        Raises:
-            ValueError: the window length is not ``burn_in + sequence_length``; bad
-                ``policy_index``.
-            KeyError: ``policy_index`` missing with ``num_policies > 1``.
-        """
+        """Q-values ``float32[N, L, num_actions]`` of ``net`` (``self.online`` or
+        ``self.target``) over the training part (``L = T - burn_in``) of the sequences of a
+        :meth:`SequenceReplay.sample` batch: :func:`~rltransfer.agents.r2d2.batches.
+        sequence_inputs` (the keys read, ValueError / KeyError), then
+        :func:`rltransfer.agents.r2d2.networks.unroll` (burn-in, R2D2 Sec. 3)."""
         inputs = sequence_inputs(batch, self.config, self.obs_shape, self.state_dim,
                                  self._policy_tensor, self.device)
         return unroll_sequences(net, inputs, self.config.burn_in, grad=grad)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -78,56 +79,79 @@ def build_q_network(
 
 
 # ---------------------------------------------------------------------- feedforward pass
+def _own_hooks(m: nn.Module) -> bool:
+    """Whether calling ``m`` would do more than ``m.forward``: hooks on it, or a compiled
+    call (``m.compile()``)."""
+    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+                or m._backward_pre_hooks or m._compiled_call_impl is not None)
+
+
 def _sequential(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     for child in m._modules.values():
-        assert child is not None
-        x = _call(child, x)
+        child = cast(nn.Module, child)
+        kind = type(child)
+        if kind is nn.Linear and not _own_hooks(child):  # Linear.forward
+            params = child._parameters
+            x = F.linear(x, cast(torch.Tensor, params["weight"]), params["bias"])
+        elif (kind is nn.ReLU and not cast(nn.ReLU, child).inplace
+              and not _own_hooks(child)):  # ReLU.forward
+            x = torch.relu(x)
+        else:
+            x = _call(child, x)
     return x
 
 
 def _torso(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    assert isinstance(m, Torso)
-    if x.dim() != 4 or tuple(x.shape[1:]) != m.obs_shape:
-        return m(x)  # the module raises its ValueError
-    x = x.float() / m.obs_scale if x.dtype == torch.uint8 else x.float()
-    return _call(m.encoder, x)
+    torso = cast(Torso, m)
+    if x.dim() != 4 or tuple(x.shape[1:]) != torso.obs_shape:
+        return cast(torch.Tensor, torso(x))  # the module raises its ValueError
+    if x.dtype == torch.uint8:
+        # x / 1.0 == x exactly (IEEE division is correctly rounded), so the division is
+        # skipped for 0/1 planes (MinAtar) without changing a bit.
+        x = x.float() if torso.obs_scale == 1.0 else x.float() / torso.obs_scale
+    else:
+        x = x.float()
+    return _call(torso.encoder, x)
 
 
 def _feedforward_core(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    assert isinstance(m, FeedforwardCore)
-    if x.dim() != 2 or x.shape[1] != m.in_dim:
-        return m(x, None)[0]  # the module raises its ValueError
-    return _call(m.net, x)
+    core = cast(FeedforwardCore, m)
+    if x.dim() != 2 or x.shape[1] != core.in_dim:
+        return cast(torch.Tensor, core(x, None)[0])  # the module raises its ValueError
+    return _call(core.net, x)
 
 
 def _dueling(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    assert isinstance(m, DuelingHead)
-    adv = _call(m.advantage, x)
-    return _call(m.value, x) + adv - adv.mean(dim=1, keepdim=True)
-
-
-def _qhead(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    assert isinstance(m, QHead)
-    return _call(m.net, x)
+    head = cast(DuelingHead, m)
+    adv = _call(head.advantage, x)
+    return _call(head.value, x) + adv - adv.mean(dim=1, keepdim=True)
 
 
 def _linear(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    assert isinstance(m, nn.Linear)
-    return F.linear(x, m.weight, m.bias)
+    params = m._parameters
+    return F.linear(x, cast(torch.Tensor, params["weight"]), params["bias"])
 
 
 def _relu(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return m(x) if getattr(m, "inplace", False) else torch.relu(x)
+    return cast(torch.Tensor, m(x)) if cast(nn.ReLU, m).inplace else torch.relu(x)
 
 
 def _conv2d(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    assert isinstance(m, nn.Conv2d)
-    return m._conv_forward(x, m.weight, m.bias)
+    conv = cast(nn.Conv2d, m)
+    return conv._conv_forward(x, conv.weight, conv.bias)
 
 
 def _flatten(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    assert isinstance(m, nn.Flatten)
-    return x.flatten(m.start_dim, m.end_dim)
+    flatten = cast(nn.Flatten, m)
+    return x.flatten(flatten.start_dim, flatten.end_dim)
+
+
+def _qhead(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return _call(cast(QHead, m).net, x)
+
+
+def _identity(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 _DIRECT: dict[type, Callable[[nn.Module, torch.Tensor], torch.Tensor]] = {
@@ -140,7 +164,7 @@ _DIRECT: dict[type, Callable[[nn.Module, torch.Tensor], torch.Tensor]] = {
     nn.ReLU: _relu,
     nn.Conv2d: _conv2d,
     nn.Flatten: _flatten,
-    nn.Identity: lambda m, x: x,
+    nn.Identity: _identity,
 }
 """Module types whose ``forward`` is run here op by op (exact type match; a subclass, which
 may override ``forward``, is called as a module)."""
@@ -150,11 +174,9 @@ def _call(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``m``'s forward on ``x``: op by op for the types in :data:`_DIRECT` without hooks of
     their own, else by calling the module (which runs its hooks)."""
     direct = _DIRECT.get(type(m))
-    if direct is None or (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
-                          or m._backward_pre_hooks or m._compiled_call_impl is not None):
+    if direct is None or _own_hooks(m):
         out = m(x, None)[0] if isinstance(m, FeedforwardCore) else m(x)
-        assert isinstance(out, torch.Tensor)
-        return out
+        return cast(torch.Tensor, out)
     return direct(m, x)
 
 
