@@ -50,7 +50,11 @@ from rltransfer.core.checkpoint_components import (
     tensor_problems,
 )
 from rltransfer.core.types import UpdateResult
-from rltransfer.errors import ComponentMismatchError, UnknownComponentError
+from rltransfer.errors import (
+    ComponentMismatchError,
+    NonFiniteLossError,
+    UnknownComponentError,
+)
 from rltransfer.nets.value_transforms import scalar_to_support
 
 __all__ = [
@@ -65,10 +69,6 @@ __all__ = [
 COMPONENTS: tuple[str, ...] = EfficientZeroNet.COMPONENTS
 """Checkpoint prefixes of the world model: ``representation`` (h), ``dynamics`` (g, with the
 value-prefix LSTM), ``prediction`` (f), ``projection`` (SimSiam projector + predictor)."""
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss or its gradient is NaN/inf; the update was not applied."""
 
 
 class ComponentLoadError(ComponentMismatchError):
