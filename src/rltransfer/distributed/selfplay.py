@@ -149,9 +149,9 @@ class SelfPlayWorker:
 
 def selfplay_on_ray(trainer: EZTrainer, logger: MetricsLogger, progress: RunProgress) -> None:
     """The Ray loop of an :class:`~rltransfer.agents.efficientzero.train.EZTrainer`: while the
-    actors
-    play round ``k+1``, the learner writes round ``k`` into its replay step by step, learning,
-    checkpointing and evaluating after each vector step exactly as the local loop does.
+    actors play round ``k+1``, the learner writes round ``k`` into its replay step by step,
+    learning, checkpointing and evaluating after each vector step exactly as the local loop
+    does.
 
     A round lost to a dead actor is dropped (the actor is restarted with the current
     self-play weights and new games; replay starts new game streams there) and logged as an
