@@ -19,7 +19,7 @@ from rltransfer.agents.r2d2.train import RunConflictError, train
 from rltransfer.core.checkpoint import CheckpointError, latest_checkpoint
 from rltransfer.core.policy import SpaceMismatchError
 
-# MiniGrid's suite defaults (Adam eps 1e-6, ...; rltransfer.agents.r2d2.config.SUITE_DEFAULTS) with
+# MiniGrid's suite defaults (Adam eps 1e-6, ...; rltransfer.agents.r2d2.suites.SUITE_DEFAULTS) with
 # a
 # small, fast network and learner.
 SMALL = suite_config(

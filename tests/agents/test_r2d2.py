@@ -363,3 +363,23 @@ def test_agent_learns_sparse_reward_corridor() -> None:
     assert term[0], "greedy policy did not reach the goal in length-1 steps"
     q = agent.q_values(np.eye(length, dtype=np.uint8)[:-1].reshape(-1, 1, 1, length))
     assert np.all(q[:, 1] > q[:, 0])
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 1e3])
+def test_clip_grad_norm_matches_torch_bit_for_bit(max_norm: float) -> None:
+    # Clipped (max_norm below the norm) and not (above it: the scaling by 1 is skipped).
+    from rltransfer.agents.r2d2.optim import clip_grad_norm
+
+    torch.manual_seed(0)
+    grads = [torch.randn(7, 5), torch.randn(5), torch.randn(3, 7) * 1e-3]
+    mine = [torch.zeros_like(g, requires_grad=True) for g in grads]
+    theirs = [torch.zeros_like(g, requires_grad=True) for g in grads]
+    for a, b, g in zip(mine, theirs, grads, strict=True):
+        a.grad, b.grad = g.clone(), g.clone()
+    norm = clip_grad_norm(mine, max_norm)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm)
+    assert norm == float(expected)
+    for a, b in zip(mine, theirs, strict=True):
+        assert a.grad is not None and b.grad is not None
+        assert torch.equal(a.grad, b.grad)
+    assert (norm > max_norm) == (max_norm == 1e-3)

@@ -47,6 +47,7 @@ from rltransfer.agents.r2d2.losses import (
 )
 from rltransfer.agents.r2d2.networks import MODULE_NAMES, build_q_network, feedforward_q
 from rltransfer.agents.r2d2.networks import unroll as unroll_sequences
+from rltransfer.agents.r2d2.optim import clip_grad_norm
 from rltransfer.core.checkpoint_components import (
     apply_frozen,
     carry_optimizer_state,
@@ -246,8 +247,9 @@ class R2D2Agent(ActingMixin):
         loss_value, grad_norm = self._optimize(loss)
         with torch.no_grad():
             prio = transition_priority(delta, delta_plus)
+            delta_abs = prio if delta_plus is None else delta.abs()  # prio is |delta| then
             q_mean, target_mean, td_abs_mean = torch.stack(
-                [q_env.mean(), y.mean(), delta.abs().mean()]).tolist()
+                [q_env.mean(), y.mean(), delta_abs.mean()]).tolist()
         return UpdateResult(
             metrics={"loss": loss_value, "q_mean": q_mean, "target_mean": target_mean,
                      "td_abs_mean": td_abs_mean, "grad_norm": grad_norm},
@@ -271,7 +273,7 @@ class R2D2Agent(ActingMixin):
         for p in params:  # zero_grad(set_to_none=True) without its profiler/hook wrapper
             p.grad = None
         loss.backward()
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+        grad_norm = clip_grad_norm(params, cfg.max_grad_norm)
         if not math.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLossError(
