@@ -1,0 +1,138 @@
+"""Configs of XTRA's offline stages (Xu et al. 2023, Sec. 3.1): one teacher per source task
+trained offline on its dataset (:class:`TeacherConfig`), and the multi-task student distilled
+from the teachers (:class:`DistillConfig`). The finetuning stage's config is
+:class:`rltransfer.methods.xtra.finetune.FinetuneConfig`.
+
+Both offline stages count **learner updates** where an online run counts env steps: their
+``num_updates`` is the budget of the training loop (one "step" = one update, no env), and
+evaluation / checkpoint cadences are in updates too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rltransfer.agents.efficientzero.config import EfficientZeroConfig
+from rltransfer.agents.efficientzero.mcts import MCTSConfig
+from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig
+from rltransfer.core.config import ConfigError
+
+__all__ = ["DistillConfig", "OfflineStageConfig", "TeacherConfig", "small_learner",
+           "small_mcts", "validate_stage"]
+
+_DISCOUNT = 0.99
+
+
+def small_learner() -> EfficientZeroConfig:
+    """The learner of ``ez-small`` (MinAtar): discount 0.99, 200 warm-up updates, no
+    augmentation (:func:`rltransfer.experiments.efficientzero.ez_small`)."""
+    return dataclasses.replace(EfficientZeroConfig(), discount=_DISCOUNT, lr_warmup_updates=200,
+                               augmentation="none")
+
+
+def small_mcts() -> MCTSConfig:
+    """The search of ``ez-small``: 8 simulations, discount 0.99."""
+    return MCTSConfig(num_simulations=8, discount=_DISCOUNT, value_prefix_horizon=5)
+
+
+@dataclass
+class OfflineStageConfig:
+    """What both offline stages share (defaults: ``ez-small``-sized MinAtar).
+
+    Attributes:
+        run_dir: the stage's run directory (resumed when it holds this run).
+        seed: seed of the network, sampling and search noise.
+        num_updates: learner updates (the loop's budget).
+        batch_size: positions per update.
+        net_preset: world-model size (``small`` MinAtar, ``atari``, ``atari-l``).
+        channels: each frame zero-padded to this many channels (MinAtar: 10, Seaquest's, so
+            every source shares one input layout); None keeps the dataset's.
+        frame_stack: frames per observation (None: the dataset's).
+        mcts / learner / reanalyse: search, EfficientZero loss and SGD, target reanalysis
+            (``off_policy_tau`` is ignored: offline data has no age).
+        eval_every_updates / eval_episodes: greedy evaluation on the task's env.
+        checkpoint_every_updates / keep_checkpoints: resumable checkpoints.
+        device / torch_threads / progress / tensorboard: as every run.
+    """
+
+    run_dir: str = "runs/xtra-stage"
+    seed: int = 0
+    num_updates: int = 2_000
+    batch_size: int = 64
+    net_preset: Literal["small", "atari", "atari-l"] = "small"
+    channels: int | None = 10
+    frame_stack: int | None = None
+    mcts: MCTSConfig = field(default_factory=small_mcts)
+    learner: EfficientZeroConfig = field(default_factory=small_learner)
+    reanalyse: ReanalyseConfig = field(default_factory=lambda: ReanalyseConfig(
+        reanalyse_fraction=0.25, value_target="network"))
+    eval_every_updates: int = 1_000
+    eval_episodes: int = 8
+    checkpoint_every_updates: int = 1_000
+    keep_checkpoints: int = 2
+    device: str = "cpu"
+    torch_threads: int = 1
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class TeacherConfig(OfflineStageConfig):
+    """One teacher: EfficientZero trained offline on one dataset (MuZero Reanalyze: targets
+    reanalysed by its own target network, no acting).
+
+    Attributes:
+        dataset: an :class:`~rltransfer.replay.offline.OfflineDataset` directory.
+    """
+
+    run_dir: str = "runs/xtra-teacher"
+    dataset: str = ""
+
+
+@dataclass
+class DistillConfig(OfflineStageConfig):
+    """The multi-task student (``rltransfer pretrain-xtra``): one union-width EfficientZero
+    on all source tasks, tasks drawn uniformly per sample, policy and value targets from the
+    frozen teachers.
+
+    Attributes:
+        datasets: the ``m`` source datasets.
+        teachers: ``m`` teacher run (or checkpoint) directories, in the order of
+            ``datasets``: :class:`TeacherConfig` runs, or the EfficientZero runs that
+            produced the data (a deviation from the paper, recorded in the run's metadata).
+    """
+
+    run_dir: str = "runs/xtra-student"
+    datasets: tuple[str, ...] = ()
+    teachers: tuple[str, ...] = ()
+
+
+def validate_stage(cfg: OfflineStageConfig) -> None:
+    """Check an offline stage's config.
+
+    Raises:
+        ConfigError: every problem in one message (counts below 1, a missing dataset,
+            teachers not matching datasets, discounts that differ).
+    """
+    problems = []
+    for name in ("num_updates", "batch_size", "eval_every_updates", "eval_episodes",
+                 "checkpoint_every_updates", "keep_checkpoints", "torch_threads"):
+        if int(getattr(cfg, name)) < 1:
+            problems.append(f"{name} must be >= 1 (got {getattr(cfg, name)})")
+    if cfg.channels is not None and cfg.channels < 1:
+        problems.append(f"channels must be >= 1 or None (got {cfg.channels})")
+    if abs(cfg.mcts.discount - cfg.learner.discount) > 1e-12:
+        problems.append(f"mcts.discount {cfg.mcts.discount} differs from learner.discount "
+                        f"{cfg.learner.discount}")
+    if isinstance(cfg, TeacherConfig) and not cfg.dataset:
+        problems.append("dataset is required (an offline dataset directory)")
+    if isinstance(cfg, DistillConfig):
+        if not cfg.datasets:
+            problems.append("datasets is required (one per source task)")
+        if len(cfg.teachers) != len(cfg.datasets):
+            problems.append(f"{len(cfg.datasets)} datasets need as many teachers, got "
+                            f"{len(cfg.teachers)}")
+    if problems:
+        raise ConfigError(f"{type(cfg).__name__}: " + "; ".join(problems))
