@@ -383,3 +383,21 @@ def test_clip_grad_norm_matches_torch_bit_for_bit(max_norm: float) -> None:
         assert a.grad is not None and b.grad is not None
         assert torch.equal(a.grad, b.grad)
     assert (norm > max_norm) == (max_norm == 1e-3)
+
+
+@pytest.mark.parametrize("torso", ["mlp", "small_cnn"])
+@pytest.mark.parametrize("dueling", [True, False])
+def test_feedforward_q_equals_module_calls_and_runs_hooks(torso: str, dueling: bool) -> None:
+    from rltransfer.agents.r2d2.networks import feedforward_q
+
+    agent = _agent(obs_shape=(2, 6, 6), torso=torso, dueling=dueling)
+    net = agent.online
+    obs = torch.from_numpy(np.random.default_rng(0).integers(0, 3, (5, 2, 6, 6), dtype=np.uint8))
+    by_modules = net["head"](net["core"](net["torso"](obs), None)[0])
+    assert torch.equal(feedforward_q(net, obs), by_modules)
+    seen: list[str] = []
+    handle = net["core"].register_forward_hook(lambda *_: seen.append("core"))
+    assert torch.equal(feedforward_q(net, obs), by_modules) and seen == ["core"]
+    handle.remove()
+    with pytest.raises(ValueError, match="torso expects"):
+        feedforward_q(net, obs[:, :1])

@@ -6,12 +6,13 @@ one-hot a_{t-1}, r^e_{t-1}, r^i_{t-1}]`` and NGU's one-hot policy index, :mod:`r
 cores`) and a dueling head (Wang et al. 2016, :mod:`rltransfer.nets.heads`). The components
 are addressed by name (:data:`MODULE_NAMES`) for weight transfer and freezing.
 
-:func:`feedforward_q` is the hot path of acting and learning with a feedforward core. Without
-hooks on the network it runs the same ATen operations as the modules' ``forward`` methods,
-called directly (``F.linear`` with the layer's weight, ``torch.relu``, ...), which skips
-``nn.Module.__call__``'s per-module bookkeeping (about 5 us per module on one CPU thread,
-10-14 modules per pass). The results are bit-identical to calling the modules; with any
-forward hook or pre-hook registered (on a module or globally) the modules are called.
+:func:`feedforward_q` is the hot path of acting and learning with a feedforward core. It runs
+the same ATen operations as the modules' ``forward`` methods, called directly (``F.linear``
+with the layer's weight, ``torch.relu``, ...), which skips ``nn.Module.__call__``'s per-module
+bookkeeping: on the MinAtar comparison network (batch 1, one CPU thread) 45 us through the
+modules, 28 us here, 20 us for the bare operations. The results are bit-identical to calling
+the modules. A module with hooks of its own (or a compiled one) is called as a module, so its
+hooks run; with a global module hook every module is called.
 """
 
 from __future__ import annotations
