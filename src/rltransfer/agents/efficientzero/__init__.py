@@ -9,5 +9,7 @@
 * ``batch.py``: ``EZBatch``, the learner's input; ``reanalyse.py`` builds it from replay.
 * ``learner.py``: ``EfficientZeroLearner`` (``update(batch) -> UpdateResult``).
 * ``actor.py``: ``SelfPlayActor``, the self-play both the local loop and the Ray workers run.
+* ``shared_space.py``: ``GameAdapter``, one game inside a shared action space (XTRA's
+  union of actions; masked search, union ids and policies, channel padding).
 * ``train.py``: ``EZTrainer`` / ``train_efficientzero`` on the shared training loop.
 """

@@ -33,6 +33,7 @@ from rltransfer.agents.efficientzero.mcts import (
     select_action,
 )
 from rltransfer.agents.efficientzero.networks import EfficientZeroNet
+from rltransfer.agents.efficientzero.shared_space import GameAdapter
 from rltransfer.core.episodes import EpisodeTracker
 from rltransfer.envs import env_spec
 from rltransfer.replay import FrameStacker
@@ -83,22 +84,37 @@ class SearchPolicy:
     Greedy (``deterministic``): no root noise, action = argmax of visit counts (ties to the
     lowest index). Otherwise root Dirichlet noise and sampling with ``temperature``.
 
+    In a shared action space (``adapter``) the search runs over the network's union width
+    with the game's legal ids masked at every node, observations are channel-padded first, and
+    :meth:`act` picks among the legal ids and returns the game's local ids.
+
     Args:
         network: an ``EfficientZeroNet`` (used in eval mode, without gradients).
         mcts_config: search settings.
-        num_actions: ``A``.
+        num_actions: ``A``, the network's action width (``U`` with an adapter).
         device: torch device of ``network``.
         deterministic: greedy evaluation (True) or exploratory self-play (False).
         temperature: sampling temperature (when not deterministic).
         seed: seed of the noise and sampling.
+        adapter: the game inside a shared action space
+            (:class:`~rltransfer.agents.efficientzero.shared_space.GameAdapter`; None: the
+            env's own actions).
+
+    Raises:
+        ValueError: ``adapter`` is not ``num_actions`` wide.
     """
 
     def __init__(self, network: EfficientZeroNet, mcts_config: MCTSConfig, num_actions: int,
                  device: str = "cpu", deterministic: bool = True, temperature: float = 1.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, adapter: GameAdapter | None = None) -> None:
+        if adapter is not None and adapter.num_actions != int(num_actions):
+            raise ValueError(f"the adapter's action space has {adapter.num_actions} actions, "
+                             f"the search {num_actions}")
         self.network = network
         self.mcts = BatchedMCTS(mcts_config, num_actions)
-        self.num_actions = int(num_actions)
+        self.adapter = adapter if adapter is not None and not adapter.is_identity else None
+        self.num_actions = int(num_actions) if adapter is None else adapter.num_legal
+        """The env's action count (what :meth:`act` returns ids of)."""
         self.device = torch.device(device)
         self.deterministic = deterministic
         self.temperature = temperature
@@ -110,16 +126,31 @@ class SearchPolicy:
     @torch.no_grad()
     def search(self, obs: np.ndarray, rng: np.random.Generator | None = None,
                noise: bool | None = None) -> SearchResult:
-        """One batched search from stacked ``uint8[B, C*S, H, W]``."""
+        """One batched search from stacked ``uint8[B, C*S, H, W]`` (the env's frames); the
+        result is in the network's width (zeros at ids the adapter masks)."""
         self.network.eval()
+        mask = None
+        if self.adapter is not None:
+            obs = self.adapter.network_obs(obs)
+            mask = self.adapter.search_mask(int(obs.shape[0]))
         root = self.network.initial_inference(torch.from_numpy(obs).to(self.device))
         add_noise = (not self.deterministic) if noise is None else noise
         return self.mcts.search(self.network, root, rng if rng is not None else self.rng,
-                                add_exploration_noise=add_noise)
+                                add_exploration_noise=add_noise, action_mask=mask)
+
+    def local(self, result: SearchResult) -> SearchResult:
+        """``result`` over the game's local ids: visit counts and policy ``[B, L]`` (the
+        network-width result itself without an adapter)."""
+        if self.adapter is None:
+            return result
+        return SearchResult(visit_counts=self.adapter.local(result.visit_counts),
+                            root_values=result.root_values,
+                            policy=self.adapter.local(result.policy))
 
     def act(self, obs: np.ndarray, state: Any, first: np.ndarray) -> tuple[np.ndarray, Any]:
-        """Actions ``int64[B]`` for stacked ``uint8[B, C*S, H, W]`` (the ``Policy`` call)."""
-        result = self.search(obs)
+        """The env's actions ``int64[B]`` for stacked ``uint8[B, C*S, H, W]`` (the ``Policy``
+        call)."""
+        result = self.local(self.search(obs))
         actions = select_action(result.visit_counts, self.temperature, self.rng,
                                 deterministic=self.deterministic)
         return actions, state
@@ -217,15 +248,17 @@ class SelfPlayActor:
         envs: a gymnasium ``VectorEnv`` (NEXT_STEP autoreset, ``info["task_reward"]``), as
             :func:`rltransfer.envs.make_env` builds with
             :func:`~rltransfer.agents.efficientzero.config.ez_env_kwargs`.
-        network: the self-play world model (eval mode, no gradients); ``A`` actions.
+        network: the self-play world model (eval mode, no gradients); ``A`` actions, or the
+            union width ``U`` of ``cfg.action_space``.
         cfg: the run's config (search, temperatures, ``total_env_steps``, reward clipping,
-            frame stack).
+            frame stack, ``action_space`` and ``pad_channels``: the actor acts and stores in
+            the game's local ids, searching over the union width with illegal ids masked).
         device: torch device of ``network``.
         seed: seed of the search noise, the action sampling and the warm-up actions.
 
     Raises:
-        ValueError: the envs' observations are not ``(C, H, W)`` frames, or the action space
-            is not discrete.
+        ValueError: the envs' observations are not ``(C, H, W)`` frames, the action space
+            is not discrete, or ``network`` is not as wide as the run's action space.
     """
 
     def __init__(self, envs: VectorEnv, network: EfficientZeroNet, cfg: EZTrainConfig, *,
@@ -239,8 +272,13 @@ class SelfPlayActor:
         self.num_actions = discrete_actions(envs)
         self.frame_shape = (int(shape[0]), int(shape[1]), int(shape[2]))
         frame_stack = cfg.frame_stack or env_spec(cfg.env_id).frame_stack
-        self.policy = SearchPolicy(network, cfg.mcts, self.num_actions, device=device,
-                                   deterministic=False, seed=seed)
+        self.adapter = GameAdapter.for_env(cfg.action_space, cfg.env_id, self.num_actions,
+                                           self.frame_shape, frame_stack, cfg.pad_channels)
+        if network.num_actions != self.adapter.num_actions:
+            raise ValueError(f"the self-play network has {network.num_actions} actions, the "
+                             f"run's action space {self.adapter.num_actions}")
+        self.policy = SearchPolicy(network, cfg.mcts, self.adapter.num_actions, device=device,
+                                   deterministic=False, seed=seed, adapter=self.adapter)
         self.stacker = FrameStacker(self.num_envs, self.frame_shape, frame_stack)
         self.episodes = EpisodeTracker(self.num_envs)
         self._started = False
@@ -256,8 +294,9 @@ class SelfPlayActor:
         return self.policy.network
 
     def search(self, stacked: np.ndarray) -> SearchResult:
-        """One noisy batched search from stacked ``uint8[B, C*S, H, W]``."""
-        return self.policy.search(stacked)
+        """One noisy batched search from stacked ``uint8[B, C*S, H, W]``, over the game's
+        local ids (:meth:`SearchPolicy.local`)."""
+        return self.policy.local(self.policy.search(stacked))
 
     def begin(self, seed: int) -> None:
         """Start fresh games: ``envs.reset(seed=seed)`` (env ``i`` gets ``seed + i``); every

@@ -226,6 +226,15 @@ class EZTrainConfig:
             ``dynamics``, ``prediction``, ``projection`` (online and target networks).
         freeze: components kept fixed during training (no SGD step; BatchNorm statistics
             kept); needs ``init_from``.
+        action_space: ``None`` (the env's own actions) or a shared action space by name,
+            ``"minatar-union"`` (MinAtar's 6 actions) or ``"atari-full"`` (ALE's 18), as XTRA
+            (Xu et al. 2023) shares one network across games: the policy head and the
+            dynamics action encoding have the union width, the search masks the game's
+            illegal ids at every node, replay keeps local ids and local policies, learner
+            batches get union ids and scattered policies
+            (:mod:`~rltransfer.agents.efficientzero.shared_space`). Checkpoints record it.
+        pad_channels: zero-pad every frame to this many channels at the network's input
+            (MinAtar across games: 10, Seaquest's count); ``None``: the frames' own.
         device: torch device of the learner and the networks.
         torch_threads: ``torch.set_num_threads``.
         progress: rich progress bar; tensorboard: also write TensorBoard events.
@@ -277,6 +286,8 @@ class EZTrainConfig:
     init_from: str | None = None
     transfer: tuple[str, ...] = ()
     freeze: tuple[str, ...] = ()
+    action_space: str | None = None
+    pad_channels: int | None = None
     device: str = "cpu"
     torch_threads: int = 1
     progress: bool = True
@@ -393,6 +404,7 @@ def validate(cfg: EZTrainConfig) -> None:
                 problems.append(f"{name} applies to ALE games only; leave it None")
         if cfg.terminal_on_life_loss:
             problems.append("terminal_on_life_loss applies to ALE games only")
+    problems += _shared_space_problems(cfg)
     components = EfficientZeroNet.COMPONENTS
     check_component_names(cfg.transfer, components, "transfer", "EfficientZero")
     check_component_names(cfg.freeze, components, "freeze", "EfficientZero")
@@ -404,3 +416,24 @@ def validate(cfg: EZTrainConfig) -> None:
     if problems:
         raise ConfigError("EZTrainConfig: " + "; ".join(problems))
 
+
+
+def _shared_space_problems(cfg: EZTrainConfig) -> list[str]:
+    """Problems of ``action_space`` / ``pad_channels`` (checked without building the env)."""
+    from rltransfer.agents.efficientzero.shared_space import ACTION_SPACES
+    from rltransfer.envs.spec import suite_of
+
+    problems = []
+    if cfg.action_space is not None:
+        if cfg.action_space not in ACTION_SPACES:
+            problems.append(f"action_space must be one of {sorted(ACTION_SPACES)} or None "
+                            f"(got {cfg.action_space!r})")
+        elif suite_of(cfg.env_id) != ACTION_SPACES[cfg.action_space]:
+            problems.append(f"action_space={cfg.action_space!r} applies to "
+                            f"{ACTION_SPACES[cfg.action_space]} games, not {cfg.env_id}")
+    if cfg.pad_channels is not None and cfg.pad_channels < 1:
+        problems.append(f"pad_channels must be >= 1 (got {cfg.pad_channels})")
+    if cfg.backend == "ray" and (cfg.action_space is not None or cfg.pad_channels is not None):
+        problems.append("action_space / pad_channels run with backend='local' only (the Ray "
+                        "self-play workers build env-width networks)")
+    return problems

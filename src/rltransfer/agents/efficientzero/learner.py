@@ -50,6 +50,12 @@ from rltransfer.core.checkpoint_components import (
     tensor_problems,
 )
 from rltransfer.core.types import UpdateResult
+from rltransfer.envs.shared_actions import (
+    ActionSpace,
+    ActionSpaceMismatchError,
+    check_same_space,
+    local_action_space,
+)
 from rltransfer.errors import (
     ComponentMismatchError,
     NonFiniteLossError,
@@ -84,9 +90,16 @@ class EfficientZeroLearner:
         config: :class:`EfficientZeroConfig`.
         net_config: :class:`WorldModelConfig` of both networks.
         obs_shape: stacked observation ``(C*S, H, W)``.
-        num_actions: ``|A|``.
+        num_actions: ``|A|``, the network's action width (``U`` in a shared space).
         device: torch device string.
         seed: seed of the augmentation draws (the learner's own CPU generator).
+        action_space: the shared action space this learner's network is trained in
+            (:class:`~rltransfer.envs.shared_actions.ActionSpace`; ``None``: the local space
+            of ``num_actions``). Recorded in :meth:`state_meta`; batches bring union ids and
+            union-width policy targets (:mod:`.shared_space`).
+
+    Raises:
+        ActionSpaceMismatchError: ``action_space`` is not ``num_actions`` wide.
 
     Attributes:
         network: the online :class:`EfficientZeroNet` (train mode during updates).
@@ -98,7 +111,12 @@ class EfficientZeroLearner:
 
     def __init__(self, config: EfficientZeroConfig, net_config: WorldModelConfig,
                  obs_shape: tuple[int, int, int], num_actions: int, device: str = "cpu",
-                 seed: int = 0) -> None:
+                 seed: int = 0, action_space: ActionSpace | None = None) -> None:
+        self.action_space = action_space or local_action_space(int(num_actions))
+        if self.action_space.union_size != int(num_actions):
+            raise ActionSpaceMismatchError(
+                f"the learner has {num_actions} actions, its action space "
+                f"{self.action_space.to_json()} has {self.action_space.union_size}")
         self.config = config
         self.net_config = net_config
         self.device = torch.device(device)
@@ -364,8 +382,25 @@ class EfficientZeroLearner:
                           "weight_decay": self.config.weight_decay},
             "obs_shape": list(self.obs_shape),
             "num_actions": self.num_actions,
+            "action_space": self.action_space.to_json(),
             "latent_shape": list(self.network.latent_shape),
         }
+
+    def check_action_space(self, meta: Mapping[str, Any], what: str = "learner state") -> None:
+        """Stop when ``meta`` (:meth:`state_meta` output, e.g. a checkpoint's) was saved with
+        another action space than this learner's. A ``meta`` without ``action_space`` (saved
+        before shared spaces existed) has the local space of its ``num_actions``.
+
+        Raises:
+            ActionSpaceMismatchError: the spaces differ (both named in the message).
+        """
+        if "action_space" in meta:
+            theirs = ActionSpace.from_json(meta["action_space"])
+        elif "num_actions" in meta:
+            theirs = local_action_space(int(meta["num_actions"]))
+        else:
+            return
+        check_same_space(self.action_space, theirs, what=what)
 
     def load_state_tensors(self, tensors: Mapping[str, torch.Tensor],
                            meta: Mapping[str, Any] | None = None) -> None:
@@ -373,10 +408,16 @@ class EfficientZeroLearner:
         :meth:`state_meta`).
 
         Raises:
+            ActionSpaceMismatchError: ``meta`` records another action space
+                (:meth:`check_action_space`). Checked before anything changes.
             ComponentLoadError: missing / unexpected / mis-shaped tensors, or ``meta`` of a
-                learner with other spaces. Checked before anything changes.
+                learner with another observation shape or action width. Checked before
+                anything changes.
         """
         if meta is not None:
+            theirs = meta.get("action_space") or {}
+            if self.action_space.suite != "local" or theirs.get("suite", "local") != "local":
+                self.check_action_space(meta)  # shared spaces: their own error first
             for key in ("obs_shape", "num_actions"):
                 mine = self.state_meta()[key]
                 if key in meta and meta[key] != mine:

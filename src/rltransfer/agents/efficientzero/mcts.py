@@ -25,9 +25,12 @@ Choices worth knowing (documented deviations/decisions):
   known every Q normalises to 0.
 - The root has depth 0, a multiple of the horizon: its reward hidden is zeroed before the first
   call and its prefix counts as 0 (it is 0 anyway).
-- Legal actions are known at the root only: illegal root actions are never selected, their prior
-  is 0 (softmax over legal logits) and Dirichlet noise is drawn over the legal actions only.
-  Deeper nodes use all actions (the model has no notion of legality).
+- Two masks. ``legal_actions`` (per root state) applies at the root only: illegal root
+  actions are never selected, their prior is 0 (softmax over legal logits) and Dirichlet noise
+  is drawn over the legal actions only. ``action_mask`` (per row: the game's legal ids inside a
+  shared action space, XTRA, Xu et al. 2023) applies at EVERY node, root and interior: the
+  policy logits are softmaxed over the masked ids only (illegal priors exactly 0) and an
+  illegal action is never selected or expanded. Without masks all actions are used.
 """
 
 from __future__ import annotations
@@ -201,6 +204,26 @@ class BatchedMCTS:
             )
         return prefix, value, logits
 
+    def _mask(self, mask: np.ndarray | None, batch: int, name: str) -> np.ndarray:
+        """A bool ``[B, A]`` mask (all True for None) with at least one True per row.
+
+        Raises:
+            SearchInputError: another shape or dtype, or a row without a True entry.
+        """
+        num_a = self.num_actions
+        if mask is None:
+            return np.ones((batch, num_a), dtype=np.bool_)
+        arr = np.asarray(mask)
+        if arr.shape != (batch, num_a) or arr.dtype != np.bool_:
+            raise SearchInputError(
+                f"{name} must be bool [{batch}, {num_a}]; got {arr.dtype} {arr.shape}"
+            )
+        if not arr.any(axis=1).all():
+            raise SearchInputError(
+                f"{name} has a row with no legal action; every root needs at least one"
+            )
+        return np.ascontiguousarray(arr)
+
     def search(
         self,
         model: SearchModel,
@@ -208,6 +231,7 @@ class BatchedMCTS:
         rng: np.random.Generator,
         add_exploration_noise: bool = True,
         legal_actions: np.ndarray | None = None,
+        action_mask: np.ndarray | None = None,
     ) -> SearchResult:
         """Run ``config.num_simulations`` simulations from each of the B roots.
 
@@ -221,6 +245,9 @@ class BatchedMCTS:
             add_exploration_noise: mix Dirichlet(alpha) noise into the root priors (acting);
                 False for evaluation and reanalyse.
             legal_actions: bool [B, A], actions allowed at the root (None: all).
+            action_mask: bool [B, A], actions allowed at every node of row b's tree (a game's
+                legal ids in a shared action space; None: all). Illegal ids get prior 0 at
+                every node and are never selected; their visit counts are 0.
 
         Returns:
             SearchResult with root child visit counts int64 [B, A], root mean values float32 [B]
@@ -233,20 +260,13 @@ class BatchedMCTS:
         num_a = self.num_actions
         batch = int(root.latent.shape[0])
         _, root_value, root_logits = self._check_output(root, batch, "root")
-        if legal_actions is None:
-            legal = np.ones((batch, num_a), dtype=np.bool_)
-        else:
-            legal = np.asarray(legal_actions)
-            if legal.shape != (batch, num_a) or legal.dtype != np.bool_:
-                raise SearchInputError(
-                    f"legal_actions must be bool [{batch}, {num_a}]; got {legal.dtype} "
-                    f"{legal.shape}"
-                )
+        node_legal = self._mask(action_mask, batch, "action_mask")
+        legal = self._mask(legal_actions, batch, "legal_actions")
+        if action_mask is not None:
+            legal = np.ascontiguousarray(legal & node_legal)
             if not legal.any(axis=1).all():
                 raise SearchInputError(
-                    "legal_actions has a row with no legal action; every root needs at least one"
-                )
-            legal = np.ascontiguousarray(legal)
+                    "legal_actions and action_mask leave a root with no legal action")
 
         num_sims = cfg.num_simulations
         num_nodes = num_sims + 1
@@ -298,8 +318,9 @@ class BatchedMCTS:
                 new = sim + 1
                 n_reset = mcts_kernels.select_leaves(
                     children, priors, visit_count, value_sum, value_prefix, is_reset, minmax,
-                    legal, cfg.pb_c_base, cfg.pb_c_init, cfg.discount, cfg.value_delta_min,
-                    horizon, new, path, path_len, parent, action, flat, reset_flat,
+                    legal, node_legal, cfg.pb_c_base, cfg.pb_c_init, cfg.discount,
+                    cfg.value_delta_min, horizon, new, path, path_len, parent, action, flat,
+                    reset_flat,
                 )
                 flat_t = torch.from_numpy(flat)
                 actions_t = torch.from_numpy(action.copy())
@@ -322,7 +343,7 @@ class BatchedMCTS:
                 mcts_kernels.expand_and_backup(
                     new, children, priors, visit_count, value_sum, value_prefix, is_reset, depth,
                     minmax, path, path_len, parent, action, horizon, prefix, value, logits,
-                    cfg.discount,
+                    node_legal, cfg.discount,
                 )
 
         self.tree = SearchTree(children, priors, visit_count, value_sum, value_prefix, is_reset,

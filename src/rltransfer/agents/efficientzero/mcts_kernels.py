@@ -58,6 +58,7 @@ def select_leaves(
     is_reset: np.ndarray,
     minmax: np.ndarray,
     root_legal: np.ndarray,
+    node_legal: np.ndarray,
     pb_c_base: float,
     pb_c_init: float,
     discount: float,
@@ -78,7 +79,10 @@ def select_leaves(
     with Qn the per-tree min-max normalised Q. An unvisited child is valued at the parent's
     mean Q (EfficientZero ``get_mean_q``: at the root the mean of the visited children's Q,
     deeper ``(parent's mean Q + sum of visited Q) / (visited + 1)``). At the root only actions
-    with ``root_legal[b, a]`` are eligible. Ties go to the lowest action index.
+    with ``root_legal[b, a]`` are eligible, at every node only those with
+    ``node_legal[b, a]`` (a game's legal ids in a shared action space; their priors are 0
+    anyway, the check makes "never selected" hold even on score ties). Ties go to the lowest
+    action index.
 
     Writes ``path[b, :path_len[b]]`` (root ... parent node), ``out_parent[b]`` (the node to
     expand from), ``out_action[b]`` (the action to expand), ``out_flat[b] = parent * B + b``
@@ -120,7 +124,7 @@ def select_leaves(
             best = -np.inf
             best_a = -1
             for a in range(num_actions):
-                if is_root and not root_legal[b, a]:
+                if not node_legal[b, a] or (is_root and not root_legal[b, a]):
                     continue
                 c = children[b, node, a]
                 if c >= 0 and visit_count[b, c] > 0:
@@ -171,12 +175,15 @@ def expand_and_backup(
     new_value_prefix: np.ndarray,
     new_value: np.ndarray,
     new_logits: np.ndarray,
+    node_legal: np.ndarray,
     discount: float,
 ) -> None:
     """Attach node ``new_node`` under (parent[b], action[b]) in every tree and back up.
 
-    The new node gets prior softmax(new_logits[b]), prefix new_value_prefix[b], depth
-    path_len[b] (the path holds root ... parent) and is_reset = depth % horizon == 0.
+    The new node gets prior softmax(new_logits[b]) over the ids with ``node_legal[b, a]``
+    (0 elsewhere: the logits are sliced to the legal ids at every node), prefix
+    new_value_prefix[b], depth path_len[b] (the path holds root ... parent) and
+    is_reset = depth % horizon == 0.
     Backup (EfficientZero ``cbackpropagate``) walks from the leaf to the root: each node on
     the path gets ``N += 1`` and ``value_sum += G``, where G starts at the leaf's predicted
     value and becomes ``r(parent, node) + discount * G`` one level up; every
@@ -190,13 +197,13 @@ def expand_and_backup(
         value_prefix[b, new_node] = new_value_prefix[b]
         depth[b, new_node] = path_len[b]
         is_reset[b, new_node] = path_len[b] % horizon == 0
-        m = new_logits[b, 0]
-        for a in range(1, num_actions):
-            if new_logits[b, a] > m:
+        m = -np.inf
+        for a in range(num_actions):
+            if node_legal[b, a] and new_logits[b, a] > m:
                 m = new_logits[b, a]
         z = 0.0
         for a in range(num_actions):
-            e = math.exp(new_logits[b, a] - m)
+            e = math.exp(new_logits[b, a] - m) if node_legal[b, a] else 0.0
             priors[b, new_node, a] = e
             z += e
         for a in range(num_actions):

@@ -33,6 +33,10 @@ this module builds an :class:`EZBatch` with ``K`` unroll steps:
 * ``mask[k] = 1`` when ``t+k`` is a step of the episode at which an action was taken.
 * ``future_obs`` at ``t+k`` for ``k = 1..K``: the stacked observation; past the episode end
   the final observation's stack is repeated (masked out by the learner).
+* **Shared action space** (``adapter``, XTRA; :mod:`.shared_space`): the replay holds local
+  ids and local policies; the batch gets union ids (``local_to_union``), policy targets
+  scattered into the union width and channel-padded observations; fresh searches run over the
+  union width with the game's illegal ids masked at every node.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import torch
 
 from rltransfer.agents.efficientzero.batch import EZBatch
 from rltransfer.agents.efficientzero.mcts import BatchedMCTS, MCTSConfig, ModelOutput
+from rltransfer.agents.efficientzero.shared_space import GameAdapter
 from rltransfer.replay.game_segment import GameSegmentReplay
 
 
@@ -206,6 +211,9 @@ class Reanalyser:
         total_env_steps: the run's length, for the off-policy correction.
         config: :class:`ReanalyseConfig`.
         device: torch device of the target network.
+        adapter: the game inside a shared action space (its ``num_legal`` must be the
+            replay's ``num_actions``); batches are then in the network's union width and
+            padded channels. None: the replay's own actions and frames.
 
     Raises:
         ValueError: inconsistent settings (the message names the field).
@@ -221,6 +229,7 @@ class Reanalyser:
         total_env_steps: int,
         config: ReanalyseConfig | None = None,
         device: str = "cpu",
+        adapter: GameAdapter | None = None,
     ) -> None:
         self.config = config or ReanalyseConfig()
         if not 0.0 <= self.config.reanalyse_fraction <= 1.0:
@@ -247,7 +256,12 @@ class Reanalyser:
         self.discount = float(discount)
         self.horizon = int(value_prefix_horizon)
         self.total_env_steps = int(total_env_steps)
-        self.mcts = BatchedMCTS(mcts_config, replay.num_actions)
+        if adapter is not None and adapter.num_legal != replay.num_actions:
+            raise ValueError(f"the adapter's game has {adapter.num_legal} actions, the replay "
+                             f"stores {replay.num_actions}")
+        self.adapter = adapter if adapter is not None and not adapter.is_identity else None
+        width = replay.num_actions if self.adapter is None else self.adapter.num_actions
+        self.mcts = BatchedMCTS(mcts_config, width)
         self.device = torch.device(device)
 
     # ------------------------------------------------------------------ public
@@ -327,6 +341,10 @@ class Reanalyser:
         future = replay.stacked_obs(
             np.repeat(seg.envs, k_un), (seg.steps[:, None] + future_offsets).reshape(-1)
         ).reshape(n, k_un, *replay.stacked_shape)
+        if self.adapter is not None:
+            obs, future = self.adapter.network_obs(obs), self.adapter.network_obs(future)
+            actions = self.adapter.union_actions(actions.astype(np.int64))
+            policies = self.adapter.union_policy(policies)
         return EZBatch(
             obs=torch.from_numpy(obs),
             future_obs=torch.from_numpy(future),
@@ -351,11 +369,12 @@ class Reanalyser:
         noise: bool,
         rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Values ``float64[M]`` and policies ``float32[M, A]`` at stored (env, step) pairs.
+        """Values ``float64[M]`` and policies ``float32[M, A]`` (the replay's local ids) at
+        stored (env, step) pairs.
 
         Duplicated positions are evaluated once. With ``search`` the value is the root value
         of a fresh search and the policy its visit distribution; without, the network's
-        value and softmax policy.
+        value and softmax policy (over the legal ids' logits with an adapter).
         """
         key = envs.astype(np.int64) * (self.replay.num_added + 1) + steps.astype(np.int64)
         uniq, first_idx, inverse = np.unique(key, return_index=True, return_inverse=True)
@@ -371,14 +390,25 @@ class Reanalyser:
             for lo in range(0, uniq.shape[0], chunk):
                 hi = min(lo + chunk, uniq.shape[0])
                 obs = self.replay.stacked_obs(u_envs[lo:hi], u_steps[lo:hi])
+                adapter = self.adapter
+                if adapter is not None:
+                    obs = adapter.network_obs(obs)
                 root = model.initial_inference(torch.from_numpy(obs).to(self.device))
                 if search:
-                    result = self.mcts.search(model, root, rng, add_exploration_noise=noise)
+                    mask = None if adapter is None else adapter.search_mask(hi - lo)
+                    if mask is None:
+                        result = self.mcts.search(model, root, rng, add_exploration_noise=noise)
+                    else:
+                        result = self.mcts.search(model, root, rng, add_exploration_noise=noise,
+                                                  action_mask=mask)
                     values[lo:hi] = result.root_values
-                    policies[lo:hi] = result.policy
+                    policies[lo:hi] = (result.policy if adapter is None
+                                       else adapter.local(result.policy))
                 else:
                     values[lo:hi] = root.value
                     logits = root.policy_logits.astype(np.float64)
+                    if adapter is not None:
+                        logits = adapter.local(logits)
                     logits -= logits.max(axis=1, keepdims=True)
                     p = np.exp(logits)
                     policies[lo:hi] = p / p.sum(axis=1, keepdims=True)

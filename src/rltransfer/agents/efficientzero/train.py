@@ -42,6 +42,7 @@ from rltransfer.agents.efficientzero.config import (
 from rltransfer.agents.efficientzero.learner import EfficientZeroLearner
 from rltransfer.agents.efficientzero.networks import WorldModelConfig
 from rltransfer.agents.efficientzero.reanalyse import Reanalyser
+from rltransfer.agents.efficientzero.shared_space import GameAdapter, check_transfer_space
 from rltransfer.core.checkpoint import CheckpointError
 from rltransfer.core.config import to_dict
 from rltransfer.core.loop import TrainingLoop, sub_tensors
@@ -88,10 +89,14 @@ class EZTrainer(TrainingLoop):
         self.open_run(cfg, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
         self.open_pixel_envs(make_env, env_spec(cfg.env_id), self.env_kwargs())
         self.num_actions = discrete_actions(self.envs)
+        self.adapter = GameAdapter.for_env(cfg.action_space, cfg.env_id, self.num_actions,
+                                           self.frame_shape, self.frame_stack, cfg.pad_channels)
+        self.net_obs_shape = self.adapter.obs_shape(self.frame_shape)
         self.net_config = self._net_config()
-        self.learner = EfficientZeroLearner(cfg.learner, self.net_config, self.obs_shape,
-                                            self.num_actions, device=cfg.device,
-                                            seed=cfg.seed + 104_729)
+        self.learner = EfficientZeroLearner(cfg.learner, self.net_config, self.net_obs_shape,
+                                            self.adapter.num_actions, device=cfg.device,
+                                            seed=cfg.seed + 104_729,
+                                            action_space=self.adapter.space)
         if cfg.init_from is not None:
             self.initialise_from(cfg.init_from)
         self.selfplay_network = copy.deepcopy(self.learner.network).eval()
@@ -109,6 +114,7 @@ class EZTrainer(TrainingLoop):
             self.replay, cfg.mcts, discount=float(cfg.learner.discount),
             value_prefix_horizon=cfg.mcts.value_prefix_horizon,
             total_env_steps=cfg.total_env_steps, config=cfg.reanalyse, device=cfg.device,
+            adapter=self.adapter,
         )
         # The acting half (the Ray backend's actors run the same SelfPlayActor).
         self.actor = SelfPlayActor(self.envs, self.selfplay_network, cfg, device=cfg.device,
@@ -135,6 +141,9 @@ class EZTrainer(TrainingLoop):
         Raises:
             CheckpointError: nothing loadable at ``path``, not an EfficientZero model, or
                 one with another observation scale.
+            ActionSpaceMismatchError: ``dynamics`` or ``prediction`` from a model of another
+                action union (when either side has a shared action space; games of one
+                union share them, as XTRA transfers across games).
             ComponentMismatchError: tensors of another shape (named, with both shapes).
         """
         components, meta, ckpt = load_component_tensors(path)
@@ -150,6 +159,7 @@ class EZTrainer(TrainingLoop):
                 f"{ckpt} was trained on observations scaled by 1/{theirs}, this run scales by "
                 f"1/{self.net_config.obs_scale} ({self.cfg.env_id}); transfer within a suite"
             )
+        check_transfer_space(self.learner.action_space, arch, self.cfg.transfer, str(ckpt))
         transfer_components(self.learner, components, self.cfg.transfer, source=str(ckpt))
         freeze_components(self.learner, self.cfg.freeze)
 
@@ -164,6 +174,8 @@ class EZTrainer(TrainingLoop):
             "frame_stack": self.frame_stack,
             "obs_scale": self.spec.obs_scale,
             "num_actions": self.num_actions,
+            "action_space": self.adapter.space.to_json(),
+            "net_obs_shape": list(self.net_obs_shape),
             "net_preset": self.cfg.net_preset,
             "net_config": to_dict(self.net_config),
             "learner_config": to_dict(self.cfg.learner),
@@ -202,8 +214,8 @@ class EZTrainer(TrainingLoop):
         """Greedy search with the learner's current network (eval mode) on the unclipped game
         reward, on the training env except the protocol's differences (no life-loss terminals;
         :func:`~rltransfer.evaluation.protocol.eval_env_kwargs`); logs and returns the mean."""
-        policy = SearchPolicy(self.learner.network, self.cfg.mcts, self.num_actions,
-                              device=self.cfg.device, deterministic=True)
+        policy = SearchPolicy(self.learner.network, self.cfg.mcts, self.adapter.num_actions,
+                              device=self.cfg.device, deterministic=True, adapter=self.adapter)
         returns = evaluate_policy(
             policy, self.cfg.env_id, num_episodes=self.cfg.eval_episodes,
             seed=self.cfg.seed + 1_000_003 + self.env_steps, frame_stack=self.frame_stack,
