@@ -34,7 +34,8 @@ from rltransfer.core.loop import TrainingLoop
 from rltransfer.core.metrics import MetricsLogger
 from rltransfer.core.run_dir import prepare_run_dir
 from rltransfer.core.schedule import LoopSchedule, ReplayRatio
-from rltransfer.envs import env_spec
+from rltransfer.envs import env_spec, make_env
+from rltransfer.envs.shared_actions import ActionSpace, action_space_for, local_action_space
 from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.methods.weight_transfer import load_component_tensors
 from rltransfer.methods.xtra.config import OfflineStageConfig, validate_stage
@@ -71,17 +72,20 @@ def task_eval_kwargs(env_id: str) -> dict[str, Any]:
     return eval_env_kwargs(ez_env_kwargs(EZTrainConfig(env_id=env_id)))
 
 
-def evaluate_on_task(network: EfficientZeroNet, dataset: OfflineDataset, frame_stack: int,
-                     mcts: Any, *, episodes: int, seed: int, device: str = "cpu"
-                     ) -> np.ndarray:
-    """Greedy returns ``float64[episodes]`` of ``network`` (union or local width) on the
-    dataset's env, through a :class:`TaskModel` (the env's own channels padded to the
-    network's; logits sliced to the legal ids)."""
-    model = TaskModel(network, dataset.action_space, dataset.obs_shape[0], frame_stack)
+def evaluate_on_task(network: EfficientZeroNet, env_id: str, frame_stack: int, mcts: Any, *,
+                     episodes: int, seed: int, device: str = "cpu") -> np.ndarray:
+    """Greedy returns ``float64[episodes]`` of ``network`` (union or local width) on
+    ``env_id`` (its shared action space), through a :class:`TaskModel` (the env's own
+    channels padded to the network's; logits sliced to the legal ids at every node)."""
+    envs = make_env(env_id, 1, seed, **task_eval_kwargs(env_id))
+    shape = envs.single_observation_space.shape
+    envs.close()
+    assert shape is not None
+    model = TaskModel(network, action_space_for(env_id), int(shape[0]), frame_stack)
     policy = TaskSearchPolicy(model, mcts, device=device, deterministic=True, seed=seed)
-    return evaluate_policy(policy, dataset.env_id, num_episodes=episodes, seed=seed,
+    return evaluate_policy(policy, env_id, num_episodes=episodes, seed=seed,
                            frame_stack=frame_stack, num_envs=min(episodes, 8),
-                           env_kwargs=task_eval_kwargs(dataset.env_id))
+                           env_kwargs=task_eval_kwargs(env_id))
 
 
 def load_world_model(path: str | Path, device: str = "cpu"
@@ -195,7 +199,7 @@ class OfflineTrainer(TrainingLoop):
         means = []
         for data in self.datasets:
             returns = evaluate_on_task(
-                self.learner.network, data, self.frame_stack, cfg.mcts,
+                self.learner.network, data.env_id, self.frame_stack, cfg.mcts,
                 episodes=cfg.eval_episodes, seed=cfg.seed + 1_000_003 + self.env_steps,
                 device=cfg.device)
             means.append(float(np.mean(returns)))
@@ -222,9 +226,18 @@ class OfflineTrainer(TrainingLoop):
             "learner_config": to_dict(self.cfg.learner),
             "mcts_config": to_dict(self.cfg.mcts),
             "xtra_stage": self.stage,
+            "action_space": self.network_space().to_json(),
             "tasks": [d.env_id for d in self.datasets],
             "action_spaces": [d.action_space.to_json() for d in self.datasets],
         }
+
+    def network_space(self) -> ActionSpace:
+        """The network's own action space: the whole union (every id legal) for a
+        union-width network, else the local space of its width (a teacher)."""
+        space = self.datasets[0].action_space
+        if self.num_actions == space.union_size and space.suite != "local":
+            return ActionSpace(space.suite, space.names, tuple(range(space.union_size)))
+        return local_action_space(self.num_actions)
 
     def final_tensors(self) -> dict[str, Any]:
         """The world model's components (``representation/`` ... ``projection/``)."""
