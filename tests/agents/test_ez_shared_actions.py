@@ -24,6 +24,7 @@ from rltransfer.agents.efficientzero.shared_space import (
     resolve_action_space,
 )
 from rltransfer.agents.efficientzero.train import EZTrainer
+from rltransfer.core.checkpoint import latest_checkpoint, load_checkpoint
 from rltransfer.core.config import ConfigError
 from rltransfer.envs.shared_actions import (
     ActionSpace,
@@ -177,7 +178,8 @@ def test_reanalysed_batch_is_union_wide_with_scattered_policy_targets() -> None:
     reanalyser = Reanalyser(replay, MCTSConfig(num_simulations=4, discount=0.9), discount=0.9,
                             value_prefix_horizon=5, total_env_steps=100,
                             config=ReanalyseConfig(reanalyse_fraction=0.0), adapter=adapter)
-    assert (replay.policies[0, :len(local_actions)] == np.float32([0.2, 0.5, 0.3])).all()
+    stored = np.array([0.2, 0.5, 0.3], dtype=np.float32)
+    assert (replay.policies[0, :len(local_actions)] == stored).all()  # replay: local width
     net = _random_net((10, 10, 10), seed=1)
     indices = np.array([0, 3, 6])
     batch = reanalyser.targets(net, indices, np.ones(3, np.float32), rng)
@@ -256,7 +258,7 @@ def test_config_checks() -> None:
     validate(EZTrainConfig(action_space="minatar-union", pad_channels=10))
 
 
-def test_tiny_minatar_run_in_the_union_trains_evaluates_and_resumes(tmp_path: Path) -> None:
+def test_tiny_minatar_run_in_the_union_trains_evaluates_and_checkpoints(tmp_path: Path) -> None:
     base = ez_small(run_dir=str(tmp_path / "run"), total_env_steps=200)
     cfg = dataclasses.replace(
         base, num_envs=2, mcts=dataclasses.replace(base.mcts, num_simulations=3),
@@ -280,7 +282,17 @@ def test_tiny_minatar_run_in_the_union_trains_evaluates_and_resumes(tmp_path: Pa
     meta = json.loads((tmp_path / "run" / "final" / "meta.json").read_text())
     assert meta["architecture"]["action_space"] == BREAKOUT.to_json()
     assert meta["architecture"]["net_obs_shape"] == [10, 10, 10]
-    # a run in the env's own actions cannot resume from (or take g / f of) this one
+    # the checkpoint's learner state restores into a learner of the same space only
+    tensors, ckpt_meta = load_checkpoint(latest_checkpoint(tmp_path / "run" / "checkpoints"))
+    state = {k: v for k, v in tensors.items() if not k.startswith(("selfplay/", "replay/",
+                                                                     "rng/"))}
+    same = EfficientZeroLearner(cfg.learner, trainer.net_config, (10, 10, 10), U,
+                                action_space=BREAKOUT)
+    same.load_state_tensors(state, ckpt_meta["learner_state"])
+    other_space = EfficientZeroLearner(cfg.learner, trainer.net_config, (10, 10, 10), U)
+    with pytest.raises(ActionSpaceMismatchError, match="learner state has action space"):
+        other_space.load_state_tensors(state, ckpt_meta["learner_state"])
+    # a run in the env's own actions cannot take g / f of this one
     other = dataclasses.replace(cfg, run_dir=str(tmp_path / "local"), action_space=None,
                                 pad_channels=None, init_from=str(tmp_path / "run"),
                                 transfer=("representation", "prediction"))
