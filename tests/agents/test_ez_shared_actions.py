@@ -283,7 +283,9 @@ def test_tiny_minatar_run_in_the_union_trains_evaluates_and_checkpoints(tmp_path
     assert meta["architecture"]["action_space"] == BREAKOUT.to_json()
     assert meta["architecture"]["net_obs_shape"] == [10, 10, 10]
     # the checkpoint's learner state restores into a learner of the same space only
-    tensors, ckpt_meta = load_checkpoint(latest_checkpoint(tmp_path / "run" / "checkpoints"))
+    ckpt = latest_checkpoint(tmp_path / "run" / "checkpoints")
+    assert ckpt is not None
+    tensors, ckpt_meta = load_checkpoint(ckpt)
     state = {k: v for k, v in tensors.items() if not k.startswith(("selfplay/", "replay/",
                                                                      "rng/"))}
     same = EfficientZeroLearner(cfg.learner, trainer.net_config, (10, 10, 10), U,
