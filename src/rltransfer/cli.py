@@ -1,5 +1,6 @@
 """Command line: ``rltransfer pretrain | pretrain-encoder | pretrain-images | train |
-train-sac | train-ez | evaluate | report | run | demo``.
+train-sac | train-ez | train-xtra-teacher | pretrain-xtra | finetune-xtra | evaluate | report |
+run | demo``.
 
 Every flag maps to a typed config field (tyro); ``rltransfer <verb> --help`` lists them.
 Errors the user can fix (:class:`rltransfer.errors.UserError`: unknown env, recipe or task,
@@ -31,6 +32,8 @@ from rltransfer.errors import UserError
 from rltransfer.methods.encoder_pretraining.image_classification import ImageClassificationConfig
 from rltransfer.methods.encoder_pretraining.inverse_dynamics import InverseDynamicsConfig
 from rltransfer.methods.reward_free import PRETRAIN_DEFAULTS, pretrain_reward_free
+from rltransfer.methods.xtra.config import DistillConfig, TeacherConfig
+from rltransfer.methods.xtra.finetune import FinetuneConfig
 
 Flat = tyro.conf.arg(name="")
 """Flags of a verb's config without a ``--cfg.`` prefix (nested ones keep theirs)."""
@@ -87,6 +90,35 @@ def train_ez_cmd(cfg: Annotated[EZTrainConfig, Flat]) -> None:
     from rltransfer.agents.efficientzero.train import train_efficientzero
 
     result = train_efficientzero(cfg)
+    print(f"run {result.run_dir}: {result.env_steps} env steps, {result.num_updates} updates, "
+          f"final evaluation return {result.final_return_mean:.3f}")
+
+
+def train_xtra_teacher_cmd(cfg: Annotated[TeacherConfig, Flat]) -> None:
+    """XTRA teacher: EfficientZero trained offline on one dataset (MuZero Reanalyze)."""
+    from rltransfer.methods.xtra.teachers import train_teacher
+
+    result = train_teacher(cfg)
+    print(f"teacher {result.run_dir}: {result.num_updates} updates, final evaluation return "
+          f"{result.final_return_mean:.3f}")
+
+
+def pretrain_xtra_cmd(cfg: Annotated[DistillConfig, Flat]) -> None:
+    """XTRA pretraining: distil the teachers into one multi-task student."""
+    from rltransfer.methods.xtra.distill import distill_student, student_vs_teacher
+
+    result = distill_student(cfg)
+    print(f"student {result.run_dir}: {result.num_updates} updates")
+    for row in student_vs_teacher(result.run_dir):
+        print(f"  {row['task']}: student {row['student']:.3f} vs teacher "
+              f"{row['teacher']:.3f}{'  (' + row['deviation'] + ')' if row['deviation'] else ''}")
+
+
+def finetune_xtra_cmd(cfg: Annotated[FinetuneConfig, Flat]) -> None:
+    """XTRA finetuning: online EfficientZero on the target with the offline sources."""
+    from rltransfer.methods.xtra.finetune import finetune_xtra
+
+    result = finetune_xtra(cfg)
     print(f"run {result.run_dir}: {result.env_steps} env steps, {result.num_updates} updates, "
           f"final evaluation return {result.final_return_mean:.3f}")
 
@@ -299,6 +331,9 @@ def main(argv: list[str] | None = None) -> None:
                 "train": with_suite_defaults(train_cmd, TrainConfig(), cli_args),
                 "train-sac": with_encoder_defaults(train_sac_cmd, cli_args),
                 "train-ez": train_ez_cmd,
+                "train-xtra-teacher": train_xtra_teacher_cmd,
+                "pretrain-xtra": pretrain_xtra_cmd,
+                "finetune-xtra": finetune_xtra_cmd,
                 "evaluate": evaluate,
                 "report": report,
                 "run": run,

@@ -13,7 +13,10 @@ needs a GPU. Three kinds, each with its config type and runner:
   :func:`rltransfer.methods.encoder_pretraining.experiment.run_encoder_experiment`;
 * ``efficientzero``: :class:`~rltransfer.experiments.efficientzero.EZExperiment`
   (EfficientZero, Ye et al. 2021), run by
-  :func:`rltransfer.experiments.efficientzero.run_ez_experiment`.
+  :func:`rltransfer.experiments.efficientzero.run_ez_experiment`;
+* ``xtra``: :class:`~rltransfer.experiments.xtra.XTRAExperiment` (XTRA, Xu et al. 2023:
+  teachers, distilled student, cross-task finetuning), run by
+  :func:`rltransfer.experiments.xtra.run_xtra_experiment`.
 
 The presets themselves (their settings and sources) are in
 :mod:`rltransfer.experiments.behavior_transfer`, :mod:`rltransfer.experiments.encoder_recipes`
@@ -51,18 +54,19 @@ from rltransfer.experiments.encoder_recipes import (
     ik_reacher,
     ik_vs_images,
 )
+from rltransfer.experiments.xtra import XTRAExperiment, xtra_atari100k, xtra_minatar
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-RecipeKind = Literal["bt", "encoder", "efficientzero"]
+RecipeKind = Literal["bt", "encoder", "efficientzero", "xtra"]
 """``bt``: Behavior Transfer; ``encoder``: encoder pretraining for pixel SAC;
-``efficientzero``: EfficientZero runs over seeds."""
+``efficientzero``: EfficientZero runs over seeds; ``xtra``: the XTRA pipeline."""
 
-Experiment = BTExperiment | EncoderExperiment | EZExperiment
+Experiment = BTExperiment | EncoderExperiment | EZExperiment | XTRAExperiment
 """The typed config of any recipe."""
 
-E = TypeVar("E", BTExperiment, EncoderExperiment, EZExperiment)
+E = TypeVar("E", BTExperiment, EncoderExperiment, EZExperiment, XTRAExperiment)
 _C = TypeVar("_C", bound="DataclassInstance")
 
 NOT_MEASURED = "not measured"
@@ -92,7 +96,8 @@ class Recipe(Generic[E]):
     needs_gpu: bool = False
 
 
-AnyRecipe = Recipe[BTExperiment] | Recipe[EncoderExperiment] | Recipe[EZExperiment]
+AnyRecipe = (Recipe[BTExperiment] | Recipe[EncoderExperiment] | Recipe[EZExperiment]
+             | Recipe[XTRAExperiment])
 
 BT_RECIPES: tuple[Recipe[BTExperiment], ...] = (
     Recipe("bt-minigrid", "bt", bt_minigrid,
@@ -106,7 +111,7 @@ BT_RECIPES: tuple[Recipe[BTExperiment], ...] = (
     Recipe("bt-suite", "bt", bt_suite,
            "Behavior Transfer suite: one NGU policy per env (DoorKey-5x5, -6x6) transferred "
            "to goal/key/door, 9 strategies and ablations x 5 seeds, verdict vs scratch.",
-           runtime="not measured (estimated 1.5 h from per-run timings)"),
+           runtime="not measured (estimated 1.5 h; ~3 h on a loaded CPU)"),
     Recipe("bt-atari", "bt", bt_atari,
            "Paper-scale Behavior Transfer on Ms. Pac-Man: conv + LSTM R2D2 agent, NGU "
            "pretraining, 50M env steps per run.",
@@ -149,8 +154,21 @@ EZ_RECIPES: tuple[Recipe[EZExperiment], ...] = (
 )
 """EfficientZero recipes (:mod:`rltransfer.experiments.efficientzero`)."""
 
+XTRA_RECIPES: tuple[Recipe[XTRAExperiment], ...] = (
+    Recipe("xtra-minatar", "xtra", xtra_minatar,
+           "XTRA on MinAtar: 4 source games -> teachers -> distilled student, finetuned on "
+           "Breakout; XTRA vs plain finetune vs scratch, 3 seeds.",
+           runtime="not measured (estimated from per-stage timings, see the XTRA notes)"),
+    Recipe("xtra-atari100k", "xtra", xtra_atari100k,
+           "XTRA at paper scale: Shooter leave-one-out (Assault target), 100k env steps, "
+           "batch 256 + 256, atari-l network.",
+           needs_gpu=True),
+)
+"""XTRA recipes (:mod:`rltransfer.experiments.xtra`)."""
+
 KIND_CONFIG: dict[RecipeKind, type] = {
     "bt": BTExperiment, "encoder": EncoderExperiment, "efficientzero": EZExperiment,
+    "xtra": XTRAExperiment,
 }
 """The experiment config type each kind's builder returns."""
 
@@ -169,7 +187,8 @@ def _index(sections: Iterable[tuple[RecipeKind, tuple[AnyRecipe, ...]]]) -> dict
 
 
 RECIPES: dict[str, AnyRecipe] = _index(
-    [("bt", BT_RECIPES), ("encoder", ENCODER_RECIPES), ("efficientzero", EZ_RECIPES)]
+    [("bt", BT_RECIPES), ("encoder", ENCODER_RECIPES), ("efficientzero", EZ_RECIPES),
+     ("xtra", XTRA_RECIPES)]
 )
 """Every recipe by name, in listing order (``bt``, then ``encoder``, then ``efficientzero``)."""
 
@@ -241,6 +260,13 @@ def apply_overrides(exp: Experiment, changes: RecipeOverrides, name: str = "") -
         return dataclasses.replace(
             exp, ik=_with(exp.ik, pretrain_steps, "num_transitions"),
             sac=_with(exp.sac, train_steps, "total_env_steps"), **common)
+    if isinstance(exp, XTRAExperiment):  # pretraining: the source data runs' env steps
+        fine = dataclasses.replace(exp.finetune, train=_with(
+            exp.finetune.train, train_steps, "total_env_steps", "replay_capacity_env_steps"))
+        return dataclasses.replace(
+            exp, finetune=fine, source_run=_with(exp.source_run, pretrain_steps,
+                                                 "total_env_steps", "replay_capacity_env_steps"),
+            **{("variants" if k == "strategies" else k): v for k, v in common.items()})
     if changes.strategies is not None or pretrain_steps is not None:
         raise ConfigError(f"{name or exp.name} has no strategies or pretraining; drop those flags")
     ez = _with(exp.train, train_steps, "total_env_steps", "replay_capacity_env_steps")

@@ -33,6 +33,10 @@ def run_recipe(name: str, overrides: RecipeOverrides | None = None,
         from rltransfer.methods.encoder_pretraining.experiment import run_encoder_experiment
 
         return run_encoder_experiment(exp, out)
+    from rltransfer.experiments.xtra import XTRAExperiment, run_xtra_experiment
+
+    if isinstance(exp, XTRAExperiment):
+        return run_xtra_experiment(exp, out)
     from rltransfer.experiments.efficientzero import run_ez_experiment
 
     return run_ez_experiment(exp, out)

@@ -29,6 +29,8 @@ from rltransfer.methods.xtra.finetune import (
 from rltransfer.methods.xtra.teachers import train_teacher
 from tests.methods.xtra.conftest import GAMES, save_dataset, tiny_fields
 
+pytestmark = pytest.mark.slow  # trains agents
+
 COMPONENTS = ("representation", "dynamics", "prediction", "projection")
 
 

@@ -16,6 +16,8 @@ from rltransfer.methods.xtra.offline_loop import load_world_model
 from rltransfer.methods.xtra.teachers import TeacherTrainer, train_teacher
 from tests.methods.xtra.conftest import GAMES, save_dataset, tiny_fields
 
+pytestmark = pytest.mark.slow  # trains agents
+
 
 def _teacher(tmp: Path, game: str) -> tuple[str, str]:
     data = save_dataset(tmp, GAMES[game], seed=len(game))
