@@ -376,7 +376,7 @@ def write_report(
         poi = probability_of_improvement(scores, baseline, reps=reps, seed=seed,
                                          confidence=confidence)
         verdict = compare_with_baseline(scores, baseline, estimates=estimates, poi=poi,
-                                        confidence=confidence)
+                                        confidence=confidence, score_label=score_label)
         lines += [verdict.markdown(), ""]
     if description:
         lines += [description.strip(), ""]

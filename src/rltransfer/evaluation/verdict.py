@@ -75,6 +75,7 @@ class Verdict:
         comparisons: every other strategy, in input order.
         ablation: sentences on flights-only vs a+-only (empty when either is missing).
         confidence: the CIs' coverage (e.g. 0.95).
+        score_label: what the scores are (e.g. ``"normalised return"``), for the text.
     """
 
     baseline: str
@@ -82,6 +83,7 @@ class Verdict:
     comparisons: tuple[Comparison, ...]
     ablation: tuple[str, ...]
     confidence: float
+    score_label: str = "score"
 
     def names(self, outcome: Outcome) -> list[str]:
         """Strategies with that outcome, in input order."""
@@ -104,8 +106,8 @@ class Verdict:
         unsep = self.names("not separated")
         few = self.names("too few seeds")
         lines = [
-            f"**Verdict** (IQM of the normalised score with {pct} stratified-bootstrap CIs "
-            f"over (task, seed); baseline `{self.baseline}`: IQM {_fmt(self.baseline_iqm)}). "
+            f"**Verdict** (IQM of the final {self.score_label} with {pct} stratified-bootstrap "
+            f"CIs over (task, seed); baseline `{self.baseline}`: IQM {_fmt(self.baseline_iqm)}). "
             f"A strategy beats the baseline only when the two CIs do not overlap.",
             "",
         ]
@@ -180,6 +182,7 @@ def compare_with_baseline(
     reps: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
+    score_label: str = "score",
 ) -> Verdict:
     """Classify every strategy against ``baseline`` by non-overlap of IQM CIs.
 
@@ -192,6 +195,7 @@ def compare_with_baseline(
         poi: precomputed :func:`~rltransfer.evaluation.aggregate.probability_of_improvement`
             over ``baseline`` (computed here when ``None``; skipped if task counts differ).
         reps, seed, confidence: bootstrap settings when computing.
+        score_label: what the scores are, for :meth:`Verdict.markdown`.
 
     Returns:
         A :class:`Verdict`; :meth:`Verdict.markdown` is the report's opening block.
@@ -226,7 +230,7 @@ def compare_with_baseline(
         )
         comparisons.append(Comparison(name, outcome, iqms[name], poi.get(name)))
     return Verdict(baseline, base, tuple(comparisons), _ablation(iqms, seeds),
-                   confidence)
+                   confidence, score_label)
 
 
 __all__ = ["BASELINE", "MIN_SEEDS", "Comparison", "Outcome", "Verdict", "classify",

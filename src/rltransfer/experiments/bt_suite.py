@@ -331,7 +331,7 @@ def write_suite_report(exp: BTExperiment, out: Path) -> Path:
     sections = {"Per-task results": _per_task_tables(scores, names)}
     charged, _ = suite_scores(exp, out, charged=True)
     if BASELINE in charged and len(charged) > 1:
-        v = compare_with_baseline(charged, reps=1000)
+        v = compare_with_baseline(charged, reps=1000, score_label="normalised return")
         sections[f"Pretraining charged to the transfer budget ({budget - pretrain} task env "
                  "steps for strategies using pi_p)"] = (
             "The same runs, strategies that use the pretrained policy scored at env step "
