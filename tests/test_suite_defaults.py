@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from rltransfer import cli
-from rltransfer.agents.r2d2.config import (
+from rltransfer.agents.r2d2.config import R2D2Config, TrainConfig
+from rltransfer.agents.r2d2.suites import (
     SUITE_DEFAULTS,
-    R2D2Config,
-    TrainConfig,
     apply_suite_defaults,
     suite_config,
     suite_defaults,
