@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -246,9 +247,12 @@ def test_transfer_checks_the_action_union() -> None:
     check_transfer_space(local_action_space(3), {"num_actions": 5}, ["prediction"], "x")
 
 
+_UNKNOWN_SPACE: Any = "full"
+
+
 def test_config_checks() -> None:
     with pytest.raises(ConfigError, match="action_space must be one of"):
-        validate(EZTrainConfig(action_space="full"))
+        validate(EZTrainConfig(action_space=_UNKNOWN_SPACE))
     with pytest.raises(ConfigError, match="applies to atari games"):
         validate(EZTrainConfig(action_space="atari-full"))
     with pytest.raises(ConfigError, match="backend='local' only"):

@@ -286,7 +286,7 @@ class EZTrainConfig:
     init_from: str | None = None
     transfer: tuple[str, ...] = ()
     freeze: tuple[str, ...] = ()
-    action_space: str | None = None
+    action_space: Literal["minatar-union", "atari-full"] | None = None
     pad_channels: int | None = None
     device: str = "cpu"
     torch_threads: int = 1
