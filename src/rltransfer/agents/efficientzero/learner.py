@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -66,6 +66,7 @@ from rltransfer.nets.value_transforms import scalar_to_support
 __all__ = [
     "COMPONENTS",
     "BatchError",
+    "BatchObjective",
     "ComponentLoadError",
     "EZBatch",
     "EfficientZeroLearner",
@@ -75,6 +76,15 @@ __all__ = [
 COMPONENTS: tuple[str, ...] = EfficientZeroNet.COMPONENTS
 """Checkpoint prefixes of the world model: ``representation`` (h), ``dynamics`` (g, with the
 value-prefix LSTM), ``prediction`` (f), ``projection`` (SimSiam projector + predictor)."""
+
+
+class BatchObjective(NamedTuple):
+    """One batch's objective without a step (:meth:`EfficientZeroLearner.batch_objective`):
+    ``objective`` (scalar, with its graph), ``metrics`` (floats), ``priorities`` (``[B]``)."""
+
+    objective: torch.Tensor
+    metrics: dict[str, float]
+    priorities: torch.Tensor
 
 
 class ComponentLoadError(ComponentMismatchError):
@@ -151,6 +161,11 @@ class EfficientZeroLearner:
         ``requires_grad`` of every component)."""
         return [(name.replace(".", "/", 1), p)
                 for name, p in apply_frozen(self.named_components(), self.frozen)]
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """The trainable (not frozen) components' parameters in a fixed order, as stepped
+        and clipped by :meth:`update` (empty when all are frozen)."""
+        return [p for _, p in self._trainable()]
 
     def _make_optimizer(self) -> torch.optim.SGD:
         named = self._trainable()
@@ -276,6 +291,40 @@ class EfficientZeroLearner:
             latent = scale_gradient(latent, cfg.latent_grad_scale)
         return terms, value_0
 
+    def batch_objective(self, batch: EZBatch) -> BatchObjective:
+        """The weighted EfficientZero objective of ``batch`` (EZ Eq. 5, gradient-scaled by
+        :func:`~.losses.weighted_loss`) with its graph, without a step: the forward pass of
+        :meth:`update` (frozen components in eval mode, augmentation from the learner's
+        generator). BatchNorm statistics move as in an update; a caller that only measures
+        (XTRA's gradient cosines) restores them.
+
+        Returns:
+            :class:`BatchObjective`: scalar ``objective``; ``metrics`` as :meth:`update`'s
+            without ``lr`` / ``grad_norm``; ``priorities`` float32 ``[B]``
+            ``|v_0 - z_0| + priority_eps`` (no gradient).
+
+        Raises:
+            BatchError: shapes/dtypes do not fit ``batch``, or non-finite targets/weights.
+        """
+        batch.check(self.obs_shape, self.config.unroll_steps, self.num_actions)
+        cfg, dev = self.config, self.device
+        target_value = batch.target_values.to(dev, torch.float32)
+        self._train_modes()
+        terms, value_0 = self._unroll(
+            batch.obs.to(dev), batch.future_obs.to(dev), batch.actions.to(dev, torch.int64),
+            batch.target_value_prefixes.to(dev, torch.float32), target_value,
+            batch.target_policies.to(dev, torch.float32), batch.mask.to(dev, torch.float32))
+        loss, objective = weighted_loss(terms, batch.weights.to(dev, torch.float32),
+                                        cfg.loss_weights, cfg.gradient_scale_mode)
+        metrics = {
+            "loss": float(loss.detach()),
+            **terms.summaries(),
+            "value_mean": float(value_0.mean()),
+            "target_value_mean": float(target_value[:, 0].mean()),
+        }
+        priorities = (value_0 - target_value[:, 0]).abs() + cfg.priority_eps
+        return BatchObjective(objective, metrics, priorities)
+
     def update(self, batch: EZBatch) -> UpdateResult:
         """One SGD step on the unrolled EfficientZero loss (EZ Eq. 5, :mod:`.losses`).
 
@@ -295,22 +344,13 @@ class EfficientZeroLearner:
             NonFiniteLossError: the loss or gradient norm is NaN/inf; nothing was changed
                 (weights, optimizer and BatchNorm statistics are as before the call).
         """
-        batch.check(self.obs_shape, self.config.unroll_steps, self.num_actions)
-        cfg, net, dev = self.config, self.network, self.device
-        target_value = batch.target_values.to(dev, torch.float32)
-        weights = batch.weights.to(dev, torch.float32)
+        cfg, net = self.config, self.network
 
         lr = learning_rate_at(cfg, self.num_updates)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         buffers = {name: buf.clone() for name, buf in net.named_buffers()}
-        self._train_modes()
-        terms, value_0 = self._unroll(
-            batch.obs.to(dev), batch.future_obs.to(dev), batch.actions.to(dev, torch.int64),
-            batch.target_value_prefixes.to(dev, torch.float32), target_value,
-            batch.target_policies.to(dev, torch.float32), batch.mask.to(dev, torch.float32))
-        loss, objective = weighted_loss(terms, weights, cfg.loss_weights,
-                                        cfg.gradient_scale_mode)
+        objective, measured, priorities = self.batch_objective(batch)
 
         def restore(reason: str) -> NonFiniteLossError:
             self.optimizer.zero_grad(set_to_none=True)
@@ -324,10 +364,10 @@ class EfficientZeroLearner:
             )
 
         if not bool(torch.isfinite(objective)):
-            raise restore(f"non-finite loss {float(loss.detach())}")
+            raise restore(f"non-finite loss {measured['loss']}")
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
-        params = [p for _, p in self._trainable()]
+        params = self.trainable_parameters()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if params \
             else torch.zeros(())
         if not bool(torch.isfinite(grad_norm)):
@@ -337,15 +377,8 @@ class EfficientZeroLearner:
         if self.num_updates % cfg.target_update_interval_updates == 0:
             self.sync_target()
 
-        priorities = ((value_0 - target_value[:, 0]).abs() + cfg.priority_eps)
-        metrics = {
-            "loss": float(loss.detach()),
-            **terms.summaries(),
-            "lr": lr,
-            "grad_norm": float(grad_norm),
-            "value_mean": float(value_0.mean()),
-            "target_value_mean": float(target_value[:, 0].mean()),
-        }
+        values = {k: measured.pop(k) for k in ("value_mean", "target_value_mean")}
+        metrics = {**measured, "lr": lr, "grad_norm": float(grad_norm), **values}
         return UpdateResult(metrics, priorities.double().cpu().numpy())
 
     def sync_target(self) -> None:

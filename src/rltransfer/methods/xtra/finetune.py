@@ -45,7 +45,7 @@ import torch
 
 from rltransfer.agents.efficientzero.batch import EZBatch
 from rltransfer.agents.efficientzero.config import EZTrainConfig, importance_exponent_at
-from rltransfer.agents.efficientzero.losses import weighted_loss
+from rltransfer.agents.efficientzero.shared_space import GameModel
 from rltransfer.agents.efficientzero.train import EZTrainer, train_efficientzero
 from rltransfer.core.config import ConfigError, to_dict
 from rltransfer.core.metrics import MetricsLogger
@@ -53,11 +53,11 @@ from rltransfer.core.run import RunResult
 from rltransfer.core.run_dir import RunConflictError
 from rltransfer.methods.xtra.offline_batches import OfflineBatches, concat_batches
 from rltransfer.methods.xtra.offline_loop import evaluate_on_task, load_world_model
-from rltransfer.methods.xtra.task_model import TaskModel
 from rltransfer.methods.xtra.task_weights import (
     EtaFormula,
     TaskWeights,
     TaskWeightSchedule,
+    flat_gradient,
     gradient_cosine,
 )
 from rltransfer.replay.offline import OfflineDataset
@@ -141,7 +141,7 @@ class XTRATrainer(EZTrainer):
             value_prefix_horizon=t.mcts.value_prefix_horizon, unroll_steps=t.learner.unroll_steps,
             td_steps=t.learner.td_steps, reanalyse=t.reanalyse, frame_stack=self.frame_stack,
             channels=channels, device=t.device) for d in datasets]
-        self.source_models = [TaskModel(self.learner.target_network, s.space, channels,
+        self.source_models = [GameModel(self.learner.target_network, s.space, channels,
                                         self.frame_stack) for s in self.sources]
         names = [d.env_id for d in datasets]
         self.task_weights = TaskWeights(names, schedule)
@@ -204,21 +204,21 @@ class XTRATrainer(EZTrainer):
 
     def measure_cosines(self, target: EZBatch, parts: list[EZBatch]) -> np.ndarray:
         """Cosine between each source's loss gradient and the target's (Eq. 2), each the
-        flattened gradient over all trainable parameters clamped to ``+-clamp``; a separate
-        pass (the public code's), leaving weights, BatchNorm statistics and ``.grad``
-        unchanged."""
+        flattened gradient over all trainable parameters
+        (:meth:`~rltransfer.agents.efficientzero.learner.EfficientZeroLearner.
+        trainable_parameters`) clamped to ``+-clamp``; a separate pass (the public code's),
+        leaving weights, BatchNorm statistics and ``.grad`` unchanged.
+
+        Returns:
+            ``float64[m]``, one cosine per source batch in ``parts``.
+        """
         learner = self.learner
-        params = [p for _, p in learner._trainable()]
+        params = learner.trainable_parameters()
         buffers = {k: v.clone() for k, v in learner.network.named_buffers()}
         clamp = self.task_weights.schedule.clamp
-        grads = []
         try:
-            for batch in (target, *parts):
-                objective = self.task_objective(batch)
-                g = torch.autograd.grad(objective, params, allow_unused=True)
-                flat = torch.cat([(gi if gi is not None else torch.zeros_like(p)).reshape(-1)
-                                  for gi, p in zip(g, params, strict=True)])
-                grads.append(flat.detach())
+            grads = [flat_gradient(self.task_objective(batch), params, retain_graph=False)
+                     for batch in (target, *parts)]
         finally:
             with torch.no_grad():
                 for k, v in learner.network.named_buffers():
@@ -226,19 +226,10 @@ class XTRATrainer(EZTrainer):
         return np.array([gradient_cosine(grads[0], g, clamp=clamp) for g in grads[1:]])
 
     def task_objective(self, batch: EZBatch) -> torch.Tensor:
-        """The EfficientZero objective of one task's batch (the learner's unroll and EZ
-        Eq. 5 weighting), with its graph."""
-        learner, dev = self.learner, self.learner.device
-        learner._train_modes()
-        terms, _ = learner._unroll(
-            batch.obs.to(dev), batch.future_obs.to(dev), batch.actions.to(dev, torch.int64),
-            batch.target_value_prefixes.to(dev, torch.float32),
-            batch.target_values.to(dev, torch.float32),
-            batch.target_policies.to(dev, torch.float32), batch.mask.to(dev, torch.float32))
-        _, objective = weighted_loss(terms, batch.weights.to(dev, torch.float32),
-                                     learner.config.loss_weights,
-                                     learner.config.gradient_scale_mode)
-        return objective
+        """The EfficientZero objective of one task's batch with its graph
+        (:meth:`~rltransfer.agents.efficientzero.learner.EfficientZeroLearner.
+        batch_objective`: the learner's unroll and EZ Eq. 5 weighting, no step)."""
+        return self.learner.batch_objective(batch).objective
 
     # ------------------------------------------------------------------ checkpoints
     def state_tensors(self) -> dict[str, Any]:
