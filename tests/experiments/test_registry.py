@@ -20,10 +20,12 @@ from rltransfer.experiments import RECIPES, Recipe, RecipeOverrides, build_recip
 from rltransfer.experiments.behavior_transfer import STRATEGIES, BTExperiment, Strategy, bt_minigrid
 from rltransfer.experiments.efficientzero import EZExperiment, ez_small
 from rltransfer.experiments.encoder_recipes import EncoderExperiment
+from rltransfer.experiments.xtra import XTRAExperiment
 from rltransfer.experiments.registry import (
     BT_RECIPES,
     ENCODER_RECIPES,
     EZ_RECIPES,
+    XTRA_RECIPES,
     _index,
 )
 
@@ -32,8 +34,10 @@ NAMES = {
     "encoder": ["ik-reacher", "ik-dmc", "ik-cross", "ik-distracted", "ik-budget",
                 "ik-budget-small", "ik-vs-images"],
     "efficientzero": ["ez-small", "ez-atari100k"],
+    "xtra": ["xtra-minatar", "xtra-atari100k"],
 }
-CONFIG_TYPE = {"bt": BTExperiment, "encoder": EncoderExperiment, "efficientzero": EZExperiment}
+CONFIG_TYPE = {"bt": BTExperiment, "encoder": EncoderExperiment, "efficientzero": EZExperiment,
+               "xtra": XTRAExperiment}
 
 
 def test_every_recipe_is_registered_and_builds_its_config() -> None:
@@ -48,13 +52,13 @@ def test_every_recipe_is_registered_and_builds_its_config() -> None:
             assert recipe.description and "\n" not in recipe.description, name
             assert recipe.runtime, name
     assert [r.name for r in RECIPES.values() if r.needs_gpu] == [
-        "bt-atari", "ik-budget", "ez-atari100k"]
+        "bt-atari", "ik-budget", "ez-atari100k", "xtra-atari100k"]
 
 
 def test_recipe_names_are_unique_and_kinds_checked() -> None:
     names = ([r.name for r in BT_RECIPES] + [r.name for r in ENCODER_RECIPES]
-             + [r.name for r in EZ_RECIPES])
-    assert len(names) == len(set(names)) == len(RECIPES) == 13
+             + [r.name for r in EZ_RECIPES] + [r.name for r in XTRA_RECIPES])
+    assert len(names) == len(set(names)) == len(RECIPES) == 15
     twice = (BT_RECIPES[0], BT_RECIPES[0])
     with pytest.raises(ValueError, match="two recipes are named 'bt-minigrid'"):
         _index([("bt", twice)])
@@ -75,7 +79,7 @@ def test_run_list_prints_every_recipe_with_kind_and_runtime(
     main(["run", "--list"])  # returns: exit status 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["RECIPE", "KIND", "RUNTIME"]
-    assert len(lines) == 1 + 13
+    assert len(lines) == 1 + 15
     runtime_col = lines[0].index("RUNTIME")
     rows = {line.split()[0]: line for line in lines[1:]}
     assert set(rows) == set(RECIPES)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from rltransfer.core.checkpoint import CheckpointError, save_checkpoint
 from rltransfer.envs.shared_actions import local_action_space, minatar_action_space
@@ -218,7 +219,8 @@ def test_game_segments_give_the_complete_episodes() -> None:
 
 
 def _write_run(run_dir: Path, replay: GameSegmentReplay, *, replay_saved: bool = True) -> None:
-    tensors = {f"replay/{k}": v for k, v in replay.state_tensors().items()}
+    tensors: dict[str, torch.Tensor | np.ndarray] = {
+        f"replay/{k}": v for k, v in replay.state_tensors().items()}
     tensors["representation/w"] = np.zeros(2, np.float32)
     meta = {"architecture": {"kind": "efficientzero", "env_id": "MinAtar/Breakout-v1",
                              "num_actions": 3, "frame_stack": 2},
