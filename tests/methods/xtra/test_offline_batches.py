@@ -1,5 +1,5 @@
 """Offline EfficientZero batches (MuZero Reanalyze from a dataset) and one game's view of a
-union-width world model (TaskModel)."""
+union-width world model (GameModel on the GameAdapter)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import torch
 from rltransfer.agents.efficientzero.mcts import BatchedMCTS, MCTSConfig
 from rltransfer.agents.efficientzero.networks import EfficientZeroNet, world_model_preset
 from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig
-from rltransfer.envs.shared_actions import minatar_action_space
+from rltransfer.agents.efficientzero.shared_space import GameAdapter, GameModel
+from rltransfer.envs.shared_actions import ActionSpaceMismatchError, minatar_action_space
 from rltransfer.methods.xtra.offline_batches import OfflineBatches, replay_from_dataset
-from rltransfer.methods.xtra.task_model import TaskModel, adapt_channels
 from rltransfer.replay.offline import Episode, OfflineDataset
 
 BREAKOUT = minatar_action_space("MinAtar/Breakout-v1")  # legal [0, 1, 3] of 6
@@ -57,7 +57,7 @@ def test_union_batch_shapes_and_scatter() -> None:
     batches = OfflineBatches(data, MCTS, discount=0.99, channels=10,
                              reanalyse=ReanalyseConfig(reanalyse_fraction=0.5,
                                                        value_target="network"))
-    teacher = TaskModel(tiny_net(10, 3), BREAKOUT, 10, 2)
+    teacher = GameModel(tiny_net(10, 3), BREAKOUT, 10, 2)
     batch = batches.sample(teacher, 8, np.random.default_rng(0), union=True)
     batch.check((20, 10, 10), 5, 6)
     assert set(np.unique(batch.actions.numpy())) <= {0, 1, 3}
@@ -73,7 +73,7 @@ def test_teacher_targets_do_not_change_when_the_student_changes() -> None:
     batches = OfflineBatches(data, MCTS, discount=0.99, channels=10)
     teacher_net = tiny_net(10, 3, seed=1)
     student = tiny_net(10, 6, seed=2)
-    teacher = TaskModel(teacher_net, BREAKOUT, 10, 2)
+    teacher = GameModel(teacher_net, BREAKOUT, 10, 2)
     before = batches.sample(teacher, 8, np.random.default_rng(5), union=True)
     with torch.no_grad():
         for p in student.parameters():
@@ -86,7 +86,7 @@ def test_teacher_targets_do_not_change_when_the_student_changes() -> None:
         assert torch.equal(v, state[k]), k
 
 
-class SpyModel(TaskModel):
+class SpyModel(GameModel):
     """Records the ids the network's dynamics receives."""
 
     seen: list[torch.Tensor]
@@ -97,7 +97,7 @@ class SpyModel(TaskModel):
         return ids
 
 
-def test_task_model_slices_every_node_and_maps_actions() -> None:
+def test_game_model_slices_every_node_and_maps_actions() -> None:
     net = tiny_net(10, 6)
     last = net.prediction.policy_mlp[-1]
     assert isinstance(last, torch.nn.Linear)
@@ -115,18 +115,34 @@ def test_task_model_slices_every_node_and_maps_actions() -> None:
     assert set(ids.tolist()) <= {0, 1, 3}
 
 
-def test_adapt_channels_per_frame() -> None:
+def test_network_obs_pads_and_cuts_per_frame() -> None:
     obs = torch.arange(2 * 4 * 1 * 1).reshape(1, 8, 1, 1)
-    out = adapt_channels(obs, 2, 6)
+    out = GameAdapter(BREAKOUT, frame_channels=4, frame_stack=2, channels=6).network_obs(obs)
     assert out.shape == (1, 12, 1, 1)
     assert out[0, :4, 0, 0].tolist() == [0, 1, 2, 3] and out[0, 4:6].abs().sum() == 0
     assert out[0, 6:10, 0, 0].tolist() == [4, 5, 6, 7]
-    back = adapt_channels(out, 2, 4)
+    # a narrower network (a teacher of the game's own channels) gets the padding cut off
+    back = GameAdapter(BREAKOUT, frame_channels=6, frame_stack=2, channels=4).network_obs(out)
     assert torch.equal(back, obs)
+    with pytest.raises(ActionSpaceMismatchError, match="game data"):  # not padding: refused
+        GameAdapter(BREAKOUT, frame_channels=4, frame_stack=2, channels=3).network_obs(obs)
 
 
-def test_task_model_rejects_other_widths() -> None:
-    from rltransfer.envs.shared_actions import ActionSpaceMismatchError
+def test_game_model_reads_padded_frames_with_a_narrower_teacher() -> None:
+    teacher = tiny_net(4, 3)  # Breakout's own 4 channels and 3 actions
+    model = GameModel(teacher, BREAKOUT, 10, 2)
+    padded = GameAdapter(BREAKOUT, 4, 2, channels=10).network_obs(
+        torch.randint(0, 2, (3, 8, 10, 10), dtype=torch.uint8))
+    with torch.no_grad():
+        want = teacher.initial_inference(
+            torch.cat([padded[:, :4], padded[:, 10:14]], dim=1))
+    got = model.initial_inference(padded)
+    np.testing.assert_array_equal(got.policy_logits, want.policy_logits)
+    assert not model.adapter.maps_actions
 
+
+def test_game_model_rejects_other_widths() -> None:
     with pytest.raises(ActionSpaceMismatchError):
-        TaskModel(tiny_net(4, 5), BREAKOUT, 4, 2)
+        GameModel(tiny_net(4, 5), BREAKOUT, 4, 2)
+    with pytest.raises(ActionSpaceMismatchError):  # 8 input channels are not 3 frames
+        GameModel(tiny_net(4, 3), BREAKOUT, 4, 3)

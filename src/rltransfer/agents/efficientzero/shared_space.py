@@ -16,7 +16,15 @@ network for several games, Atari's full 18 actions or MinAtar's union of 6).
   width are sliced back to the local ids (:meth:`GameAdapter.local`) to pick an action.
 * **observations**: frames are stored with the game's own ``C`` channels and zero-padded to
   the common ``channels`` at the network's input (:meth:`GameAdapter.network_obs`, MinAtar:
-  10, Seaquest's count), frame by frame inside the stack.
+  10, Seaquest's count), frame by frame inside the stack. A network of fewer channels than
+  the stored frames (a single-game teacher reading frames padded for a multi-game student)
+  gets them with the trailing padding cut off again.
+
+:class:`GameModel` shows a network to one game as a plain ``L``-action model (observations
+through :meth:`GameAdapter.network_obs`, logits sliced to the legal ids by
+:meth:`GameAdapter.local` at every node, local actions mapped by
+:meth:`GameAdapter.union_actions` before each dynamics step): the target model of offline
+reanalysis whose batches are built in the game's local ids (XTRA's teachers and sources).
 
 Without an action space (``EZTrainConfig.action_space = None``) the adapter is the identity
 (:attr:`GameAdapter.is_identity`) and every path skips it, so existing runs are unchanged.
@@ -30,11 +38,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
+from torch import nn
 
+from rltransfer.agents.efficientzero.mcts import ModelOutput
 from rltransfer.core.config import ConfigError
 from rltransfer.envs.shared_actions import (
     ActionSpace,
@@ -48,10 +58,14 @@ from rltransfer.envs.shared_actions import (
 )
 from rltransfer.envs.spec import suite_of
 
+if TYPE_CHECKING:
+    from rltransfer.agents.efficientzero.networks import EfficientZeroNet
+
 __all__ = [
     "ACTION_COMPONENTS",
     "ACTION_SPACES",
     "GameAdapter",
+    "GameModel",
     "check_transfer_space",
     "resolve_action_space",
 ]
@@ -137,10 +151,12 @@ class GameAdapter:
         space: the game's :class:`ActionSpace` (``U`` union ids, ``L`` legal).
         frame_channels: ``C``, channels of one stored frame.
         frame_stack: ``S``, frames per observation.
-        channels: channels of one frame at the network's input (``>= C``; ``None``: ``C``).
+        channels: channels of one frame at the network's input (``None``: ``C``). Above
+            ``C`` the frames are zero-padded; below ``C`` the trailing ``C - channels``
+            channels are cut off, and they must be zeros (padding added for another network).
 
     Raises:
-        ActionSpaceMismatchError: ``channels < frame_channels`` or non-positive sizes.
+        ActionSpaceMismatchError: non-positive sizes.
     """
 
     space: ActionSpace
@@ -153,9 +169,8 @@ class GameAdapter:
             raise ActionSpaceMismatchError(
                 f"frame_channels and frame_stack must be >= 1 (got {self.frame_channels}, "
                 f"{self.frame_stack})")
-        if self.channels is not None and self.channels < self.frame_channels:
-            raise ActionSpaceMismatchError(
-                f"cannot pad {self.frame_channels} channels to {self.channels}")
+        if self.channels is not None and self.channels < 1:
+            raise ActionSpaceMismatchError(f"channels must be >= 1 (got {self.channels})")
 
     @classmethod
     def for_env(cls, action_space: str | None, env_id: str, num_actions: int,
@@ -169,6 +184,31 @@ class GameAdapter:
         """
         space = resolve_action_space(action_space, env_id, num_actions)
         return cls(space, int(frame_shape[0]), int(frame_stack), pad_channels)
+
+    @classmethod
+    def for_network(cls, space: ActionSpace, num_actions: int,
+                    network_obs_shape: tuple[int, ...], frame_channels: int,
+                    frame_stack: int) -> GameAdapter:
+        """The adapter between one game and a network of width ``num_actions`` reading
+        ``network_obs_shape = (C_net * S, H, W)``: the game's ``space`` when the network is
+        union-wide (``U``), its local space when the network has the game's own ``L`` actions
+        (a single-game teacher); ``channels = C_net``.
+
+        Raises:
+            ActionSpaceMismatchError: the width is neither ``L`` nor ``U``, or the network's
+                input channels are not ``S`` frames of equal channels.
+        """
+        width, stack = int(num_actions), int(frame_stack)
+        if width not in (space.num_legal, space.union_size):
+            raise ActionSpaceMismatchError(
+                f"a network with {width} actions cannot play {space.legal_names} (needs "
+                f"{space.num_legal} local or {space.union_size} union actions)")
+        cs = int(network_obs_shape[0])
+        if stack < 1 or cs % stack:
+            raise ActionSpaceMismatchError(
+                f"the network reads {cs} channels, not {stack} frames of equal channels")
+        game = space if width == space.union_size else local_action_space(width)
+        return cls(game, int(frame_channels), stack, cs // stack)
 
     @classmethod
     def identity(cls, num_actions: int, frame_channels: int = 1,
@@ -199,7 +239,7 @@ class GameAdapter:
 
     @property
     def pads(self) -> bool:
-        """Whether frames are zero-padded at the network's input."""
+        """Whether frames change channels at the network's input (padded, or cut)."""
         return self.net_channels != self.frame_channels
 
     @property
@@ -229,11 +269,12 @@ class GameAdapter:
     # ------------------------------------------------------------------ conversions
     def network_obs(self, obs: _Array) -> _Array:
         """Stacked observations ``[..., C*S, H, W]`` -> ``[..., channels*S, H, W]``, each
-        frame zero-padded after its own channels (numpy or torch; ``obs`` itself without
-        padding).
+        frame zero-padded after its own channels, or cut to its first ``channels`` when the
+        network reads fewer (numpy or torch; ``obs`` itself when the counts agree).
 
         Raises:
-            ActionSpaceMismatchError: ``obs`` is not ``[..., C*S, H, W]``.
+            ActionSpaceMismatchError: ``obs`` is not ``[..., C*S, H, W]``, or a cut channel
+                holds a non-zero value (it is game data, not padding).
         """
         if not self.pads:
             return obs
@@ -244,8 +285,15 @@ class GameAdapter:
                 f"channels), got shape {tuple(obs.shape)}")
         lead, hw = tuple(obs.shape[:-3]), tuple(obs.shape[-2:])
         frames = obs.reshape(*lead, s, c, *hw)
-        padded = pad_channels(frames, self.net_channels)
-        return padded.reshape(*lead, s * self.net_channels, *hw)
+        net_c = self.net_channels
+        if net_c < c:
+            if bool((frames[..., net_c:, :, :] != 0).any()):
+                raise ActionSpaceMismatchError(
+                    f"the network reads {net_c} channels per frame; the frames' channels "
+                    f"{net_c}..{c - 1} hold game data, not zero padding")
+            return frames[..., :net_c, :, :].reshape(*lead, s * net_c, *hw)
+        padded = pad_channels(frames, net_c)
+        return padded.reshape(*lead, s * net_c, *hw)
 
     def union_actions(self, actions: _Array) -> _Array:
         """Local ids ``int[...]`` -> union ids ``int64[...]`` (numpy or torch, same device).
@@ -285,3 +333,57 @@ class GameAdapter:
         if isinstance(union, torch.Tensor):
             return union[..., torch.as_tensor(ids, device=union.device)]
         return np.ascontiguousarray(union[..., ids])
+
+
+class GameModel(nn.Module):
+    """A network as one game sees it: an ``L``-action target model for search and
+    reanalysis (:class:`~rltransfer.agents.efficientzero.reanalyse.TargetModel`; see the
+    module docstring). Every conversion is the :class:`GameAdapter`'s; a network whose width
+    and channels are the game's is used as it is.
+
+    Args:
+        network: an :class:`~rltransfer.agents.efficientzero.networks.EfficientZeroNet` of
+            width ``U`` (union) or ``L`` (local).
+        space: the game's :class:`ActionSpace`.
+        frame_channels: ``C``, channels of one frame of the observations given to
+            :meth:`initial_inference`.
+        frame_stack: ``S``, frames per observation.
+
+    Raises:
+        ActionSpaceMismatchError: as :meth:`GameAdapter.for_network`.
+
+    Attributes:
+        adapter: the :class:`GameAdapter` (``channels`` = the network's per frame).
+        num_actions: ``L``.
+    """
+
+    def __init__(self, network: EfficientZeroNet, space: ActionSpace, frame_channels: int,
+                 frame_stack: int) -> None:
+        super().__init__()
+        self.network = network
+        self.adapter = GameAdapter.for_network(space, int(network.num_actions),
+                                               tuple(network.obs_shape), frame_channels,
+                                               frame_stack)
+        self.num_actions = space.num_legal
+
+    def _local(self, out: ModelOutput) -> ModelOutput:
+        if self.adapter.maps_actions:
+            out.policy_logits = self.adapter.local(out.policy_logits)
+        return out
+
+    def union_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Local ids ``int64[B]`` -> the network's ids (:meth:`GameAdapter.union_actions`)."""
+        return self.adapter.union_actions(actions)
+
+    @torch.no_grad()
+    def initial_inference(self, obs: torch.Tensor) -> ModelOutput:
+        """Root inference of ``obs`` ``[B, C*S, H, W]``; policy logits ``[B, L]``."""
+        return self._local(self.network.initial_inference(self.adapter.network_obs(obs)))
+
+    @torch.no_grad()
+    def recurrent_inference(self, latent: torch.Tensor,
+                            reward_hidden: tuple[torch.Tensor, torch.Tensor],
+                            actions: torch.Tensor) -> ModelOutput:
+        """One model step with local ``actions`` ``int64[B]``; policy logits ``[B, L]``."""
+        return self._local(self.network.recurrent_inference(
+            latent, reward_hidden, self.union_actions(actions)))

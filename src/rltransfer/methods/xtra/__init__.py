@@ -5,8 +5,9 @@
 * :mod:`~rltransfer.methods.xtra.datasets`: offline datasets from finished EfficientZero runs
   (the dataset itself: :mod:`rltransfer.replay.offline`; shared action spaces:
   :mod:`rltransfer.envs.shared_actions`).
-* :mod:`~rltransfer.methods.xtra.task_model`: one game's view of a union-width world model
-  (padded channels, legal-id logits at every node, local -> union ids).
+* one game's view of a union-width world model (padded channels, legal ids at every node,
+  local -> union ids) is the EfficientZero agent's
+  :mod:`rltransfer.agents.efficientzero.shared_space` (``GameAdapter``, ``GameModel``).
 * :mod:`~rltransfer.methods.xtra.offline_batches`: EfficientZero batches from a dataset with
   targets by a given network (MuZero Reanalyze, the one reanalyser).
 * :mod:`~rltransfer.methods.xtra.offline_loop`, :mod:`~rltransfer.methods.xtra.teachers`,

@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 
 from rltransfer.agents.efficientzero.batch import EZBatch
+from rltransfer.agents.efficientzero.shared_space import GameModel
 from rltransfer.core.checkpoint import CheckpointError
 from rltransfer.core.run import RunResult, closes_envs_on_failure
 from rltransfer.envs.shared_actions import ActionSpaceMismatchError
 from rltransfer.methods.xtra.config import DistillConfig, validate_stage
 from rltransfer.methods.xtra.offline_batches import concat_batches
 from rltransfer.methods.xtra.offline_loop import OfflineTrainer, load_world_model
-from rltransfer.methods.xtra.task_model import TaskModel
 from rltransfer.methods.xtra.teachers import teacher_is_from_data_run
 from rltransfer.replay.offline import OfflineDataset
 
@@ -62,7 +62,7 @@ class DistillTrainer(OfflineTrainer):
             raise ActionSpaceMismatchError(
                 f"the source datasets use different shared action spaces {sorted(unions)}")
         self.open_offline(cfg, datasets, datasets[0].action_space.union_size)
-        self.teachers: list[TaskModel] = []
+        self.teachers: list[GameModel] = []
         self.teacher_meta: list[dict[str, Any]] = []
         for path, task in zip(cfg.teachers, self.tasks, strict=True):
             net, meta = load_world_model(path, cfg.device)
@@ -75,7 +75,7 @@ class DistillTrainer(OfflineTrainer):
             if stack != task.frame_stack:
                 raise CheckpointError(f"teacher {path} stacks {stack} frames, the data "
                                       f"{task.frame_stack}")
-            self.teachers.append(TaskModel(net, task.space, task.frame_channels, stack))
+            self.teachers.append(GameModel(net, task.space, task.frame_channels, stack))
             self.teacher_meta.append(meta)
         self.finish_setup()
 

@@ -13,8 +13,9 @@ from a fresh search of the given model (``reanalyse_fraction``; the rest are the
 policy's stored search policies, uniform where the dataset has none).
 
 The model that computes targets is any network seen through a
-:class:`~rltransfer.methods.xtra.task_model.TaskModel` (a frozen teacher in distillation, the
-student's target network in finetuning), so searches run over the game's legal actions only.
+:class:`~rltransfer.agents.efficientzero.shared_space.GameModel` (a frozen teacher in
+distillation, the student's target network in finetuning), so searches run over the game's
+legal actions only.
 With ``union=True`` a batch is returned in the union width: actions mapped to union ids and
 policy targets scattered into ``U`` slots (zeros at illegal ids).
 """
@@ -27,7 +28,8 @@ import torch
 from rltransfer.agents.efficientzero.batch import EZBatch
 from rltransfer.agents.efficientzero.mcts import MCTSConfig
 from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig, Reanalyser, TargetModel
-from rltransfer.envs.shared_actions import local_to_union, pad_channels, scatter_policy
+from rltransfer.agents.efficientzero.shared_space import GameAdapter
+from rltransfer.envs.shared_actions import pad_channels
 from rltransfer.replay.game_segment import GameSegmentReplay
 from rltransfer.replay.offline import OfflineDataset, OfflineDatasetError
 
@@ -120,7 +122,8 @@ class OfflineBatches:
 
     Attributes:
         replay: the :class:`GameSegmentReplay`; space: the dataset's action space;
-        frame_channels: channels of one stored frame (after padding).
+        frame_channels: channels of one stored frame (after padding); adapter: the
+        :class:`GameAdapter` of ``space`` over the stored frames (local -> union).
     """
 
     def __init__(self, dataset: OfflineDataset, mcts_config: MCTSConfig, *, discount: float,
@@ -135,6 +138,7 @@ class OfflineBatches:
                                           channels=channels)
         self.frame_stack = self.replay.frame_stack
         self.frame_channels = int(self.replay.frame_shape[0])
+        self.adapter = GameAdapter(self.space, self.frame_channels, self.frame_stack)
         base = reanalyse or ReanalyseConfig()
         config = ReanalyseConfig(reanalyse_fraction=base.reanalyse_fraction,
                                  value_target=base.value_target, off_policy_tau=0.0,
@@ -150,7 +154,7 @@ class OfflineBatches:
 
         Args:
             model: the target model in this game's local ids and stored channels (e.g. a
-                :class:`~rltransfer.methods.xtra.task_model.TaskModel` built with
+                :class:`~rltransfer.agents.efficientzero.shared_space.GameModel` built with
                 ``frame_channels`` and ``frame_stack`` of this object). Used without
                 gradients in eval mode; its weights are not changed.
             batch_size: ``B`` >= 1.
@@ -168,8 +172,8 @@ class OfflineBatches:
 
     def to_union(self, batch: EZBatch) -> EZBatch:
         """``batch`` with local actions mapped to union ids and policy targets scattered into
-        the union width (:func:`~rltransfer.envs.shared_actions.scatter_policy`)."""
-        actions = torch.from_numpy(local_to_union(batch.actions.numpy(), self.space))
-        batch.actions = actions
-        batch.target_policies = scatter_policy(batch.target_policies, self.space)
+        the union width (:meth:`GameAdapter.union_actions`, :meth:`GameAdapter.union_policy`).
+        """
+        batch.actions = self.adapter.union_actions(batch.actions.long())
+        batch.target_policies = self.adapter.union_policy(batch.target_policies)
         return batch

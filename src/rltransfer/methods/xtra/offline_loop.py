@@ -4,7 +4,9 @@ An offline stage has no env to step: :class:`OfflineTrainer` runs the loop with
 ``num_envs = 1`` and one update per "env step", so the loop's budget, replay ratio, progress
 bar, NaN guard, metrics (``metrics.jsonl`` + TensorBoard), evaluation and checkpoint cadences,
 resume and ``final/`` all count **learner updates**. Evaluation plays the real task envs
-(greedy search through :class:`~rltransfer.methods.xtra.task_model.TaskModel`).
+(greedy search over the task's legal ids:
+:class:`~rltransfer.agents.efficientzero.actor.SearchPolicy` with a
+:class:`~rltransfer.agents.efficientzero.shared_space.GameAdapter`).
 
 Checkpoints hold the learner's state (networks, target network, SGD momentum, counters); the
 offline datasets are reread from their directories, never copied. ``final/`` holds the world
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 
+from rltransfer.agents.efficientzero.actor import SearchPolicy
 from rltransfer.agents.efficientzero.config import EZTrainConfig, ez_env_kwargs
 from rltransfer.agents.efficientzero.learner import EfficientZeroLearner
 from rltransfer.agents.efficientzero.networks import (
@@ -28,6 +31,7 @@ from rltransfer.agents.efficientzero.networks import (
     WorldModelConfig,
     world_model_preset,
 )
+from rltransfer.agents.efficientzero.shared_space import GameAdapter
 from rltransfer.core.checkpoint import CheckpointError
 from rltransfer.core.config import from_dict, to_dict
 from rltransfer.core.loop import TrainingLoop
@@ -40,7 +44,6 @@ from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.methods.weight_transfer import load_component_tensors
 from rltransfer.methods.xtra.config import OfflineStageConfig, validate_stage
 from rltransfer.methods.xtra.offline_batches import OfflineBatches
-from rltransfer.methods.xtra.task_model import TaskModel, TaskSearchPolicy
 from rltransfer.replay.offline import OfflineDataset
 
 if TYPE_CHECKING:
@@ -75,14 +78,21 @@ def task_eval_kwargs(env_id: str) -> dict[str, Any]:
 def evaluate_on_task(network: EfficientZeroNet, env_id: str, frame_stack: int, mcts: Any, *,
                      episodes: int, seed: int, device: str = "cpu") -> np.ndarray:
     """Greedy returns ``float64[episodes]`` of ``network`` (union or local width) on
-    ``env_id`` (its shared action space), through a :class:`TaskModel` (the env's own
-    channels padded to the network's; logits sliced to the legal ids at every node)."""
+    ``env_id`` (its shared action space): the env's own channels padded to the network's,
+    the search masked to the legal ids at every node (:meth:`GameAdapter.for_network`).
+
+    Raises:
+        ActionSpaceMismatchError: the network's width is neither the game's ``L`` nor its
+            union's ``U``.
+    """
     envs = make_env(env_id, 1, seed, **task_eval_kwargs(env_id))
     shape = envs.single_observation_space.shape
     envs.close()
     assert shape is not None
-    model = TaskModel(network, action_space_for(env_id), int(shape[0]), frame_stack)
-    policy = TaskSearchPolicy(model, mcts, device=device, deterministic=True, seed=seed)
+    adapter = GameAdapter.for_network(action_space_for(env_id), network.num_actions,
+                                      network.obs_shape, int(shape[0]), frame_stack)
+    policy = SearchPolicy(network, mcts, network.num_actions, device=device,
+                          deterministic=True, seed=seed, adapter=adapter)
     return evaluate_policy(policy, env_id, num_episodes=episodes, seed=seed,
                            frame_stack=frame_stack, num_envs=min(episodes, 8),
                            env_kwargs=task_eval_kwargs(env_id))

@@ -19,10 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 from rltransfer.agents.efficientzero.batch import EZBatch
+from rltransfer.agents.efficientzero.shared_space import GameModel
 from rltransfer.core.run import RunResult, closes_envs_on_failure
 from rltransfer.methods.xtra.config import TeacherConfig, validate_stage
 from rltransfer.methods.xtra.offline_loop import OfflineTrainer
-from rltransfer.methods.xtra.task_model import TaskModel
 from rltransfer.replay.offline import OfflineDataset
 
 __all__ = ["TeacherTrainer", "teacher_is_from_data_run", "train_teacher"]
@@ -44,7 +44,7 @@ class TeacherTrainer(OfflineTrainer):
         data = OfflineDataset.load(cfg.dataset)
         self.open_offline(cfg, [data], data.action_space.num_legal)
         task = self.tasks[0]
-        self.target_model = TaskModel(self.learner.target_network, task.space,
+        self.target_model = GameModel(self.learner.target_network, task.space,
                                       task.frame_channels, task.frame_stack)
         self.finish_setup()
 
