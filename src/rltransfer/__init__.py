@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     "TrainConfig": "rltransfer.agents.r2d2.config",
-    "suite_config": "rltransfer.agents.r2d2.config",
+    "suite_config": "rltransfer.agents.r2d2.suites",
     "SACTrainConfig": "rltransfer.agents.sac.config",
     "EZTrainConfig": "rltransfer.agents.efficientzero.config",
     "train": "rltransfer.agents.r2d2.train",
