@@ -10,13 +10,13 @@ import torch
 
 from rltransfer.core.checkpoint import load_checkpoint
 from rltransfer.core.config import ConfigError, from_dict
+from rltransfer.core.images import center_crop
 from rltransfer.methods.encoder_pretraining.inverse_dynamics import (
     InverseDynamicsConfig,
     pretrain_inverse_dynamics,
     train_inverse_dynamics,
 )
 from rltransfer.methods.encoder_pretraining.inverse_dynamics_data import (
-    center_crop_frames,
     collect_random_transitions,
 )
 from rltransfer.methods.encoder_pretraining.inverse_dynamics_model import (
@@ -206,11 +206,11 @@ def test_frames_are_centre_crops_of_the_render() -> None:
     full = _PatternEnv().frame(2)
     np.testing.assert_array_equal(data.frames[2], full[:, 8:92, 8:92])
     assert data.frames[2, 0, 0, 0] == (8 + 2 * 8 + 2) % 256  # pixel (8, 8) of step 2
-    from rltransfer.agents.sac.augmentation import center_crop
+    from rltransfer.agents.sac.augmentation import eval_view
 
-    sac_view = center_crop(torch.from_numpy(full[None]), 84)[0].numpy()
+    sac_view = eval_view(torch.from_numpy(full[None]), "crop", 84)[0].numpy()
     np.testing.assert_array_equal(data.frames[2], sac_view)
-    np.testing.assert_array_equal(center_crop_frames(full, 84), full[:, 8:92, 8:92])
+    np.testing.assert_array_equal(center_crop(full, 84), full[:, 8:92, 8:92])
     with pytest.raises(ValueError, match="crop_size 120 exceeds"):
         collect_random_transitions(_pattern_vector_env(), 5, crop_size=120)  # type: ignore[arg-type]
 

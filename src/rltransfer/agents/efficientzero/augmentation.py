@@ -17,14 +17,17 @@ the learner's own generator (saved in checkpoints, so resuming is exact).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from rltransfer.core.images import crop_windows
 
 __all__ = ["augment_observations", "scale_intensity", "shift_and_crop"]
 
 
 def shift_and_crop(x: torch.Tensor, offsets: torch.Tensor, pad: int) -> torch.Tensor:
     """Random-shift augmentation with given offsets (EfficientZero's ``shift``: replicate pad,
-    then crop back to the input size; Kostrikov et al. 2021 / Schwarzer et al. 2021).
+    then crop back to the input size; Kostrikov et al. 2021 / Schwarzer et al. 2021). The
+    windows are :func:`rltransfer.core.images.crop_windows` (clamped indices, no padded copy):
+    pure indexing, so bit-identical to padding and cropping.
 
     Args:
         x: float ``[N, C, H, W]``.
@@ -48,14 +51,9 @@ def shift_and_crop(x: torch.Tensor, offsets: torch.Tensor, pad: int) -> torch.Te
         raise ValueError(f"offsets must lie in [0, {2 * pad}]")
     if pad == 0:
         return x
-    n, _, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    _, _, h, w = x.shape
     offsets = offsets.to(x.device, torch.int64)
-    rows = offsets[:, 0:1] + torch.arange(h, device=x.device)  # [N, H]
-    cols = offsets[:, 1:2] + torch.arange(w, device=x.device)  # [N, W]
-    batch = torch.arange(n, device=x.device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # [N,H,W,C]
-    return out.permute(0, 3, 1, 2).contiguous()
+    return crop_windows(x, offsets[:, 0] - pad, offsets[:, 1] - pad, h, w)
 
 
 def scale_intensity(x: torch.Tensor, noise: torch.Tensor, scale: float) -> torch.Tensor:

@@ -8,28 +8,18 @@ update time only (:data:`~rltransfer.agents.sac.config.AUGMENTATIONS`):
 * ``"none"``.
 
 Every function takes ``[B, C, H, W]`` images of any dtype (uint8 stays uint8) and draws its
-offsets from the given torch generator on the CPU (the same draws on every device).
+offsets from the given torch generator on the CPU (the same draws on every device); the
+windows are :func:`rltransfer.core.images.crop_windows`, the centre crop
+:func:`rltransfer.core.images.center_crop` (re-exported here).
 """
 
 from __future__ import annotations
 
 import torch
 
+from rltransfer.core.images import center_crop, crop_windows
+
 __all__ = ["augment", "center_crop", "eval_view", "random_crop", "random_shift"]
-
-
-def _crop_at(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, height: int,
-             width: int) -> torch.Tensor:
-    """Per-sample windows ``images[i, :, top_i:top_i+height, left_i:left_i+width]`` ``[B, C,
-    height, width]``, where rows / columns outside the image repeat the edge (replicate
-    padding = clamped indices). One ``gather`` over the flattened pixels (4x faster on CPU
-    than advanced indexing)."""
-    b, c, h, w = images.shape
-    rows = (top[:, None] + torch.arange(height, device=images.device)[None, :]).clamp_(0, h - 1)
-    cols = (left[:, None] + torch.arange(width, device=images.device)[None, :]).clamp_(0, w - 1)
-    flat = (rows[:, :, None] * w + cols[:, None, :]).reshape(b, 1, height * width)
-    out = images.reshape(b, c, h * w).gather(2, flat.expand(b, c, height * width))
-    return out.reshape(b, c, height, width)
 
 
 def _offsets(b: int, high: int, generator: torch.Generator | None, device: torch.device
@@ -57,7 +47,7 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | No
     b, _, h, w = images.shape
     top = _offsets(b, 2 * pad + 1, generator, images.device)
     left = _offsets(b, 2 * pad + 1, generator, images.device)
-    return _crop_at(images, top - pad, left - pad, h, w)
+    return crop_windows(images, top - pad, left - pad, h, w)
 
 
 def random_crop(images: torch.Tensor, size: int, generator: torch.Generator | None = None
@@ -80,21 +70,7 @@ def random_crop(images: torch.Tensor, size: int, generator: torch.Generator | No
         raise ValueError(f"crop size {size} exceeds the {h}x{w} images; render larger images")
     top = _offsets(b, h - size + 1, generator, images.device)
     left = _offsets(b, w - size + 1, generator, images.device)
-    return _crop_at(images, top, left, size, size)
-
-
-def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Centre ``size x size`` crop (evaluation / acting with ``"crop"`` augmentation):
-    ``[..., H, W]`` -> ``[..., size, size]`` (a view).
-
-    Raises:
-        ValueError: ``size`` larger than the images.
-    """
-    h, w = images.shape[-2:]
-    if size > h or size > w:
-        raise ValueError(f"crop size {size} exceeds the {h}x{w} images; render larger images")
-    top, left = (h - size) // 2, (w - size) // 2
-    return images[..., top:top + size, left:left + size]
+    return crop_windows(images, top, left, size, size)
 
 
 def augment(images: torch.Tensor, augmentation: str, shift_pad: int, crop_size: int,

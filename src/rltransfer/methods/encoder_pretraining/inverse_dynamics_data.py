@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import VectorEnv
 
+from rltransfer.core.images import center_crop
 from rltransfer.core.progress import RunProgress
 
 
@@ -145,23 +146,6 @@ def _action_sampler(space: gym.Space[Any]) -> tuple[bool, int, Any]:
     )
 
 
-def center_crop_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """The centre ``size x size`` window of ``[..., H, W]`` frames (top row ``(H - size) // 2``,
-    left column ``(W - size) // 2``: the public code's 8:-8 crop of 100 -> 84, and the same
-    window as :func:`rltransfer.agents.sac.augmentation.center_crop`).
-
-    Raises:
-        ValueError: ``size`` exceeds ``H`` or ``W``.
-    """
-    h, w = frames.shape[-2:]
-    if size > h or size > w:
-        raise ValueError(
-            f"crop_size {size} exceeds the {h}x{w} frames; render larger frames or lower crop_size"
-        )
-    top, left = (h - size) // 2, (w - size) // 2
-    return frames[..., top : top + size, left : left + size]
-
-
 def collect_random_transitions(
     env: VectorEnv,
     num_transitions: int,
@@ -190,7 +174,7 @@ def collect_random_transitions(
         seed: seeds the action sampler (the env keeps its own seeding).
         progress: show a progress bar counting triples.
         crop_size: store the centre ``crop_size x crop_size`` window of every frame
-            (:func:`center_crop_frames`); None stores full frames.
+            (:func:`rltransfer.core.images.center_crop`); None stores full frames.
 
     Returns:
         :class:`TransitionFrames` holding exactly ``T`` triples.
@@ -215,7 +199,7 @@ def collect_random_transitions(
                 f"inverse dynamics needs uint8 pixel observations [B={num_envs}, C, H, W], got "
                 f"{obs.dtype}{list(obs.shape)}"
             )
-        return obs if crop_size is None else center_crop_frames(obs, int(crop_size))
+        return obs if crop_size is None else center_crop(obs, int(crop_size))
 
     raw = np.asarray(env.reset()[0])
     source_size = (int(raw.shape[-2]), int(raw.shape[-1])) if raw.ndim == 4 else None
@@ -271,4 +255,4 @@ def collect_random_transitions(
 
 
 
-__all__ = ["TransitionFrames", "center_crop_frames", "collect_random_transitions"]
+__all__ = ["TransitionFrames", "collect_random_transitions"]
