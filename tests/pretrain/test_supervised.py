@@ -6,7 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from rltransfer.methods.encoder_pretraining.supervised import EpochProgress, fit_epochs
+from rltransfer.core.progress import RunProgress
+from rltransfer.methods.encoder_pretraining.supervised import fit_epochs
 
 
 def test_fit_epochs_records_and_draws_batches_every_epoch() -> None:
@@ -32,14 +33,14 @@ def test_fit_epochs_records_and_draws_batches_every_epoch() -> None:
         calls.append(model.training)
         return {"loss": batch_loss(np.arange(12)).item()}
 
-    with EpochProgress("test", 6, enabled=False) as bar:
+    with RunProgress("test", 6, enabled=False, unit="updates") as bar:
         history = fit_epochs(model, optimizer, epochs=3, epoch_batches=epoch_batches,
                              batch_loss=batch_loss, validate=validate, progress=bar)
     assert [r["epoch"] for r in history] == [1, 2, 3] and len(draws) == 3
     assert set(history[0]) == {"epoch", "train_loss", "val_loss", "seconds"}
     assert history[-1]["val_loss"] < history[0]["val_loss"]
     assert calls == [True, True, True]  # the loop leaves eval mode to validate itself
-    with EpochProgress("test", 0, enabled=False) as bar:
+    with RunProgress("test", 0, enabled=False, unit="updates") as bar:
         assert fit_epochs(model, optimizer, epochs=0, epoch_batches=epoch_batches,
                           batch_loss=batch_loss, validate=None, progress=bar) == []
         one = fit_epochs(model, optimizer, epochs=1, epoch_batches=epoch_batches,

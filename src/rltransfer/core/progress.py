@@ -1,4 +1,5 @@
-"""A rich progress bar for long runs, showing env steps, env steps/s and recent metrics."""
+"""A rich progress bar for long runs, showing the count (env steps, updates, ...), its rate
+and recent metrics."""
 
 from __future__ import annotations
 
@@ -19,21 +20,23 @@ from rich.progress import (
 
 
 class RunProgress:
-    """Context manager around a rich progress bar counting env steps.
+    """Context manager around a rich progress bar counting ``unit``: env steps of a training
+    run (the default), gradient updates of a supervised pretraining, collected transitions.
+    Shows the count out of ``total``, the rate per second, a free-text ``info`` (recent
+    metrics) and the elapsed / remaining time.
 
-    Disabled (no output) when ``enabled`` is false or stderr is not a terminal and
-    ``force`` is false; then :meth:`update` is nearly free.
+    Disabled (no output) when ``enabled`` is false or stderr is not a terminal; then
+    :meth:`update` and :meth:`advance` are nearly free.
     """
 
-    def __init__(
-        self, description: str, total_env_steps: int, start_env_steps: int = 0,
-        enabled: bool = True,
-    ) -> None:
+    def __init__(self, description: str, total: int, start: int = 0, enabled: bool = True,
+                 unit: str = "env steps") -> None:
         self.enabled = enabled and sys.stderr.isatty()
-        self.total = total_env_steps
-        self.completed = start_env_steps
+        self.total = total
+        self.completed = start
+        self.unit = unit
         self._start_time = time.perf_counter()
-        self._start_steps = start_env_steps
+        self._start_count = start
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self.description = description
@@ -44,8 +47,8 @@ class RunProgress:
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("env steps"),
-                TextColumn("{task.fields[rate]:>8.0f} steps/s"),
+                TextColumn(self.unit),
+                TextColumn("{task.fields[rate]:>8.0f} " + self.unit.split()[-1] + "/s"),
                 TextColumn("{task.fields[info]}"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
@@ -59,16 +62,34 @@ class RunProgress:
         return self
 
     @property
-    def env_steps_per_second(self) -> float:
+    def per_second(self) -> float:
+        """Units counted since the start (``completed - start``) per wall-clock second."""
         elapsed = time.perf_counter() - self._start_time
-        return (self.completed - self._start_steps) / max(elapsed, 1e-9)
+        return (self.completed - self._start_count) / max(elapsed, 1e-9)
 
-    def update(self, env_steps: int, info: str = "") -> None:
-        self.completed = env_steps
+    @property
+    def env_steps_per_second(self) -> float:
+        """:attr:`per_second` of a bar counting env steps (the training loop's metric)."""
+        return self.per_second
+
+    def update(self, completed: int, info: str = "") -> None:
+        """Set the count to ``completed`` (absolute) and the text to ``info``."""
+        self.completed = completed
         if self._progress is not None and self._task is not None:
             self._progress.update(
-                self._task, completed=env_steps, rate=self.env_steps_per_second, info=info
+                self._task, completed=completed, rate=self.per_second, info=info
             )
+
+    def advance(self, count: int = 1, info: str | None = None) -> None:
+        """Add ``count`` to the count; ``info`` replaces the text (None keeps it)."""
+        self.completed += count
+        if self._progress is not None and self._task is not None:
+            if info is None:
+                self._progress.update(self._task, completed=self.completed,
+                                      rate=self.per_second)
+            else:
+                self._progress.update(self._task, completed=self.completed,
+                                      rate=self.per_second, info=info)
 
     def __exit__(
         self,

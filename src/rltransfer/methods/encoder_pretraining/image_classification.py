@@ -28,6 +28,7 @@ import torch
 
 from rltransfer.core.config import ConfigError, save_config, to_dict
 from rltransfer.core.metrics import MetricsLogger
+from rltransfer.core.progress import RunProgress
 from rltransfer.core.seeding import seed_everything
 from rltransfer.methods.encoder_pretraining.image_classification_data import (
     group_into_datapoints,
@@ -39,7 +40,6 @@ from rltransfer.methods.encoder_pretraining.image_classification_model import (
     evaluate_image_classifier,
 )
 from rltransfer.methods.encoder_pretraining.supervised import (
-    EpochProgress,
     fit_epochs,
     resolve_device,
     set_torch_threads,
@@ -169,8 +169,9 @@ def pretrain_image_classification(cfg: ImageClassificationConfig) -> Path:
 
     logger = MetricsLogger(out_dir, tensorboard=False)
     try:
-        with EpochProgress(
-            "image classification", cfg.epochs * updates_per_epoch, enabled=cfg.progress
+        with RunProgress(
+            "image classification", cfg.epochs * updates_per_epoch, enabled=cfg.progress,
+            unit="updates",
         ) as bar:
             history = fit_epochs(
                 model,

@@ -31,6 +31,7 @@ from gymnasium.vector import VectorEnv
 
 from rltransfer.core.config import ConfigError, save_config, to_dict
 from rltransfer.core.metrics import MetricsLogger
+from rltransfer.core.progress import RunProgress
 from rltransfer.core.seeding import seed_everything
 from rltransfer.methods.encoder_pretraining.inverse_dynamics_data import (
     TransitionFrames,
@@ -42,7 +43,6 @@ from rltransfer.methods.encoder_pretraining.inverse_dynamics_model import (
     predict_batch,
 )
 from rltransfer.methods.encoder_pretraining.supervised import (
-    EpochProgress,
     fit_epochs,
     resolve_device,
     set_torch_threads,
@@ -188,7 +188,8 @@ def train_inverse_dynamics(
     def validate() -> dict[str, float]:
         return evaluate_inverse_dynamics(model, data, val_index, device)
 
-    with EpochProgress("IK training", epochs * updates_per_epoch, enabled=progress) as bar:
+    with RunProgress("IK training", epochs * updates_per_epoch, enabled=progress,
+                     unit="updates") as bar:
         return fit_epochs(
             model,
             optimizer,

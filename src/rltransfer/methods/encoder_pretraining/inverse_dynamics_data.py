@@ -213,7 +213,7 @@ def collect_random_transitions(
     obs_chunks: list[np.ndarray] = []
     action_chunks: list[np.ndarray] = []
     count = 0
-    with RunProgress("IK data (triples)", num_transitions, enabled=progress) as bar:
+    with RunProgress("IK data", num_transitions, enabled=progress, unit="triples") as bar:
         while count < num_transitions:
             if steps_since_reset == reset_every_env_steps:
                 last = store.append(check(env.reset()[0]), None)

@@ -1,30 +1,20 @@
 """Shared pieces of the supervised encoder-pretraining loops (inverse dynamics, grouped-conv
-image classification): train/validation splits, device and thread setup, an epoch progress
-bar, and the one epoch loop both pretrainings run (:func:`fit_epochs`)."""
+image classification): train/validation splits, device and thread setup, and the one epoch
+loop both pretrainings run (:func:`fit_epochs`, advancing a
+:class:`~rltransfer.core.progress.RunProgress` counting updates)."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from rltransfer.core.config import ConfigError
 from rltransfer.core.metrics import MetricsLogger
+from rltransfer.core.progress import RunProgress
 
 V = TypeVar("V")
 """Value type of the validation metrics (``float``, or ``float | list[float]`` for
@@ -79,52 +69,6 @@ def set_torch_threads(num_threads: int) -> None:
         torch.set_num_threads(num_threads)
 
 
-class EpochProgress:
-    """A rich bar counting gradient updates over all epochs, with the last metrics.
-
-    Silent when ``enabled`` is false or stderr is not a terminal.
-    """
-
-    def __init__(self, description: str, total_updates: int, enabled: bool = True) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.description = description
-        self.total = total_updates
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
-
-    def __enter__(self) -> EpochProgress:
-        if self.enabled:
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("updates"),
-                TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self._progress.start()
-            self._task = self._progress.add_task(self.description, total=self.total, info="")
-        return self
-
-    def advance(self, updates: int = 1, info: str | None = None) -> None:
-        if self._progress is not None and self._task is not None:
-            if info is None:
-                self._progress.advance(self._task, updates)
-            else:
-                self._progress.update(self._task, advance=updates, info=info)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-
 def fit_epochs(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -133,7 +77,7 @@ def fit_epochs(
     epoch_batches: Callable[[], Iterable[Any]],
     batch_loss: Callable[[Any], torch.Tensor],
     validate: Callable[[], Mapping[str, V]] | None,
-    progress: EpochProgress,
+    progress: RunProgress,
     logger: MetricsLogger | None = None,
     log_step: int = 0,
 ) -> list[dict[str, float | V]]:
@@ -189,7 +133,6 @@ def fit_epochs(
 
 
 __all__ = [
-    "EpochProgress",
     "fit_epochs",
     "resolve_device",
     "set_torch_threads",
