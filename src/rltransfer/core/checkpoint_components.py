@@ -13,7 +13,7 @@ named_components`); its *component tensors* are keyed ``<component>/<state_dict 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -32,10 +32,14 @@ __all__ = [
     "check_component_names",
     "component_tensors",
     "forget_optimizer_state",
+    "load_network_tensors",
     "load_optimizer_state",
     "optimizer_tensors",
+    "read_network_tensors",
+    "read_optimizer_tensors",
     "summarise_problems",
     "tensor_problems",
+    "unexpected_tensors",
 ]
 
 
@@ -120,6 +124,51 @@ def tensor_problems(
     return problems
 
 
+def read_network_tensors(
+    tensors: Mapping[str, torch.Tensor], networks: Mapping[str, nn.Module]
+) -> tuple[dict[str, dict[str, torch.Tensor]], list[str]]:
+    """Split saved tensors by network and check each part against its network.
+
+    Args:
+        tensors: flat saved tensors (``state_tensors`` output).
+        networks: ``prefix -> module`` (e.g. ``{"online.": net, "target.": target}``, or one
+            entry per component: ``{"representation/": ..., "target/representation/": ...}``);
+            a module's tensors are the keys ``prefix + <state_dict key>``.
+
+    Returns:
+        ``(states, problems)``: ``states[prefix]`` is ``{state_dict key: tensor}`` for that
+        module (ready for :func:`load_network_tensors` once ``problems`` is empty);
+        ``problems`` lists missing, unexpected and mis-shaped keys (:func:`tensor_problems`).
+    """
+    states: dict[str, dict[str, torch.Tensor]] = {}
+    problems: list[str] = []
+    for prefix, module in networks.items():
+        given = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        problems += tensor_problems(given, module.state_dict(), prefix)
+        states[prefix] = given
+    return states, problems
+
+
+def unexpected_tensors(
+    tensors: Iterable[str], prefixes: tuple[str, ...], keys: Collection[str]
+) -> list[str]:
+    """``"unexpected <key>"`` for every key of ``tensors`` that is neither one of ``keys``
+    (a learner's scalars: ``num_updates``, ...) nor starts with one of ``prefixes`` (the parts
+    read by :func:`read_network_tensors` / :func:`read_optimizer_tensors`)."""
+    return [f"unexpected {k}" for k in tensors if k not in keys and not k.startswith(prefixes)]
+
+
+def load_network_tensors(
+    networks: Mapping[str, nn.Module], states: Mapping[str, Mapping[str, torch.Tensor]],
+    device: torch.device | str = "cpu",
+) -> None:
+    """Load ``states[prefix]`` into ``networks[prefix]`` (strict, no gradient; values are
+    moved to ``device`` first): the second half of :func:`read_network_tensors`."""
+    with torch.no_grad():
+        for prefix, module in networks.items():
+            module.load_state_dict({k: v.to(device) for k, v in states[prefix].items()})
+
+
 def summarise_problems(problems: list[str], limit: int = 10) -> str:
     """``problems`` joined by ``"; "``, the first ``limit`` of them and a count of the rest."""
     text = "; ".join(problems[:limit])
@@ -189,6 +238,34 @@ def optimizer_tensors(
             t = value if torch.is_tensor(value) else torch.tensor(float(value))
             out[f"{prefix}{name}{sep}{field}"] = t.detach().cpu().clone().contiguous()
     return out
+
+
+def read_optimizer_tensors(
+    tensors: Mapping[str, torch.Tensor], prefix: str, names: Collection[str], sep: str = "."
+) -> tuple[dict[str, dict[str, torch.Tensor]], list[str]]:
+    """Read back :func:`optimizer_tensors` output: the keys ``{prefix}{name}{sep}{field}``.
+
+    Args:
+        tensors: flat saved tensors; keys without ``prefix`` are ignored.
+        prefix, sep: the key layout given to :func:`optimizer_tensors`.
+        names: the parameter names this optimizer may hold state for.
+
+    Returns:
+        ``(saved, problems)``: ``saved`` is ``name -> field -> tensor`` (what
+        :func:`load_optimizer_state` takes); ``problems`` has ``"unexpected <key>"`` for
+        every key whose name is not in ``names``.
+    """
+    saved: dict[str, dict[str, torch.Tensor]] = {}
+    problems: list[str] = []
+    for key, value in tensors.items():
+        if not key.startswith(prefix):
+            continue
+        name, _, field = key[len(prefix):].rpartition(sep)
+        if name in names:
+            saved.setdefault(name, {})[field] = value
+        else:
+            problems.append(f"unexpected {key}")
+    return saved, problems
 
 
 def load_optimizer_state(

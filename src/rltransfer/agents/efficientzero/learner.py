@@ -44,10 +44,13 @@ from rltransfer.core.checkpoint_components import (
     carry_optimizer_state,
     check_component_names,
     component_tensors,
+    load_network_tensors,
     load_optimizer_state,
     optimizer_tensors,
+    read_network_tensors,
+    read_optimizer_tensors,
     summarise_problems,
-    tensor_problems,
+    unexpected_tensors,
 )
 from rltransfer.core.types import UpdateResult
 from rltransfer.envs.shared_actions import (
@@ -458,23 +461,14 @@ class EfficientZeroLearner:
                         f"learner state was saved with {key}={meta[key]}, this learner has "
                         f"{mine}; build the learner with the saved spaces"
                     )
-        problems: list[str] = []
-        known: set[str] = set()
-        states: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
-        for head, net in (("", self.network), ("target/", self.target_network)):
-            for comp in COMPONENTS:
-                prefix = f"{head}{comp}/"
-                mine = getattr(net, comp).state_dict()
-                given = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-                problems += tensor_problems(given, mine, prefix)
-                known |= {prefix + k for k in given}
-                states[(head, comp)] = given
+        networks = {f"{head}{comp}/": getattr(net, comp)
+                    for head, net in (("", self.network), ("target/", self.target_network))
+                    for comp in COMPONENTS}
+        states, problems = read_network_tensors(tensors, networks)
         for key in ("learner/num_updates", "learner/frozen"):
             if key not in tensors:
                 problems.append(f"missing {key}")
-            known.add(key)
-        known.add("learner/augmentation_rng")  # optional: absent in older checkpoints
-        rng_state = tensors.get("learner/augmentation_rng")
+        rng_state = tensors.get("learner/augmentation_rng")  # absent in older checkpoints
         if rng_state is not None and (
                 rng_state.numel() != self.augmentation_rng.get_state().numel()):
             problems.append("learner/augmentation_rng is not a torch CPU generator state")
@@ -482,27 +476,20 @@ class EfficientZeroLearner:
             problems.append(f"learner/frozen must have {len(COMPONENTS)} entries")
         all_params = {f"{comp}/{name}": p for comp in COMPONENTS
                       for name, p in getattr(self.network, comp).named_parameters()}
-        momentum: dict[str, torch.Tensor] = {}
-        for key, v in tensors.items():
-            if not key.startswith("optimizer/"):
-                continue
-            known.add(key)
-            pname, _, field = key[len("optimizer/"):].rpartition("/")
-            if field != "momentum_buffer" or pname not in all_params:
-                problems.append(f"unexpected optimizer tensor {key}")
-            elif tuple(v.shape) != tuple(all_params[pname].shape):
+        momentum, opt_problems = read_optimizer_tensors(tensors, "optimizer/", all_params, "/")
+        problems += opt_problems
+        for pname, fields in momentum.items():
+            for field, v in fields.items():
                 want = tuple(all_params[pname].shape)
-                problems.append(f"{key}: saved {tuple(v.shape)} vs {want}")
-            else:
-                momentum[pname] = v
-        extra = sorted(set(tensors) - known)
-        if extra:
-            problems.append(f"unexpected tensors {extra[:5]}")
+                if field != "momentum_buffer":
+                    problems.append(f"unexpected optimizer tensor optimizer/{pname}/{field}")
+                elif tuple(v.shape) != want:
+                    problems.append(f"optimizer/{pname}/{field}: saved {tuple(v.shape)} vs {want}")
+        problems += unexpected_tensors(tensors, ("optimizer/", *networks), (
+            "learner/num_updates", "learner/frozen", "learner/augmentation_rng"))
         if problems:
             raise ComponentLoadError("cannot restore the learner: " + summarise_problems(problems))
-        for (head, comp), state in states.items():
-            net = self.network if head == "" else self.target_network
-            getattr(net, comp).load_state_dict({k: v.to(self.device) for k, v in state.items()})
+        load_network_tensors(networks, states, self.device)
         self.num_updates = int(tensors["learner/num_updates"].reshape(-1)[0])
         flags = tensors["learner/frozen"].reshape(-1).tolist()
         self.frozen = {c for c, f in zip(COMPONENTS, flags, strict=True) if f}
@@ -510,7 +497,5 @@ class EfficientZeroLearner:
             self.augmentation_rng.set_state(
                 tensors["learner/augmentation_rng"].to("cpu", torch.uint8).contiguous())
         self.optimizer = self._make_optimizer()
-        load_optimizer_state(self.optimizer, self._param_names,
-                             {n: {"momentum_buffer": m} for n, m in momentum.items()},
-                             self.device)
+        load_optimizer_state(self.optimizer, self._param_names, momentum, self.device)
 

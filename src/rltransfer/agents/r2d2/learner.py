@@ -53,10 +53,13 @@ from rltransfer.core.checkpoint_components import (
     carry_optimizer_state,
     check_component_names,
     component_tensors,
+    load_network_tensors,
     load_optimizer_state,
     optimizer_tensors,
+    read_network_tensors,
+    read_optimizer_tensors,
     summarise_problems,
-    tensor_problems,
+    unexpected_tensors,
 )
 from rltransfer.core.types import UpdateResult
 from rltransfer.errors import NonFiniteLossError
@@ -415,29 +418,18 @@ class R2D2Agent(ActingMixin):
                         f"agent state was saved with {key}={meta[key]}, this agent has "
                         f"{mine[key]}; build the agent with the saved spaces"
                     )
-        problems: list[str] = []
-        for prefix, net in (("online.", self.online), ("target.", self.target)):
-            given = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-            problems += tensor_problems(given, net.state_dict(), prefix)
+        networks = {"online.": self.online, "target.": self.target}
+        states, problems = read_network_tensors(tensors, networks)
         for key in ("num_updates", "frozen"):
             if key not in tensors:
                 problems.append(f"missing {key}")
         all_names = [
             f"{m}.{n}" for m in MODULE_NAMES for n, _ in self.online[m].named_parameters()
         ]
-        opt: dict[str, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if key.startswith(("online.", "target.")):
-                continue  # checked above
-            if key.startswith("optimizer."):
-                rest = key[len("optimizer."):]
-                pname, _, field = rest.rpartition(".")
-                if pname not in all_names:
-                    problems.append(f"unexpected {key}")
-                else:
-                    opt.setdefault(pname, {})[field] = value
-            elif key not in ("num_updates", "frozen"):
-                problems.append(f"unexpected {key}")
+        opt, opt_problems = read_optimizer_tensors(tensors, "optimizer.", all_names)
+        problems += opt_problems
+        problems += unexpected_tensors(tensors, ("online.", "target.", "optimizer."),
+                                       ("num_updates", "frozen"))
         if problems:
             raise ValueError("agent state does not fit this agent: "
                              + summarise_problems(problems, 8))
@@ -445,11 +437,7 @@ class R2D2Agent(ActingMixin):
         if frozen & {p.split(".", 1)[0] for p in opt}:
             raise ValueError("agent state has optimizer moments for a frozen module")
 
-        with torch.no_grad():
-            for prefix, net in (("online", self.online), ("target", self.target)):
-                net.load_state_dict(
-                    {k: tensors[f"{prefix}.{k}"] for k in net.state_dict()}, strict=True
-                )
+        load_network_tensors(networks, states)
         self.frozen = frozen
         self.optimizer = self._make_optimizer()
         load_optimizer_state(self.optimizer, self._opt_names_by_id(), opt, self.device)

@@ -41,10 +41,13 @@ from rltransfer.core.checkpoint_components import (
     carry_optimizer_state,
     check_component_names,
     component_tensors,
+    load_network_tensors,
     load_optimizer_state,
     optimizer_tensors,
+    read_network_tensors,
+    read_optimizer_tensors,
     summarise_problems,
-    tensor_problems,
+    unexpected_tensors,
 )
 from rltransfer.core.types import UpdateResult
 from rltransfer.errors import NonFiniteLossError
@@ -414,10 +417,8 @@ class SACAgent:
                         f"SAC state was saved with {key}={meta[key]}, this agent has {mine}; "
                         "build the agent with the saved spaces"
                     )
-        problems: list[str] = []
-        for prefix, net in (("online.", self.online), ("target.", self.target)):
-            given = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-            problems += tensor_problems(given, net.state_dict(), prefix)
+        networks = {"online.": self.online, "target.": self.target}
+        states, problems = read_network_tensors(tensors, networks)
         for key in ("log_alpha", "num_updates"):
             if key not in tensors:
                 problems.append(f"missing {key}")
@@ -427,30 +428,19 @@ class SACAgent:
             self.set_frozen(meta["frozen"])
         names = self._param_names()
         by_name: dict[str, dict[str, dict[str, torch.Tensor]]] = {}
-        valid = {
-            oname: {names[id(p)] for g in opt.param_groups for p in g["params"]}
-            for oname, opt in self._optimizers().items()
-        }
-        for key, value in tensors.items():
-            if key.startswith(("online.", "target.")):
-                continue  # checked above
-            if key.startswith("optimizer."):
-                _, oname, rest = key.split(".", 2)
-                pname, _, field = rest.rpartition(".")
-                if oname not in valid or pname not in valid[oname]:
-                    problems.append(f"unexpected {key}")
-                else:
-                    by_name.setdefault(oname, {}).setdefault(pname, {})[field] = value
-            elif key not in ("log_alpha", "num_updates"):
-                problems.append(f"unexpected {key}")
+        for oname, opt in self._optimizers().items():
+            valid = {names[id(p)] for g in opt.param_groups for p in g["params"]}
+            by_name[oname], opt_problems = read_optimizer_tensors(
+                tensors, f"optimizer.{oname}.", valid)
+            problems += opt_problems
+        optimizer_prefixes = tuple(f"optimizer.{oname}." for oname in by_name)
+        problems += unexpected_tensors(tensors, ("online.", "target.", *optimizer_prefixes),
+                                       ("log_alpha", "num_updates"))
         if problems:
             raise ValueError("SAC state does not fit this agent: "
                              + summarise_problems(problems, 8))
+        load_network_tensors(networks, states, self.device)
         with torch.no_grad():
-            for prefix, net in (("online", self.online), ("target", self.target)):
-                net.load_state_dict(
-                    {k: tensors[f"{prefix}.{k}"].to(self.device) for k in net.state_dict()}
-                )
             self.log_alpha.copy_(tensors["log_alpha"].reshape(()).to(self.device))
         for oname, opt in self._optimizers().items():
             load_optimizer_state(opt, names, by_name.get(oname, {}), self.device)
