@@ -18,7 +18,7 @@ named CPU arrays, never pickled modules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -35,6 +35,7 @@ from rltransfer.agents.efficientzero.mcts import (
 from rltransfer.agents.efficientzero.networks import EfficientZeroNet
 from rltransfer.agents.efficientzero.shared_space import GameAdapter
 from rltransfer.core.episodes import EpisodeTracker
+from rltransfer.core.records import ArrayRecord
 from rltransfer.envs import env_spec
 from rltransfer.replay import FrameStacker
 
@@ -181,7 +182,7 @@ def load_selfplay_tensors(network: EfficientZeroNet, tensors: dict[str, np.ndarr
 
 # ---------------------------------------------------------------------- records
 @dataclass
-class SelfPlayStep:
+class SelfPlayStep(ArrayRecord):
     """One vector-env step of ``B`` games (or ``T`` steps, time-major, after :meth:`stack`):
     the arguments of :meth:`GameSegmentReplay.add`.
 
@@ -210,29 +211,6 @@ class SelfPlayStep:
         """
         replay.add(self.obs, self.actions, self.reward, self.terminated, self.truncated,
                    self.root_values, self.policy)
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """The fields as a ``{name: array}`` dict (plain data for transport)."""
-        return {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
-
-    @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> SelfPlayStep:
-        """Inverse of :meth:`to_arrays` (other keys are ignored).
-
-        Raises:
-            KeyError: a field is missing.
-        """
-        return cls(**{f.name: arrays[f.name] for f in fields(cls)})
-
-    @classmethod
-    def stack(cls, steps: list[SelfPlayStep]) -> SelfPlayStep:
-        """``T`` single steps -> one time-major record ``[T, B, ...]``."""
-        return cls(**{f.name: np.stack([np.asarray(getattr(s, f.name)) for s in steps])
-                      for f in fields(cls)})
-
-    def at(self, t: int) -> SelfPlayStep:
-        """Step ``t`` of a stacked record."""
-        return SelfPlayStep(**{f.name: getattr(self, f.name)[t] for f in fields(self)})
 
 
 # ---------------------------------------------------------------------- actor

@@ -18,13 +18,14 @@ plain named CPU arrays, never pickled modules.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from rltransfer.agents.r2d2.learner import R2D2Agent
+from rltransfer.core.records import ArrayRecord
 from rltransfer.explore import (
     BehaviorTransferExplorer,
     EpsilonGreedy,
@@ -108,7 +109,7 @@ def make_intrinsic(cfg: TrainConfig, frame_shape: tuple[int, int, int], obs_scal
 
 # ---------------------------------------------------------------------- records
 @dataclass
-class StepBatch:
+class StepBatch(ArrayRecord):
     """One vector-env step of ``B`` envs (or ``T`` steps, time-major, after :meth:`stack`).
 
     Attributes (shapes for one step; a stacked batch has a leading ``T``):
@@ -153,36 +154,6 @@ class StepBatch:
         else:
             replay.add(self.obs, self.env_actions, self.agent_actions, self.extra, self.reward,
                        self.terminated, self.truncated)
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """The fields as a ``{name: array}`` dict (plain data for transport)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> StepBatch:
-        """Inverse of :meth:`to_arrays`.
-
-        Raises:
-            KeyError: a field is missing.
-        """
-        return cls(**{f.name: arrays[f.name] for f in fields(cls)})
-
-    @classmethod
-    def stack(cls, steps: list[StepBatch]) -> StepBatch:
-        """``T`` single steps -> one time-major batch ``[T, B, ...]``."""
-        return cls(**{f.name: np.stack([getattr(s, f.name) for s in steps])
-                      for f in fields(cls)})
-
-    @classmethod
-    def concat_envs(cls, batches: list[StepBatch], axis: int) -> StepBatch:
-        """Join the env axis ``axis`` (0 for single steps, 1 for stacked ``[T, B]``) of several
-        batches, e.g. all actors' envs in global env order."""
-        return cls(**{f.name: np.concatenate([getattr(b, f.name) for b in batches], axis=axis)
-                      for f in fields(cls)})
-
-    def at(self, t: int) -> StepBatch:
-        """Step ``t`` of a stacked batch."""
-        return StepBatch(**{f.name: getattr(self, f.name)[t] for f in fields(self)})
 
 
 @dataclass
