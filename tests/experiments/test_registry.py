@@ -30,7 +30,7 @@ from rltransfer.experiments.registry import (
 )
 
 NAMES = {
-    "bt": ["bt-minigrid", "bt-minigrid-benchmark", "bt-suite", "bt-atari"],
+    "bt": ["bt-minigrid", "bt-minigrid-benchmark", "bt-suite", "bt-minigrid-cross", "bt-atari"],
     "encoder": ["ik-reacher", "ik-dmc", "ik-cross", "ik-distracted", "ik-budget",
                 "ik-budget-small", "ik-vs-images"],
     "efficientzero": ["ez-small", "ez-atari100k"],
@@ -58,7 +58,7 @@ def test_every_recipe_is_registered_and_builds_its_config() -> None:
 def test_recipe_names_are_unique_and_kinds_checked() -> None:
     names = ([r.name for r in BT_RECIPES] + [r.name for r in ENCODER_RECIPES]
              + [r.name for r in EZ_RECIPES] + [r.name for r in XTRA_RECIPES])
-    assert len(names) == len(set(names)) == len(RECIPES) == 15
+    assert len(names) == len(set(names)) == len(RECIPES) == 16
     twice = (BT_RECIPES[0], BT_RECIPES[0])
     with pytest.raises(ValueError, match="two recipes are named 'bt-minigrid'"):
         _index([("bt", twice)])
@@ -79,7 +79,7 @@ def test_run_list_prints_every_recipe_with_kind_and_runtime(
     main(["run", "--list"])  # returns: exit status 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["RECIPE", "KIND", "RUNTIME"]
-    assert len(lines) == 1 + 15
+    assert len(lines) == 1 + 16
     runtime_col = lines[0].index("RUNTIME")
     rows = {line.split()[0]: line for line in lines[1:]}
     assert set(rows) == set(RECIPES)

@@ -21,12 +21,18 @@ report. The presets:
   The paper's agent: conv torso + LSTM + dueling head (``core="lstm"``, R2D2's sequences of
   80 steps with a 40-step burn-in, overlapping by 40), so partial init loads torso + LSTM.
   Pretrains with NGU (one policy, NGU's ``beta = 0.3``).
+* ``bt-minigrid-cross`` (in :mod:`rltransfer.experiments.bt_suite`, with the suite whose
+  settings it shares) — transfer *across environments*: pi_p pretrained on DoorKey-6x6, the
+  strategies trained on LavaGapS6 (another 6x6 layout: the same spaces).
 
 Why NGU where it fits: ``benchmarks/ngu_exploration.py`` (DoorKey-8x8, 40k reward-free env
 steps) measured NGU's pretrained policy visiting ~4x the distinct agent poses per episode of
 RND's, at ~1.2x RND's cost per env step.
 
 Run a Behavior Transfer experiment: pretrain, transfer with each strategy, report.
+
+A transfer env other than the pretraining env (``BTExperiment.transfer_env_id``) must have the
+same spaces, checked before anything runs (:func:`check_transfer_spaces`).
 
 Layout of an experiment directory::
 
@@ -57,6 +63,7 @@ from rltransfer.agents.agent_policy import load_policy
 from rltransfer.agents.r2d2.config import R2D2Config, TrainConfig
 from rltransfer.agents.r2d2.train import train, train_env_kwargs
 from rltransfer.core.config import ConfigError
+from rltransfer.core.policy import SpaceMismatchError
 from rltransfer.errors import UnknownRecipeError, UserError
 from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.evaluation.report import collect_runs, write_report
@@ -146,11 +153,16 @@ class BTExperiment:
             environment of the suite with its tasks, run by
             :func:`rltransfer.experiments.bt_suite.run_suite` (``pretrain`` and ``train`` give
             every other setting; their ``env_id`` / ``task`` are set per environment / task).
+        transfer_env_id: the env of the transfer runs (and of the zero-shot score); ``None``:
+            the pretraining env ``pretrain.env_id``. ``train.env_id`` is set to it at
+            construction. Its spaces must match the pretraining env's
+            (:func:`check_transfer_spaces`, run by :func:`run_experiment` before anything).
 
     Raises:
         UnknownRecipeError: a strategy not in :data:`STRATEGIES` (at construction).
-        ConfigError: ``num_seeds``, ``workers`` or ``zero_shot_episodes`` below 1, or no
-            strategies.
+        ConfigError: ``num_seeds``, ``workers`` or ``zero_shot_episodes`` below 1, no
+            strategies, or a ``transfer_env_id`` with a suite (a suite transfers within each
+            of its envs).
     """
 
     name: str
@@ -168,6 +180,7 @@ class BTExperiment:
     workers: int = 2
     description: str = ""
     suite: tuple[SuiteEnv, ...] = ()
+    transfer_env_id: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.strategies if s not in STRATEGIES]
@@ -182,6 +195,11 @@ class BTExperiment:
                 f"{self.name}: num_seeds, workers and zero_shot_episodes must be >= 1, got "
                 f"{self.num_seeds}, {self.workers}, {self.zero_shot_episodes}"
             )
+        if self.suite and self.transfer_env_id is not None:
+            raise ConfigError(f"{self.name}: transfer_env_id does not apply to a suite")
+        transfer_env = self.transfer_env_id or self.pretrain.env_id
+        if self.train.env_id != transfer_env:
+            self.train = dataclasses.replace(self.train, env_id=transfer_env)
 
 
 def _small_agent(**overrides: Any) -> R2D2Config:
@@ -291,11 +309,48 @@ def get_recipe(name: str) -> BTExperiment:
 
 
 __all__ = ["STRATEGIES", "BTExperiment", "Explore", "Init", "Strategy", "SuiteEnv", "bt_atari",
-           "bt_minigrid", "bt_minigrid_benchmark", "get_recipe"]
+           "bt_minigrid", "bt_minigrid_benchmark", "check_transfer_spaces", "get_recipe"]
 
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
+
+
+def check_transfer_spaces(exp: BTExperiment) -> None:
+    """Check that pi_p, pretrained on ``exp.pretrain``'s env, can act (``bt``) and its weights
+    load (``full`` / ``partial`` init) in ``exp.train``'s env: the agent observation shapes
+    ``(C * frame_stack, H, W)``, their dtypes and the action spaces must be equal. Builds one
+    env of each (with each stage's task and settings) and closes it.
+
+    Raises:
+        SpaceMismatchError (a ``UserError``): a difference; the message names both envs and
+            what differs.
+    """
+    from rltransfer.envs import env_spec, make_env
+
+    def spaces(cfg: TrainConfig) -> tuple[tuple[int, ...], str, Any]:
+        env = make_env(cfg.env_id, 1, cfg.seed, **train_env_kwargs(cfg))
+        try:
+            obs, act = env.single_observation_space, env.single_action_space
+        finally:
+            env.close()
+        shape = tuple(int(n) for n in obs.shape or ())
+        stack = cfg.frame_stack or env_spec(cfg.env_id).frame_stack
+        return (shape[0] * stack, *shape[1:]), str(obs.dtype), act
+
+    (pre_shape, pre_dtype, pre_act), (shape, dtype, act) = spaces(exp.pretrain), spaces(exp.train)
+    problems = []
+    if (pre_shape, pre_dtype) != (shape, dtype):
+        problems.append(f"observations {pre_shape} {pre_dtype} vs {shape} {dtype}")
+    if pre_act != act:
+        problems.append(f"actions {pre_act} vs {act}")
+    if problems:
+        raise SpaceMismatchError(
+            f"{exp.name}: pretraining env {exp.pretrain.env_id!r} and transfer env "
+            f"{exp.train.env_id!r} have different spaces ({'; '.join(problems)}); pi_p and its "
+            "weights transfer only between envs of the same spaces (MiniGrid: the same grid "
+            "size)"
+        )
 
 
 def strategy_config(exp: BTExperiment, strategy: str, seed: int, out: Path,
@@ -349,7 +404,8 @@ def zero_shot(exp: BTExperiment, out: Path, pretrain_dir: Path | None = None) ->
         policy, exp.train.env_id, exp.zero_shot_episodes, seed=exp.train.seed + 2_000_003,
         frame_stack=exp.train.frame_stack, env_kwargs=eval_env_kwargs(train_env_kwargs(exp.train)),
     )
-    data = {"env_id": exp.train.env_id, "task": exp.train.task,
+    data = {"env_id": exp.train.env_id, "pretrain_env_id": exp.pretrain.env_id,
+            "task": exp.train.task,
             "returns": [float(r) for r in returns], "mean": float(np.mean(returns))}
     tmp = path.with_name(".zero_shot.json.tmp")
     tmp.write_text(json.dumps(data, indent=2))
@@ -362,6 +418,11 @@ def run_experiment(exp: BTExperiment, out_dir: str | Path) -> Path:
 
     Returns:
         The path of ``report.md``.
+
+    Raises:
+        SpaceMismatchError: a strategy uses pi_p and the pretraining and transfer envs differ
+            in spaces (:func:`check_transfer_spaces`, before anything runs). Whatever the
+            runs raise.
     """
     if exp.suite:
         from rltransfer.experiments.bt_suite import run_suite
@@ -371,6 +432,8 @@ def run_experiment(exp: BTExperiment, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     needs_pretraining = any(STRATEGIES[s].uses_pretraining for s in exp.strategies)
+    if needs_pretraining:
+        check_transfer_spaces(exp)
     zero_shot_returns: list[float] | None = None
     if needs_pretraining:
         console.print(f"[bold]1/3 reward-free pretraining[/] on {exp.pretrain.env_id} "
@@ -383,7 +446,8 @@ def run_experiment(exp: BTExperiment, out_dir: str | Path) -> Path:
     configs = [strategy_config(exp, s, k, out) for s in exp.strategies
                for k in range(exp.num_seeds)]
     console.print(f"[bold]2/3 transfer[/]: {len(exp.strategies)} strategies x {exp.num_seeds} "
-                  f"seeds, {exp.train.total_env_steps} env steps each, {exp.workers} at a time")
+                  f"seeds on {exp.train.env_id}, {exp.train.total_env_steps} env steps each, "
+                  f"{exp.workers} at a time")
     def done(count: int, total: int, result: tuple[str, float, float]) -> None:
         run_dir, ret, secs = result
         console.print(f"    [{count}/{total}] {run_dir}: final return {ret:.3f} ({secs:.0f}s)")
@@ -410,7 +474,8 @@ def write_experiment_report(
 
     The score of a run is the mean return of its last evaluation (``eval_episodes`` episodes
     on the task reward). Strategies are compared by IQM, mean and median over seeds with
-    stratified-bootstrap 95% CIs (rliable), with learning curves.
+    stratified-bootstrap 95% CIs (rliable), with learning curves. The description names the
+    env of each stage (pretraining: read from ``out/pretrain/config.json`` when present).
 
     Raises:
         UserError (a ``ValueError``): no finished runs at all. MetricsFileError: a run's
@@ -428,8 +493,16 @@ def write_experiment_report(
     zero = {"pretrained policy": zero_shot_returns} if zero_shot_returns else None
     first = run_dirs[next(iter(run_dirs))][0]
     cfg = json.loads((first / "config.json").read_text())
+    pre_path = out / "pretrain" / "config.json"
+    pre = json.loads(pre_path.read_text()) if pre_path.is_file() else None
+    stages = (
+        f"Pretraining (reward-free, {pre['intrinsic']}, {pre['total_env_steps']} env steps) on "
+        f"`{pre['env_id']}`; transfer runs on `{cfg['env_id']}`"
+        + (" (another env of the same spaces)" if pre["env_id"] != cfg["env_id"] else "")
+        if pre is not None else f"Environment `{cfg['env_id']}`"
+    )
     description = (
-        f"Environment `{cfg['env_id']}`, task `{cfg['task']}`; {cfg['total_env_steps']} env "
+        f"{stages}, task `{cfg['task']}`; {cfg['total_env_steps']} env "
         f"steps per run; each score is the mean return of {cfg['eval_episodes']} evaluation "
         "episodes at the end of training (greedy policy; with the extra action a+ the "
         "pretrained policy resolves a+). Strategies: scratch_* learn from nothing with "

@@ -37,6 +37,9 @@ Layout::
 
 Re-running continues: finished runs are skipped, interrupted ones resume from their last
 checkpoint, the report is rebuilt from what is on disk.
+
+Also here, sharing the suite's settings: ``bt-minigrid-cross`` (:func:`bt_minigrid_cross`), one
+env pretrained, another of the same spaces transferred to.
 """
 
 from __future__ import annotations
@@ -92,6 +95,28 @@ def bt_suite() -> BTExperiment:
         num_seeds=5, workers=2, suite=SUITE_ENVS,
         description="Behavior Transfer suite: DoorKey-5x5 and -6x6, NGU pretraining, tasks "
                     "goal/key/door, 9 strategies x 5 seeds.",
+    )
+
+
+def bt_minigrid_cross() -> BTExperiment:
+    """Transfer across environments: NGU reward-free pretraining on MiniGrid DoorKey-6x6, the
+    strategies on LavaGapS6's goal task; settings of ``bt-suite`` (20k pretraining, 30k env
+    steps per run), 5 strategies x 3 seeds.
+
+    Both envs are 6x6 grids with 7 actions: the same ``(3, 6, 6)`` observation (``full_obs``)
+    and action spaces. Both split the room with a vertical wall with one opening and put the
+    goal in the bottom-right corner; in LavaGapS6 the wall is lava (stepping in ends the
+    episode with return 0) and the opening a gap, not a locked door. Feedforward agent, as in
+    :func:`bt_minigrid`.
+    """
+    suite = bt_suite()
+    return BTExperiment(
+        name="bt-minigrid-cross",
+        pretrain=dataclasses.replace(suite.pretrain, env_id="MiniGrid-DoorKey-6x6-v0"),
+        train=dataclasses.replace(suite.train, task="goal"),
+        transfer_env_id="MiniGrid-LavaGapS6-v0",
+        description="Reward-free NGU pretraining on MiniGrid DoorKey-6x6, then the goal task "
+                    "of LavaGapS6 (another 6x6 layout).",
     )
 
 
@@ -350,5 +375,5 @@ def write_suite_report(exp: BTExperiment, out: Path) -> Path:
     )
 
 
-__all__ = ["SUITE_ENVS", "bt_suite", "env_slug", "run_suite", "suite_scores",
+__all__ = ["SUITE_ENVS", "bt_minigrid_cross", "bt_suite", "env_slug", "run_suite", "suite_scores",
            "task_experiment", "task_max_return", "write_suite_report"]
