@@ -5,7 +5,7 @@ splits the envs over ``--num-actors`` actor processes. Two regimes:
 
 * ``acting``: learning off (``learning_starts`` beyond the budget): the acting throughput,
   where Ray's actors step in parallel and pay the transport of chunks to the learner;
-* ``training``: learning on at ``--env-steps-per-update``: the learner's updates overlap with
+* ``training``: learning on at ``--updates-per-env-step``: the learner's updates overlap with
   the actors' acting under Ray, while the local loop alternates them.
 
 Reported: env steps/s of ``Trainer._loop`` over the whole loop, and in steady state (from the
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--num-actors", type=int, default=2)
     parser.add_argument("--env-steps", type=int, default=20_000)
     parser.add_argument("--chunk-steps", type=int, default=16)
-    parser.add_argument("--env-steps-per-update", type=float, default=4.0)
+    parser.add_argument("--updates-per-env-step", type=float, default=0.25)
     parser.add_argument("--regimes", nargs="+", default=["acting", "training"])
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -97,7 +97,7 @@ def main() -> None:
         env_id=args.env_id, num_envs=args.num_envs, total_env_steps=args.env_steps,
         eval_every_env_steps=never, checkpoint_every_env_steps=never,
         replay_capacity_env_steps=max(args.env_steps, 10_000), tensorboard=False,
-        progress=False, env_steps_per_update=args.env_steps_per_update,
+        progress=False, updates_per_env_step=args.updates_per_env_step,
         num_actors=args.num_actors, actor_chunk_steps=args.chunk_steps,
         agent=R2D2Config(feature_dim=64, hidden=64, batch_size=32),
     )

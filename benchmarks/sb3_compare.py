@@ -16,7 +16,7 @@ Matched settings (SB3 name = ours):
   (``mlp``, feature_dim 128) -> feedforward core (Linear 128 + ReLU) -> plain head (Linear 128
   + ReLU + Linear |A|), i.e. three hidden layers of 128, so SB3 gets ``net_arch=[128, 128,
   128]`` by default (``--sb3-net-arch 128 128`` gives SB3 one layer fewer than ours);
-* ``batch_size=32``; ``train_freq=4``, ``gradient_steps=1`` = ``env_steps_per_update=4``;
+* ``batch_size=32``; ``train_freq=4``, ``gradient_steps=1`` = ``updates_per_env_step=1/4``;
   ``learning_starts`` = ``learning_starts_env_steps``; uniform replay (``prioritized=False``),
   ``buffer_size`` = ``replay_capacity_env_steps``;
 * epsilon: SB3's linear ``exploration_initial_eps -> exploration_final_eps`` over
@@ -67,7 +67,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,9 @@ class Settings:
     seed: int = 0
     hidden: int = 128
     batch_size: int = 32
-    env_steps_per_update: int = 4
+    train_freq: int = 4
+    """Env steps per gradient update (SB3's ``train_freq``; ours: ``updates_per_env_step =
+    1 / train_freq``)."""
     learning_starts: int = 1_000
     buffer_size: int = 100_000
     gamma: float = 0.99
@@ -122,6 +124,17 @@ def _suite_config() -> Any:
     raise ImportError("no rltransfer.agents.r2d2 module defines suite_config")
 
 
+def _replay_ratio(suite_config: Any, train_freq: int) -> dict[str, float]:
+    """Our replay-ratio field for one update every ``train_freq`` env steps:
+    ``updates_per_env_step = 1 / train_freq`` (``env_steps_per_update = train_freq`` in code
+    before issue 11's renaming, which ``--before-src`` runs). 1/4 is exact in binary, so the
+    update debt is the same float either way."""
+    names = {f.name for f in fields(suite_config(ENV_ID))}
+    if "updates_per_env_step" in names:
+        return {"updates_per_env_step": 1.0 / train_freq}
+    return {"env_steps_per_update": float(train_freq)}
+
+
 def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -158,13 +171,13 @@ def run_ours(s: Settings) -> dict[str, Any]:
                 "adam_eps": s.adam_eps, "max_grad_norm": s.max_grad_norm,
                 "value_rescaling": False, "batch_size": s.batch_size,
                 "target_update_period_updates": max(
-                    1, s.target_update_env_steps // s.env_steps_per_update),
+                    1, s.target_update_env_steps // s.train_freq),
             },
             num_envs=1, total_env_steps=s.env_steps, seed=s.seed, run_dir=tmp, frame_stack=1,
             sticky_action_prob=s.sticky_action_prob, max_episode_frames=s.max_episode_steps,
             prioritized=False, replay_capacity_env_steps=s.buffer_size,
             learning_starts_env_steps=s.learning_starts,
-            env_steps_per_update=float(s.env_steps_per_update),
+            **_replay_ratio(suite_config, s.train_freq),
             epsilon_schedule="linear", epsilon_start=s.epsilon_start, epsilon=s.epsilon_final,
             epsilon_decay_env_steps=int(s.exploration_fraction * s.env_steps),
             eval_every_env_steps=10**12, checkpoint_every_env_steps=10**12,
@@ -240,7 +253,7 @@ def run_sb3(s: Settings) -> dict[str, Any]:
     model = DQN(
         "MlpPolicy", sb3_env(s), learning_rate=s.lr, buffer_size=s.buffer_size,
         learning_starts=s.learning_starts, batch_size=s.batch_size, tau=1.0, gamma=s.gamma,
-        train_freq=s.env_steps_per_update, gradient_steps=1,
+        train_freq=s.train_freq, gradient_steps=1,
         target_update_interval=s.target_update_env_steps,
         exploration_fraction=s.exploration_fraction,
         exploration_initial_eps=s.epsilon_start, exploration_final_eps=s.epsilon_final,

@@ -17,7 +17,7 @@ from rltransfer.agents.r2d2.train import train
 def test_bt_on_ms_pacman(tmp_path: Path) -> None:
     base = TrainConfig(
         env_id="ALE/MsPacman-v5", num_envs=2, total_env_steps=600,
-        learning_starts_env_steps=300, env_steps_per_update=8.0, eval_every_env_steps=10**9,
+        learning_starts_env_steps=300, updates_per_env_step=0.125, eval_every_env_steps=10**9,
         eval_episodes=1, checkpoint_every_env_steps=300, replay_capacity_env_steps=2_000,
         tensorboard=False, progress=False, max_episode_frames=2_000,
         intrinsic_warmup_env_steps=100,

@@ -133,7 +133,7 @@ def test_tiny_budget_split_end_to_end(tmp_path: Path) -> None:
         base, budget_split_transitions=(0, 60), num_seeds=1, workers=1,
         ik=dataclasses.replace(base.ik, epochs=1, batch_size=16),
         sac=dataclasses.replace(
-            base.sac, total_env_steps=160, warmup_env_steps=100, eval_every_env_steps=80,
+            base.sac, total_env_steps=160, learning_starts_env_steps=100, eval_every_env_steps=80,
             eval_episodes=1, checkpoint_every_env_steps=80,
             agent=SACConfig(batch_size=8, hidden_dim=32),
         ),
@@ -165,7 +165,7 @@ def test_tiny_ik_vs_images_end_to_end(tmp_path: Path) -> None:
         ik=dataclasses.replace(base.ik, num_transitions=40, epochs=1, batch_size=16,
                                hidden_dims=(32, 16)),
         sac=dataclasses.replace(
-            base.sac, total_env_steps=60, warmup_env_steps=40, eval_every_env_steps=60,
+            base.sac, total_env_steps=60, learning_starts_env_steps=40, eval_every_env_steps=60,
             eval_episodes=1, checkpoint_every_env_steps=60,
             agent=SACConfig(batch_size=8, hidden_dim=32),
         ),

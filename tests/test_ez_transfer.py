@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from rltransfer.agents.efficientzero.config import validate
 from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig
 from rltransfer.agents.efficientzero.train import train_efficientzero
 from rltransfer.cli import main
@@ -44,7 +43,7 @@ def source_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = ez_small(run_dir=str(run_dir), total_env_steps=200)
     cfg = dataclasses.replace(
         base, num_envs=2, mcts=dataclasses.replace(base.mcts, num_simulations=3),
-        batch_size=8, updates_per_env_step=0.1, warmup_env_steps=60,
+        batch_size=8, updates_per_env_step=0.1, learning_starts_env_steps=60,
         replay_capacity_env_steps=1_000, checkpoint_every_env_steps=1_000,
         eval_every_env_steps=1_000, eval_episodes=1, max_episode_frames=200, progress=False,
         tensorboard=False, reanalyse=ReanalyseConfig(reanalyse_fraction=0.5), seed=3,
@@ -99,8 +98,8 @@ def test_train_ez_unknown_component_is_one_line_and_writes_nothing(
 def test_transfer_and_freeze_need_init_from_and_known_names() -> None:
     cfg = ez_small()
     with pytest.raises(ConfigError, match="need init_from"):
-        validate(dataclasses.replace(cfg, freeze=("representation",)))
+        dataclasses.replace(cfg, freeze=("representation",)).validate()
     with pytest.raises(ConfigError, match="--transfer"):
-        validate(dataclasses.replace(cfg, init_from="somewhere"))
+        dataclasses.replace(cfg, init_from="somewhere").validate()
     with pytest.raises(ValueError, match=r"'value'.*representation, dynamics"):
-        validate(dataclasses.replace(cfg, init_from="x", transfer=("value",)))
+        dataclasses.replace(cfg, init_from="x", transfer=("value",)).validate()

@@ -91,7 +91,7 @@ def test_cue_recall_env_contract() -> None:
 
 MEMORY = TrainConfig(
     env_id=ENV_ID, num_envs=8, total_env_steps=6_400, frame_stack=1, seed=0,
-    learning_starts_env_steps=480, env_steps_per_update=4.0, eval_every_env_steps=1_000_000,
+    learning_starts_env_steps=480, updates_per_env_step=0.25, eval_every_env_steps=1_000_000,
     eval_episodes=64, checkpoint_every_env_steps=1_000_000, tensorboard=False, progress=False,
     replay_capacity_env_steps=8_000,
     # Adam eps 1e-6 as in MiniGrid's suite defaults (rewards <= 1): with R2D2's 1e-3 the LSTM

@@ -273,7 +273,7 @@ def ez_config(run_dir: Path, torch_threads: int = 1) -> EZTrainConfig:
     base = ez_small(run_dir=str(run_dir), seed=0, total_env_steps=200)
     return dataclasses.replace(
         base,
-        warmup_env_steps=160,
+        learning_starts_env_steps=160,
         updates_per_env_step=0.125,
         batch_size=16,
         eval_every_env_steps=192,
@@ -394,7 +394,7 @@ def sac_config(run_dir: Path, torch_threads: int = 1) -> SACTrainConfig:
         seed=0,
         run_dir=str(run_dir),
         frame_stack=2,
-        warmup_env_steps=40,
+        learning_starts_env_steps=40,
         eval_every_env_steps=80,
         eval_episodes=2,
         checkpoint_every_env_steps=10_000,

@@ -41,8 +41,8 @@ def test_atari_keeps_r2d2_paper_values_which_are_the_field_defaults() -> None:
     assert _learner(cfg.agent) == R2D2_PAPER
     assert _learner(R2D2Config()) == R2D2_PAPER
     assert cfg == TrainConfig(env_id="ALE/MsPacman-v5")
-    assert (cfg.learning_starts_env_steps, cfg.env_steps_per_update, cfg.epsilon_schedule) == (
-        2000, 4.0, "ape_x")
+    assert (cfg.learning_starts_env_steps, cfg.updates_per_env_step, cfg.epsilon_schedule) == (
+        2000, 0.25, "ape_x")
 
 
 def test_minigrid_defaults_and_user_values_win() -> None:

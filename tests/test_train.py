@@ -23,7 +23,7 @@ from rltransfer.core.policy import SpaceMismatchError
 # a
 # small, fast network and learner.
 SMALL = suite_config(
-    "MiniGrid-Empty-5x5-v0", num_envs=4, learning_starts_env_steps=200, env_steps_per_update=4.0,
+    "MiniGrid-Empty-5x5-v0", num_envs=4, learning_starts_env_steps=200, updates_per_env_step=0.25,
     eval_episodes=4, tensorboard=False, progress=False,
     agent={"feature_dim": 32, "hidden": 32, "batch_size": 32, "lr": 1e-3, "gamma": 0.9,
            "n_step": 3, "target_update_period_updates": 100},

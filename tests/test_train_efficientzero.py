@@ -19,7 +19,6 @@ from rltransfer.agents.efficientzero.config import (
     EZTrainConfig,
     importance_exponent_at,
     temperature_at,
-    validate,
 )
 from rltransfer.agents.efficientzero.mcts import MCTSConfig
 from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig
@@ -38,7 +37,7 @@ def _tiny(run_dir: Path, total: int = 240) -> EZTrainConfig:
     base = ez_small(run_dir=str(run_dir), total_env_steps=total)
     return dataclasses.replace(
         base, num_envs=2, mcts=dataclasses.replace(base.mcts, num_simulations=3),
-        batch_size=8, updates_per_env_step=0.1, warmup_env_steps=60,
+        batch_size=8, updates_per_env_step=0.1, learning_starts_env_steps=60,
         replay_capacity_env_steps=1_000, checkpoint_every_env_steps=80,
         eval_every_env_steps=160, eval_episodes=1, max_episode_frames=200, progress=False,
         tensorboard=False, reanalyse=ReanalyseConfig(reanalyse_fraction=0.5),
@@ -62,11 +61,11 @@ def test_temperature_and_importance_schedules() -> None:
 def test_config_checks_name_the_fix() -> None:
     cfg = ez_small()
     with pytest.raises(ConfigError, match=r"mcts.discount .* must equal learner.discount"):
-        validate(dataclasses.replace(cfg, mcts=MCTSConfig(discount=0.5)))
+        dataclasses.replace(cfg, mcts=MCTSConfig(discount=0.5)).validate()
     with pytest.raises(ConfigError, match="frame_size applies to ALE"):
-        validate(dataclasses.replace(cfg, frame_size=96))
+        dataclasses.replace(cfg, frame_size=96).validate()
     atari = ez_atari100k("Pong", device="cpu")
-    validate(atari)
+    atari.validate()
     assert (atari.frame_size, atari.grayscale, atari.mcts.num_simulations, atari.batch_size,
             atari.total_env_steps) == (96, False, 50, 256, 100_000)
     assert atari.learner.discount == pytest.approx(0.997**4)
@@ -127,7 +126,7 @@ def test_warmup_actions_are_uniform_and_need_no_search(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # No learning in this run: every action is a warm-up action.
     cfg = dataclasses.replace(
-        _tiny(tmp_path / "run", total=2_400), num_envs=8, warmup_env_steps=2_400,
+        _tiny(tmp_path / "run", total=2_400), num_envs=8, learning_starts_env_steps=2_400,
         replay_capacity_env_steps=4_000, checkpoint_every_env_steps=10_000,
         eval_every_env_steps=10_000,
     )
@@ -167,7 +166,7 @@ def test_search_starts_with_learning(tmp_path: Path, monkeypatch: pytest.MonkeyP
     trainer.run()
     assert at and all(updates > 0 for _, updates in at)
     first_step = at[0][0] // cfg.num_envs  # replay position of the first searched step
-    assert first_step >= cfg.warmup_env_steps // cfg.num_envs
+    assert first_step >= cfg.learning_starts_env_steps // cfg.num_envs
     assert len(at) == trainer.replay.num_added - first_step  # every later step searched
     np.testing.assert_array_equal(trainer.replay.policies[:, :first_step], np.float32(1 / 3))
     searched = trainer.replay.policies[:, first_step:trainer.replay.num_added]

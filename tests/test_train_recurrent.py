@@ -24,7 +24,7 @@ LSTM = R2D2Config(core="lstm", torso="mlp", feature_dim=16, hidden=16, lstm_hidd
                   gamma=0.9, lr=1e-3)
 BASE = TrainConfig(
     env_id="MiniGrid-Empty-5x5-v0", num_envs=4, total_env_steps=400, seed=0,
-    learning_starts_env_steps=100, env_steps_per_update=8.0, eval_every_env_steps=300,
+    learning_starts_env_steps=100, updates_per_env_step=0.125, eval_every_env_steps=300,
     eval_episodes=2, checkpoint_every_env_steps=200, tensorboard=False, progress=False,
     replay_capacity_env_steps=2_000, agent=LSTM,
 )

@@ -94,7 +94,7 @@ def dot_factory(crash_after_steps: int | None = None) -> Any:
 
 
 TINY = SACTrainConfig(
-    env_id="Dot", num_envs=2, total_env_steps=120, frame_stack=2, warmup_env_steps=40,
+    env_id="Dot", num_envs=2, total_env_steps=120, frame_stack=2, learning_starts_env_steps=40,
     eval_every_env_steps=60, eval_episodes=2, checkpoint_every_env_steps=40,
     replay_capacity_env_steps=400, progress=False, tensorboard=False,
     agent=SACConfig(hidden_dim=32, batch_size=16),
@@ -144,13 +144,13 @@ def test_tiny_pixel_run_writes_metrics_checkpoints_final(tmp_path: Path) -> None
 
 def test_warmup_end_bursts_warmup_updates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                           ) -> None:
-    """PAD's update schedule: no update during the warm-up, ``warmup_env_steps`` updates at
+    """PAD's update schedule: no update during the warm-up, ``learning_starts_env_steps`` updates at
     the step it ends, then one per agent step. Counted per env step with one env."""
     from rltransfer.agents.sac.learner import SACAgent
     from rltransfer.agents.sac.train import SACTrainer
 
     cfg = dataclasses.replace(TINY, run_dir=str(tmp_path / "run"), num_envs=1,
-                              total_env_steps=30, warmup_env_steps=20,
+                              total_env_steps=30, learning_starts_env_steps=20,
                               eval_every_env_steps=1000, checkpoint_every_env_steps=1000)
     calls: list[int] = []
 
@@ -269,7 +269,7 @@ def test_dmc_reacher_smoke_with_kill_and_resume(tmp_path: Path) -> None:
         "from rltransfer.agents.sac.config import SACConfig, SACTrainConfig\n"
         "from rltransfer.nets.pixel_encoders import PixelEncoderConfig\n"
         f"cfg = SACTrainConfig(env_id='DMC/reacher-easy', run_dir={str(run_dir)!r},\n"
-        "    total_env_steps=200, warmup_env_steps=50, eval_every_env_steps=200,\n"
+        "    total_env_steps=200, learning_starts_env_steps=50, eval_every_env_steps=200,\n"
         "    eval_episodes=1, checkpoint_every_env_steps=100, replay_capacity_env_steps=1000,\n"
         "    render_size=64, progress=False, tensorboard=False,\n"
         "    agent=SACConfig(hidden_dim=64, batch_size=16),\n"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from rltransfer.agents.efficientzero.config import EfficientZeroConfig, EZTrainConfig, validate
+from rltransfer.agents.efficientzero.config import EfficientZeroConfig, EZTrainConfig
 from rltransfer.agents.efficientzero.learner import EfficientZeroLearner
 from rltransfer.agents.efficientzero.mcts import BatchedMCTS, MCTSConfig, ModelOutput
 from rltransfer.agents.efficientzero.networks import EfficientZeroNet, world_model_preset
@@ -252,21 +252,21 @@ _UNKNOWN_SPACE: Any = "full"
 
 def test_config_checks() -> None:
     with pytest.raises(ConfigError, match="action_space must be one of"):
-        validate(EZTrainConfig(action_space=_UNKNOWN_SPACE))
+        EZTrainConfig(action_space=_UNKNOWN_SPACE).validate()
     with pytest.raises(ConfigError, match="applies to atari games"):
-        validate(EZTrainConfig(action_space="atari-full"))
+        EZTrainConfig(action_space="atari-full").validate()
     with pytest.raises(ConfigError, match="backend='local' only"):
-        validate(EZTrainConfig(action_space="minatar-union", backend="ray"))
+        EZTrainConfig(action_space="minatar-union", backend="ray").validate()
     with pytest.raises(ConfigError, match="pad_channels must be >= 1"):
-        validate(EZTrainConfig(pad_channels=0))
-    validate(EZTrainConfig(action_space="minatar-union", pad_channels=10))
+        EZTrainConfig(pad_channels=0).validate()
+    EZTrainConfig(action_space="minatar-union", pad_channels=10).validate()
 
 
 def test_tiny_minatar_run_in_the_union_trains_evaluates_and_checkpoints(tmp_path: Path) -> None:
     base = ez_small(run_dir=str(tmp_path / "run"), total_env_steps=200)
     cfg = dataclasses.replace(
         base, num_envs=2, mcts=dataclasses.replace(base.mcts, num_simulations=3),
-        batch_size=8, updates_per_env_step=0.1, warmup_env_steps=60,
+        batch_size=8, updates_per_env_step=0.1, learning_starts_env_steps=60,
         replay_capacity_env_steps=1_000, checkpoint_every_env_steps=100,
         eval_every_env_steps=200, eval_episodes=1, max_episode_frames=200, progress=False,
         tensorboard=False, reanalyse=ReanalyseConfig(reanalyse_fraction=0.5),

@@ -108,7 +108,7 @@ def test_replay_ratio_debt_is_the_exact_fraction() -> None:
     assert ReplayRatio(1, 4).debt(8) == 2.0
     assert ReplayRatio(1, 4).debt(2) == 0.5
     assert ReplayRatio(0.5, 1).debt(3) == 1.5
-    assert ReplayRatio(1, 3).debt(4) == 4 / 3  # R2D2's n / env_steps_per_update, same float
+    assert ReplayRatio(1, 3).debt(4) == 4 / 3  # n / 3 (the exact fraction), same float
     assert ReplayRatio(2, 1).updates_per_env_step == 2.0
     with pytest.raises(ValueError):
         ReplayRatio(0, 1)

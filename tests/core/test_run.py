@@ -238,7 +238,7 @@ def test_sac_run_with_a_bad_init_encoder_leaves_no_config(tmp_path: Path) -> Non
 
     run = tmp_path / "sac"
     good = SACTrainConfig(
-        env_id="Box", num_envs=1, total_env_steps=12, frame_stack=1, warmup_env_steps=6,
+        env_id="Box", num_envs=1, total_env_steps=12, frame_stack=1, learning_starts_env_steps=6,
         eval_every_env_steps=10**6, eval_episodes=1, checkpoint_every_env_steps=10**6,
         replay_capacity_env_steps=100, progress=False, tensorboard=False, run_dir=str(run),
         agent=SACConfig(hidden_dim=16, batch_size=4),
@@ -261,7 +261,7 @@ def test_efficientzero_run_with_an_unknown_env_leaves_no_config(tmp_path: Path) 
     base = ez_small(run_dir=str(run), total_env_steps=8)
     good = dataclasses.replace(
         base, num_envs=2, mcts=dataclasses.replace(base.mcts, num_simulations=2),
-        batch_size=4, warmup_env_steps=4, replay_capacity_env_steps=100,
+        batch_size=4, learning_starts_env_steps=4, replay_capacity_env_steps=100,
         checkpoint_every_env_steps=10**6, eval_every_env_steps=10**6, eval_episodes=1,
         max_episode_frames=10, progress=False, tensorboard=False,
     )

@@ -27,7 +27,7 @@ ray = pytest.importorskip("ray")
 TINY = TrainConfig(
     env_id="MiniGrid-Empty-5x5-v0", num_envs=4, backend="ray", num_actors=2,
     actor_chunk_steps=8, actor_sync_period_updates=4, total_env_steps=384,
-    learning_starts_env_steps=64, env_steps_per_update=8.0, replay_capacity_env_steps=2_000,
+    learning_starts_env_steps=64, updates_per_env_step=0.125, replay_capacity_env_steps=2_000,
     eval_every_env_steps=192, eval_episodes=2, checkpoint_every_env_steps=192,
     tensorboard=False, progress=False,
     agent=R2D2Config(feature_dim=16, hidden=16, batch_size=16, n_step=2,

@@ -28,7 +28,7 @@ def _tiny(run_dir: Path) -> EZTrainConfig:
     base = ez_small(run_dir=str(run_dir), total_env_steps=192)
     return dataclasses.replace(
         base, num_envs=4, mcts=dataclasses.replace(base.mcts, num_simulations=3),
-        batch_size=8, updates_per_env_step=0.1, warmup_env_steps=48,
+        batch_size=8, updates_per_env_step=0.1, learning_starts_env_steps=48,
         replay_capacity_env_steps=1_000, checkpoint_every_env_steps=96,
         eval_every_env_steps=96, eval_episodes=1, max_episode_frames=200, progress=False,
         tensorboard=False, reanalyse=ReanalyseConfig(reanalyse_fraction=0.5),

@@ -154,7 +154,7 @@ def test_bt_atari_like_run_evaluates_without_sticky_actions_when_trained_without
     assert exp.train.sticky_action_prob == 0.0
     cfg = dataclasses.replace(
         exp.train, num_envs=1, total_env_steps=40, learning_starts_env_steps=30,
-        env_steps_per_update=4.0, eval_every_env_steps=20, eval_episodes=1,
+        updates_per_env_step=0.25, eval_every_env_steps=20, eval_episodes=1,
         checkpoint_every_env_steps=10**6, replay_capacity_env_steps=500,
         max_episode_frames=120, terminal_on_life_loss=True, tensorboard=False, progress=False,
         run_dir=str(tmp_path / "bt"),
@@ -203,7 +203,7 @@ def test_efficientzero_evaluates_with_its_training_sticky_actions(
     base = ez_small(run_dir=str(tmp_path / "ez"), total_env_steps=16)
     cfg = dataclasses.replace(
         base, num_envs=2, mcts=dataclasses.replace(base.mcts, num_simulations=2),
-        batch_size=4, updates_per_env_step=0.1, warmup_env_steps=8, sticky_action_prob=0.0,
+        batch_size=4, updates_per_env_step=0.1, learning_starts_env_steps=8, sticky_action_prob=0.0,
         replay_capacity_env_steps=200, checkpoint_every_env_steps=10**6,
         eval_every_env_steps=10**6, eval_episodes=1, max_episode_frames=20, progress=False,
         tensorboard=False, reanalyse=ReanalyseConfig(reanalyse_fraction=0.5),

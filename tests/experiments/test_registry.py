@@ -226,7 +226,7 @@ def test_ez_experiment_runs_every_seed_and_reports(tmp_path: Path) -> None:
 
     tiny = dataclasses.replace(
         ez_small(), num_envs=2, total_env_steps=60, replay_capacity_env_steps=60,
-        warmup_env_steps=30, batch_size=4, eval_every_env_steps=60, eval_episodes=1,
+        learning_starts_env_steps=30, batch_size=4, eval_every_env_steps=60, eval_episodes=1,
         max_episode_frames=50, checkpoint_every_env_steps=60, progress=False,
         tensorboard=False, seed=10)
     exp = EZExperiment(name="ez-tiny", train=tiny, num_seeds=2)

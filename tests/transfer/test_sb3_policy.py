@@ -26,7 +26,7 @@ ENV = "MiniGrid-Empty-5x5-v0"
 def _bt_config(run_dir: Path, env_id: str = ENV, **kw: Any) -> TrainConfig:
     settings: dict[str, Any] = dict(
         env_id=env_id, explore="bt", epsilon_levy=0.3, num_envs=2, total_env_steps=300,
-        learning_starts_env_steps=100, env_steps_per_update=8.0, eval_every_env_steps=10**9,
+        learning_starts_env_steps=100, updates_per_env_step=0.125, eval_every_env_steps=10**9,
         eval_episodes=2, checkpoint_every_env_steps=10**9, replay_capacity_env_steps=1_000,
         tensorboard=False, progress=False, run_dir=str(run_dir),
         agent=R2D2Config(torso="mlp", feature_dim=16, hidden=16, batch_size=8),

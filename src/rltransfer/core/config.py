@@ -1,7 +1,10 @@
-"""Typed dataclass configs: built from dicts with unknown keys rejected, saved as JSON.
+"""Typed dataclass configs: the base of every training run's config (:class:`RunConfig`),
+and the dict / JSON door: built from dicts with unknown keys rejected, saved as JSON.
 
-The CLI (tyro) builds configs from flags; this module is the other door, used to load the
-resolved ``config.json`` of a run directory and the metadata of checkpoints.
+The CLI (tyro) builds configs from flags; :func:`from_dict` / :func:`load_config` are the
+other door, used to load the resolved ``config.json`` of a run directory and the metadata of
+checkpoints. A key a config class lists in ``RENAMED_FIELDS`` (an older name of one of its
+fields) is refused with the new name in the message, never converted silently.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ import difflib
 import json
 import types
 import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeVar
 
 from rltransfer.errors import UserError
 
@@ -97,22 +103,26 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     """Build dataclass ``cls`` from ``data``, rejecting unknown keys.
 
     Raises:
-        ConfigError: an unknown key (with the closest valid names), or a value of the wrong
-            type.
+        ConfigError: an unknown key (with the closest valid names; for a key in ``cls``'s
+            ``RENAMED_FIELDS``, the field's new name), or a value of the wrong type.
     """
     if not _is_dataclass_type(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    renamed: Mapping[str, str] = getattr(cls, "RENAMED_FIELDS", {})
     unknown = [k for k in data if k not in fields]
     if unknown:
         hints_text = []
         for key in unknown:
+            if key in renamed:
+                hints_text.append(renamed[key])
+                continue
             close = difflib.get_close_matches(key, list(fields), n=3)
             suggestion = f" (did you mean {', '.join(close)}?)" if close else ""
-            hints_text.append(f"{key!r}{suggestion}")
+            hints_text.append(f"unknown key {key!r}{suggestion}")
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(hints_text)} for {cls.__name__}; valid keys: "
+            f"{where}: {'; '.join(hints_text)} for {cls.__name__}; valid keys: "
             f"{', '.join(sorted(fields))}"
         )
     kwargs = {k: _convert(v, hints[k], f"{where}.{k}") for k, v in data.items()}
@@ -138,3 +148,95 @@ def load_config(cls: type[T], path: str | Path) -> T:
     except (OSError, json.JSONDecodeError) as e:
         raise ConfigError(f"cannot read config {path}: {e}") from e
     return from_dict(cls, data, where=str(path))
+
+
+RENAMED_RUN_FIELDS: Mapping[str, str] = MappingProxyType({
+    "warmup_env_steps": "'warmup_env_steps' was renamed to 'learning_starts_env_steps' "
+                        "(same meaning)",
+    "env_steps_per_update": "'env_steps_per_update' was replaced by 'updates_per_env_step': "
+                            "set updates_per_env_step = 1 / env_steps_per_update (4.0 -> 0.25)",
+})
+"""Keys of older run configs (before issue 11's one naming) and what replaced them."""
+
+
+@dataclass
+class RunConfig:
+    """The fields every training run has (R2D2's :class:`~rltransfer.agents.r2d2.config.
+    TrainConfig`, SAC's :class:`~rltransfer.agents.sac.config.SACTrainConfig`, EfficientZero's
+    :class:`~rltransfer.agents.efficientzero.config.EZTrainConfig`): env, budget, replay ratio,
+    evaluation and checkpoint cadence, device, seed. Counts are env steps of all envs together
+    (SAC's: agent steps, the action repeat inside).
+
+    A subclass redeclares a field to change its default, and extends :meth:`problems` (with
+    ``super().problems()``) to check its own fields; :meth:`validate` raises one
+    :class:`ConfigError` listing every problem. The trainers call ``cfg.validate()`` before
+    anything is written.
+    """
+
+    env_id: str = "MinAtar/Breakout-v1"
+    """Environment id (any id :func:`rltransfer.envs.make_env` knows)."""
+    num_envs: int = 1
+    """Environments stepped together (``B``)."""
+    total_env_steps: int = 50_000
+    """The budget: env steps of all envs together."""
+    seed: int = 0
+    """Seed of the envs, networks and sampling."""
+    run_dir: str = "runs/run"
+    """Run directory (resumed when it holds this run)."""
+    replay_capacity_env_steps: int = 100_000
+    """Replay size in env steps (all envs together)."""
+    learning_starts_env_steps: int = 2_000
+    """Env steps collected before the first learner update (after a resume without a saved
+    replay, learning waits this many env steps again)."""
+    updates_per_env_step: float = 1.0
+    """Replay ratio: learner updates per env step once learning has started (R2D2's one
+    update every 4 env steps is 0.25)."""
+    eval_every_env_steps: int = 10_000
+    """Evaluate every this many env steps."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    checkpoint_every_env_steps: int = 10_000
+    """Checkpoint every this many env steps."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept (older ones are deleted)."""
+    checkpoint_replay: bool = True
+    """Save replay contents in checkpoints (exact resume). Off: a resumed run refills replay
+    for ``learning_starts_env_steps`` before updating again (documented loss)."""
+    device: str = "cpu"
+    """Torch device of the learner."""
+    torch_threads: int = 1
+    """``torch.set_num_threads``."""
+    progress: bool = True
+    """Show a progress bar."""
+    tensorboard: bool = True
+    """Also write TensorBoard events (besides ``metrics.jsonl``)."""
+
+    RENAMED_FIELDS: ClassVar[Mapping[str, str]] = RENAMED_RUN_FIELDS
+    """Older keys :func:`from_dict` refuses with their new name."""
+
+    def problems(self) -> list[str]:
+        """Every invalid value of the run-level fields, one message each (a subclass appends
+        its own to ``super().problems()``)."""
+        problems = []
+        for name in ("num_envs", "total_env_steps", "replay_capacity_env_steps",
+                     "eval_every_env_steps", "eval_episodes", "checkpoint_every_env_steps",
+                     "keep_checkpoints", "torch_threads"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if self.learning_starts_env_steps < 0:
+            problems.append(
+                f"learning_starts_env_steps must be >= 0 (got {self.learning_starts_env_steps})")
+        if not self.updates_per_env_step > 0:
+            problems.append(
+                f"updates_per_env_step must be > 0 (got {self.updates_per_env_step})")
+        return problems
+
+    def validate(self) -> None:
+        """Check the config.
+
+        Raises:
+            ConfigError: one message listing every problem of :meth:`problems`.
+        """
+        problems = self.problems()
+        if problems:
+            raise ConfigError(f"invalid {type(self).__name__}: " + "; ".join(problems))

@@ -54,13 +54,13 @@ import time
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from rich.console import Console
 
 from rltransfer.agents.agent_policy import load_policy
-from rltransfer.agents.r2d2.config import R2D2Config, TrainConfig
+from rltransfer.agents.r2d2.config import Explore, Init, R2D2Config, TrainConfig
 from rltransfer.agents.r2d2.train import train, train_env_kwargs
 from rltransfer.core.config import ConfigError
 from rltransfer.core.policy import SpaceMismatchError
@@ -70,11 +70,6 @@ from rltransfer.evaluation.report import collect_runs, write_report
 from rltransfer.evaluation.verdict import BASELINE
 from rltransfer.experiments.pool import run_jobs
 from rltransfer.intrinsic.ngu import NGUConfig
-
-Explore = Literal["epsilon_greedy", "ez_greedy", "bt"]
-"""How a transfer run explores: the values of :attr:`TrainConfig.explore`."""
-Init = Literal["none", "full", "partial"]
-"""Where a transfer run's weights come from: the values of :attr:`TrainConfig.init`."""
 
 
 @dataclass(frozen=True)
@@ -225,7 +220,7 @@ def bt_minigrid() -> BTExperiment:
     env = "MiniGrid-DoorKey-5x5-v0"
     common = TrainConfig(
         env_id=env, num_envs=8, replay_capacity_env_steps=50_000,
-        learning_starts_env_steps=1_000, env_steps_per_update=4.0, eval_every_env_steps=5_000,
+        learning_starts_env_steps=1_000, updates_per_env_step=0.25, eval_every_env_steps=5_000,
         eval_episodes=10, checkpoint_every_env_steps=10_000, epsilon_schedule="linear",
         epsilon=0.05, epsilon_decay_env_steps=10_000, prior_epsilon=0.05, agent=_small_agent(),
     )
@@ -277,7 +272,7 @@ def bt_atari() -> BTExperiment:
                        sequence_overlap=40)
     common = TrainConfig(
         env_id=env, num_envs=8, replay_capacity_env_steps=1_000_000,
-        learning_starts_env_steps=20_000, env_steps_per_update=4.0,
+        learning_starts_env_steps=20_000, updates_per_env_step=0.25,
         eval_every_env_steps=250_000, eval_episodes=10, checkpoint_every_env_steps=250_000,
         checkpoint_replay=False, agent=agent, sticky_action_prob=0.0,
     )

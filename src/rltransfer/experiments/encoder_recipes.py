@@ -145,7 +145,7 @@ def _cpu_sac(env_id: str, total_env_steps: int) -> SACTrainConfig:
         agent=SACConfig(batch_size=64, hidden_dim=256, actor_lr=3e-4, critic_lr=3e-4,
                         encoder_lr=3e-4, alpha_lr=3e-4),
         encoder=_cpu_encoder(), replay_capacity_env_steps=total_env_steps,
-        warmup_env_steps=500, eval_every_env_steps=max(500, total_env_steps // 6),
+        learning_starts_env_steps=500, eval_every_env_steps=max(500, total_env_steps // 6),
         eval_episodes=5, checkpoint_every_env_steps=max(1000, total_env_steps // 3),
         progress=False, tensorboard=False,
     )

@@ -52,7 +52,7 @@ def target_run(run_dir: Path, **changes: Any) -> EZTrainConfig:
         env_id=GAMES["breakout"], num_envs=2, total_env_steps=40, seed=3, run_dir=str(run_dir),
         mcts=MCTSConfig(num_simulations=2, discount=0.99),
         reanalyse=ReanalyseConfig(reanalyse_fraction=0.25, value_target="network"),
-        replay_capacity_env_steps=200, batch_size=8, warmup_env_steps=16,
+        replay_capacity_env_steps=200, batch_size=8, learning_starts_env_steps=16,
         eval_every_env_steps=1_000, eval_episodes=1, checkpoint_every_env_steps=20,
         selfplay_update_interval_updates=5, action_space="minatar-union", pad_channels=10,
         progress=False, tensorboard=False)

@@ -225,7 +225,7 @@ def _write_run(run_dir: Path, replay: GameSegmentReplay, *, replay_saved: bool =
     meta = {"architecture": {"kind": "efficientzero", "env_id": "MinAtar/Breakout-v1",
                              "num_actions": 3, "frame_stack": 2},
             "config": {"random_warmup_actions": True, "clip_rewards": False, "seed": 3,
-                       "warmup_env_steps": 6, "num_envs": 2, "updates_per_env_step": 1.0},
+                       "learning_starts_env_steps": 6, "num_envs": 2, "updates_per_env_step": 1.0},
             "env_steps": 80, "replay_saved": replay_saved}
     save_checkpoint(run_dir / "checkpoints" / "step_000000000080", tensors, meta)
 
@@ -264,7 +264,7 @@ def test_a_real_efficientzero_run_round_trips_through_minari(
     base = ez_small(run_dir=str(tmp_path / "run"), total_env_steps=240)
     cfg = dataclasses.replace(
         base, num_envs=2, mcts=dataclasses.replace(base.mcts, num_simulations=3),
-        batch_size=8, updates_per_env_step=0.1, warmup_env_steps=60,
+        batch_size=8, updates_per_env_step=0.1, learning_starts_env_steps=60,
         replay_capacity_env_steps=1_000, checkpoint_every_env_steps=80,
         eval_every_env_steps=240, eval_episodes=1, max_episode_frames=200, progress=False,
         tensorboard=False, reanalyse=ReanalyseConfig(reanalyse_fraction=0.5))

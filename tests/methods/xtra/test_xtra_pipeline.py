@@ -30,7 +30,7 @@ def smoke(exp: XTRAExperiment) -> XTRAExperiment:
     finetuning, 1 seed."""
     mcts = MCTSConfig(num_simulations=2, discount=0.99)
     tiny: dict[str, Any] = {
-            "num_envs": 2, "batch_size": 8, "warmup_env_steps": 16, "eval_episodes": 1,
+            "num_envs": 2, "batch_size": 8, "learning_starts_env_steps": 16, "eval_episodes": 1,
             "mcts": mcts, "progress": False, "tensorboard": False,
             "reanalyse": ReanalyseConfig(reanalyse_fraction=0.25, value_target="network")}
     source_run = dataclasses.replace(exp.source_run, total_env_steps=160,

@@ -1,5 +1,5 @@
 """EfficientZero's configs: the learner's hyperparameters (:class:`EfficientZeroConfig`), one
-run (:class:`EZTrainConfig`, checked by :func:`validate`), and the schedules they define
+run (:class:`EZTrainConfig`, checked by its ``validate()``), and the schedules they define
 (learning rate, action-sampling temperature, importance exponent).
 
 Sources: EfficientZero (Ye et al. 2021, Appendix; public code's defaults), XTRA (Xu et al.
@@ -25,7 +25,7 @@ from rltransfer.agents.efficientzero.networks import (
 )
 from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig
 from rltransfer.core.checkpoint_components import check_component_names
-from rltransfer.core.config import ConfigError
+from rltransfer.core.config import ConfigError, RunConfig
 from rltransfer.envs import env_spec
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "importance_exponent_at",
     "learning_rate_at",
     "temperature_at",
-    "validate",
 ]
 
 AUGMENTATIONS: tuple[str, ...] = ("none", "shift_intensity")
@@ -166,9 +165,10 @@ def learning_rate_at(config: EfficientZeroConfig, num_updates: int) -> float:
 
 
 @dataclass
-class EZTrainConfig:
+class EZTrainConfig(RunConfig):
     """One EfficientZero run (defaults: a small MinAtar run; presets in
-    :mod:`rltransfer.experiments.efficientzero`).
+    :mod:`rltransfer.experiments.efficientzero`); the run-level fields are
+    :class:`~rltransfer.core.config.RunConfig`'s.
 
     Attributes:
         env_id: ``ALE/<Game>-v5`` or ``MinAtar/<Game>-v1`` (any id ``make_env`` knows).
@@ -200,7 +200,7 @@ class EZTrainConfig:
         replay_capacity_env_steps: replay size in env steps (all envs together).
         batch_size: positions per learner update (EZ: 256).
         updates_per_env_step: learner updates per env step (EZ Atari100k: 1).
-        warmup_env_steps: env steps collected before the first update (EZ: 2000).
+        learning_starts_env_steps: env steps collected before the first update (EZ: 2000).
         random_warmup_actions: until the first learner update, act uniformly at random
             without a search and store a uniform policy target and root value 0 (the public
             EfficientZero self-play worker: uniform ``distributions`` before its start
@@ -216,7 +216,7 @@ class EZTrainConfig:
             of visit counts, no noise), on the unclipped game reward.
         checkpoint_every_env_steps / keep_checkpoints / checkpoint_replay: checkpointing
             (with the replay, resuming continues exactly; without it, learning restarts
-            after another ``warmup_env_steps``).
+            after another ``learning_starts_env_steps``).
         init_from: run directory or checkpoint directory of an EfficientZero run whose
             components start this run (a run dir resolves to its ``final/``, else its latest
             checkpoint), as XTRA (Xu et al. 2023) transfers h, h+g or h+g+f. The source
@@ -254,8 +254,10 @@ class EZTrainConfig:
     env_id: str = "MinAtar/Breakout-v1"
     num_envs: int = 8
     total_env_steps: int = 50_000
-    seed: int = 0
     run_dir: str = "runs/efficientzero"
+    learning_starts_env_steps: int = 2_000
+    updates_per_env_step: float = 1.0
+    eval_episodes: int = 8
     frame_stack: int | None = None
     frame_size: int | None = None
     grayscale: bool | None = None
@@ -268,30 +270,18 @@ class EZTrainConfig:
     learner: EfficientZeroConfig = field(
         default_factory=lambda: EfficientZeroConfig(augmentation="none"))
     reanalyse: ReanalyseConfig = field(default_factory=ReanalyseConfig)
-    replay_capacity_env_steps: int = 100_000
     batch_size: int = 256
-    updates_per_env_step: float = 1.0
-    warmup_env_steps: int = 2_000
     random_warmup_actions: bool = True
     priority_exponent: float = 0.6
     importance_exponent_start: float = 0.4
     temperatures: tuple[float, float, float] = (1.0, 0.5, 0.25)
     temperature_milestones: tuple[float, float] = (0.5, 0.75)
     selfplay_update_interval_updates: int = 100
-    eval_every_env_steps: int = 10_000
-    eval_episodes: int = 8
-    checkpoint_every_env_steps: int = 10_000
-    keep_checkpoints: int = 2
-    checkpoint_replay: bool = True
     init_from: str | None = None
     transfer: tuple[str, ...] = ()
     freeze: tuple[str, ...] = ()
     action_space: Literal["minatar-union", "atari-full"] | None = None
     pad_channels: int | None = None
-    device: str = "cpu"
-    torch_threads: int = 1
-    progress: bool = True
-    tensorboard: bool = True
     backend: Literal["local", "ray"] = "local"
     num_actors: int = 2
     actor_chunk_steps: int = 16
@@ -299,6 +289,63 @@ class EZTrainConfig:
     ray_cpus_per_actor: float = 1.0
     ray_gpus_per_actor: float = 0.0
     ray_learner_gpus: float = 0.0
+
+    def problems(self) -> list[str]:
+        """The run-level problems (:meth:`RunConfig.problems`) and EfficientZero's: batch
+        size, temperatures, search and learner discounts that differ, a Ray split that does
+        not divide the envs, ALE-only settings on another suite, the shared action space,
+        transfer / freeze without ``init_from``.
+
+        Raises:
+            UnknownComponentError: a name in ``transfer`` / ``freeze`` that is no component.
+        """
+        problems = super().problems()
+        if self.batch_size < 1:
+            problems.append("batch_size must be >= 1")
+        if not 0 <= self.importance_exponent_start <= 1:
+            problems.append("importance_exponent_start must be in [0, 1]")
+        if min(self.temperatures) <= 0:
+            problems.append("temperatures must be > 0")
+        m1, m2 = self.temperature_milestones
+        if not 0 <= m1 <= m2 <= 1:
+            problems.append("temperature_milestones must satisfy 0 <= first <= second <= 1")
+        if self.selfplay_update_interval_updates < 1:
+            problems.append("selfplay_update_interval_updates must be >= 1")
+        discount = self.learner.discount
+        if abs(self.mcts.discount - discount) > 1e-12:
+            problems.append(
+                f"mcts.discount ({self.mcts.discount}) must equal learner.discount ({discount})"
+            )
+        horizon = self.learner.value_prefix_horizon
+        if self.mcts.value_prefix_horizon != horizon:
+            problems.append(
+                f"mcts.value_prefix_horizon ({self.mcts.value_prefix_horizon}) must equal the "
+                f"learner's ({horizon})"
+            )
+        if self.backend == "ray":
+            if self.num_actors < 1 or self.num_envs % self.num_actors != 0:
+                problems.append(
+                    f"backend=ray splits num_envs={self.num_envs} over num_actors="
+                    f"{self.num_actors}: num_envs must be a positive multiple of num_actors"
+                )
+            if self.actor_chunk_steps < 1:
+                problems.append("actor_chunk_steps must be >= 1")
+        if not self.env_id.startswith("ALE/"):
+            for name in ("frame_size", "grayscale"):
+                if getattr(self, name) is not None:
+                    problems.append(f"{name} applies to ALE games only; leave it None")
+            if self.terminal_on_life_loss:
+                problems.append("terminal_on_life_loss applies to ALE games only")
+        problems += _shared_space_problems(self)
+        components = EfficientZeroNet.COMPONENTS
+        check_component_names(self.transfer, components, "transfer", "EfficientZero")
+        check_component_names(self.freeze, components, "freeze", "EfficientZero")
+        if self.init_from is None and (self.transfer or self.freeze):
+            problems.append("transfer / freeze need init_from (--init-from RUN)")
+        if self.init_from is not None and not self.transfer:
+            problems.append("init_from needs the components to load (--transfer "
+                            "representation dynamics ...)")
+        return problems
 
 
 RESUMABLE_ON_ANOTHER_BACKEND: frozenset[str] = frozenset(
@@ -349,75 +396,6 @@ def importance_exponent_at(cfg: EZTrainConfig, env_steps: int) -> float:
     return cfg.importance_exponent_start + frac * (1.0 - cfg.importance_exponent_start)
 
 
-def validate(cfg: EZTrainConfig) -> None:
-    """Check an :class:`EZTrainConfig` for inconsistent values.
-
-    Raises:
-        ConfigError: every problem found, with the field to fix.
-    """
-    problems = []
-    if cfg.num_envs < 1:
-        problems.append("num_envs must be >= 1")
-    if cfg.total_env_steps < 1:
-        problems.append("total_env_steps must be >= 1")
-    if cfg.batch_size < 1:
-        problems.append("batch_size must be >= 1")
-    if cfg.updates_per_env_step <= 0:
-        problems.append("updates_per_env_step must be > 0")
-    if cfg.warmup_env_steps < 0:
-        problems.append("warmup_env_steps must be >= 0")
-    if not 0 <= cfg.importance_exponent_start <= 1:
-        problems.append("importance_exponent_start must be in [0, 1]")
-    if min(cfg.temperatures) <= 0:
-        problems.append("temperatures must be > 0")
-    m1, m2 = cfg.temperature_milestones
-    if not 0 <= m1 <= m2 <= 1:
-        problems.append("temperature_milestones must satisfy 0 <= first <= second <= 1")
-    if cfg.selfplay_update_interval_updates < 1:
-        problems.append("selfplay_update_interval_updates must be >= 1")
-    if cfg.eval_every_env_steps < 1 or cfg.checkpoint_every_env_steps < 1:
-        problems.append("eval_every_env_steps and checkpoint_every_env_steps must be >= 1")
-    if cfg.eval_episodes < 1:
-        problems.append("eval_episodes must be >= 1")
-    discount = cfg.learner.discount
-    if abs(cfg.mcts.discount - discount) > 1e-12:
-        problems.append(
-            f"mcts.discount ({cfg.mcts.discount}) must equal learner.discount ({discount})"
-        )
-    horizon = cfg.learner.value_prefix_horizon
-    if cfg.mcts.value_prefix_horizon != horizon:
-        problems.append(
-            f"mcts.value_prefix_horizon ({cfg.mcts.value_prefix_horizon}) must equal the "
-            f"learner's ({horizon})"
-        )
-    if cfg.backend == "ray":
-        if cfg.num_actors < 1 or cfg.num_envs % cfg.num_actors != 0:
-            problems.append(
-                f"backend=ray splits num_envs={cfg.num_envs} over num_actors={cfg.num_actors}: "
-                "num_envs must be a positive multiple of num_actors"
-            )
-        if cfg.actor_chunk_steps < 1:
-            problems.append("actor_chunk_steps must be >= 1")
-    if not cfg.env_id.startswith("ALE/"):
-        for name in ("frame_size", "grayscale"):
-            if getattr(cfg, name) is not None:
-                problems.append(f"{name} applies to ALE games only; leave it None")
-        if cfg.terminal_on_life_loss:
-            problems.append("terminal_on_life_loss applies to ALE games only")
-    problems += _shared_space_problems(cfg)
-    components = EfficientZeroNet.COMPONENTS
-    check_component_names(cfg.transfer, components, "transfer", "EfficientZero")
-    check_component_names(cfg.freeze, components, "freeze", "EfficientZero")
-    if cfg.init_from is None and (cfg.transfer or cfg.freeze):
-        problems.append("transfer / freeze need init_from (--init-from RUN)")
-    if cfg.init_from is not None and not cfg.transfer:
-        problems.append("init_from needs the components to load (--transfer representation "
-                        "dynamics ...)")
-    if problems:
-        raise ConfigError("EZTrainConfig: " + "; ".join(problems))
-
-
-
 def _shared_space_problems(cfg: EZTrainConfig) -> list[str]:
     """Problems of ``action_space`` / ``pad_channels`` (checked without building the env)."""
     from rltransfer.agents.efficientzero.shared_space import ACTION_SPACES
@@ -433,7 +411,4 @@ def _shared_space_problems(cfg: EZTrainConfig) -> list[str]:
                             f"{ACTION_SPACES[cfg.action_space]} games, not {cfg.env_id}")
     if cfg.pad_channels is not None and cfg.pad_channels < 1:
         problems.append(f"pad_channels must be >= 1 (got {cfg.pad_channels})")
-    if cfg.backend == "ray" and (cfg.action_space is not None or cfg.pad_channels is not None):
-        problems.append("action_space / pad_channels run with backend='local' only (the Ray "
-                        "self-play workers build env-width networks)")
     return problems

@@ -6,7 +6,7 @@ actions until the first update; Ye et al. 2021). ``backend="local"`` steps it in
 between updates; ``backend="ray"`` runs ``num_actors`` of them in Ray actor processes
 (:mod:`rltransfer.distributed.selfplay`). Each step's frame, action, reward, end flags and
 search statistics go into a :class:`~rltransfer.replay.game_segment.GameSegmentReplay`. After
-``warmup_env_steps`` the learner
+``learning_starts_env_steps`` the learner
 (:class:`~rltransfer.agents.efficientzero.learner.EfficientZeroLearner`) makes
 ``updates_per_env_step`` updates per env step from batches built by
 :class:`~rltransfer.agents.efficientzero.reanalyse.Reanalyser` (target-network reanalysis),
@@ -37,7 +37,6 @@ from rltransfer.agents.efficientzero.config import (
     ez_net_config,
     importance_exponent_at,
     temperature_at,
-    validate,
 )
 from rltransfer.agents.efficientzero.learner import EfficientZeroLearner
 from rltransfer.agents.efficientzero.networks import WorldModelConfig
@@ -84,7 +83,7 @@ class EZTrainer(TrainingLoop):
 
     @closes_envs_on_failure
     def __init__(self, cfg: EZTrainConfig) -> None:
-        validate(cfg)
+        cfg.validate()
         # Nothing is written to the run dir before the env and the rest are validated.
         self.open_run(cfg, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
         self.open_pixel_envs(make_env, env_spec(cfg.env_id), self.env_kwargs())
@@ -121,7 +120,7 @@ class EZTrainer(TrainingLoop):
                                    seed=cfg.seed + 7_919)
         self._selfplay_seconds = 0.0
         self.init_loop(LoopSchedule.from_config(
-            cfg, ReplayRatio(cfg.updates_per_env_step, 1), cfg.warmup_env_steps,
+            cfg, ReplayRatio(cfg.updates_per_env_step, 1), cfg.learning_starts_env_steps,
         ), tensorboard=cfg.tensorboard)
         prepare_run_dir(cfg, cfg.run_dir, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
 

@@ -14,9 +14,14 @@ from typing import Literal
 
 import numpy as np
 
-from rltransfer.core.config import ConfigError
+from rltransfer.core.config import ConfigError, RunConfig
 from rltransfer.intrinsic.ngu import NGUConfig, ngu_betas, ngu_gammas
 from rltransfer.nets.encoders import ENCODER_KINDS
+
+Explore = Literal["epsilon_greedy", "ez_greedy", "bt"]
+"""How a run explores: the values of :attr:`TrainConfig.explore`."""
+Init = Literal["none", "full", "partial"]
+"""Where a run's initial weights come from: the values of :attr:`TrainConfig.init`."""
 
 
 @dataclass
@@ -175,8 +180,9 @@ class R2D2Config:
 
 
 @dataclass
-class TrainConfig:
-    """One training run: environment, learner, exploration, transfer, and bookkeeping.
+class TrainConfig(RunConfig):
+    """One training run: environment, learner, exploration, transfer, and bookkeeping (the
+    run-level fields, budget, replay ratio, cadences, device, in :class:`RunConfig`).
 
     Budgets are in env steps (an Atari env step is 4 frames). Sources: R2D2 (Kapturowski et
     al. 2019) for the learner; Behavior Transfer (Campos et al. 2021, Algorithm 1) for
@@ -185,12 +191,16 @@ class TrainConfig:
 
     env_id: str = "MiniGrid-DoorKey-5x5-v0"
     """Environment id: ``MiniGrid-*``, ``MinAtar/<Game>``, or ``ALE/<Game>-v5``."""
+    num_envs: int = 8
+    """Environments stepped together (with ``epsilon_schedule="ape_x"``, env ``i`` has its
+    own epsilon)."""
+    run_dir: str = "runs/train"
+    """Run directory (resumed when it holds this run)."""
+    updates_per_env_step: float = 0.25
+    """Replay ratio: gradient updates per env step (summed over envs); 0.25 is one update
+    every 4 env steps."""
     task: str | None = None
     """Task variant (reward function) of the environment, e.g. ``goal``, ``key``, ``door``."""
-    num_envs: int = 8
-    total_env_steps: int = 50_000
-    seed: int = 0
-    run_dir: str = "runs/train"
     frame_stack: int | None = None
     """Frames stacked as agent input; ``None`` takes the suite default (Atari 4, else 1)."""
     terminal_on_life_loss: bool = False
@@ -226,14 +236,11 @@ class TrainConfig:
     agent: R2D2Config = field(default_factory=R2D2Config)
     """Learner settings; ``agent.core="lstm"`` switches the loop to sequence replay and
     recurrent acting (R2D2), ``"feedforward"`` (default) to transition replay."""
-    replay_capacity_env_steps: int = 100_000
     prioritized: bool = True
-    learning_starts_env_steps: int = 2_000
-    env_steps_per_update: float = 4.0
-    """Replay ratio: one gradient update every this many env steps (summed over envs)."""
+    """Prioritized replay (else uniform)."""
 
     # Exploration.
-    explore: Literal["epsilon_greedy", "ez_greedy", "bt"] = "epsilon_greedy"
+    explore: Explore = "epsilon_greedy"
     epsilon_schedule: Literal["ape_x", "constant", "linear"] = "ape_x"
     """``ape_x``: env i of N uses eps_i = 0.4^(1 + 7 i / (N - 1)) (R2D2's actors);
     ``constant``: every env uses ``epsilon``; ``linear``: every env decays from
@@ -261,26 +268,16 @@ class TrainConfig:
     """BT: the extra action a+ that executes a' ~ pi_p(s)."""
     epsilon_levy: float = 0.01
     """BT: probability of starting a flight at a step outside a flight."""
-    init: Literal["none", "full", "partial"] = "none"
+    init: Init = "none"
     """Weight transfer: ``full`` loads torso+core+head, ``partial`` torso+core (head random)."""
     init_from: str | None = None
     """Checkpoint or run directory for weight init (defaults to ``prior``)."""
     freeze: tuple[str, ...] = ()
     """Modules kept frozen after init: any of ``torso``, ``core``, ``head``."""
 
-    # Evaluation and bookkeeping.
-    eval_every_env_steps: int = 10_000
-    eval_episodes: int = 10
+    # Evaluation.
     eval_epsilon: float = 0.0
-    checkpoint_every_env_steps: int = 10_000
-    keep_checkpoints: int = 2
-    checkpoint_replay: bool = True
-    """Save replay contents in checkpoints (exact resume). Off: a resumed run refills replay
-    for ``learning_starts_env_steps`` before updating again (documented loss)."""
-    device: str = "cpu"
-    torch_threads: int = 1
-    progress: bool = True
-    tensorboard: bool = True
+    """Epsilon of the evaluated policy."""
 
     # Distributed acting (rltransfer.distributed).
     backend: Literal["local", "ray"] = "local"
@@ -304,6 +301,39 @@ class TrainConfig:
     ray_learner_gpus: float = 0.0
     """GPU share the learner (this process, which Ray does not schedule) reserves on its node
     so GPU actors leave it that share (0: nothing reserved)."""
+
+    def problems(self) -> list[str]:
+        """The run-level problems (:meth:`RunConfig.problems`) and R2D2's: BT without pi_p, a
+        pi_p object where it cannot be used, weight init without a source, a Ray split that
+        does not divide the envs. (The learner's own fields are checked by
+        :class:`R2D2Config`; the policy family's by :func:`policy_family`.)"""
+        problems = super().problems()
+        if self.explore == "bt" and self.prior is None:
+            problems.append("explore=bt needs --prior PATH (the pretrained policy; from "
+                            "Python, or prior=<a Policy object>)")
+        prior_object = is_prior_object_marker(self.prior)
+        if prior_object and self.explore != "bt":
+            problems.append("a pi_p object (prior=) is only used by explore=bt")
+        if prior_object and self.init_from is None and (self.init != "none" or self.freeze):
+            problems.append(f"init={self.init} / freeze need --init-from PATH: pi_p is a "
+                            "Python object, which has no weights to load")
+        if prior_object and self.backend == "ray":
+            problems.append("backend=ray loads pi_p in each actor from a path; a pi_p object "
+                            "(prior=) needs backend=local")
+        if self.explore == "bt" and not (self.flights or self.extra_action):
+            problems.append("explore=bt with flights and extra_action both off is plain "
+                            "eps-greedy")
+        if self.init != "none" and (self.init_from or self.prior) is None:
+            problems.append(f"init={self.init} needs --init-from PATH (or --prior PATH)")
+        if self.backend == "ray":
+            if self.num_actors < 1 or self.num_envs % self.num_actors != 0:
+                problems.append(
+                    f"backend=ray splits num_envs={self.num_envs} over num_actors="
+                    f"{self.num_actors}: num_envs must be a positive multiple of num_actors"
+                )
+            if self.actor_chunk_steps < 1 or self.actor_sync_period_updates < 1:
+                problems.append("actor_chunk_steps and actor_sync_period_updates must be >= 1")
+        return problems
 
 
 PRIOR_OBJECT_PREFIX = "<python object: "

@@ -28,7 +28,7 @@ class SuiteDefaults:
         adam_eps: ``agent.adam_eps``.
         target_update_period_updates: ``agent.target_update_period_updates``.
         learning_starts_env_steps: env steps collected before the first update.
-        env_steps_per_update: replay ratio (env steps per gradient update).
+        updates_per_env_step: replay ratio (gradient updates per env step).
         epsilon_schedule: acting epsilons (see :attr:`TrainConfig.epsilon_schedule`).
         source: where the values come from.
     """
@@ -39,7 +39,7 @@ class SuiteDefaults:
     adam_eps: float
     target_update_period_updates: int
     learning_starts_env_steps: int
-    env_steps_per_update: float
+    updates_per_env_step: float
     epsilon_schedule: Literal["ape_x", "constant", "linear"]
     source: str
 
@@ -49,12 +49,12 @@ SUITE_AGENT_FIELDS: tuple[str, ...] = (
 """:class:`SuiteDefaults` fields that set :class:`~rltransfer.agents.r2d2.config.R2D2Config`
 fields."""
 SUITE_LOOP_FIELDS: tuple[str, ...] = (
-    "learning_starts_env_steps", "env_steps_per_update", "epsilon_schedule")
+    "learning_starts_env_steps", "updates_per_env_step", "epsilon_schedule")
 """:class:`SuiteDefaults` fields that set :class:`TrainConfig` fields."""
 
 R2D2_PAPER_DEFAULTS = SuiteDefaults(
     gamma=0.997, n_step=5, lr=1e-4, adam_eps=1e-3, target_update_period_updates=2_500,
-    learning_starts_env_steps=2_000, env_steps_per_update=4.0, epsilon_schedule="ape_x",
+    learning_starts_env_steps=2_000, updates_per_env_step=0.25, epsilon_schedule="ape_x",
     source="R2D2 (Kapturowski et al. 2019, Table 2) for the learner and the Ape-X epsilons; "
            "the field defaults of TrainConfig / R2D2Config",
 )
@@ -62,7 +62,7 @@ R2D2_PAPER_DEFAULTS = SuiteDefaults(
 
 MINIGRID_DEFAULTS = SuiteDefaults(
     gamma=0.9, n_step=5, lr=1e-3, adam_eps=1e-6, target_update_period_updates=250,
-    learning_starts_env_steps=2_000, env_steps_per_update=4.0, epsilon_schedule="ape_x",
+    learning_starts_env_steps=2_000, updates_per_env_step=0.25, epsilon_schedule="ape_x",
     source="measured here (docs/benchmarks.md, 'R2D2 defaults on MiniGrid'; docs/decisions.md, "
            "'Per-suite defaults'); the values of the bt-minigrid recipes' learner",
 )
@@ -132,8 +132,12 @@ def suite_config(env_id: str, *, agent: Mapping[str, Any] | None = None,
 
     Raises:
         UnknownEnvError, ConfigError: from :func:`suite_defaults`; ConfigError from the
-            configs' own checks. TypeError: a name that is not a field.
+            configs' own checks, or a renamed field (``env_steps_per_update``, naming its
+            replacement). TypeError: a name that is not a field.
     """
+    renamed = [TrainConfig.RENAMED_FIELDS[k] for k in changes if k in TrainConfig.RENAMED_FIELDS]
+    if renamed:
+        raise ConfigError("suite_config: " + "; ".join(renamed))
     cfg = apply_suite_defaults(TrainConfig(), env_id)
     if agent:
         changes["agent"] = dataclasses.replace(cfg.agent, **agent)

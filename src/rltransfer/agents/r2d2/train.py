@@ -36,7 +36,6 @@ from rltransfer.agents.r2d2.actor import (
 )
 from rltransfer.agents.r2d2.config import (
     TrainConfig,
-    is_prior_object_marker,
     policy_family,
     with_prior_object,
 )
@@ -84,42 +83,6 @@ def train_env_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     }
 
 
-def _validate(cfg: TrainConfig) -> None:
-    problems = []
-    if cfg.num_envs < 1:
-        problems.append("num_envs must be >= 1")
-    if cfg.total_env_steps < 1:
-        problems.append("total_env_steps must be >= 1")
-    if cfg.explore == "bt" and cfg.prior is None:
-        problems.append("explore=bt needs --prior PATH (the pretrained policy; from Python, "
-                        "or prior=<a Policy object>)")
-    prior_object = is_prior_object_marker(cfg.prior)
-    if prior_object and cfg.explore != "bt":
-        problems.append("a pi_p object (prior=) is only used by explore=bt")
-    if prior_object and cfg.init_from is None and (cfg.init != "none" or cfg.freeze):
-        problems.append(f"init={cfg.init} / freeze need --init-from PATH: pi_p is a Python "
-                        "object, which has no weights to load")
-    if prior_object and cfg.backend == "ray":
-        problems.append("backend=ray loads pi_p in each actor from a path; a pi_p object "
-                        "(prior=) needs backend=local")
-    if cfg.explore == "bt" and not (cfg.flights or cfg.extra_action):
-        problems.append("explore=bt with flights and extra_action both off is plain eps-greedy")
-    if cfg.init != "none" and (cfg.init_from or cfg.prior) is None:
-        problems.append(f"init={cfg.init} needs --init-from PATH (or --prior PATH)")
-    if cfg.env_steps_per_update <= 0:
-        problems.append("env_steps_per_update must be > 0")
-    if cfg.backend == "ray":
-        if cfg.num_actors < 1 or cfg.num_envs % cfg.num_actors != 0:
-            problems.append(
-                f"backend=ray splits num_envs={cfg.num_envs} over num_actors={cfg.num_actors}: "
-                "num_envs must be a positive multiple of num_actors"
-            )
-        if cfg.actor_chunk_steps < 1 or cfg.actor_sync_period_updates < 1:
-            problems.append("actor_chunk_steps and actor_sync_period_updates must be >= 1")
-    if problems:
-        raise ConfigError("; ".join(problems))
-
-
 class Trainer(TrainingLoop):
     """Owns the envs, agent, replay, explorer and intrinsic reward of one run.
 
@@ -143,7 +106,7 @@ class Trainer(TrainingLoop):
     @closes_envs_on_failure
     def __init__(self, cfg: TrainConfig, prior: Policy | None = None) -> None:
         cfg = with_prior_object(cfg, prior)
-        _validate(cfg)
+        cfg.validate()
         # Nothing is written to the run dir before the env and the rest are validated.
         self.open_run(cfg, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
         self.open_pixel_envs(make_env, env_spec(cfg.env_id), self.env_kwargs())
@@ -214,7 +177,7 @@ class Trainer(TrainingLoop):
         )
         self.stacker = self.collector.stacker
         self.init_loop(LoopSchedule.from_config(
-            cfg, ReplayRatio(1, cfg.env_steps_per_update), cfg.learning_starts_env_steps,
+            cfg, ReplayRatio(cfg.updates_per_env_step, 1), cfg.learning_starts_env_steps,
         ), tensorboard=cfg.tensorboard)
         prepare_run_dir(cfg, cfg.run_dir, ignore=RESUMABLE_ON_ANOTHER_BACKEND)
 

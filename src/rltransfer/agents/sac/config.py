@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from rltransfer.core.config import ConfigError
+from rltransfer.core.config import RunConfig
 from rltransfer.nets.pixel_encoders import PixelEncoderConfig
 
 AUGMENTATIONS: tuple[str, ...] = ("shift", "crop", "none")
@@ -26,7 +26,6 @@ __all__ = [
     "config_from_pretrained_encoder",
     "resolved_render_size",
     "sac_env_kwargs",
-    "validate_train_config",
 ]
 
 
@@ -116,10 +115,11 @@ class SACConfig:
 
 
 @dataclass
-class SACTrainConfig:
+class SACTrainConfig(RunConfig):
     """One pixel-SAC run. Budgets are in agent steps (``*_env_steps``); defaults follow
     Kadavath et al. 2021 / PAD (REFERENCE.md) except the scaled-down budget. Checked by
-    :func:`validate_train_config` when a trainer is built."""
+    :meth:`validate` when a trainer is built; the run-level fields are
+    :class:`~rltransfer.core.config.RunConfig`'s."""
 
     env_id: str = "DMC/reacher-easy"
     """``DMC/<domain>-<task>`` (see :func:`rltransfer.envs.make_env`)."""
@@ -127,8 +127,19 @@ class SACTrainConfig:
     """Parallel envs collecting (the papers use 1)."""
     total_env_steps: int = 100_000
     """Agent steps (actions) to train for, over all envs."""
-    seed: int = 0
     run_dir: str = "runs/sac"
+    """Run directory (resumed when it holds this run)."""
+    replay_capacity_env_steps: int = 100_000
+    """Replay slots in all (split evenly over envs)."""
+    learning_starts_env_steps: int = 1000
+    """Uniformly random actions before the policy acts and updates start. The step the
+    warm-up ends does ``learning_starts_env_steps * updates_per_env_step`` updates at once
+    (PAD's ``num_updates = init_steps if step == init_steps else 1``), so from then on the
+    number of updates keeps pace with the collected steps."""
+    updates_per_env_step: float = 1.0
+    """SAC updates per agent step after the warm-up."""
+    checkpoint_replay: bool = True
+    """Store the replay in checkpoints (exact resume; ~21 kB per transition at 84x84)."""
     frame_stack: int | None = None
     """Frames stacked into an observation; ``None``: the suite's default (3 for DMC)."""
     action_repeat: int | None = None
@@ -144,55 +155,23 @@ class SACTrainConfig:
     value so that pretraining, training and evaluation show the same clip."""
     agent: SACConfig = field(default_factory=SACConfig)
     encoder: PixelEncoderConfig = field(default_factory=PixelEncoderConfig)
-    replay_capacity_env_steps: int = 100_000
-    """Replay slots in all (split evenly over envs)."""
-    warmup_env_steps: int = 1000
-    """Uniformly random actions before the policy acts and updates start. The step the
-    warm-up ends does ``warmup_env_steps * updates_per_env_step`` updates at once (PAD's
-    ``num_updates = init_steps if step == init_steps else 1``), so from then on the number
-    of updates keeps pace with the collected steps."""
-    updates_per_env_step: float = 1.0
-    """SAC updates per agent step after the warm-up."""
     init_encoder_from: str | None = None
     """Pretrained encoder checkpoint (``transfer/encoder.save_encoder`` output) or ``None``."""
     init_encoder_head: bool = False
     """Also load the encoder's head (FC + LayerNorm) from ``init_encoder_from``."""
     freeze_encoder: bool = False
     """Keep the loaded conv layers fixed (needs ``init_encoder_from``)."""
-    eval_every_env_steps: int = 10_000
-    eval_episodes: int = 10
-    checkpoint_every_env_steps: int = 10_000
-    keep_checkpoints: int = 2
-    checkpoint_replay: bool = True
-    """Store the replay in checkpoints (exact resume; ~21 kB per transition at 84x84)."""
-    device: str = "cpu"
-    torch_threads: int = 1
-    progress: bool = True
-    tensorboard: bool = True
 
-
-def validate_train_config(cfg: SACTrainConfig) -> None:
-    """Check the run-level settings of ``cfg`` (the agent's are checked by :class:`SACConfig`).
-
-    Raises:
-        ConfigError: one message listing every problem (counts below 1, a negative warm-up,
-            encoder freezing or head loading without ``init_encoder_from``).
-    """
-    problems = []
-    for name in ("num_envs", "total_env_steps", "eval_every_env_steps", "eval_episodes",
-                 "checkpoint_every_env_steps", "keep_checkpoints", "torch_threads"):
-        if int(getattr(cfg, name)) < 1:
-            problems.append(f"{name} must be >= 1 (got {getattr(cfg, name)})")
-    if cfg.warmup_env_steps < 0:
-        problems.append("warmup_env_steps must be >= 0")
-    if not cfg.updates_per_env_step > 0:
-        problems.append("updates_per_env_step must be > 0")
-    if cfg.freeze_encoder and cfg.init_encoder_from is None:
-        problems.append("freeze_encoder needs init_encoder_from PATH (a pretrained encoder)")
-    if cfg.init_encoder_head and cfg.init_encoder_from is None:
-        problems.append("init_encoder_head needs init_encoder_from PATH")
-    if problems:
-        raise ConfigError("invalid SACTrainConfig: " + "; ".join(problems))
+    def problems(self) -> list[str]:
+        """The run-level problems (:meth:`RunConfig.problems`) and SAC's: encoder freezing or
+        head loading without ``init_encoder_from`` (the agent's fields are checked by
+        :class:`SACConfig`)."""
+        problems = super().problems()
+        if self.freeze_encoder and self.init_encoder_from is None:
+            problems.append("freeze_encoder needs init_encoder_from PATH (a pretrained encoder)")
+        if self.init_encoder_head and self.init_encoder_from is None:
+            problems.append("init_encoder_head needs init_encoder_from PATH")
+        return problems
 
 
 def resolved_render_size(cfg: SACTrainConfig) -> int:

@@ -1,10 +1,10 @@
 """Pixel SAC training loop on DeepMind Control: collect, learn, evaluate, checkpoint, resume.
 
 The loop of Kadavath et al. 2021 (code built on PAD, Hansen et al. 2021), see REFERENCE.md:
-``warmup_env_steps`` (1000) uniformly random actions, then, at the step the warm-up ends, a
-burst of ``warmup_env_steps`` updates at once, then one SAC update per agent step
-(``updates_per_env_step``), deterministic evaluation every ``eval_every_env_steps`` (10k) agent
-steps over ``eval_episodes`` (10) episodes. "Env steps" here are **agent steps** (one action,
+``learning_starts_env_steps`` (1000) uniformly random actions, then, at the step the warm-up
+ends, a burst of ``learning_starts_env_steps`` updates at once, then one SAC update per agent
+step (``updates_per_env_step``), deterministic evaluation every ``eval_every_env_steps`` (10k)
+agent steps over ``eval_episodes`` (10) episodes. "Env steps" here are **agent steps** (one action,
 repeated ``action_repeat`` times by the env: frames = env steps x action repeat).
 
 Observations are single RGB frames ``uint8[B, 3, H, W]``; the agent sees the last
@@ -46,7 +46,6 @@ from rltransfer.agents.sac.config import (
     config_from_pretrained_encoder,
     resolved_render_size,
     sac_env_kwargs,
-    validate_train_config,
 )
 from rltransfer.agents.sac.learner import SACAgent
 from rltransfer.core.checkpoint import CheckpointError, load_checkpoint, read_meta
@@ -146,7 +145,7 @@ class SACTrainer(TrainingLoop):
 
     @closes_envs_on_failure
     def __init__(self, cfg: SACTrainConfig, env_factory: EnvFactory | None = None) -> None:
-        validate_train_config(cfg)
+        cfg.validate()
         cfg = config_from_pretrained_encoder(cfg)
         # Nothing is written to the run dir before the env and init encoder are validated.
         self.open_run(cfg)
@@ -201,15 +200,16 @@ class SACTrainer(TrainingLoop):
         )
         self.stacker = FrameStacker(cfg.num_envs, self.frame_shape, self.frame_stack)
         self.episode_tracker = EpisodeTracker(cfg.num_envs)
-        # Steps taken at agent-step counts >= warmup_env_steps are followed by updates (PAD:
-        # ``if step >= init_steps: agent.update``), i.e. the loop's count after the vector
-        # step is >= warmup + B. The first such step does a burst of warmup_env_steps
-        # updates in place of one agent step's update (PAD: ``num_updates = init_steps if
-        # step == init_steps else 1``): with one env, num_updates = env_steps - 1 from then
-        # on, as in PAD.
+        # Steps taken at agent-step counts >= learning_starts_env_steps are followed by
+        # updates (PAD: ``if step >= init_steps: agent.update``), i.e. the loop's count after
+        # the vector step is >= warmup + B. The first such step does a burst of
+        # learning_starts_env_steps updates in place of one agent step's update (PAD:
+        # ``num_updates = init_steps if step == init_steps else 1``): with one env,
+        # num_updates = env_steps - 1 from then on, as in PAD.
         self.init_loop(LoopSchedule.from_config(
-            cfg, ReplayRatio(cfg.updates_per_env_step, 1), cfg.warmup_env_steps + cfg.num_envs,
-            warmup_burst_env_steps=max(cfg.warmup_env_steps - 1, 0), recent_episodes=10,
+            cfg, ReplayRatio(cfg.updates_per_env_step, 1),
+            cfg.learning_starts_env_steps + cfg.num_envs,
+            warmup_burst_env_steps=max(cfg.learning_starts_env_steps - 1, 0), recent_episodes=10,
         ), tensorboard=cfg.tensorboard)
         prepare_run_dir(cfg, cfg.run_dir)
 
@@ -278,7 +278,7 @@ class SACTrainer(TrainingLoop):
         policy's sample; the transition goes to replay."""
         cfg = self.cfg
         stacked = self.stacker.push(self._obs, self.episode_tracker.first)
-        if self.env_steps < cfg.warmup_env_steps:
+        if self.env_steps < cfg.learning_starts_env_steps:
             action = self.rng.uniform(-1.0, 1.0, (cfg.num_envs, self.action_dim)
                                       ).astype(np.float32)
         else:

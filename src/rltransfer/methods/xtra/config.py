@@ -20,7 +20,7 @@ from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig
 from rltransfer.core.config import ConfigError
 
 __all__ = ["DistillConfig", "OfflineStageConfig", "TeacherConfig", "small_learner",
-           "small_mcts", "validate_stage"]
+           "small_mcts"]
 
 _DISCOUNT = 0.99
 
@@ -55,6 +55,10 @@ class OfflineStageConfig:
         eval_every_updates / eval_episodes: greedy evaluation on the task's env.
         checkpoint_every_updates / keep_checkpoints: resumable checkpoints.
         device / torch_threads / progress / tensorboard: as every run.
+
+    Checked by :meth:`validate` (a stage extends :meth:`problems` with its own checks), the
+    run configs' one validation style (:class:`~rltransfer.core.config.RunConfig`; a stage is
+    no ``RunConfig``: it has no env and counts updates, not env steps).
     """
 
     run_dir: str = "runs/xtra-stage"
@@ -77,6 +81,31 @@ class OfflineStageConfig:
     progress: bool = True
     tensorboard: bool = True
 
+    def problems(self) -> list[str]:
+        """Every invalid value (counts below 1, channels below 1, search and learner discounts
+        that differ), one message each; a stage appends its own to ``super().problems()``."""
+        problems = []
+        for name in ("num_updates", "batch_size", "eval_every_updates", "eval_episodes",
+                     "checkpoint_every_updates", "keep_checkpoints", "torch_threads"):
+            if int(getattr(self, name)) < 1:
+                problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if self.channels is not None and self.channels < 1:
+            problems.append(f"channels must be >= 1 or None (got {self.channels})")
+        if abs(self.mcts.discount - self.learner.discount) > 1e-12:
+            problems.append(f"mcts.discount {self.mcts.discount} differs from learner.discount "
+                            f"{self.learner.discount}")
+        return problems
+
+    def validate(self) -> None:
+        """Check the stage's config.
+
+        Raises:
+            ConfigError: one message listing every problem of :meth:`problems`.
+        """
+        problems = self.problems()
+        if problems:
+            raise ConfigError(f"{type(self).__name__}: " + "; ".join(problems))
+
 
 @dataclass
 class TeacherConfig(OfflineStageConfig):
@@ -89,6 +118,13 @@ class TeacherConfig(OfflineStageConfig):
 
     run_dir: str = "runs/xtra-teacher"
     dataset: str = ""
+
+    def problems(self) -> list[str]:
+        """The stage's problems and a missing ``dataset``."""
+        problems = super().problems()
+        if not self.dataset:
+            problems.append("dataset is required (an offline dataset directory)")
+        return problems
 
 
 @dataclass
@@ -108,31 +144,12 @@ class DistillConfig(OfflineStageConfig):
     datasets: tuple[str, ...] = ()
     teachers: tuple[str, ...] = ()
 
-
-def validate_stage(cfg: OfflineStageConfig) -> None:
-    """Check an offline stage's config.
-
-    Raises:
-        ConfigError: every problem in one message (counts below 1, a missing dataset,
-            teachers not matching datasets, discounts that differ).
-    """
-    problems = []
-    for name in ("num_updates", "batch_size", "eval_every_updates", "eval_episodes",
-                 "checkpoint_every_updates", "keep_checkpoints", "torch_threads"):
-        if int(getattr(cfg, name)) < 1:
-            problems.append(f"{name} must be >= 1 (got {getattr(cfg, name)})")
-    if cfg.channels is not None and cfg.channels < 1:
-        problems.append(f"channels must be >= 1 or None (got {cfg.channels})")
-    if abs(cfg.mcts.discount - cfg.learner.discount) > 1e-12:
-        problems.append(f"mcts.discount {cfg.mcts.discount} differs from learner.discount "
-                        f"{cfg.learner.discount}")
-    if isinstance(cfg, TeacherConfig) and not cfg.dataset:
-        problems.append("dataset is required (an offline dataset directory)")
-    if isinstance(cfg, DistillConfig):
-        if not cfg.datasets:
+    def problems(self) -> list[str]:
+        """The stage's problems, no datasets, or teachers not one per dataset."""
+        problems = super().problems()
+        if not self.datasets:
             problems.append("datasets is required (one per source task)")
-        if len(cfg.teachers) != len(cfg.datasets):
-            problems.append(f"{len(cfg.datasets)} datasets need as many teachers, got "
-                            f"{len(cfg.teachers)}")
-    if problems:
-        raise ConfigError(f"{type(cfg).__name__}: " + "; ".join(problems))
+        if len(self.teachers) != len(self.datasets):
+            problems.append(f"{len(self.datasets)} datasets need as many teachers, got "
+                            f"{len(self.teachers)}")
+        return problems

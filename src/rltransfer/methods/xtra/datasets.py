@@ -32,7 +32,8 @@ def dataset_from_efficientzero_run(path: str | Path) -> OfflineDataset:
     ends at a life loss when the run used ``terminal_on_life_loss``); both are recorded in
     ``info``. Steps of the uniform warm-up (``random_warmup_actions``: acting without a search
     until the first update) get ``search_mask`` False, conservatively: the first update comes
-    ``ceil(1 / updates_per_env_step)`` env steps or less after ``warmup_env_steps``, and one
+    ``ceil(1 / updates_per_env_step)`` env steps or less after ``learning_starts_env_steps``
+    (``warmup_env_steps`` in runs from before its rename), and one
     more vector step is masked as slack (``info["no_search_before_env_step"]``).
 
     Args:
@@ -67,11 +68,12 @@ def dataset_from_efficientzero_run(path: str | Path) -> OfflineDataset:
             "seed": cfg.get("seed")}
     no_search = 0
     if cfg.get("random_warmup_actions", False):
-        # Acting is uniform until the first update: after warmup_env_steps, once the update
-        # debt (updates_per_env_step per env step) reaches 1. Masking a few searched steps
+        # Acting is uniform until the first update: after learning_starts_env_steps, once the
+        # update debt (updates_per_env_step per env step) reaches 1. Masking a few searched steps
         # more (one vector step of slack) loses targets but never keeps a placeholder.
         ratio = float(cfg.get("updates_per_env_step", 1.0))
-        no_search = (int(cfg.get("warmup_env_steps", 0)) + int(cfg.get("num_envs", 1))
+        starts = cfg.get("learning_starts_env_steps", cfg.get("warmup_env_steps", 0))
+        no_search = (int(starts) + int(cfg.get("num_envs", 1))
                      + (math.ceil(1.0 / ratio) if ratio > 0 else 0))
     info["no_search_before_env_step"] = no_search
     return dataset_from_game_segments(

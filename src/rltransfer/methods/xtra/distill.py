@@ -32,7 +32,7 @@ from rltransfer.agents.efficientzero.shared_space import GameModel
 from rltransfer.core.checkpoint import CheckpointError
 from rltransfer.core.run import RunResult, closes_envs_on_failure
 from rltransfer.envs.shared_actions import ActionSpaceMismatchError
-from rltransfer.methods.xtra.config import DistillConfig, validate_stage
+from rltransfer.methods.xtra.config import DistillConfig
 from rltransfer.methods.xtra.offline_batches import concat_batches
 from rltransfer.methods.xtra.offline_loop import OfflineTrainer, load_world_model
 from rltransfer.methods.xtra.teachers import teacher_is_from_data_run
@@ -55,7 +55,7 @@ class DistillTrainer(OfflineTrainer):
 
     @closes_envs_on_failure
     def __init__(self, cfg: DistillConfig) -> None:
-        validate_stage(cfg)
+        cfg.validate()
         datasets = [OfflineDataset.load(p) for p in cfg.datasets]
         unions = {(d.action_space.suite, d.action_space.names) for d in datasets}
         if len(unions) != 1:

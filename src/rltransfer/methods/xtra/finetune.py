@@ -96,7 +96,8 @@ class FinetuneConfig:
     def total_updates(self) -> int:
         """Learner updates of the run: ``(total - warmup) * updates_per_env_step``, >= 1."""
         t = self.train
-        return max(1, round((t.total_env_steps - t.warmup_env_steps) * t.updates_per_env_step))
+        learning = t.total_env_steps - t.learning_starts_env_steps
+        return max(1, round(learning * t.updates_per_env_step))
 
     def schedule(self) -> TaskWeightSchedule:
         """The task-weight schedule scaled to :meth:`total_updates`."""

@@ -42,7 +42,7 @@ from rltransfer.envs import env_spec, make_env
 from rltransfer.envs.shared_actions import ActionSpace, action_space_for, local_action_space
 from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.methods.weight_transfer import load_component_tensors
-from rltransfer.methods.xtra.config import OfflineStageConfig, validate_stage
+from rltransfer.methods.xtra.config import OfflineStageConfig
 from rltransfer.methods.xtra.offline_batches import OfflineBatches
 from rltransfer.replay.offline import OfflineDataset
 
@@ -146,7 +146,7 @@ class OfflineTrainer(TrainingLoop):
         Raises:
             ConfigError: an invalid config. RunConflictError: the run dir holds another run.
         """
-        validate_stage(cfg)
+        cfg.validate()
         self.open_run(cfg)
         self.envs = cast("VectorEnv", _NoEnvs())  # closed by the loop; nothing to step
         self.replay = _OfflineData()

@@ -21,7 +21,7 @@ from typing import Any
 from rltransfer.agents.efficientzero.batch import EZBatch
 from rltransfer.agents.efficientzero.shared_space import GameModel
 from rltransfer.core.run import RunResult, closes_envs_on_failure
-from rltransfer.methods.xtra.config import TeacherConfig, validate_stage
+from rltransfer.methods.xtra.config import TeacherConfig
 from rltransfer.methods.xtra.offline_loop import OfflineTrainer
 from rltransfer.replay.offline import OfflineDataset
 
@@ -40,7 +40,7 @@ class TeacherTrainer(OfflineTrainer):
 
     @closes_envs_on_failure
     def __init__(self, cfg: TeacherConfig) -> None:
-        validate_stage(cfg)
+        cfg.validate()
         data = OfflineDataset.load(cfg.dataset)
         self.open_offline(cfg, [data], data.action_space.num_legal)
         task = self.tasks[0]
