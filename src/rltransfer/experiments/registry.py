@@ -162,7 +162,7 @@ XTRA_RECIPES: tuple[Recipe[XTRAExperiment], ...] = (
     Recipe("xtra-minatar", "xtra", xtra_minatar,
            "XTRA on MinAtar: 4 source games -> teachers -> distilled student, finetuned on "
            "Breakout; XTRA vs plain finetune vs scratch, 3 seeds.",
-           runtime="not measured (estimated from per-stage timings, see the XTRA notes)"),
+           runtime="estimated ~2 h with workers=2 (per-stage timings; not run in full)"),
     Recipe("xtra-atari100k", "xtra", xtra_atari100k,
            "XTRA at paper scale: Shooter leave-one-out (Assault target), 100k env steps, "
            "batch 256 + 256, atari-l network.",

@@ -14,7 +14,8 @@
    the eta curves, the student-vs-teacher table and a plain verdict against ``scratch``.
 
 Every stage is resumable (finished runs are skipped, interrupted ones resume), so re-running
-the same command continues where it stopped.
+the same command continues where it stopped. ``workers`` runs that many sources (data run,
+dataset, teacher) at a time, then that many finetuning runs; the student is one process.
 
 Recipes: ``xtra-minatar`` (:func:`xtra_minatar`: target ``MinAtar/Breakout-v1``, sources
 Asterix, Freeway, Seaquest, SpaceInvaders, ``ez-small``-style runs, XTRA vs plain finetune vs
@@ -135,20 +136,38 @@ def variant_config(exp: XTRAExperiment, variant: str, seed: int, out: Path) -> F
     return choices[variant]
 
 
+MINATAR_DATA_ENV_STEPS = 22_000
+"""Env steps of each ``xtra-minatar`` data run. MinAtar Freeway's episodes last 2,500 steps, so
+with 8 envs a replay holds its first complete episodes only after 20,000 env steps (a dataset
+needs complete episodes); 22,000 leaves 8 of them."""
+
+
 def xtra_minatar() -> XTRAExperiment:
     """``xtra-minatar``: target Breakout, sources Asterix / Freeway / Seaquest /
     SpaceInvaders (MinAtar ``-v1``, union of 6 actions, frames padded to 10 channels),
-    ``ez-small`` data runs of 20k env steps, teachers and student of 2,000 updates each,
-    finetuning 20k env steps per run, 3 seeds of XTRA / plain finetune / scratch."""
+    ``ez-small`` data runs of :data:`MINATAR_DATA_ENV_STEPS` env steps, teachers and student
+    of 1,000 updates each, finetuning 10k env steps per run (2,250 updates: task weights
+    measured on 11 of every 112 updates from update 225), 3 seeds of XTRA / plain finetune /
+    scratch, 2 workers.
+
+    Sized to about 2 hours on an idle 2-core CPU from per-stage timings of this code
+    (EfficientZero ~0.038 s per env step after the warm-up, XTRA finetuning ~0.11 s, teacher
+    0.13 s and student 0.18 s per update, an 8-episode Freeway evaluation 27 s): about 35 min
+    for the sources (2 at a time), 4 min for the student, 45 min for the 9 finetuning runs,
+    1.3x margin for later, longer episodes and a shared CPU."""
     sources = tuple(f"MinAtar/{g}-v1" for g in ("Asterix", "Freeway", "Seaquest",
                                                 "SpaceInvaders"))
-    source_run = dataclasses.replace(ez_small(), checkpoint_replay=True, keep_checkpoints=1)
-    train = dataclasses.replace(ez_small(), action_space="minatar-union", pad_channels=10,
-                                keep_checkpoints=1)
+    source_run = dataclasses.replace(ez_small(total_env_steps=MINATAR_DATA_ENV_STEPS),
+                                     checkpoint_replay=True, keep_checkpoints=1,
+                                     eval_every_env_steps=11_000)
+    train = dataclasses.replace(ez_small(total_env_steps=10_000), action_space="minatar-union",
+                                pad_channels=10, keep_checkpoints=1)
+    stage = OfflineStageConfig(channels=10, num_updates=1_000, eval_every_updates=1_000,
+                               checkpoint_every_updates=500)
     return XTRAExperiment(
         name="xtra-minatar", target="MinAtar/Breakout-v1", sources=sources,
-        source_run=source_run, stage=OfflineStageConfig(channels=10),
-        finetune=FinetuneConfig(train=train), num_seeds=3,
+        source_run=source_run, stage=stage, finetune=FinetuneConfig(train=train),
+        num_seeds=3, workers=2,
         description="XTRA on MinAtar: 4 source games distilled into one union-width "
                     "EfficientZero, finetuned on Breakout with cross-task data vs plain "
                     "finetuning vs scratch (equal env steps).")
@@ -187,30 +206,48 @@ def xtra_atari100k(category: Literal["shooter", "maze", "diverse"] = "shooter",
 console = Console(stderr=True)
 
 
-def _prepare_sources(exp: XTRAExperiment, out: Path) -> tuple[list[str], list[str]]:
-    """Data runs, datasets and teachers of every source (each skipped when done)."""
+@dataclass(frozen=True)
+class _SourceJob:
+    """One source's data run, dataset and teacher (a picklable job of :func:`run_jobs`)."""
+
+    exp: XTRAExperiment
+    index: int
+    out: str
+
+
+def _prepare_source(job: _SourceJob) -> tuple[str, str]:
+    """The data run, dataset and teacher of source ``job.index`` (each skipped when done);
+    returns ``(dataset, teacher)`` directories."""
     from rltransfer.agents.efficientzero.train import train_efficientzero
     from rltransfer.methods.xtra.datasets import dataset_from_efficientzero_run
     from rltransfer.methods.xtra.teachers import train_teacher
 
-    datasets, teachers = [], []
-    for k, env_id in enumerate(exp.sources):
-        home = out / "sources" / _game(env_id)
-        run = home / "run"
-        train_efficientzero(dataclasses.replace(
-            exp.source_run, env_id=env_id, run_dir=str(run), seed=exp.source_run.seed + k))
-        data = home / "dataset"
-        if not (data / "meta.json").is_file():
-            dataset_from_efficientzero_run(run).save(data)
-        datasets.append(str(data))
-        if exp.teacher_source == "data-run":
-            teachers.append(str(run))
-            continue
-        teacher = out / "teachers" / _game(env_id)
-        train_teacher(TeacherConfig(**_stage_fields(exp.stage, k), run_dir=str(teacher),
-                                    dataset=str(data)))
-        teachers.append(str(teacher))
-    return datasets, teachers
+    exp, k, out = job.exp, job.index, Path(job.out)
+    env_id = exp.sources[k]
+    home = out / "sources" / _game(env_id)
+    run = home / "run"
+    train_efficientzero(dataclasses.replace(
+        exp.source_run, env_id=env_id, run_dir=str(run), seed=exp.source_run.seed + k))
+    data = home / "dataset"
+    if not (data / "meta.json").is_file():
+        dataset_from_efficientzero_run(run).save(data)
+    if exp.teacher_source == "data-run":
+        return str(data), str(run)
+    teacher = out / "teachers" / _game(env_id)
+    train_teacher(TeacherConfig(**_stage_fields(exp.stage, k), run_dir=str(teacher),
+                                dataset=str(data)))
+    return str(data), str(teacher)
+
+
+def _prepare_sources(exp: XTRAExperiment, out: Path) -> tuple[list[str], list[str]]:
+    """Data runs, datasets and teachers of every source, ``exp.workers`` sources at a time
+    (each stage skipped when done)."""
+    from rltransfer.experiments.pool import run_jobs
+
+    jobs = [_SourceJob(exp, k, str(out)) for k in range(len(exp.sources))]
+    done = run_jobs(_prepare_source, jobs, exp.workers,
+                    on_done=lambda i, n, r: console.print(f"    [{i}/{n}] source {r[0]}"))
+    return [d for d, _ in done], [t for _, t in done]
 
 
 def _stage_fields(stage: OfflineStageConfig, seed_offset: int) -> dict[str, Any]:
