@@ -255,8 +255,7 @@ def test_config_checks() -> None:
         EZTrainConfig(action_space=_UNKNOWN_SPACE).validate()
     with pytest.raises(ConfigError, match="applies to atari games"):
         EZTrainConfig(action_space="atari-full").validate()
-    with pytest.raises(ConfigError, match="backend='local' only"):
-        EZTrainConfig(action_space="minatar-union", backend="ray").validate()
+    EZTrainConfig(action_space="minatar-union", backend="ray").validate()  # Ray self-play too
     with pytest.raises(ConfigError, match="pad_channels must be >= 1"):
         EZTrainConfig(pad_channels=0).validate()
     EZTrainConfig(action_space="minatar-union", pad_channels=10).validate()

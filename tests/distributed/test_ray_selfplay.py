@@ -116,3 +116,30 @@ def test_killed_selfplay_actor_is_restarted(tmp_path: Path,
     assert len(restarts) == 1 and restarts[0]["restarts"] == 1
     assert result.env_steps == 192  # the dropped round is made up for
     assert (tmp_path / "final" / "meta.json").is_file()
+
+
+def test_selfplay_worker_in_a_shared_action_space(tmp_path: Path) -> None:
+    """Breakout (3 legal actions) in MinAtar's union of 6: the worker's network is union-wide
+    and reads channel-padded frames, as the learner's; replay records stay in local ids."""
+    cfg = dataclasses.replace(_tiny(tmp_path), action_space="minatar-union")
+    trainer = EZTrainer(dataclasses.replace(cfg, backend="local"))
+    worker = SelfPlayWorker(to_dict(cfg), 2, 0, env_seed=3,
+                            weights=selfplay_tensors(trainer.selfplay_network))
+    assert worker.network.num_actions == trainer.adapter.num_actions == 6
+    for name, v in worker.network.state_dict().items():  # the learner's shapes, by name
+        assert v.shape == trainer.selfplay_network.state_dict()[name].shape
+    out = worker.collect(2, env_steps=12)
+    assert out["policy"].shape == (2, 2, trainer.num_actions)
+    assert out["actions"].max() < trainer.num_actions
+    worker.close()
+    trainer.envs.close()
+
+
+@pytest.mark.slow
+def test_train_ez_on_two_ray_actors_in_a_shared_action_space(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(_tiny(tmp_path), action_space="minatar-union")
+    result = EZTrainer(cfg).run()
+    assert result.env_steps == 192
+    meta = json.loads((tmp_path / "final" / "meta.json").read_text())
+    assert meta["num_updates"] >= 14
+    assert not _records(tmp_path, "actors")

@@ -48,6 +48,12 @@ class ArrayRecord:
         return cls(**{f.name: np.concatenate([getattr(r, f.name) for r in records], axis=axis)
                       for f in fields(cls)})
 
+    def own(self, *names: str) -> None:
+        """Replace the fields ``names`` by copies that own their memory (a vector env may
+        reuse its observation buffer on the next step)."""
+        for name in names:
+            setattr(self, name, np.array(getattr(self, name), copy=True))
+
     def at(self, t: int) -> Self:
         """Step ``t`` of a stacked record (``[B, ...]`` views)."""
         return type(self)(**{f.name: getattr(self, f.name)[t] for f in fields(self)})

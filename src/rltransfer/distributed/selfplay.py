@@ -35,8 +35,9 @@ from rltransfer.agents.efficientzero.actor import (
 )
 from rltransfer.agents.efficientzero.config import EZTrainConfig, ez_env_kwargs, ez_net_config
 from rltransfer.agents.efficientzero.networks import EfficientZeroNet
+from rltransfer.agents.efficientzero.shared_space import GameAdapter
 from rltransfer.core.config import from_dict, to_dict
-from rltransfer.distributed.worker import actor_device, actor_env_slice
+from rltransfer.distributed.worker import actor_device, actor_env_slice, collect_chunk
 from rltransfer.envs import env_spec, make_env
 
 if TYPE_CHECKING:
@@ -76,9 +77,13 @@ class SelfPlayWorker:
         shape = envs.single_observation_space.shape
         assert shape is not None and len(shape) == 3, shape
         frame_stack = cfg.frame_stack or env_spec(cfg.env_id).frame_stack
-        obs_shape = (int(shape[0]) * frame_stack, int(shape[1]), int(shape[2]))
+        frame_shape = (int(shape[0]), int(shape[1]), int(shape[2]))
+        # The run's action space (a shared one pads channels and widens the network).
+        adapter = GameAdapter.for_env(cfg.action_space, cfg.env_id, discrete_actions(envs),
+                                      frame_shape, frame_stack, cfg.pad_channels)
         torch.manual_seed(cfg.seed + 1_000 * (1 + actor_index) + incarnation)
-        network = EfficientZeroNet(ez_net_config(cfg), obs_shape, discrete_actions(envs))
+        network = EfficientZeroNet(ez_net_config(cfg), adapter.obs_shape(frame_shape),
+                                   adapter.num_actions)
         network.to(device).eval().requires_grad_(False)
         if weights is not None:
             load_selfplay_tensors(network, weights)
@@ -122,25 +127,15 @@ class SelfPlayWorker:
         Raises:
             ValueError: ``num_steps < 1``.
         """
-        if num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         if weights is not None:
             load_selfplay_tensors(self.actor.network, weights)
-        steps: list[SelfPlayStep] = []
-        ret, length, at = [], [], []
-        for t in range(num_steps):
+
+        def step(t: int) -> tuple[SelfPlayStep, dict[str, np.ndarray]]:
             record, returns, lengths = self.actor.step(env_steps + t * self.cfg.num_envs,
                                                        random_actions=random_actions)
-            record.obs = np.array(record.obs, copy=True)  # envs may reuse their obs buffer
-            steps.append(record)
-            ret.append(returns)
-            length.append(lengths)
-            at.append(np.full(returns.shape[0], t, dtype=np.int64))
-        out = SelfPlayStep.stack(steps).to_arrays()
-        out["episode_return"] = np.concatenate(ret)
-        out["episode_length"] = np.concatenate(length)
-        out["episode_step"] = np.concatenate(at)
-        return out
+            return record, {"episode_return": returns, "episode_length": lengths}
+
+        return collect_chunk(step, num_steps)
 
     def close(self) -> None:
         """Close the envs."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from rltransfer.agents.r2d2.actor import (
 from rltransfer.agents.r2d2.config import TrainConfig, policy_family
 from rltransfer.agents.r2d2.learner import R2D2Agent
 from rltransfer.core.config import from_dict
+from rltransfer.core.records import ArrayRecord
 from rltransfer.envs import env_spec, make_env
 from rltransfer.methods.behavior_transfer import PriorPolicyDriver, validate_prior
 
@@ -48,6 +50,45 @@ def actor_env_slice(num_envs: int, num_actors: int, actor_index: int) -> slice:
         )
     b = num_envs // num_actors
     return slice(actor_index * b, (actor_index + 1) * b)
+
+
+def collect_chunk(
+    step: Callable[[int], tuple[ArrayRecord, dict[str, np.ndarray]]], num_steps: int
+) -> dict[str, np.ndarray]:
+    """One actor chunk: ``T = num_steps`` vector steps, as the plain arrays the
+    :class:`~rltransfer.distributed.pool.ActorPool` joins into a round.
+
+    Args:
+        step: ``step(t)`` plays vector step ``t`` in ``[0, T)`` and returns its record
+            (``obs`` is copied: envs may reuse their buffer) and the ``episode_*`` arrays of
+            the ``k_t`` episodes that ended on it (``{"episode_return": float64[k_t], ...}``,
+            the same keys every step).
+        num_steps: ``T``.
+
+    Returns:
+        The record's fields stacked time-major ``[T, b, ...]``, each ``episode_*`` array
+        concatenated over the steps ``[k]``, and ``episode_step`` ``int64[k]`` (the step
+        ``t`` each episode ended on).
+
+    Raises:
+        ValueError: ``num_steps < 1``.
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    records: list[ArrayRecord] = []
+    episodes: dict[str, list[np.ndarray]] = {}
+    at: list[np.ndarray] = []
+    for t in range(num_steps):
+        record, ended = step(t)
+        record.own("obs")
+        records.append(record)
+        for key, value in ended.items():
+            episodes.setdefault(key, []).append(value)
+        at.append(np.full(len(next(iter(ended.values()))), t, dtype=np.int64))
+    out = type(records[0]).stack(records).to_arrays()
+    out.update({key: np.concatenate(values) for key, values in episodes.items()})
+    out["episode_step"] = np.concatenate(at)
+    return out
 
 
 def actor_device(gpus_per_actor: float) -> str:
@@ -154,27 +195,16 @@ class CollectorWorker:
         Raises:
             ValueError: ``num_steps < 1``.
         """
-        if num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         if weights is not None:
             load_acting_tensors(self.agent, self.collector.intrinsic, weights)
-        total = self.cfg.num_envs
-        steps: list[StepBatch] = []
-        ret, length, intr, at = [], [], [], []
-        for t in range(num_steps):
-            record, episodes = self.collector.step(env_steps + t * total)
-            record.obs = np.array(record.obs, copy=True)  # envs may reuse their obs buffer
-            steps.append(record)
-            ret.append(episodes.returns)
-            length.append(episodes.lengths)
-            intr.append(episodes.intrinsic)
-            at.append(np.full(episodes.returns.shape[0], t, dtype=np.int64))
-        out = StepBatch.stack(steps).to_arrays()
-        out["episode_return"] = np.concatenate(ret)
-        out["episode_length"] = np.concatenate(length)
-        out["episode_intrinsic"] = np.concatenate(intr)
-        out["episode_step"] = np.concatenate(at)
-        return out
+
+        def step(t: int) -> tuple[StepBatch, dict[str, np.ndarray]]:
+            record, episodes = self.collector.step(env_steps + t * self.cfg.num_envs)
+            return record, {"episode_return": episodes.returns,
+                            "episode_length": episodes.lengths,
+                            "episode_intrinsic": episodes.intrinsic}
+
+        return collect_chunk(step, num_steps)
 
     def close(self) -> None:
         """Close the envs."""

@@ -411,7 +411,4 @@ def _shared_space_problems(cfg: EZTrainConfig) -> list[str]:
                             f"{ACTION_SPACES[cfg.action_space]} games, not {cfg.env_id}")
     if cfg.pad_channels is not None and cfg.pad_channels < 1:
         problems.append(f"pad_channels must be >= 1 (got {cfg.pad_channels})")
-    if cfg.backend == "ray" and (cfg.action_space is not None or cfg.pad_channels is not None):
-        problems.append("action_space / pad_channels run with backend='local' only (the Ray "
-                        "self-play workers build env-width networks)")
     return problems
