@@ -5,10 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from rltransfer.agents.r2d2.suites import suite_config
 from rltransfer.agents.r2d2.train import RunConflictError, train
 from rltransfer.core.checkpoint import CheckpointError, latest_checkpoint
 from rltransfer.core.policy import SpaceMismatchError
+from tests.helpers import kill_at_first_checkpoint
 
 # MiniGrid's suite defaults (Adam eps 1e-6, ...; rltransfer.agents.r2d2.suites.SUITE_DEFAULTS) with
 # a
@@ -61,20 +60,11 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
         "--eval-every-env-steps", "1000", "--eval-episodes", "2", "--agent.feature-dim", "16",
         "--agent.hidden", "16", "--agent.batch-size", "8", "--no-tensorboard", "--no-progress",
     ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
-    while time.time() < deadline and latest_checkpoint(run_dir / "checkpoints") is None:
-        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    ckpt = latest_checkpoint(run_dir / "checkpoints")
-    assert ckpt is not None and not (run_dir / "final").exists()
-    saved = json.loads((ckpt / "meta.json").read_text())
+    saved = kill_at_first_checkpoint(cmd, run_dir)
     assert 0 < saved["env_steps"] < 3000
 
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     final = json.loads((run_dir / "final" / "meta.json").read_text())
     assert final["env_steps"] == 3000

@@ -4,12 +4,7 @@ the schedules and config checks."""
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +16,6 @@ from rltransfer.agents.efficientzero.config import (
     temperature_at,
 )
 from rltransfer.agents.efficientzero.mcts import MCTSConfig
-from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig
 from rltransfer.agents.efficientzero.train import (
     MODEL_COMPONENTS,
     EZTrainer,
@@ -31,22 +25,12 @@ from rltransfer.agents.efficientzero.train import (
 from rltransfer.core.checkpoint import latest_checkpoint, load_checkpoint
 from rltransfer.core.config import ConfigError, save_config
 from rltransfer.experiments.efficientzero import ez_atari100k, ez_small
+from tests.helpers import kill_at_first_checkpoint, metrics_records, tiny_ez_config
 
 
 def _tiny(run_dir: Path, total: int = 240) -> EZTrainConfig:
-    base = ez_small(run_dir=str(run_dir), total_env_steps=total)
-    return dataclasses.replace(
-        base, num_envs=2, mcts=dataclasses.replace(base.mcts, num_simulations=3),
-        batch_size=8, updates_per_env_step=0.1, learning_starts_env_steps=60,
-        replay_capacity_env_steps=1_000, checkpoint_every_env_steps=80,
-        eval_every_env_steps=160, eval_episodes=1, max_episode_frames=200, progress=False,
-        tensorboard=False, reanalyse=ReanalyseConfig(reanalyse_fraction=0.5),
-    )
-
-
-def _records(run_dir: Path, kind: str) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+    return tiny_ez_config(run_dir, total, num_envs=2, learning_starts_env_steps=60,
+                          checkpoint_every_env_steps=80, eval_every_env_steps=160)
 
 
 def test_temperature_and_importance_schedules() -> None:
@@ -84,19 +68,9 @@ def test_smoke_checkpoint_sigkill_resume_and_final(tmp_path: Path) -> None:
         "from rltransfer.agents.efficientzero.train import train_efficientzero\n"
         "train_efficientzero(load_config(EZTrainConfig, sys.argv[1]))\n"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", code, str(cfg_path)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
-    while time.time() < deadline and latest_checkpoint(run_dir / "checkpoints") is None:
-        if proc.poll() is not None:
-            pytest.fail(proc.stdout.read().decode() if proc.stdout else "died")
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    saved = kill_at_first_checkpoint([sys.executable, "-c", code, str(cfg_path)], run_dir)
     ckpt = latest_checkpoint(run_dir / "checkpoints")
-    assert ckpt is not None and not (run_dir / "final").exists()
-    saved = json.loads((ckpt / "meta.json").read_text())
+    assert ckpt is not None
     assert 0 < saved["env_steps"] < cfg.total_env_steps
     tensors, _ = load_checkpoint(ckpt)
     assert any(k.startswith("replay/") for k in tensors)
@@ -112,9 +86,9 @@ def test_smoke_checkpoint_sigkill_resume_and_final(tmp_path: Path) -> None:
         assert any(k.startswith(comp) for k in final)
     assert meta["architecture"]["kind"] == "efficientzero"
     assert meta["architecture"]["obs_shape"][1:] == [10, 10]
-    steps = [r["env_steps"] for r in _records(run_dir, "eval")]
+    steps = [r["env_steps"] for r in metrics_records(run_dir, "eval")]
     assert steps == sorted(steps) and len(steps) == len(set(steps)) and steps[-1] == 240
-    assert _records(run_dir, "train")[-1]["num_updates"] > 0
+    assert metrics_records(run_dir, "train")[-1]["num_updates"] > 0
     # A finished run is not trained again; another config in the same dir is refused.
     again = train_efficientzero(cfg)
     assert again.num_updates == result.num_updates and again.wall_seconds == 0.0

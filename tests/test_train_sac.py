@@ -6,10 +6,8 @@ import dataclasses
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from rltransfer.core.types import UpdateResult
 from rltransfer.envs.wrappers import TaskRewardInfo
 from rltransfer.evaluation.protocol import evaluate_policy
 from rltransfer.nets.pixel_encoders import PixelEncoder, PixelEncoderConfig
+from tests.helpers import kill_at_first_checkpoint
 
 
 class DotEnv(gym.Env):
@@ -276,21 +275,9 @@ def test_dmc_reacher_smoke_with_kill_and_resume(tmp_path: Path) -> None:
         "    encoder=PixelEncoderConfig(num_filters=8, feature_dim=16))\n"
         "r = train_sac(cfg); print('DONE', r.env_steps, r.num_updates, r.final_return_mean)\n"
     )
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    deadline = time.time() + 150
-    while time.time() < deadline and latest_checkpoint(run_dir / "checkpoints") is None:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            pytest.fail(f"run ended before its first checkpoint:\n{out}")
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    ckpt = latest_checkpoint(run_dir / "checkpoints")
-    assert ckpt is not None and not (run_dir / "final").exists()
-    saved = json.loads((ckpt / "meta.json").read_text())
+    saved = kill_at_first_checkpoint([sys.executable, "-c", code], run_dir, timeout_s=150)
     assert saved["env_steps"] == 100
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -14,31 +14,20 @@ import torch
 
 from rltransfer.agents.efficientzero.actor import load_selfplay_tensors, selfplay_tensors
 from rltransfer.agents.efficientzero.config import EZTrainConfig
-from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig
 from rltransfer.agents.efficientzero.train import EZTrainer
 from rltransfer.core.config import to_dict
 from rltransfer.distributed import ActorPool
 from rltransfer.distributed.selfplay import SelfPlayWorker
-from rltransfer.experiments.efficientzero import ez_small
+from tests.helpers import metrics_records, tiny_ez_config
 
 ray = pytest.importorskip("ray")
 
 
 def _tiny(run_dir: Path) -> EZTrainConfig:
-    base = ez_small(run_dir=str(run_dir), total_env_steps=192)
-    return dataclasses.replace(
-        base, num_envs=4, mcts=dataclasses.replace(base.mcts, num_simulations=3),
-        batch_size=8, updates_per_env_step=0.1, learning_starts_env_steps=48,
-        replay_capacity_env_steps=1_000, checkpoint_every_env_steps=96,
-        eval_every_env_steps=96, eval_episodes=1, max_episode_frames=200, progress=False,
-        tensorboard=False, reanalyse=ReanalyseConfig(reanalyse_fraction=0.5),
-        selfplay_update_interval_updates=2, backend="ray", num_actors=2, actor_chunk_steps=4,
-    )
-
-
-def _records(run_dir: Path, kind: str) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+    return tiny_ez_config(run_dir, 192, num_envs=4, learning_starts_env_steps=48,
+                          checkpoint_every_env_steps=96, eval_every_env_steps=96,
+                          selfplay_update_interval_updates=2, backend="ray", num_actors=2,
+                          actor_chunk_steps=4)
 
 
 def test_selfplay_worker_without_ray(tmp_path: Path) -> None:
@@ -84,7 +73,7 @@ def test_train_ez_on_two_ray_actors_from_the_cli(tmp_path: Path) -> None:
     main(["train-ez", "--env-id", "MinAtar/Breakout-v1", "--num-envs", "4",
           "--total-env-steps", "192", "--backend", "ray", "--num-actors", "2",
           "--actor-chunk-steps", "4", "--mcts.num-simulations", "3", "--batch-size", "8",
-          "--updates-per-env-step", "0.1", "--warmup-env-steps", "48",
+          "--updates-per-env-step", "0.1", "--learning-starts-env-steps", "48",
           "--replay-capacity-env-steps", "1000", "--checkpoint-every-env-steps", "96",
           "--eval-every-env-steps", "96", "--eval-episodes", "1",
           "--max-episode-frames", "200", "--selfplay-update-interval-updates", "2",
@@ -93,8 +82,8 @@ def test_train_ez_on_two_ray_actors_from_the_cli(tmp_path: Path) -> None:
     assert meta["env_steps"] == 192
     # Updates at 0.1 per env step from 48 env steps on: (192 - 48) * 0.1 = 14.4 -> 14 or 15.
     assert 14 <= meta["num_updates"] <= 15
-    assert len(_records(run, "eval")) == 2  # at 96 and at the end
-    assert not _records(run, "actors")
+    assert len(metrics_records(run, "eval")) == 2  # at 96 and at the end
+    assert not metrics_records(run, "actors")
 
 
 @pytest.mark.slow
@@ -112,7 +101,7 @@ def test_killed_selfplay_actor_is_restarted(tmp_path: Path,
     monkeypatch.setattr(ActorPool, "gather", gather_after_kill)
     trainer = EZTrainer(_tiny(tmp_path))
     result = trainer.run()
-    restarts = _records(tmp_path, "actors")
+    restarts = metrics_records(tmp_path, "actors")
     assert len(restarts) == 1 and restarts[0]["restarts"] == 1
     assert result.env_steps == 192  # the dropped round is made up for
     assert (tmp_path / "final" / "meta.json").is_file()
@@ -142,4 +131,4 @@ def test_train_ez_on_two_ray_actors_in_a_shared_action_space(tmp_path: Path) -> 
     assert result.env_steps == 192
     meta = json.loads((tmp_path / "final" / "meta.json").read_text())
     assert meta["num_updates"] >= 14
-    assert not _records(tmp_path, "actors")
+    assert not metrics_records(tmp_path, "actors")
