@@ -252,7 +252,7 @@ def env_id_flag(argv: list[str]) -> str | None:
 def with_suite_defaults(verb: Any, base: TrainConfig, argv: list[str]) -> Any:
     """``verb`` (a function of one :class:`TrainConfig`) with its flags defaulting to
     ``base`` plus the R2D2 defaults of the suite of the env ``argv`` names
-    (:func:`rltransfer.agents.r2d2.config.apply_suite_defaults`; ``base.env_id`` without
+    (:func:`rltransfer.agents.r2d2.suites.apply_suite_defaults`; ``base.env_id`` without
     ``--env-id``).
 
     Flags the user passes override these defaults, so an explicit value always wins; the run

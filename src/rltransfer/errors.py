@@ -5,15 +5,19 @@ The command line (:mod:`rltransfer.cli`) prints a :class:`UserError` as one line
 ``KeyError`` or ``ValueError`` from a programming error included, keeps its traceback.
 
 Subclasses (each also a ``ValueError``, so older ``except ValueError`` code still catches
-them): ``ConfigError`` (runtime/config.py), ``CheckpointError`` (runtime/checkpoint.py),
-``RunConflictError`` (runtime/run_dir.py), ``UnknownEnvError`` and ``EnvOptionError``
-(envs/spec.py), ``UnknownTaskError`` (envs/atari_tasks.py), ``DistractionError``
-(envs/distraction.py), ``SpaceMismatchError`` (policy.py), ``EncoderMismatchError``
-(transfer/encoder.py), ``ImageFolderError`` (pretrain/image_classification.py),
-``MetricsFileError`` (evaluate/report.py), ``UnknownExplorerError`` (explore/factory.py),
+them): ``ConfigError`` (core/config.py), ``CheckpointError`` (core/checkpoint.py),
+``RunConflictError`` (core/run_dir.py), ``SpaceMismatchError`` (core/policy.py),
+``UnknownEnvError`` and ``EnvOptionError`` (envs/spec.py), ``UnknownTaskError``
+(envs/atari_tasks.py), ``DistractionError`` (envs/distraction_clips.py),
+``ActionSpaceMismatchError`` (envs/shared_actions.py), ``OfflineDatasetError``
+(replay/offline.py), ``EncoderMismatchError`` (methods/encoder_pretraining/transfer.py),
+``ImageFolderError`` (methods/encoder_pretraining/image_classification_data.py),
+``TaskWeightError`` (methods/xtra/task_weights.py), ``MetricsFileError``
+(evaluation/report.py), ``UnknownExplorerError`` (explore/factory.py),
 ``UnknownEncoderKindError`` (nets/encoders.py), ``PixelEncoderConfigError``
-(nets/pixel_encoders.py), ``ComponentLoadError`` (agents/efficientzero.py), and the four
-below. :class:`NonFiniteLossError`, also here, is a ``RuntimeError`` (not a user's mistake).
+(nets/pixel_encoders.py), ``RayClusterError`` (distributed/pool.py), ``ComponentLoadError``
+(agents/efficientzero/learner.py, a ``ComponentMismatchError``), and the four below.
+:class:`NonFiniteLossError`, also here, is a ``RuntimeError`` (not a user's mistake).
 """
 
 from __future__ import annotations
@@ -60,5 +64,5 @@ class ComponentMismatchError(UserError):
 class NonFiniteLossError(RuntimeError):
     """A learner's loss or gradient norm was NaN/inf; the update was skipped (parameters,
     optimizer state and update counter unchanged). Raised by the learners' ``update`` (R2D2,
-    SAC); not a :class:`UserError` (the cause is in the run: learning rate, rewards,
-    observations), so it keeps its traceback."""
+    SAC and EfficientZero); not a :class:`UserError` (the cause is in the run: learning rate,
+    rewards, observations), so it keeps its traceback."""

@@ -20,7 +20,6 @@ from rltransfer.experiments import RECIPES, Recipe, RecipeOverrides, build_recip
 from rltransfer.experiments.behavior_transfer import STRATEGIES, BTExperiment, Strategy, bt_minigrid
 from rltransfer.experiments.efficientzero import EZExperiment, ez_small
 from rltransfer.experiments.encoder_recipes import EncoderExperiment
-from rltransfer.experiments.xtra import XTRAExperiment
 from rltransfer.experiments.registry import (
     BT_RECIPES,
     ENCODER_RECIPES,
@@ -28,6 +27,7 @@ from rltransfer.experiments.registry import (
     XTRA_RECIPES,
     _index,
 )
+from rltransfer.experiments.xtra import XTRAExperiment
 
 NAMES = {
     "bt": ["bt-minigrid", "bt-minigrid-benchmark", "bt-suite", "bt-minigrid-cross", "bt-atari"],

@@ -214,7 +214,7 @@ class DMCVectorEnv(VectorEnv):
         action_repeat: control steps per agent step (None: `default_action_repeat`).
         render_size: ``H = W`` or ``(H, W)`` in pixels (84 as in DrQ; 100 for crop-to-84).
         distraction: None, ``"builtin"``, a folder of frames, a ``.gif`` or a video file
-            (`rltransfer.envs.distraction.load_frames`).
+            (`rltransfer.envs.distraction_clips.load_frames`).
         distraction_seed: selects the builtin clip (ignored for files and folders). It is
             independent of ``seed``: the stages of one run (pretraining, training, evaluation)
             pass the same value and see the same clip, and every episode plays it from its

@@ -78,7 +78,7 @@ class EncoderExperiment:
             stack) is also the ``scratch_grouped`` encoder.
         image_data_dir: image folder (one sub-folder per class) for ``images``; None writes
             the project's synthetic shapes
-            (:func:`rltransfer.methods.encoder_pretraining.image_classification.
+            (:func:`rltransfer.methods.encoder_pretraining.image_classification_data.
             generate_shape_images`) under ``<out>/data/shapes``.
         synthetic_classes: classes of the synthetic shapes.
         synthetic_images_per_class: images per class of the synthetic shapes.
