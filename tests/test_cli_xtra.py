@@ -31,7 +31,7 @@ def test_teacher_student_finetune_verbs(tmp_path: Path, capsys: pytest.CaptureFi
     run = str(tmp_path / "ft")
     main(["finetune-xtra", "--sources", data, "--offline-batch-size", "4",
           "--train.env-id", "MinAtar/Breakout-v1", "--train.num-envs", "2",
-          "--train.total-env-steps", "24", "--train.warmup-env-steps", "16",
+          "--train.total-env-steps", "24", "--train.learning-starts-env-steps", "16",
           "--train.batch-size", "4", "--train.mcts.num-simulations", "2",
           "--train.mcts.discount", "0.99", "--train.learner.discount", "0.99",
           "--train.eval-episodes", "1", "--train.replay-capacity-env-steps", "100",
