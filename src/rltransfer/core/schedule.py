@@ -14,9 +14,9 @@ __all__ = ["LoopSchedule", "ReplayRatio"]
 
 @dataclass(frozen=True)
 class ReplayRatio:
-    """Learner updates per env step as the exact fraction ``updates / env_steps`` (R2D2's
-    "one update per 4 env steps" is ``ReplayRatio(1, 4)``, SAC's and EfficientZero's
-    ``updates_per_env_step`` ``u`` is ``ReplayRatio(u, 1)``).
+    """Learner updates per env step as the exact fraction ``updates / env_steps`` (every
+    agent's ``updates_per_env_step`` ``u`` is ``ReplayRatio(u, 1)``; R2D2's "one update per 4
+    env steps" is ``u = 0.25``, exact in binary).
 
     Kept as two numbers so that the update debt added for ``n`` env steps,
     ``n * updates / env_steps``, is the same float as the trainers computed before (``n / 4``

@@ -1,7 +1,7 @@
 """EfficientZero (Ye et al. 2021) as XTRA (Xu et al. 2023) uses it, top to bottom:
 
 * ``config.py``: :class:`EfficientZeroConfig` (learner), :class:`EZTrainConfig` (one run),
-  ``validate`` and the schedules (learning rate, temperature, importance exponent).
+  their ``validate()`` and the schedules (learning rate, temperature, importance exponent).
 * ``networks.py``: the world model h, g (value-prefix LSTM), f and the SimSiam projection.
 * ``mcts.py`` + ``mcts_kernels.py``: batched MCTS (numba).
 * ``losses.py``: the loss terms as pure functions (EZ Eq. 5, weights 1 / 1 / 0.25 / 2).
