@@ -26,7 +26,7 @@ def test_encoder_pretraining_then_sac_from_it(tmp_path: Path) -> None:
     assert (pre / "encoder" / "meta.json").is_file()
     run = tmp_path / "sac"
     main(["train-sac", "--env-id", "DMC/reacher-easy", "--total-env-steps", "60",
-          "--render-size", "48", "--warmup-env-steps", "50", "--agent.batch-size", "4",
+          "--render-size", "48", "--learning-starts-env-steps", "50", "--agent.batch-size", "4",
           "--agent.hidden-dim", "16", "--eval-every-env-steps", "60", "--eval-episodes", "1",
           "--checkpoint-every-env-steps", "60", "--init-encoder-from", str(pre / "encoder"),
           "--run-dir", str(run), "--no-progress", "--no-tensorboard", *ENCODER])
@@ -56,7 +56,7 @@ def test_image_pretraining_verb(tmp_path: Path) -> None:
 def test_efficientzero_verb_and_recipe(tmp_path: Path) -> None:
     run = tmp_path / "ez"
     main(["train-ez", "--env-id", "MinAtar/Breakout-v1", "--num-envs", "2",
-          "--total-env-steps", "120", "--warmup-env-steps", "60", "--batch-size", "4",
+          "--total-env-steps", "120", "--learning-starts-env-steps", "60", "--batch-size", "4",
           "--mcts.num-simulations", "2", "--eval-every-env-steps", "120", "--eval-episodes",
           "1", "--max-episode-frames", "100", "--checkpoint-every-env-steps", "120",
           "--run-dir", str(run), "--no-progress", "--no-tensorboard"])

@@ -21,7 +21,7 @@ ENV = "MinAtar/Breakout-v1"
 TINY = [
     "--env-id", ENV, "--num-envs", "2", "--total-env-steps", "160",
     "--mcts.num-simulations", "3", "--batch-size", "8", "--updates-per-env-step", "0.1",
-    "--warmup-env-steps", "60", "--replay-capacity-env-steps", "1000",
+    "--learning-starts-env-steps", "60", "--replay-capacity-env-steps", "1000",
     "--checkpoint-every-env-steps", "20", "--keep-checkpoints", "100",
     "--eval-every-env-steps", "1000", "--eval-episodes", "1", "--max-episode-frames", "200",
     "--no-progress", "--no-tensorboard",

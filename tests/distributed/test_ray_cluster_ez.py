@@ -59,7 +59,7 @@ def test_ez_selfplay_on_a_joined_cluster_restarts_a_killed_actor(
         "--total-env-steps", "192", "--backend", "ray", "--num-actors", "2",
         "--ray-address", ray_cluster, "--actor-chunk-steps", "4",
         "--mcts.num-simulations", "3", "--batch-size", "8", "--updates-per-env-step", "0.1",
-        "--warmup-env-steps", "48", "--replay-capacity-env-steps", "1000",
+        "--learning-starts-env-steps", "48", "--replay-capacity-env-steps", "1000",
         "--checkpoint-every-env-steps", "96", "--eval-every-env-steps", "96",
         "--eval-episodes", "1", "--max-episode-frames", "200",
         "--selfplay-update-interval-updates", "2", "--run-dir", str(run), "--no-progress",

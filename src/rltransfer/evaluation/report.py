@@ -1,6 +1,6 @@
 """Read run directories and write a markdown report with aggregate scores and figures.
 
-Run-directory layout (``rltransfer.runtime``): ``<run_dir>/metrics.jsonl`` holds one JSON object
+Run-directory layout (``rltransfer.core``): ``<run_dir>/metrics.jsonl`` holds one JSON object
 per line with a ``kind`` (``"train"``, ``"eval"``, ``"episode"``) and ``env_steps``; evaluation
 lines carry ``return_mean`` (and the per-episode ``returns``); ``<run_dir>/config.json`` holds the
 run's configuration. A run killed mid-write can leave a truncated last line; readers skip it.
