@@ -284,7 +284,7 @@ def test_cli_pretrain_encoder_then_train_sac_with_default_flags(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     sac = ("train-sac", "--env-id", "DMC/walker-walk", "--init-encoder-from", "ik/encoder",
            "--no-progress", "--no-tensorboard")
-    done = cli(*sac, "--total-env-steps", "8", "--warmup-env-steps", "4",
+    done = cli(*sac, "--total-env-steps", "8", "--learning-starts-env-steps", "4",
                "--eval-every-env-steps", "8", "--eval-episodes", "1", "--run-dir", "sac")
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
