@@ -159,8 +159,27 @@ RENAMED_RUN_FIELDS: Mapping[str, str] = MappingProxyType({
 """Keys of older run configs (before issue 11's one naming) and what replaced them."""
 
 
+class Validated:
+    """One validation style for every config: :meth:`problems` lists what is wrong (a subclass
+    extends it with ``super().problems()``), :meth:`validate` raises them all at once."""
+
+    def problems(self) -> list[str]:
+        """Every problem of this config, as one sentence each (empty: valid)."""
+        return []
+
+    def validate(self) -> None:
+        """Check the config.
+
+        Raises:
+            ConfigError: one message listing every problem of :meth:`problems`.
+        """
+        problems = self.problems()
+        if problems:
+            raise ConfigError(f"invalid {type(self).__name__}: " + "; ".join(problems))
+
+
 @dataclass
-class RunConfig:
+class RunConfig(Validated):
     """The fields every training run has (R2D2's :class:`~rltransfer.agents.r2d2.config.
     TrainConfig`, SAC's :class:`~rltransfer.agents.sac.config.SACTrainConfig`, EfficientZero's
     :class:`~rltransfer.agents.efficientzero.config.EZTrainConfig`): env, budget, replay ratio,
@@ -217,7 +236,7 @@ class RunConfig:
     def problems(self) -> list[str]:
         """Every invalid value of the run-level fields, one message each (a subclass appends
         its own to ``super().problems()``)."""
-        problems = []
+        problems = super().problems()
         for name in ("num_envs", "total_env_steps", "replay_capacity_env_steps",
                      "eval_every_env_steps", "eval_episodes", "checkpoint_every_env_steps",
                      "keep_checkpoints", "torch_threads"):
@@ -231,12 +250,3 @@ class RunConfig:
                 f"updates_per_env_step must be > 0 (got {self.updates_per_env_step})")
         return problems
 
-    def validate(self) -> None:
-        """Check the config.
-
-        Raises:
-            ConfigError: one message listing every problem of :meth:`problems`.
-        """
-        problems = self.problems()
-        if problems:
-            raise ConfigError(f"invalid {type(self).__name__}: " + "; ".join(problems))

@@ -17,7 +17,7 @@ from typing import Literal
 from rltransfer.agents.efficientzero.config import EfficientZeroConfig
 from rltransfer.agents.efficientzero.mcts import MCTSConfig
 from rltransfer.agents.efficientzero.reanalyse import ReanalyseConfig
-from rltransfer.core.config import ConfigError
+from rltransfer.core.config import Validated
 
 __all__ = ["DistillConfig", "OfflineStageConfig", "TeacherConfig", "small_learner",
            "small_mcts"]
@@ -38,7 +38,7 @@ def small_mcts() -> MCTSConfig:
 
 
 @dataclass
-class OfflineStageConfig:
+class OfflineStageConfig(Validated):
     """What both offline stages share (defaults: ``ez-small``-sized MinAtar).
 
     Attributes:
@@ -95,16 +95,6 @@ class OfflineStageConfig:
             problems.append(f"mcts.discount {self.mcts.discount} differs from learner.discount "
                             f"{self.learner.discount}")
         return problems
-
-    def validate(self) -> None:
-        """Check the stage's config.
-
-        Raises:
-            ConfigError: one message listing every problem of :meth:`problems`.
-        """
-        problems = self.problems()
-        if problems:
-            raise ConfigError(f"{type(self).__name__}: " + "; ".join(problems))
 
 
 @dataclass
