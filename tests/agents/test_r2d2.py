@@ -385,6 +385,41 @@ def test_clip_grad_norm_matches_torch_bit_for_bit(max_norm: float) -> None:
     assert (norm > max_norm) == (max_norm == 1e-3)
 
 
+@pytest.mark.parametrize("eps", [1e-3, 1e-5, 1e-30, 0.0])
+def test_adam_step_matches_torch_adam_bit_for_bit(eps: float) -> None:
+    # Zero gradients on part of a tensor (v = 0, the clamped sqrt), tiny ones (v denormal or
+    # near the clamp's floor), a parameter without a gradient, a second group; eps 1e-30 and
+    # 0 take the unclamped path.
+    from rltransfer.agents.r2d2.optim import adam_step
+
+    torch.manual_seed(0)
+    shapes = [(7, 5), (5,), (3, 7), (4,)]
+    init = [torch.randn(s) for s in shapes]
+    mine = [torch.nn.Parameter(x.clone()) for x in init]
+    theirs = [torch.nn.Parameter(x.clone()) for x in init]
+
+    def make(ps: list[torch.nn.Parameter]) -> torch.optim.Adam:
+        return torch.optim.Adam([{"params": ps[:3]}, {"params": ps[3:], "lr": 3e-3}],
+                                lr=1e-4, eps=eps, foreach=True)
+
+    opt_mine, opt_theirs = make(mine), make(theirs)
+    for k in range(40):
+        scale = (1.0, 1e-21, 1e-14, 1e-13, 1e-16)[k % 5]
+        grads = [torch.randn(s) * scale for s in shapes]
+        grads[0][:, :3] = 0.0
+        for ps in (mine, theirs):
+            for i, (p, g) in enumerate(zip(ps, grads, strict=True)):
+                p.grad = None if (i == 1 and k % 4 == 1) else g.clone()
+        adam_step(opt_mine)
+        opt_theirs.step()
+        for a, b in zip(mine, theirs, strict=True):  # eps 0: 0 / 0 = NaN in both
+            torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+    for a, b in zip(mine, theirs, strict=True):
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(opt_mine.state[a][key], opt_theirs.state[b][key],
+                                       rtol=0, atol=0, equal_nan=True)
+
+
 @pytest.mark.parametrize("torso", ["mlp", "small_cnn"])
 @pytest.mark.parametrize("dueling", [True, False])
 def test_feedforward_q_equals_module_calls_and_runs_hooks(torso: str, dueling: bool) -> None:

@@ -47,7 +47,7 @@ from rltransfer.agents.r2d2.losses import (
 )
 from rltransfer.agents.r2d2.networks import MODULE_NAMES, build_q_network, feedforward_q
 from rltransfer.agents.r2d2.networks import unroll as unroll_sequences
-from rltransfer.agents.r2d2.optim import clip_grad_norm
+from rltransfer.agents.r2d2.optim import adam_step, clip_grad_norm
 from rltransfer.core.checkpoint_components import (
     apply_frozen,
     carry_optimizer_state,
@@ -283,7 +283,7 @@ class R2D2Agent(ActingMixin):
                 f"non-finite gradient norm at update {update_number} (loss {loss_value}); the "
                 "update was skipped and parameters are unchanged. Lower lr or check inputs"
             )
-        self.optimizer.step()
+        adam_step(self.optimizer)  # optimizer.step(), bit for bit, less overhead
         self.num_updates = update_number
         if self.num_updates % cfg.target_update_period_updates == 0:
             self.sync_target()
