@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 from rich.console import Console
 
-from rltransfer.agents.efficientzero.config import EZTrainConfig
+from rltransfer.agents.efficientzero.config import EZTrainConfig, ez_env_kwargs
 from rltransfer.core.config import ConfigError
 from rltransfer.evaluation.report import collect_runs, write_report
 from rltransfer.experiments.efficientzero import ez_atari100k, ez_small
@@ -285,11 +285,11 @@ def run_xtra_experiment(exp: XTRAExperiment, out_dir: str | Path) -> Path:
     if exp.zero_shot_episodes > 0:
         path = out / "zero_shot.json"
         if not path.is_file():
-            t = exp.finetune.train
-            frame_stack = t.frame_stack or 1
+            t = dataclasses.replace(exp.finetune.train, env_id=exp.target)
             returns = zero_shot_returns(out / "student", exp.target, t.mcts,
-                                        frame_stack=frame_stack,
-                                        episodes=exp.zero_shot_episodes, seed=t.seed + 77)
+                                        frame_stack=t.frame_stack or 1,
+                                        episodes=exp.zero_shot_episodes, seed=t.seed + 77,
+                                        env_kwargs=ez_env_kwargs(t))
             path.write_text(json.dumps([float(r) for r in returns]))
         zero_shot["zero-shot student"] = float(np.mean(json.loads(path.read_text())))
     configs = [variant_config(exp, v, k, out) for v in exp.variants

@@ -9,10 +9,12 @@ checkpoint; :func:`dataset_from_efficientzero_run` turns the latest one into an
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
 
+from rltransfer.agents.efficientzero.config import EZTrainConfig, ez_env_kwargs
 from rltransfer.core.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from rltransfer.envs.shared_actions import action_space_for
 from rltransfer.replay.offline import (
@@ -21,7 +23,11 @@ from rltransfer.replay.offline import (
     dataset_from_game_segments,
 )
 
-__all__ = ["dataset_from_efficientzero_run"]
+__all__ = ["ENV_SETTINGS", "dataset_from_efficientzero_run"]
+
+ENV_SETTINGS = ("frame_size", "grayscale", "sticky_action_prob", "terminal_on_life_loss",
+                "max_episode_frames")
+"""The :class:`EZTrainConfig` fields that shape the training env (:func:`ez_env_kwargs`)."""
 
 
 def dataset_from_efficientzero_run(path: str | Path) -> OfflineDataset:
@@ -30,7 +36,11 @@ def dataset_from_efficientzero_run(path: str | Path) -> OfflineDataset:
 
     Rewards are those the learner saw (sign-clipped when the run clipped them; an episode
     ends at a life loss when the run used ``terminal_on_life_loss``); both are recorded in
-    ``info``. Steps of the uniform warm-up (``random_warmup_actions``: acting without a search
+    ``info``, and so are the run's training-env settings (``info["env_kwargs"]``,
+    :func:`~rltransfer.agents.efficientzero.config.ez_env_kwargs`: frame size, grayscale,
+    sticky actions, life-loss terminals, episode cap), so that the offline stages evaluate on
+    the env the data came from (Atari: EfficientZero's 96x96 RGB, not the suite's 84x84 gray).
+    Steps of the uniform warm-up (``random_warmup_actions``: acting without a search
     until the first update) get ``search_mask`` False, conservatively: the first update comes
     ``ceil(1 / updates_per_env_step)`` env steps or less after ``learning_starts_env_steps``
     (``warmup_env_steps`` in runs from before its rename), and one
@@ -66,6 +76,9 @@ def dataset_from_efficientzero_run(path: str | Path) -> OfflineDataset:
             "rewards_clipped": bool(cfg.get("clip_rewards", False)),
             "terminal_on_life_loss": bool(cfg.get("terminal_on_life_loss", False)),
             "seed": cfg.get("seed")}
+    settings = {k: cfg[k] for k in ENV_SETTINGS if k in cfg}
+    info["env_kwargs"] = ez_env_kwargs(dataclasses.replace(EZTrainConfig(env_id=env_id),
+                                                           **settings))
     no_search = 0
     if cfg.get("random_warmup_actions", False):
         # Acting is uniform until the first update: after learning_starts_env_steps, once the

@@ -36,6 +36,7 @@ plain EfficientZero trainer), no pretraining (no ``train.init_from``), constant 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -262,10 +263,14 @@ def finetune_xtra(cfg: FinetuneConfig) -> RunResult:
 
 
 def zero_shot_returns(student: str | Path, env_id: str, mcts: Any, *, frame_stack: int,
-                      episodes: int, seed: int, device: str = "cpu") -> np.ndarray:
+                      episodes: int, seed: int, device: str = "cpu",
+                      env_kwargs: Mapping[str, Any] | None = None) -> np.ndarray:
     """Zero-shot returns ``float64[episodes]`` of a distilled student on a target game it
     never trained on (the paper's zero-shot column): greedy search over the target's legal
-    actions, its frames padded to the student's channels."""
+    actions, its frames padded to the student's channels, on the evaluation env of
+    ``env_kwargs`` (the target run's training-env settings,
+    :func:`~rltransfer.agents.efficientzero.config.ez_env_kwargs`; None: the suite's
+    defaults, :func:`~rltransfer.methods.xtra.offline_loop.task_eval_kwargs`)."""
     net, _ = load_world_model(student, device)
     return evaluate_on_task(net, env_id, frame_stack, mcts, episodes=episodes, seed=seed,
-                            device=device)
+                            device=device, env_kwargs=env_kwargs)

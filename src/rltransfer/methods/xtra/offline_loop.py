@@ -17,6 +17,7 @@ model's components with an EfficientZero ``architecture`` (so ``train-ez --init-
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -69,23 +70,34 @@ class _OfflineData:
         return {}
 
 
-def task_eval_kwargs(env_id: str) -> dict[str, Any]:
+def task_eval_kwargs(env_id: str, train_kwargs: Mapping[str, Any] | None = None
+                     ) -> dict[str, Any]:
     """``make_env`` settings of the evaluation env of ``env_id``: the evaluation protocol
-    applied to an ``ez-small``-style EfficientZero run's training env."""
-    return eval_env_kwargs(ez_env_kwargs(EZTrainConfig(env_id=env_id)))
+    (:func:`~rltransfer.evaluation.protocol.eval_env_kwargs`) applied to ``train_kwargs``, the
+    training env's settings (a dataset's ``info["env_kwargs"]``, or
+    :func:`~rltransfer.agents.efficientzero.config.ez_env_kwargs` of a run's config); None: an
+    ``ez-small``-style EfficientZero run's training env (the suite's defaults: Atari 84x84
+    gray, which an EfficientZero 96x96 RGB network cannot read)."""
+    if train_kwargs is None:
+        train_kwargs = ez_env_kwargs(EZTrainConfig(env_id=env_id))
+    return eval_env_kwargs(train_kwargs)
 
 
 def evaluate_on_task(network: EfficientZeroNet, env_id: str, frame_stack: int, mcts: Any, *,
-                     episodes: int, seed: int, device: str = "cpu") -> np.ndarray:
+                     episodes: int, seed: int, device: str = "cpu",
+                     env_kwargs: Mapping[str, Any] | None = None) -> np.ndarray:
     """Greedy returns ``float64[episodes]`` of ``network`` (union or local width) on
     ``env_id`` (its shared action space): the env's own channels padded to the network's,
     the search masked to the legal ids at every node (:meth:`GameAdapter.for_network`).
+    ``env_kwargs``: the training env's settings (:func:`task_eval_kwargs`); evaluation drops
+    life-loss terminals.
 
     Raises:
         ActionSpaceMismatchError: the network's width is neither the game's ``L`` nor its
             union's ``U``.
     """
-    envs = make_env(env_id, 1, seed, **task_eval_kwargs(env_id))
+    kwargs = task_eval_kwargs(env_id, env_kwargs)
+    envs = make_env(env_id, 1, seed, **kwargs)
     shape = envs.single_observation_space.shape
     envs.close()
     assert shape is not None
@@ -95,7 +107,7 @@ def evaluate_on_task(network: EfficientZeroNet, env_id: str, frame_stack: int, m
                           deterministic=True, seed=seed, adapter=adapter)
     return evaluate_policy(policy, env_id, num_episodes=episodes, seed=seed,
                            frame_stack=frame_stack, num_envs=min(episodes, 8),
-                           env_kwargs=task_eval_kwargs(env_id))
+                           env_kwargs=kwargs)
 
 
 def load_world_model(path: str | Path, device: str = "cpu"
@@ -203,7 +215,8 @@ class OfflineTrainer(TrainingLoop):
         return self.learner.update(self.make_batch()).metrics
 
     def evaluate(self, logger: MetricsLogger) -> float:
-        """Greedy returns on every task's env (``eval_task`` records, one per task); the
+        """Greedy returns on every task's env (the one its dataset came from:
+        ``info["env_kwargs"]`` when recorded; ``eval_task`` records, one per task); the
         ``eval`` record holds the per-task means (its mean: the mean over tasks)."""
         cfg = self.cfg
         means = []
@@ -211,7 +224,7 @@ class OfflineTrainer(TrainingLoop):
             returns = evaluate_on_task(
                 self.learner.network, data.env_id, self.frame_stack, cfg.mcts,
                 episodes=cfg.eval_episodes, seed=cfg.seed + 1_000_003 + self.env_steps,
-                device=cfg.device)
+                device=cfg.device, env_kwargs=data.info.get("env_kwargs"))
             means.append(float(np.mean(returns)))
             game = data.env_id.split("/")[-1]
             logger.log("eval_task", self.env_steps, task=data.env_id, return_mean=means[-1],
