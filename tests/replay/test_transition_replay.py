@@ -130,6 +130,33 @@ def _random_stream(rb: TransitionReplay, stacker: FrameStacker, steps: int, seed
     return records
 
 
+@pytest.mark.parametrize("prioritized", [True, False])
+def test_fused_eligibility_refresh_matches_numpy_path(prioritized: bool) -> None:
+    # Same eligibility, sum tree (bit for bit) and count after every add, with episode ends,
+    # wrap-around and priorities updated between adds.
+    def make() -> TransitionReplay:
+        return TransitionReplay(3, 17, (1, 2, 2), frame_stack=2, n_step=4,
+                                prioritized=prioritized)
+
+    fused, ref = make(), make()
+    ref._fused_refresh = False
+    rng = np.random.default_rng(5)
+    streams = [np.random.default_rng(7), np.random.default_rng(7)]
+    for t in range(80):
+        for rb, srng in zip((fused, ref), streams, strict=True):
+            obs = srng.integers(1, 256, size=(3, 1, 2, 2), dtype=np.uint8)
+            term, trunc = srng.random(3) < 0.12, srng.random(3) < 0.08
+            rb.add(obs, srng.integers(0, 4, 3), None, None, srng.normal(size=3), term, trunc)
+        if t % 5 == 4 and fused.can_sample():
+            idx = fused.eligible_indices()[:6]
+            prio = rng.random(idx.shape[0]) * 3
+            fused.update_priorities(idx, prio)
+            ref.update_priorities(idx, prio)
+        np.testing.assert_array_equal(fused.eligible, ref.eligible)
+        np.testing.assert_array_equal(fused.tree.nodes, ref.tree.nodes)
+        assert fused.num_eligible == ref.num_eligible
+
+
 def _reference(records, env: int, t: int, n: int, gamma: float, num_added: int):
     """Brute-force n-step window of (env, t), or None if not sampleable."""
     if records[t]["autoreset"][env]:

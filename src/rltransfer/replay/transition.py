@@ -53,6 +53,46 @@ def _eligible_flags(terminated: np.ndarray, truncated: np.ndarray, valid: np.nda
         out[i] = valid[e, st % c] and (term_end or st + m < num_added)
 
 
+@njit(cache=True)
+def _refresh_eligible(terminated: np.ndarray, truncated: np.ndarray, valid: np.ndarray,
+                      eligible: np.ndarray, nodes: np.ndarray, size: int, first_step: int,
+                      last: int, n_step: int, num_added: int, fresh: float) -> int:
+    """:func:`_eligible_flags` for steps ``first_step .. last`` of every env, written into
+    ``eligible`` (flat ``bool[B * capacity_per_env]``) and the sum tree ``nodes`` (a newly
+    eligible slot's leaf gets ``fresh``, a newly ineligible one 0, ancestors refreshed as
+    :func:`~rltransfer.replay.sum_tree._set_leaves` does): the per-step work of
+    :meth:`TransitionReplay._refresh_recent` (with :func:`~rltransfer.replay.slots.
+    set_eligible`) in one call. The slots must be distinct (``last - first_step`` below the
+    capacity per env). Returns the change of the number of eligible slots."""
+    num_envs, c = terminated.shape
+    change = 0
+    for e in range(num_envs):
+        for st in range(first_step, last + 1):
+            m = n_step
+            term_end = False
+            for k in range(n_step):
+                s = st + k
+                if s >= num_added:
+                    break
+                p = s % c
+                if terminated[e, p] or truncated[e, p]:
+                    m = k + 1
+                    term_end = terminated[e, p]
+                    break
+            flag = valid[e, st % c] and (term_end or st + m < num_added)
+            flat = e * c + st % c
+            if eligible[flat] != flag:
+                eligible[flat] = flag
+                pos = flat + size
+                nodes[pos] = fresh if flag else 0.0
+                pos >>= 1
+                while pos >= 1:
+                    nodes[pos] = nodes[2 * pos] + nodes[2 * pos + 1]
+                    pos >>= 1
+                change += 1 if flag else -1
+    return change
+
+
 class FrameStacker:
     """Stacks the last ``frame_stack`` frames per env at acting time, as replay rebuilds them.
 
@@ -197,6 +237,10 @@ class TransitionReplay(BatchRing):
     _config_fields = ("(num_envs, capacity_per_env, frame_stack, n_step, frame shape / "
                       "gamma, exponents, prioritized)")
 
+    _fused_refresh = True
+    """Refresh the eligibility of recent steps in one kernel (:func:`_refresh_eligible`);
+    false: the numpy path (the reference, for tests)."""
+
     def __init__(
         self,
         num_envs: int,
@@ -271,6 +315,8 @@ class TransitionReplay(BatchRing):
         no_ids = np.zeros(0, dtype=np.int64)  # load the eligibility kernel now (see SumTree)
         _eligible_flags(self.terminated, self.truncated, self.valid, no_ids, no_ids, 1, 0,
                         np.zeros(0, dtype=bool))
+        _refresh_eligible(self.terminated, self.truncated, self.valid, self.eligible.reshape(-1),
+                          self.tree.nodes, self.tree._size, 0, -1, 1, 0, 1.0)
         self._gamma_pows = self.gamma ** np.arange(self.n_step + 1, dtype=np.float64)
 
     # ------------------------------------------------------------------ ring hooks
@@ -358,7 +404,15 @@ class TransitionReplay(BatchRing):
         """Recompute eligibility of the steps ``last - n .. last`` in every env (the ones
         whose n-step window step ``last`` may complete)."""
         c = self.capacity_per_env
-        steps = np.arange(max(0, last - self.n_step), last + 1)
+        first_step = max(0, last - self.n_step)
+        if self._fused_refresh and last - first_step < c and self.eligible.flags.c_contiguous:
+            fresh = self.max_priority**self.priority_exponent if self.prioritized else 1.0
+            self.num_eligible += _refresh_eligible(
+                self.terminated, self.truncated, self.valid, self.eligible.reshape(-1),
+                self.tree.nodes, self.tree._size, first_step, last, self.n_step,
+                self.num_added, float(fresh))
+            return
+        steps = np.arange(first_step, last + 1)
         if self.num_envs == 1:
             envs, st = np.zeros(steps.shape[0], dtype=np.int64), steps
         else:
