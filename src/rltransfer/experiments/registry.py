@@ -115,7 +115,7 @@ BT_RECIPES: tuple[Recipe[BTExperiment], ...] = (
     Recipe("bt-minigrid-cross", "bt", bt_minigrid_cross,
            "Across environments: NGU reward-free pretraining on MiniGrid DoorKey-6x6, then 5 "
            "transfer strategies x 3 seeds on the goal task of LavaGapS6 (same 6x6 spaces).",
-           runtime="not measured (estimated 5 min from 5k-env-step runs: 5 s each)"),
+           runtime="3 min 2 s (idle 2-core CPU, docs/benchmarks.md)"),
     Recipe("bt-atari", "bt", bt_atari,
            "Paper-scale Behavior Transfer on Ms. Pac-Man: conv + LSTM R2D2 agent, NGU "
            "pretraining, 50M env steps per run.",
