@@ -508,5 +508,6 @@ def write_experiment_report(
     return write_report(
         out / "report.md", title, finals, learning_curves=learning, zero_shot=zero,
         seed_labels={s: [d.name for d in dirs] for s, dirs in run_dirs.items()},
+        task_names=[f"{cfg['env_id']} {cfg['task']}"],
         description=description, baseline=BASELINE,
     )
