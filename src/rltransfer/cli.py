@@ -188,7 +188,7 @@ class RunArgs:
 
     recipe: Annotated[str | None, tyro.conf.Positional, tyro.conf.arg(metavar="RECIPE")] = None
     """A recipe name; ``rltransfer run --list`` lists them (Behavior Transfer: bt-*, encoder
-    pretraining for pixel SAC: ik-*, EfficientZero: ez-*)."""
+    pretraining for pixel SAC: ik-*, EfficientZero: ez-*, XTRA: xtra-*)."""
     list: Annotated[bool, tyro.conf.FlagCreatePairsOff] = False
     """Print every recipe with its kind, runtime on 2 CPU cores and description, and exit."""
     out_dir: str | None = None

@@ -55,6 +55,17 @@ def test_schedule_measures_and_rewrites_at_the_papers_updates() -> None:
     assert TaskWeightSchedule.scaled(100_000) == s
 
 
+def test_scaled_schedule_rewrites_even_on_tiny_budgets() -> None:
+    # 20 updates, start 2, 18 cycles: (20 - 2) // 18 = 1 -> raised to T = 2, N = 1, so the
+    # weights are rewritten every other update from update 3 (a 1-update cycle never would be).
+    s = TaskWeightSchedule.scaled(20)
+    assert (s.start_updates, s.cycle_updates, s.measure_updates) == (2, 2, 1)
+    assert [u for u in range(20) if s.rewrites(u)] == [3, 5, 7, 9, 11, 13, 15, 17, 19]
+    # 2,250 updates (xtra-minatar's finetuning): start 225, T = 112, N = 11.
+    s = TaskWeightSchedule.scaled(2_250)
+    assert (s.start_updates, s.cycle_updates, s.measure_updates) == (225, 112, 11)
+
+
 def test_eta_changes_exactly_at_10500_and_15500() -> None:
     s = TaskWeightSchedule(start_updates=10_000, cycle_updates=5_000, measure_updates=500)
     weights = TaskWeights(["a", "b"], s)
@@ -142,8 +153,10 @@ def test_state_round_trip_and_errors() -> None:
         a.observe(2, [0.0, 0.0])
     with pytest.raises(TaskWeightError, match="2 tasks but 1 cosines"):
         a.observe(1, [0.0])
-    with pytest.raises(UserError, match="measure_updates <= cycle_updates"):
+    with pytest.raises(UserError, match="measure_updates < cycle_updates"):
         TaskWeightSchedule(cycle_updates=10, measure_updates=11)
+    with pytest.raises(UserError, match="measure_updates < cycle_updates"):
+        TaskWeightSchedule(cycle_updates=10, measure_updates=10)  # would never rewrite
     with pytest.raises(TaskWeightError, match="formula"):
         TaskWeightSchedule(formula=cast(Any, "mean"))
     with pytest.raises(TaskWeightError, match="unique"):

@@ -70,14 +70,14 @@ class TaskWeightSchedule:
             ``start_updates + measure_updates``.
         cycle_updates: ``T``, updates per cycle (paper: 5,000).
         measure_updates: ``N``, measuring updates at the start of each cycle (paper: 500);
-            ``1 <= N <= T``.
+            ``1 <= N < T`` (with ``N = T`` no update would be left to use the weights).
         threshold: a cosine above this counts as a hit (paper: 0.1).
         clamp: each gradient element is clamped to ``[-clamp, clamp]`` before the cosine
             (public code: 5.0); ``math.inf`` disables clamping.
         formula: ``"paper"`` or ``"public"`` (see the module docstring).
 
     Raises:
-        TaskWeightError: a count below its minimum, ``N > T``, a non-positive clamp or an
+        TaskWeightError: a count below its minimum, ``N >= T``, a non-positive clamp or an
             unknown formula.
     """
 
@@ -92,9 +92,9 @@ class TaskWeightSchedule:
         if self.start_updates < 0:
             raise TaskWeightError(
                 f"start_updates must be >= 0, got {self.start_updates}")
-        if not 1 <= self.measure_updates <= self.cycle_updates:
+        if not 1 <= self.measure_updates < self.cycle_updates:
             raise TaskWeightError(
-                "need 1 <= measure_updates <= cycle_updates, got "
+                "need 1 <= measure_updates < cycle_updates, got "
                 f"measure_updates={self.measure_updates}, cycle_updates={self.cycle_updates}")
         if not self.clamp > 0:
             raise TaskWeightError(f"clamp must be > 0 (math.inf: no clamping), got {self.clamp}")
@@ -110,8 +110,10 @@ class TaskWeightSchedule:
         The paper runs 100k updates with start 10k (10%), T = 5k (18 cycles after the start)
         and N = 500 (10% of T). ``scaled(total_updates)`` keeps those ratios:
         ``start = round(start_fraction * total)``, ``T = max(1, (total - start) // cycles)``,
-        ``N = max(1, round(measure_fraction * T))``. ``scaled(100_000)`` gives the paper's
-        10,000 / 5,000 / 500.
+        ``N = max(1, round(measure_fraction * T))``, then at least ``T = 2`` and at most
+        ``N = T - 1`` so every cycle both measures and uses its weights (a budget under
+        ``2 * cycles`` updates after the start gets fewer, 2-update cycles).
+        ``scaled(100_000)`` gives the paper's 10,000 / 5,000 / 500.
 
         Raises:
             TaskWeightError: ``total_updates < 1``, ``cycles < 1`` or a fraction outside
@@ -125,8 +127,8 @@ class TaskWeightSchedule:
                 "need 0 < measure_fraction <= 1 and 0 <= start_fraction < 1, got "
                 f"{measure_fraction}, {start_fraction}")
         start = round(start_fraction * total_updates)
-        cycle = max(1, (total_updates - start) // cycles)
-        measure = max(1, round(measure_fraction * cycle))
+        cycle = max(2, (total_updates - start) // cycles)
+        measure = min(cycle - 1, max(1, round(measure_fraction * cycle)))
         return cls(start_updates=start, cycle_updates=cycle, measure_updates=measure,
                    **kwargs)
 
