@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import torch
 
+from rltransfer.agents.efficientzero.mcts import MCTSConfig
 from rltransfer.core.checkpoint import CheckpointError
 from rltransfer.methods.xtra.config import DistillConfig, TeacherConfig
 from rltransfer.methods.xtra.distill import DistillTrainer, student_vs_teacher
-from rltransfer.methods.xtra.offline_loop import load_world_model
+from rltransfer.methods.xtra.offline_loop import (
+    evaluate_on_task,
+    load_world_model,
+    task_eval_kwargs,
+)
 from rltransfer.methods.xtra.teachers import TeacherTrainer, train_teacher
+from rltransfer.replay.offline import OfflineDatasetError
 from tests.methods.xtra.conftest import GAMES, save_dataset, tiny_fields
 
 pytestmark = pytest.mark.slow  # trains agents
@@ -91,3 +98,24 @@ def test_teachers_must_match_their_datasets(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="trained on"):
         DistillTrainer(cfg)
     assert not (tmp_path / "s" / "config.json").exists()
+
+
+def test_unrecorded_settings_follow_the_datas_frames() -> None:
+    # A dataset with no info["env_kwargs"] (e.g. from Minari): Atari frames set the size and
+    # grayscale of the evaluation env; MinAtar has no frame settings; recorded ones win.
+    rgb = task_eval_kwargs("ALE/Pong-v5", None, (3, 96, 96))
+    assert (rgb["frame_size"], rgb["grayscale"]) == (96, False)
+    gray = task_eval_kwargs("ALE/Pong-v5", None, (1, 84, 84))
+    assert (gray["frame_size"], gray["grayscale"]) == (84, True)
+    assert "frame_size" not in task_eval_kwargs("MinAtar/Breakout-v1", None, (4, 10, 10))
+    recorded = task_eval_kwargs("ALE/Pong-v5", {"frame_size": 64, "grayscale": True},
+                                (3, 96, 96))
+    assert (recorded["frame_size"], recorded["grayscale"]) == (64, True)
+
+
+def test_evaluation_env_must_match_the_datas_frames() -> None:
+    # Breakout gives 4 channels; data with 5 cannot be evaluated there. The check runs before
+    # the network is read, so no network is needed.
+    with pytest.raises(OfflineDatasetError, match=r"frames are \(5, 10, 10\).*gives \(4, 10, 10\)"):
+        evaluate_on_task(cast(Any, None), GAMES["breakout"], 1, MCTSConfig(num_simulations=2),
+                         episodes=1, seed=0, frame_shape=(5, 10, 10))

@@ -45,7 +45,7 @@ from rltransfer.evaluation.protocol import eval_env_kwargs, evaluate_policy
 from rltransfer.methods.weight_transfer import load_component_tensors
 from rltransfer.methods.xtra.config import OfflineStageConfig
 from rltransfer.methods.xtra.offline_batches import OfflineBatches
-from rltransfer.replay.offline import OfflineDataset
+from rltransfer.replay.offline import OfflineDataset, OfflineDatasetError
 
 if TYPE_CHECKING:
     from gymnasium.vector import VectorEnv
@@ -70,37 +70,54 @@ class _OfflineData:
         return {}
 
 
-def task_eval_kwargs(env_id: str, train_kwargs: Mapping[str, Any] | None = None
-                     ) -> dict[str, Any]:
+def task_eval_kwargs(env_id: str, train_kwargs: Mapping[str, Any] | None = None,
+                     frame_shape: tuple[int, int, int] | None = None) -> dict[str, Any]:
     """``make_env`` settings of the evaluation env of ``env_id``: the evaluation protocol
     (:func:`~rltransfer.evaluation.protocol.eval_env_kwargs`) applied to ``train_kwargs``, the
     training env's settings (a dataset's ``info["env_kwargs"]``, or
-    :func:`~rltransfer.agents.efficientzero.config.ez_env_kwargs` of a run's config); None: an
-    ``ez-small``-style EfficientZero run's training env (the suite's defaults: Atari 84x84
-    gray, which an EfficientZero 96x96 RGB network cannot read)."""
+    :func:`~rltransfer.agents.efficientzero.config.ez_env_kwargs` of a run's config).
+
+    None: an EfficientZero run's training env with the suite's defaults, except that on
+    pixel suites (Atari) ``frame_shape`` (the data's one-frame ``(C, H, W)``, e.g. a Minari
+    dataset that recorded no settings) sets the frame size ``H`` and grayscale ``C == 1``, so
+    96x96 RGB data are evaluated on 96x96 RGB frames. Sticky actions and the episode cap stay
+    the suite's defaults when unrecorded.
+    """
     if train_kwargs is None:
         train_kwargs = ez_env_kwargs(EZTrainConfig(env_id=env_id))
+        if frame_shape is not None and env_spec(env_id).suite == "atari":
+            c, h, _ = frame_shape
+            train_kwargs.update(frame_size=int(h), grayscale=int(c) == 1)
     return eval_env_kwargs(train_kwargs)
 
 
 def evaluate_on_task(network: EfficientZeroNet, env_id: str, frame_stack: int, mcts: Any, *,
                      episodes: int, seed: int, device: str = "cpu",
-                     env_kwargs: Mapping[str, Any] | None = None) -> np.ndarray:
+                     env_kwargs: Mapping[str, Any] | None = None,
+                     frame_shape: tuple[int, int, int] | None = None) -> np.ndarray:
     """Greedy returns ``float64[episodes]`` of ``network`` (union or local width) on
     ``env_id`` (its shared action space): the env's own channels padded to the network's,
     the search masked to the legal ids at every node (:meth:`GameAdapter.for_network`).
     ``env_kwargs``: the training env's settings (:func:`task_eval_kwargs`); evaluation drops
-    life-loss terminals.
+    life-loss terminals. ``frame_shape``: the training data's one-frame ``(C, H, W)``; the
+    evaluation env must produce the same.
 
     Raises:
         ActionSpaceMismatchError: the network's width is neither the game's ``L`` nor its
             union's ``U``.
+        OfflineDatasetError: the evaluation env's frames differ from ``frame_shape``.
     """
-    kwargs = task_eval_kwargs(env_id, env_kwargs)
+    kwargs = task_eval_kwargs(env_id, env_kwargs, frame_shape)
     envs = make_env(env_id, 1, seed, **kwargs)
     shape = envs.single_observation_space.shape
     envs.close()
     assert shape is not None
+    if frame_shape is not None and tuple(shape) != tuple(frame_shape):
+        raise OfflineDatasetError(
+            f"{env_id}: the data's frames are {tuple(frame_shape)} but its evaluation env "
+            f"(settings {kwargs}) gives {tuple(shape)}; record the training env's settings in "
+            "the dataset's info['env_kwargs'] (frame_size, grayscale, sticky_action_prob, "
+            "max_episode_frames)")
     adapter = GameAdapter.for_network(action_space_for(env_id), network.num_actions,
                                       network.obs_shape, int(shape[0]), frame_stack)
     policy = SearchPolicy(network, mcts, network.num_actions, device=device,
@@ -224,7 +241,8 @@ class OfflineTrainer(TrainingLoop):
             returns = evaluate_on_task(
                 self.learner.network, data.env_id, self.frame_stack, cfg.mcts,
                 episodes=cfg.eval_episodes, seed=cfg.seed + 1_000_003 + self.env_steps,
-                device=cfg.device, env_kwargs=data.info.get("env_kwargs"))
+                device=cfg.device, env_kwargs=data.info.get("env_kwargs"),
+                frame_shape=data.obs_shape)
             means.append(float(np.mean(returns)))
             game = data.env_id.split("/")[-1]
             logger.log("eval_task", self.env_steps, task=data.env_id, return_mean=means[-1],
